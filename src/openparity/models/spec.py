@@ -1,0 +1,163 @@
+"""Model specs: which backend answers, where it lives, how it is paid for.
+
+A spec is written as one of
+  local:smollm2-135m                 an embedded GGUF shipped on PyPI
+  local:/path/to/model.gguf          any GGUF file
+  openai:gpt-4o                      a hosted OpenAI model (needs OPENAI_API_KEY)
+  deepseek:deepseek-chat             a hosted DeepSeek model (needs DEEPSEEK_API_KEY)
+  openai:qwen2.5-7b@http://127.0.0.1:8000/v1   any OpenAI-compatible server (vLLM, SGLang,
+                                     Ollama, llama.cpp server...)
+  NAME                               an entry of models.yaml
+API keys are read from an environment variable or a file named in the spec, never passed
+as values, so they stay out of argv, logs and run records.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+from openparity.models.embedded import EMBEDDED_MODELS
+from openparity.models.errors import MissingAPIKeyError, ModelConfigError, UnknownModelError
+from openparity.models.prices import LOCAL_COMPUTE, Price, builtin_price
+
+Backend = Literal["local", "openai"]
+
+
+@dataclass(frozen=True)
+class Provider:
+    """A hosted OpenAI-compatible API reachable with the `openai` backend."""
+
+    base_url: str
+    api_key_env: str
+
+
+PROVIDERS: dict[str, Provider] = {
+    "openai": Provider("https://api.openai.com/v1", "OPENAI_API_KEY"),
+    "deepseek": Provider("https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to open a model. `name` is how records and reports refer to it."""
+
+    name: str
+    backend: Backend
+    model: str
+    base_url: str | None = None
+    api_key_env: str | None = None
+    api_key_file: Path | None = None
+    key_required: bool = False
+    price: Price | None = None
+    max_concurrency: int = 8
+    timeout_s: float = 120.0
+    max_retries: int = 4
+    n_ctx: int = 4096
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """USD for one call, or None when the model has no known price."""
+        return None if self.price is None else self.price.cost(prompt_tokens, completion_tokens)
+
+    def api_key(self) -> str | None:
+        """The API key from the configured file or environment variable (None when unset)."""
+        if self.api_key_file is not None:
+            try:
+                key = self.api_key_file.expanduser().read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise MissingAPIKeyError(
+                    f"cannot read the API key file for {self.name} ({exc.strerror})",
+                    hint=f"check api_key_file: {self.api_key_file}",
+                ) from None
+            if key:
+                return key
+        if self.api_key_env:
+            key = os.environ.get(self.api_key_env, "").strip()
+            if key:
+                return key
+        if self.key_required:
+            where = f"${self.api_key_env}" if self.api_key_env else "an API key"
+            raise MissingAPIKeyError(
+                f"{self.name} needs {where} and it is not set",
+                hint=f"export {self.api_key_env or 'THE_KEY_VARIABLE'}=... or set api_key_env /"
+                " api_key_file for this model in models.yaml",
+            )
+        return None
+
+
+def parse_spec(text: str) -> ModelSpec:
+    """Parse an inline spec (`backend:model[@base_url]`); see the module docstring."""
+    text = text.strip()
+    backend, sep, rest = text.partition(":")
+    if not sep or not rest:
+        raise UnknownModelError(
+            f"unknown model {text!r}",
+            hint="use local:smollm2-135m, local:/path/model.gguf, openai:MODEL[@BASE_URL],"
+            " deepseek:MODEL, or a name defined in models.yaml",
+        )
+    if backend == "local":
+        return _parse_local(text, rest)
+    if backend in PROVIDERS:
+        return _parse_remote(text, backend, rest)
+    raise UnknownModelError(
+        f"unknown backend {backend!r} in model {text!r}",
+        hint=f"known backends: local, {', '.join(PROVIDERS)}; any OpenAI-compatible server is"
+        " openai:MODEL@http://HOST:PORT/v1",
+    )
+
+
+def _parse_local(text: str, target: str) -> ModelSpec:
+    if target in EMBEDDED_MODELS:
+        return ModelSpec(name=text, backend="local", model=target, price=LOCAL_COMPUTE)
+    looks_like_path = target.endswith(".gguf") or "/" in target or os.sep in target
+    if not looks_like_path:
+        raise UnknownModelError(
+            f"unknown local model {target!r}",
+            hint=f"embedded models: {', '.join(EMBEDDED_MODELS)}; or give a GGUF path,"
+            " local:/path/to/model.gguf",
+        )
+    path = Path(target).expanduser()
+    if not path.is_file():
+        raise UnknownModelError(
+            f"GGUF file not found: {path}", hint="check the path after 'local:'"
+        )
+    return ModelSpec(name=text, backend="local", model=str(path.resolve()), price=LOCAL_COMPUTE)
+
+
+def _parse_remote(text: str, provider_name: str, rest: str) -> ModelSpec:
+    provider = PROVIDERS[provider_name]
+    model, at, base_url = rest.partition("@")
+    if not model:
+        raise ModelConfigError(f"model {text!r} has no model name before '@'")
+    if at:
+        if not base_url.startswith(("http://", "https://")):
+            raise ModelConfigError(
+                f"base URL {base_url!r} in {text!r} is not an http(s) URL",
+                hint="write it like openai:MODEL@http://127.0.0.1:8000/v1",
+            )
+        # A self-hosted server: a key is optional, read from the provider's variable if set.
+        return ModelSpec(
+            name=text,
+            backend="openai",
+            model=model,
+            base_url=base_url.rstrip("/"),
+            api_key_env=provider.api_key_env,
+            key_required=False,
+            price=None,
+        )
+    return ModelSpec(
+        name=text,
+        backend="openai",
+        model=model,
+        base_url=provider.base_url,
+        api_key_env=provider.api_key_env,
+        key_required=True,
+        price=builtin_price(model),
+    )
+
+
+def with_overrides(spec: ModelSpec, **changes: object) -> ModelSpec:
+    """A copy of `spec` with some fields replaced (None values are ignored)."""
+    return replace(spec, **{k: v for k, v in changes.items() if v is not None})

@@ -1,0 +1,125 @@
+"""The data that crosses the model interface: requests in, completions and log-likelihoods out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Message = Mapping[str, Any]
+"""An OpenAI-style chat message: {"role": ..., "content": str | list of content parts}."""
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat generation request, backend-neutral.
+
+    `extra` carries OpenAI parameters openparity does not model itself (response_format, tools,
+    ...); backends that do not understand one of them ignore it.
+    """
+
+    messages: Sequence[Message]
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: Sequence[str] = ()
+    seed: int | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_prompt(cls, prompt: str, *, system: str | None = None, **kwargs: Any) -> ChatRequest:
+        """A single-turn request from a user prompt (and an optional system prompt)."""
+        messages: list[Message] = []
+        if system:
+            messages.append({"role": "system", "content": system})
+        messages.append({"role": "user", "content": prompt})
+        return cls(messages=messages, **kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Canonical JSON-able form (used for caching and hashing)."""
+        return {
+            "messages": [dict(m) for m in self.messages],
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": list(self.stop),
+            "seed": self.seed,
+            "logprobs": self.logprobs,
+            "top_logprobs": self.top_logprobs,
+            "extra": dict(self.extra),
+        }
+
+    def cache_key(self, model_id: str) -> str:
+        """A stable hash of (model, request): equal keys mean an equal call."""
+        payload = json.dumps(
+            {"model": model_id, "request": self.to_dict()},
+            sort_keys=True,
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token with its log-probability and the most likely alternatives."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What one model call returned, with its accounting."""
+
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    model: str
+    cost_usd: float | None
+    logprobs: tuple[TokenLogprob, ...] | None = None
+
+    @property
+    def mean_logprob(self) -> float | None:
+        """Mean log-probability of the generated tokens, when logprobs were requested."""
+        if not self.logprobs:
+            return None
+        return sum(t.logprob for t in self.logprobs) / len(self.logprobs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "finish_reason": self.finish_reason,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "latency_s": self.latency_s,
+            "model": self.model,
+            "cost_usd": self.cost_usd,
+            "logprobs": None
+            if self.logprobs is None
+            else [{"token": t.token, "logprob": t.logprob, "top": t.top} for t in self.logprobs],
+        }
+
+
+@dataclass(frozen=True)
+class LoglikelihoodRequest:
+    """Score `continuation` given `context`: log P(continuation | context)."""
+
+    context: str
+    continuation: str
+
+
+@dataclass(frozen=True)
+class Loglikelihood:
+    """Sum of the continuation's token log-probabilities, and whether greedy decoding yields it."""
+
+    logprob: float
+    is_greedy: bool
+    n_tokens: int
