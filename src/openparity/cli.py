@@ -63,28 +63,12 @@ _register_capabilities()
 
 
 def main() -> None:
-    """Entry point: run the app; expected failures print one line and exit with status 2."""
+    """Entry point. Expected failures print one line and exit with status 2 (as usage errors do)."""
     try:
-        status = app(standalone_mode=False)
+        app()
     except OpenparityError as exc:
         print_error(exc.one_line())
         sys.exit(2)
-    except KeyboardInterrupt:
-        print_error("interrupted")
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        print_error("aborted")
-        sys.exit(1)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
-    sys.exit(status if isinstance(status, int) else 0)
 
 
 if __name__ == "__main__":

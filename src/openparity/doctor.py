@@ -52,7 +52,9 @@ class DoctorReport:
 
 
 def diagnose(models_file: Path | None = None) -> DoctorReport:
-    report = DoctorReport(version=__version__, python=f"{platform.python_version()} ({sys.platform})")
+    report = DoctorReport(
+        version=__version__, python=f"{platform.python_version()} ({sys.platform})"
+    )
     for dist, purpose in OPTIONAL_PACKAGES:
         try:
             detail = f"{importlib.metadata.version(dist)} · {purpose}"
@@ -93,7 +95,9 @@ def _catalog_checks(models_file: Path | None) -> list[Check]:
         except OpenparityError as exc:
             return Check(f"backend {spec.name}", False, exc.one_line())
         problem = probe(f"{spec.base_url}/models", api_key=key)
-        detail = f"{spec.base_url} " + ("reachable" if problem is None else f"unreachable: {problem}")
+        detail = f"{spec.base_url} " + (
+            "reachable" if problem is None else f"unreachable: {problem}"
+        )
         return Check(f"backend {spec.name}", problem is None, detail)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -112,6 +116,8 @@ def render(report: DoctorReport) -> None:
     table.add_column("status")
     table.add_column("detail", overflow="fold")
     for check in report.checks:
-        status = "[green]ok[/]" if check.ok else ("[red]FAIL[/]" if check.required else "[yellow]—[/]")
+        status = (
+            "[green]ok[/]" if check.ok else ("[red]FAIL[/]" if check.required else "[yellow]—[/]")
+        )
         table.add_row(escape(check.name), status, escape(check.detail))
     out.print(table)

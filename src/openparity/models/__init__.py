@@ -1,9 +1,9 @@
 """WHO ANSWERS: one async interface over every backend (local llama.cpp, OpenAI-compatible HTTP).
 
-    from openparity.models import ChatRequest, open_model
+from openparity.models import ChatRequest, open_model
 
-    async with open_model("local:smollm2-135m") as model:
-        completion = await model.generate(ChatRequest.from_prompt("What is 2 + 2?"))
+async with open_model("local:smollm2-135m") as model:
+    completion = await model.generate(ChatRequest.from_prompt("What is 2 + 2?"))
 """
 
 from __future__ import annotations

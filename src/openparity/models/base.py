@@ -85,7 +85,7 @@ class ChatModel(abc.ABC):
         except OpenparityError as exc:
             return index, exc
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release connections or other resources (the model stays usable until then)."""
 
     async def __aenter__(self) -> ChatModel:

@@ -19,7 +19,9 @@ def register(app: typer.Typer) -> None:
 
 
 def chat(
-    model: str = typer.Argument(..., help="Model spec or models.yaml name, e.g. local:smollm2-135m"),
+    model: str = typer.Argument(
+        ..., help="Model spec or models.yaml name, e.g. local:smollm2-135m"
+    ),
     prompt: str = typer.Argument(..., help="The user message."),
     system: str | None = typer.Option(None, "--system", help="System prompt."),
     max_tokens: int = typer.Option(256, "--max-tokens", min=1),

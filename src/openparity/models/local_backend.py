@@ -9,7 +9,7 @@ with the log-softmax done in numpy.
 from __future__ import annotations
 
 import asyncio
-import functools
+import atexit
 import os
 import threading
 import time
@@ -43,9 +43,28 @@ class _Loaded:
     lock: threading.Lock
 
 
-@functools.lru_cache(maxsize=8)
+_LOADED: dict[tuple[str, int, bool], _Loaded] = {}
+_LOADING = threading.Lock()
+
+
 def _load(path: str, n_ctx: int, logits_all: bool) -> _Loaded:
     """Load a GGUF once per (file, context size, logits mode) in this process."""
+    key = (path, n_ctx, logits_all)
+    with _LOADING:
+        if key not in _LOADED:
+            _LOADED[key] = _Loaded(llm=_new_llama(*key), lock=threading.Lock())
+        return _LOADED[key]
+
+
+@atexit.register
+def _close_all() -> None:
+    """Free llama.cpp contexts before interpreter teardown (their __del__ fails after it)."""
+    while _LOADED:
+        _, loaded = _LOADED.popitem()
+        loaded.llm.close()
+
+
+def _new_llama(path: str, n_ctx: int, logits_all: bool) -> Any:
     try:
         from llama_cpp import Llama
     except ImportError:
@@ -54,7 +73,7 @@ def _load(path: str, n_ctx: int, logits_all: bool) -> _Loaded:
             hint='pip install "openparity[local]"',
         ) from None
     try:
-        llm = Llama(
+        return Llama(
             model_path=path,
             n_ctx=n_ctx,
             n_threads=os.cpu_count() or 1,
@@ -66,7 +85,6 @@ def _load(path: str, n_ctx: int, logits_all: bool) -> _Loaded:
             f"llama.cpp could not load {path} ({exc})",
             hint="is it a valid GGUF file for this llama.cpp version?",
         ) from None
-    return _Loaded(llm=llm, lock=threading.Lock())
 
 
 class LocalModel(ChatModel):
@@ -83,7 +101,9 @@ class LocalModel(ChatModel):
         return _load(str(self.path), n_ctx, logits_all)
 
     async def generate(self, request: ChatRequest) -> Completion:
-        loaded = self._model()  # load outside the timer (and the first call pays for it once)
+        # llama-cpp-python returns token logprobs only from a model that keeps all logits.
+        # Loading happens here, outside the timer; the first call pays for it once.
+        loaded = self._model(logits_all=request.logprobs)
         return await asyncio.to_thread(self._generate_sync, loaded, request)
 
     def _generate_sync(self, loaded: _Loaded, request: ChatRequest) -> Completion:
@@ -104,10 +124,10 @@ class LocalModel(ChatModel):
             try:
                 response = loaded.llm.create_chat_completion(**kwargs)
             except ValueError as exc:  # e.g. the prompt does not fit the context window
-                raise ModelCallError(
-                    f"{self.name} could not answer: {exc}",
-                    hint="shorten the prompt or raise n_ctx for this model in models.yaml",
-                ) from None
+                hint = None
+                if "context window" in str(exc):
+                    hint = "shorten the prompt or raise n_ctx for this model in models.yaml"
+                raise ModelCallError(f"{self.name} could not answer: {exc}", hint=hint) from None
             latency = time.perf_counter() - started
         choice = response["choices"][0]
         usage = response["usage"]
@@ -181,7 +201,9 @@ def _chat_logprobs(choice: dict[str, Any]) -> tuple[TokenLogprob, ...]:
         TokenLogprob(
             token=item["token"],
             logprob=float(item["logprob"]),
-            top=tuple((alt["token"], float(alt["logprob"])) for alt in item.get("top_logprobs", [])),
+            top=tuple(
+                (alt["token"], float(alt["logprob"])) for alt in item.get("top_logprobs", [])
+            ),
         )
         for item in content
     )

@@ -109,10 +109,11 @@ def start_local_server(
     port = port or free_port(host)
     base_url = f"http://{host}:{port}/v1"
     command = local_server_command(spec, host=host, port=port, n_ctx=n_ctx, logits_all=logits_all)
-    log = tempfile.NamedTemporaryFile(prefix="openparity-serve-", suffix=".log", delete=False)
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    with tempfile.NamedTemporaryFile(
+        prefix="openparity-serve-", suffix=".log", delete=False
+    ) as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     server = LocalServer(process, base_url, served_name(spec), Path(log.name))
-    log.close()
     try:
         _wait_ready(server, ready_timeout_s)
     except BaseException:

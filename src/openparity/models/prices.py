@@ -52,7 +52,9 @@ def builtin_price(model_name: str) -> Price | None:
     Dated snapshots ("gpt-4o-2024-08-06", "deepseek-chat-0324") use their family's price; any
     other variant ("gpt-4o-audio-preview") is unknown rather than guessed.
     """
-    return BUILTIN_PRICES.get(model_name) or BUILTIN_PRICES.get(_SNAPSHOT_SUFFIX.sub("", model_name))
+    return BUILTIN_PRICES.get(model_name) or BUILTIN_PRICES.get(
+        _SNAPSHOT_SUFFIX.sub("", model_name)
+    )
 
 
 _SNAPSHOT_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install everything into ./.venv, then run lint, format check and the whole test suite.
+# Works on a fresh machine with Python 3.11 and the package registries. The first build of
+# llama-cpp-python compiles llama.cpp (minutes); pip caches the wheel for later runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/pip install --quiet torch==2.13.0          # CPU build; satisfies the [train] range
+CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_CURL=OFF}" .venv/bin/pip install --quiet -e ".[all,dev]"
+
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/pytest "$@"

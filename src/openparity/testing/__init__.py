@@ -1,0 +1,1 @@
+"""Test doubles speaking real protocols on loopback, for fault injection and overhead benchmarks."""

@@ -1,0 +1,130 @@
+"""The `openparity` command as a user runs it: a real subprocess."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from openparity import __version__
+
+
+def run(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "openparity.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def test_version():
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"openparity {__version__}"
+
+
+def test_chat_on_the_embedded_model_as_json():
+    result = run("chat", "local:smollm2-135m", "用一句话介绍巴黎。", "--max-tokens", "12", "--json")
+    assert result.returncode == 0, result.stderr
+    completion = json.loads(result.stdout)
+    assert completion["model"] == "local:smollm2-135m" and completion["text"]
+    assert 0 < completion["completion_tokens"] <= 12 and completion["cost_usd"] == 0.0
+
+
+def test_chat_human_output_shows_accounting():
+    result = run("chat", "local:smollm2-135m", "Say hi.", "--max-tokens", "5")
+    assert result.returncode == 0, result.stderr
+    assert "local:smollm2-135m ·" in result.stdout and "out" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["chat", "gpt-9", "hi"], "unknown model 'gpt-9'"),
+        (["chat", "openai:gpt-4o", "hi"], "needs $OPENAI_API_KEY"),
+        (["chat", "openai:m@http://127.0.0.1:9/v1", "hi"], "cannot reach"),
+        (["chat", "--models", "absent.yaml", "x", "hi"], "models file not found"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(args, fragment):
+    result = run(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_usage_error_exit_code():
+    result = run("chat")
+    assert result.returncode == 2 and "Missing argument" in result.stderr
+
+
+def test_doctor_json_finds_the_embedded_model(tmp_path):
+    (tmp_path / "models.yaml").write_text(
+        "models:\n  dead:\n    backend: openai\n    model: m\n    base_url: http://127.0.0.1:9/v1\n"
+    )
+    result = run("doctor", "--json", "--models", str(tmp_path / "models.yaml"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["model local:smollm2-135m"]["ok"]
+    assert checks["model local:smollm2-135m"]["detail"].endswith("MB)")
+    assert checks["package llama-cpp-python"]["ok"]
+    assert not checks["backend dead"]["ok"] and "unreachable" in checks["backend dead"]["detail"]
+
+
+def test_doctor_fails_on_a_broken_models_file(tmp_path):
+    (tmp_path / "models.yaml").write_text("models: [")
+    result = run("doctor", "--models", str(tmp_path / "models.yaml"))
+    assert result.returncode == 1 and "not valid YAML" in result.stdout
+
+
+def test_models_list_json(tmp_path):
+    result = run("models", "list", "--json")
+    rows = json.loads(result.stdout)["models"]
+    assert rows[0]["name"] == "local:smollm2-135m"
+
+
+def test_serve_local_serves_until_interrupted(tmp_path):
+    """`models serve-local` is a real server: the openai client talks to it, Ctrl-C stops it."""
+    import signal
+    import time
+
+    import openai
+
+    from openparity.models.local_server import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "openparity.cli", "models", "serve-local", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = ""
+        deadline = time.monotonic() + 120
+        while "use it as" not in line and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+        assert f"openai:smollm2-135m@http://127.0.0.1:{port}/v1" in line
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x")
+        answer = client.chat.completions.create(
+            model="smollm2-135m", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+        )
+        assert answer.choices[0].message.content
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) in (0, 130)
+    finally:
+        proc.kill()
+
+
+def test_import_is_light():
+    """`import openparity` must not pull heavy backends."""
+    code = (
+        "import sys, openparity, openparity.models;"
+        "heavy = {'llama_cpp', 'openai', 'torch', 'numpy', 'fastapi'} & set(sys.modules);"
+        "print(sorted(heavy))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
