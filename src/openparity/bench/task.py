@@ -1,0 +1,115 @@
+"""Tasks: a dataset of Items, a prompt format and a scorer. Built-ins and user tasks alike."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from openparity.models.types import ChatRequest, Message
+
+
+@dataclass(frozen=True)
+class Item:
+    """One question. `cluster` groups items that share a context (one story, one image...)."""
+
+    id: str
+    input: Mapping[str, Any]
+    reference: Any
+    cluster: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Score:
+    """A score in [0, 1] and the answer the scorer read out of the response."""
+
+    value: float
+    extracted: str | None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a task's items came from; reports say plainly when it is a fixture."""
+
+    description: str
+    fixture: bool = False
+
+
+@dataclass(frozen=True)
+class PromptSettings:
+    """How a task is asked: prompt variant, shots, sampling. Part of a run's identity."""
+
+    variant: str = "zero-shot"
+    max_tokens: int = 512
+    temperature: float = 0.0
+    samples: int = 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "variant": self.variant,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "samples": self.samples,
+        }
+
+
+class Task(abc.ABC):
+    """A benchmark or business task. Subclasses load items, build requests and score answers."""
+
+    name: str
+    description: str
+    variants: Sequence[str] = ("zero-shot",)
+    default_max_tokens: int = 512
+    metric: str = "accuracy"
+    equivalence_margin: float = 0.02  # in score units (0.02 = 2 points)
+
+    @abc.abstractmethod
+    def items(self) -> list[Item]:
+        """All items, in a stable order."""
+
+    @abc.abstractmethod
+    def source(self) -> DataSource:
+        """Where the items come from."""
+
+    @abc.abstractmethod
+    def messages(self, item: Item, variant: str) -> list[Message]:
+        """The chat messages that ask `item` in prompt `variant`."""
+
+    @abc.abstractmethod
+    async def score(self, item: Item, response: str) -> Score:
+        """Score one response (async: code tasks run programs in the sandbox)."""
+
+    def request(self, item: Item, settings: PromptSettings, sample: int = 0) -> ChatRequest:
+        if settings.variant not in self.variants:
+            from openparity.bench.errors import TaskError
+
+            raise TaskError(
+                f"task {self.name} has no prompt variant {settings.variant!r}",
+                hint=f"choose one of: {', '.join(self.variants)}",
+            )
+        return ChatRequest(
+            messages=self.messages(item, settings.variant),
+            max_tokens=settings.max_tokens,
+            temperature=settings.temperature,
+            seed=sample if settings.samples > 1 else None,
+        )
+
+    def default_settings(self) -> PromptSettings:
+        return PromptSettings(variant=self.variants[0], max_tokens=self.default_max_tokens)
+
+
+def select(items: Sequence[Item], limit: int | None, *, seed: int = 0) -> list[Item]:
+    """A stable subset: the first `limit` items of a seeded shuffle (same seed, same items).
+
+    A shuffle, not the first N, because benchmark files are often sorted by subject.
+    """
+    if limit is None or limit >= len(items):
+        return list(items)
+    import random
+
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    return [items[i] for i in sorted(order[:limit])]
