@@ -1,0 +1,200 @@
+"""Run a task on a model: bounded concurrency, cached responses, records written as they finish,
+resumable after a crash. Failed requests are recorded as errors (never scored as wrong) and
+retried on resume."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from openparity import __version__
+from openparity.bench.errors import RunStoreError
+from openparity.bench.store import Record, RunInfo, RunStore
+from openparity.bench.task import Item, PromptSettings, Task, select
+from openparity.errors import OpenparityError
+from openparity.models.base import ChatModel
+from openparity.models.types import ChatRequest, Completion
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run: RunInfo
+    total: int
+    done: int
+    errors: int
+    from_cache: int
+
+    @property
+    def complete(self) -> bool:
+        return self.done == self.total
+
+
+def run_id_for(model: str, task: Task, settings: PromptSettings, item_ids: list[str]) -> str:
+    """Same model, task, settings and items: same run id (this is what --resume finds)."""
+    identity = json.dumps(
+        {
+            "model": model,
+            "task": task.name,
+            "settings": settings.as_dict(),
+            "items": item_ids,
+            "source": task.source().description,
+        },
+        sort_keys=True,
+    )
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
+    slug = re.sub(r"[^A-Za-z0-9.-]+", "-", model).strip("-")[:40]
+    return f"{task.name}-{slug}-{digest}"
+
+
+async def run_task(
+    model: ChatModel,
+    task: Task,
+    store: RunStore,
+    *,
+    settings: PromptSettings | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    resume: bool = False,
+    concurrency: int | None = None,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+) -> RunSummary:
+    """Run (or resume) `task` on `model`; returns how far it got."""
+    settings = settings or task.default_settings()
+    items = select(task.items(), limit, seed=seed)
+    item_ids = [i.id for i in items]
+    run_id = run_id_for(model.name, task, settings, item_ids)
+    run = store.find_run(run_id)
+    if run is None:
+        source = task.source()
+        run = store.create_run(
+            RunInfo(
+                run_id=run_id,
+                model=model.name,
+                task=task.name,
+                settings={**settings.as_dict(), "seed": seed, "openparity": __version__},
+                item_ids=item_ids,
+                source=source.description,
+                fixture=source.fixture,
+                metric=task.metric,
+                margin=task.equivalence_margin,
+            )
+        )
+    elif not resume and run.status != "complete":
+        raise RunStoreError(
+            f"run {run_id} already exists and is {run.status}",
+            hint="pass --resume to continue it",
+        )
+    finished = store.done(run_id)
+    todo = [
+        (item, s) for item in items for s in range(settings.samples) if (item.id, s) not in finished
+    ]
+    total = len(items) * settings.samples
+    counts = {"done": total - len(todo), "errors": 0, "cache": 0}
+    if progress:
+        progress(counts["done"], total)
+
+    def finish(record: Record) -> None:
+        store.put(record)
+        if record.ok:
+            counts["done"] += 1
+        else:
+            counts["errors"] += 1
+        if progress:
+            progress(counts["done"], total)
+
+    store.set_status(run_id, "running")
+    requests = [task.request(item, settings, s) for item, s in todo]
+    scoring: set[asyncio.Task[None]] = set()
+    to_generate: list[int] = []
+    try:
+        for index, request in enumerate(requests):
+            hit = store.cached(request.cache_key(model.name)) if use_cache else None
+            if hit is None:
+                to_generate.append(index)
+                continue
+            counts["cache"] += 1
+            scoring.add(
+                asyncio.ensure_future(_score(task, run_id, *todo[index], request, hit, finish))
+            )
+        batch = [requests[i] for i in to_generate]
+        async for position, result in model.iter_batch(batch, concurrency=concurrency):
+            index = to_generate[position]
+            item, sample = todo[index]
+            if isinstance(result, OpenparityError):
+                finish(_error_record(run_id, item, sample, requests[index], result.one_line()))
+                continue
+            if use_cache:
+                store.cache(requests[index].cache_key(model.name), result)
+            scoring.add(
+                asyncio.ensure_future(
+                    _score(task, run_id, item, sample, requests[index], result, finish)
+                )
+            )
+        if scoring:
+            await asyncio.gather(*scoring)
+    finally:
+        for pending in scoring:
+            pending.cancel()
+        status = "complete" if counts["done"] == total else "incomplete"
+        store.set_status(run_id, status)
+    return RunSummary(
+        store.get_run(run_id), total, counts["done"], counts["errors"], counts["cache"]
+    )
+
+
+async def _score(
+    task: Task,
+    run_id: str,
+    item: Item,
+    sample: int,
+    request: ChatRequest,
+    completion: Completion,
+    finish: Callable[[Record], None],
+) -> None:
+    try:
+        score = await task.score(item, completion.text)
+    except OpenparityError:
+        raise  # e.g. the sandbox cannot isolate: stop the run, do not record wrong answers
+    except Exception as exc:  # a scorer bug must not cost the response: record it as an error
+        finish(_error_record(run_id, item, sample, request, f"scorer failed: {exc!r}"))
+        return
+    finish(
+        Record(
+            run_id=run_id,
+            item_id=item.id,
+            sample=sample,
+            cluster=item.cluster,
+            prompt_hash=_prompt_hash(request),
+            response=completion.text,
+            extracted=score.extracted,
+            score=score.value,
+            detail=score.detail,
+            finish_reason=completion.finish_reason,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            cost_usd=completion.cost_usd,
+            latency_s=completion.latency_s,
+        )
+    )
+
+
+def _error_record(run_id: str, item: Item, sample: int, request: ChatRequest, error: str) -> Record:
+    return Record(
+        run_id=run_id,
+        item_id=item.id,
+        sample=sample,
+        cluster=item.cluster,
+        prompt_hash=_prompt_hash(request),
+        error=error,
+    )
+
+
+def _prompt_hash(request: ChatRequest) -> str:
+    return request.cache_key("")[:16]
