@@ -54,9 +54,11 @@ def doctor(
 
 
 def _register_capabilities() -> None:
+    from openparity.bench.cli import register as register_bench
     from openparity.models.cli import register as register_models
 
     register_models(app)
+    register_bench(app)
 
 
 _register_capabilities()

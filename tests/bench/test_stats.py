@@ -116,3 +116,14 @@ def test_verdicts():
     unknown = stats.Estimate(0.01, 0.04, -0.07, 0.09, 164)
     v = stats.verdict(unknown, 0.8, 0.6, 0.015, sd)
     assert v.word == "inconclusive" and "needs ~" in v.explanation
+
+
+def test_exact_one_sample_tests_against_a_target():
+    p_diff, p_eq = stats.binomial_tests(2, 100, 0.941, 0.012)
+    assert p_diff < 1e-50 and p_eq == pytest.approx(1.0)
+    p_diff, p_eq = stats.binomial_tests(9410, 10000, 0.941, 0.012)
+    assert p_diff > 0.5 and p_eq < 1e-4
+    expected = sps.binomtest(9410, 10000, 0.941 - 0.012, alternative="greater").pvalue
+    assert p_eq == pytest.approx(
+        max(expected, sps.binomtest(9410, 10000, 0.953, alternative="less").pvalue)
+    )

@@ -131,6 +131,18 @@ def tost_pvalue(estimate: Estimate, margin: float, center: float = 0.0) -> float
     return float(max(p_low, p_high))
 
 
+def binomial_tests(successes: int, n: int, target: float, margin: float) -> tuple[float, float]:
+    """Exact one-sample tests of a 0/1 accuracy against a fixed target.
+
+    Returns (two-sided p that accuracy != target, TOST p that |accuracy - target| < margin).
+    """
+    p_diff = sps.binomtest(successes, n, target).pvalue
+    low, high = target - margin, target + margin
+    p_low = sps.binomtest(successes, n, low, alternative="greater").pvalue if low > 0 else 0.0
+    p_high = sps.binomtest(successes, n, high, alternative="less").pvalue if high < 1 else 0.0
+    return float(p_diff), float(max(p_low, p_high))
+
+
 def detectable_difference(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
     """Smallest true difference a two-sided test finds with `power` at this n."""
     return (sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)) * sd / math.sqrt(n)

@@ -1,0 +1,292 @@
+"""One report renderer: the seed's gap table and verification table, with CIs and n, as
+terminal text (Rich), JSON, Markdown, or one self-contained HTML page with inline SVG plots."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import io
+import json
+import math
+from typing import Any
+
+from openparity import __version__
+from openparity.bench.compare import Comparison, GapReport
+
+
+def _pts(value: float | None, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value * 100:+.1f}" if signed else f"{value * 100:.1f}"
+
+
+def _ci(low: float, high: float) -> str:
+    return f"[{_pts(low)}, {_pts(high)}]"
+
+
+def _closed_label(c: Comparison) -> str:
+    return c.closed.run.model if c.closed else f"published: {c.target_source}"
+
+
+def gap_rows(report: GapReport) -> list[dict[str, str]]:
+    rows = []
+    for c in report.comparisons:
+        closed = c.closed_estimate
+        rows.append(
+            {
+                "task": c.task + (" (fixture)" if c.fixture else ""),
+                "metric": c.metric,
+                "closed": _pts(c.closed_mean)
+                + (f" {_ci(closed.low, closed.high)}" if closed else ""),
+                "open": _pts(c.open_estimate.mean)
+                + f" {_ci(c.open_estimate.low, c.open_estimate.high)}",
+                "gap ratio": "-" if math.isnan(c.gap_ratio) else f"{c.gap_ratio * 100:.1f}%",
+                "n": str(c.diff.n),
+            }
+        )
+    return rows
+
+
+def verification_rows(report: GapReport) -> list[dict[str, str]]:
+    rows = []
+    for c in report.comparisons:
+        rows.append(
+            {
+                "task": c.task,
+                "target": _pts(c.closed_mean),
+                "margin": f"±{c.margin * 100:.1f}",
+                "open - target": f"{_pts(c.diff.mean, True)} {_ci(c.diff.low, c.diff.high)}",
+                "p (diff, Holm)": f"{c.p_difference_holm:.3g}"
+                if c.p_difference_holm is not None
+                else f"{c.p_difference:.3g}",
+                "p (TOST)": f"{c.p_equivalence:.3g}",
+                "provable margin": f"±{c.provable * 100:.1f}",
+                "verdict": c.verdict.word,
+                "why": c.verdict.explanation,
+            }
+        )
+    return rows
+
+
+def to_dict(report: GapReport) -> dict[str, Any]:
+    def estimate(e):
+        return (
+            None
+            if e is None
+            else {
+                "mean": e.mean,
+                "se": e.se,
+                "ci95": [e.low, e.high],
+                "n": e.n,
+                "clusters": e.clusters,
+            }
+        )
+
+    return {
+        "openparity": __version__,
+        "created": dt.datetime.fromtimestamp(report.created, dt.UTC).isoformat(),
+        "notes": report.notes,
+        "tasks": [
+            {
+                "task": c.task,
+                "metric": c.metric,
+                "margin": c.margin,
+                "fixture": c.fixture,
+                "open": {
+                    "model": c.open.run.model,
+                    "run_id": c.open.run.run_id,
+                    "source": c.open.run.source,
+                    **estimate(c.open_estimate),
+                    "errors": c.open.errors,
+                    "unscored": c.open.missing,
+                },
+                "closed": None
+                if c.closed is None
+                else {
+                    "model": c.closed.run.model,
+                    "run_id": c.closed.run.run_id,
+                    **estimate(c.closed_estimate),
+                    "errors": c.closed.errors,
+                },
+                "target": None
+                if c.target is None
+                else {"score": c.target, "source": c.target_source},
+                "gap_ratio": None if math.isnan(c.gap_ratio) else c.gap_ratio,
+                "difference": {**estimate(c.diff), "bootstrap_ci95": c.bootstrap},
+                "p_mcnemar": c.p_mcnemar,
+                "p_difference": c.p_difference,
+                "p_difference_holm": c.p_difference_holm,
+                "p_equivalence": c.p_equivalence,
+                "detectable_difference": c.detectable,
+                "provable_margin": c.provable,
+                "verdict": c.verdict.word,
+                "why": c.verdict.explanation,
+            }
+            for c in report.comparisons
+        ],
+    }
+
+
+def to_json(report: GapReport) -> str:
+    return json.dumps(to_dict(report), indent=2, ensure_ascii=False)
+
+
+def _md_table(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return "_no tasks_\n"
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r[h].replace("|", "\\|") for h in head) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def to_markdown(report: GapReport) -> str:
+    parts = [
+        "# openparity gap report\n",
+        "## Gap (scores in points, 95% CI)\n",
+        _md_table(gap_rows(report)),
+        "\n## Verification\n",
+        _md_table(verification_rows(report)),
+    ]
+    if report.notes:
+        parts += ["\n## Notes\n"] + [f"- {n}\n" for n in report.notes]
+    return "".join(parts)
+
+
+def render_terminal(report: GapReport) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from openparity.console import out
+
+    compact = {"why"}  # printed under the table, where long text has room
+    for title, rows in (
+        ("Gap (points, 95% CI)", gap_rows(report)),
+        ("Verification", verification_rows(report)),
+    ):
+        table = Table(title=title, title_justify="left")
+        for h in rows[0] if rows else []:
+            if h not in compact:
+                table.add_column(h, overflow="fold")
+        for r in rows:
+            table.add_row(*(escape(v) for k, v in r.items() if k not in compact))
+        out.print(table)
+    for c in report.comparisons:
+        out.print(
+            f"[bold]{escape(c.task)}[/]: {escape(c.verdict.word)}: {escape(c.verdict.explanation)}"
+        )
+    for note in report.notes:
+        out.print(f"[yellow]note:[/] {escape(note)}")
+
+
+def _svg(fig) -> str:
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight")
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]
+
+
+def _plots(report: GapReport) -> tuple[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    comps = report.comparisons
+    names = [c.task for c in comps]
+    fig, ax = plt.subplots(figsize=(6.4, 0.6 + 0.7 * len(comps)))
+    ys = range(len(comps))
+    ax.errorbar(
+        [c.open_estimate.mean * 100 for c in comps],
+        [y + 0.15 for y in ys],
+        xerr=[
+            [(c.open_estimate.mean - c.open_estimate.low) * 100 for c in comps],
+            [(c.open_estimate.high - c.open_estimate.mean) * 100 for c in comps],
+        ],
+        fmt="o",
+        color="#1f77b4",
+        label="open",
+        capsize=3,
+    )
+    closed_x = [c.closed_mean * 100 for c in comps]
+    closed_err = [
+        [(c.closed_mean - c.closed_estimate.low) * 100 if c.closed_estimate else 0 for c in comps],
+        [(c.closed_estimate.high - c.closed_mean) * 100 if c.closed_estimate else 0 for c in comps],
+    ]
+    ax.errorbar(
+        closed_x,
+        [y - 0.15 for y in ys],
+        xerr=closed_err,
+        fmt="s",
+        color="#d62728",
+        label="closed / target",
+        capsize=3,
+    )
+    ax.set_yticks(list(ys), names)
+    ax.set_xlabel("score (points) with 95% CI")
+    ax.set_xlim(0, 100)
+    ax.legend(loc="lower right")
+    scores_svg = _svg(fig)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.4, 0.6 + 0.7 * len(comps)))
+    for y, c in enumerate(comps):
+        ax.fill_betweenx(
+            [y - 0.35, y + 0.35],
+            -c.margin * 100,
+            c.margin * 100,
+            color="#2ca02c",
+            alpha=0.25,
+            label="equivalence margin" if y == 0 else None,
+        )
+        ax.errorbar(
+            [c.diff.mean * 100],
+            [y],
+            xerr=[[(c.diff.mean - c.diff.low) * 100], [(c.diff.high - c.diff.mean) * 100]],
+            fmt="D",
+            color="black",
+            capsize=4,
+        )
+    ax.axvline(0, color="grey", linewidth=0.8)
+    ax.set_yticks(range(len(comps)), names)
+    ax.set_xlabel("open − closed (points), 95% CI")
+    ax.legend(loc="lower right")
+    forest_svg = _svg(fig)
+    plt.close(fig)
+    return scores_svg, forest_svg
+
+
+def _html_table(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return "<p>no tasks</p>"
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in rows[0])
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r.values()) + "</tr>" for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def to_html(report: GapReport) -> str:
+    """One self-contained page (inline CSS and SVG, no scripts, no network)."""
+    scores_svg, forest_svg = _plots(report) if report.comparisons else ("", "")
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in report.notes)
+    created = dt.datetime.fromtimestamp(report.created, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>openparity gap report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222; }}
+table {{ border-collapse: collapse; margin: 1rem 0; }}
+th, td {{ border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; font-size: .9rem; }}
+th {{ background: #f3f3f3; }}
+figure {{ margin: 1rem 0; }} figcaption {{ color: #555; font-size: .85rem; }}
+</style></head><body>
+<h1>openparity gap report</h1>
+<p>openparity {__version__} · {created}</p>
+<h2>Gap</h2>{_html_table(gap_rows(report))}
+<h2>Verification</h2>{_html_table(verification_rows(report))}
+<h2>Notes</h2><ul>{notes}</ul>
+<figure id="scores">{scores_svg}<figcaption>Per-task scores with 95% CIs.</figcaption></figure>
+<figure id="forest">{forest_svg}
+<figcaption>Open − closed with 95% CI; green: equivalence margin.</figcaption></figure>
+</body></html>
+"""
