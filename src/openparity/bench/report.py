@@ -55,12 +55,12 @@ def verification_rows(report: GapReport) -> list[dict[str, str]]:
                 "task": c.task,
                 "target": _pts(c.closed_mean),
                 "margin": f"±{c.margin * 100:.1f}",
-                "open - target": f"{_pts(c.diff.mean, True)} {_ci(c.diff.low, c.diff.high)}",
-                "p (diff, Holm)": f"{c.p_difference_holm:.3g}"
+                "diff [95% CI]": f"{_pts(c.diff.mean, True)} {_ci(c.diff.low, c.diff.high)}",
+                "p diff": f"{c.p_difference_holm:.3g}"
                 if c.p_difference_holm is not None
                 else f"{c.p_difference:.3g}",
-                "p (TOST)": f"{c.p_equivalence:.3g}",
-                "provable margin": f"±{c.provable * 100:.1f}",
+                "p TOST": f"{c.p_equivalence:.3g}",
+                "provable": f"±{c.provable * 100:.1f}",
                 "verdict": c.verdict.word,
                 "why": c.verdict.explanation,
             }
