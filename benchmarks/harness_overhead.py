@@ -66,12 +66,13 @@ def timed(command: list[str], cwd: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=1319)
+    parser.add_argument("--repeat", type=int, default=4, help="Repeat the items (longer runs).")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--lm-eval", default=shutil.which("lm_eval"), help="lm_eval executable")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="openparity-harness-bench-"))
-    rows = list(read_jsonl(package_file(*PACKAGE)))[: args.items]
+    rows = list(read_jsonl(package_file(*PACKAGE)))[: args.items] * args.repeat
     data = work / "gsm8k.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     one = work / "one.jsonl"
@@ -132,7 +133,7 @@ def main() -> None:
         stub.wait()
 
     n = len(rows)
-    print(f"{n} GSM8K items, zero-latency stub, concurrency {args.concurrency}")
+    print(f"{n} items (GSM8K x{args.repeat}), zero-latency stub, concurrency {args.concurrency}")
     rates = {}
     for name, (total, startup) in results.items():
         rates[name] = rate = n / max(total - startup, 1e-9)

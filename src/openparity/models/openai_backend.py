@@ -46,6 +46,7 @@ class OpenAICompatibleModel(ChatModel):
             base_url=spec.base_url,
             max_retries=0,
             timeout=openai.Timeout(spec.timeout_s, connect=min(10.0, spec.timeout_s)),
+            http_client=_fast_transport(),
         )
         # The official API wants max_completion_tokens (reasoning models reject max_tokens);
         # most self-hosted servers only know max_tokens.
@@ -197,6 +198,18 @@ class OpenAICompatibleModel(ChatModel):
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def _fast_transport() -> Any:
+    """The SDK's aiohttp transport when installed (about 2x the requests/s of its default
+    httpx transport at concurrency 64, see benchmarks/openai_backend_overhead.py), else None."""
+    factory = getattr(openai, "DefaultAioHttpClient", None)
+    if factory is None:
+        return None
+    try:
+        return factory()
+    except (ImportError, RuntimeError):
+        return None
 
 
 def _chat_logprobs(choice: Any) -> tuple[TokenLogprob, ...]:
