@@ -184,20 +184,31 @@ class OpenAICompatibleModel(ChatModel):
         return ModelCallError(f"{where} refused the request: HTTP {exc.status_code} ({detail})")
 
     def _connection_error(self, exc: openai.APIConnectionError) -> OpenparityError:
-        if isinstance(exc, openai.APITimeoutError):
+        # The aiohttp transport reports a refused connection as a connect *timeout*: look at
+        # the root cause, not the wrapper, to tell "down" from "slow".
+        refused = _root_cause(exc)
+        if isinstance(exc, openai.APITimeoutError) and not isinstance(refused, ConnectionError):
             return ModelCallError(
                 f"{self.name} at {self.spec.base_url} did not answer within"
                 f" {self.spec.timeout_s:g}s ({self.retry.max_retries} retries)",
                 hint="raise timeout_s in models.yaml or lower the concurrency",
             )
-        cause = exc.__cause__ or exc
         return BackendUnavailableError(
-            f"cannot reach {self.name} at {self.spec.base_url} ({_short(cause)})",
+            f"cannot reach {self.name} at {self.spec.base_url} ({_short(refused)})",
             hint="start the server (e.g. openparity models serve-local) or fix base_url",
         )
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception of a `raise ... from ...` / implicit chain."""
+    seen = {id(exc)}
+    while (nxt := exc.__cause__ or exc.__context__) is not None and id(nxt) not in seen:
+        seen.add(id(nxt))
+        exc = nxt
+    return exc
 
 
 def _fast_transport() -> Any:
