@@ -123,19 +123,22 @@ def run(
 
     async def go():
         async with open_model(model, models_file=models_file) as chat_model:
-            with RunStore(store_path) as store, _progress() as bar:
-                return await run_task(
-                    chat_model,
-                    the_task,
-                    store,
-                    settings=settings,
-                    limit=limit,
-                    seed=seed,
-                    resume=resume,
-                    concurrency=concurrency,
-                    use_cache=not no_cache,
-                    progress=bar(f"{task} · {model}"),
-                )
+            try:
+                with RunStore(store_path) as store, _progress() as bar:
+                    return await run_task(
+                        chat_model,
+                        the_task,
+                        store,
+                        settings=settings,
+                        limit=limit,
+                        seed=seed,
+                        resume=resume,
+                        concurrency=concurrency,
+                        use_cache=not no_cache,
+                        progress=bar(f"{task} · {model}"),
+                    )
+            finally:
+                await the_task.aclose()
 
     summary = _run_interruptibly(go(), f"openparity bench run {model} {task} ... --resume")
     data_out = {

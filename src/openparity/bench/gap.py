@@ -89,4 +89,6 @@ async def run_gap(
     finally:
         for model in opened:
             await model.aclose()
+        for task in tasks:
+            await task.aclose()
     return build_report(comparisons)

