@@ -88,7 +88,24 @@ def load_scores(store: RunStore, run_id: str) -> RunScores:
         clusters[record.item_id] = record.cluster
     scores = {item: sum(v) / len(v) for item, v in per_item.items()}
     missing = len(set(run.item_ids) - set(scores))
+    if run.settings.get("circular"):
+        return _circular_scores(run, scores, errors)
     return RunScores(run, scores, clusters, errors, missing)
+
+
+def _circular_scores(run: RunInfo, scores: dict[str, float], errors: int) -> RunScores:
+    """CircularEval: a question scores 1 only if every rotation of its options scored 1; a
+    question with an unscored rotation is left out (and counted as missing)."""
+    rotations: dict[str, list[str]] = {}
+    for item_id in run.item_ids:
+        rotations.setdefault(item_id.rsplit("/", 1)[0], []).append(item_id)
+    per_question = {
+        question: min(scores[i] for i in ids)
+        for question, ids in rotations.items()
+        if all(i in scores for i in ids)
+    }
+    missing = len(rotations) - len(per_question)
+    return RunScores(run, per_question, dict.fromkeys(per_question), errors, missing)
 
 
 def compare_runs(store: RunStore, open_run: str, closed_run: str) -> Comparison:
@@ -194,7 +211,8 @@ def build_report(comparisons: list[Comparison], notes: list[str] | None = None) 
             notes.append(f"{c.task}: ran on a small fixture, not the real benchmark data.")
         if c.open.errors or c.open.missing:
             notes.append(
-                f"{c.task}: {c.open.missing} of {len(c.open.run.item_ids)} items unscored"
+                f"{c.task}: {c.open.missing} of {len(c.open.scores) + c.open.missing}"
+                " items unscored"
                 f" ({c.open.errors} errors) in {c.open.run.run_id}; excluded, not counted wrong."
             )
         if c.provable > c.margin:

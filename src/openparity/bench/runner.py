@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from openparity import __version__
-from openparity.bench.errors import RunStoreError, SandboxUnavailableError
+from openparity.bench.errors import RunStoreError, SandboxUnavailableError, TaskError
 from openparity.bench.store import Record, RunInfo, RunStore
 from openparity.bench.task import Item, PromptSettings, Task, select
 from openparity.errors import OpenparityError
@@ -68,7 +68,13 @@ async def run_task(
     """Run (or resume) `task` on `model`; returns how far it got."""
     settings = settings or task.default_settings()
     task.check(settings)
-    items = select(task.items(), limit, seed=seed)
+    if getattr(task, "needs_vision", False) and not model.spec.vision:
+        raise TaskError(
+            f"task {task.name} sends images and {model.name} is not marked vision-capable",
+            hint="use a vision model, or set `vision: true` for it in models.yaml",
+        )
+    circular = bool(getattr(task, "circular_eval", False))
+    items = select(task.items(), limit, seed=seed, whole_clusters=circular)
     item_ids = [i.id for i in items]
     run_id = run_id_for(model.name, task, settings, item_ids)
     run = store.find_run(run_id)
@@ -79,7 +85,12 @@ async def run_task(
                 run_id=run_id,
                 model=model.name,
                 task=task.name,
-                settings={**settings.as_dict(), "seed": seed, "openparity": __version__},
+                settings={
+                    **settings.as_dict(),
+                    "seed": seed,
+                    "openparity": __version__,
+                    "circular": circular,
+                },
                 item_ids=item_ids,
                 source=source.description,
                 fixture=source.fixture,

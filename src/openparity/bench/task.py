@@ -108,15 +108,28 @@ class Task(abc.ABC):
         return PromptSettings(variant=self.variants[0], max_tokens=self.default_max_tokens)
 
 
-def select(items: Sequence[Item], limit: int | None, *, seed: int = 0) -> list[Item]:
+def select(
+    items: Sequence[Item], limit: int | None, *, seed: int = 0, whole_clusters: bool = False
+) -> list[Item]:
     """A stable subset: the first `limit` items of a seeded shuffle (same seed, same items).
 
-    A shuffle, not the first N, because benchmark files are often sorted by subject.
+    A shuffle, not the first N, because benchmark files are often sorted by subject. With
+    `whole_clusters`, `limit` counts clusters and each chosen cluster comes whole (CircularEval
+    needs every rotation of a question).
     """
-    if limit is None or limit >= len(items):
-        return list(items)
     import random
 
+    if whole_clusters:
+        groups: dict[str, list[int]] = {}
+        for index, item in enumerate(items):
+            groups.setdefault(item.cluster or item.id, []).append(index)
+        if limit is None or limit >= len(groups):
+            return list(items)
+        keys = list(groups)
+        random.Random(seed).shuffle(keys)
+        return [items[i] for i in sorted(i for k in keys[:limit] for i in groups[k])]
+    if limit is None or limit >= len(items):
+        return list(items)
     order = list(range(len(items)))
     random.Random(seed).shuffle(order)
     return [items[i] for i in sorted(order[:limit])]

@@ -50,6 +50,7 @@ class _ModelEntry(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0)
     max_retries: int | None = Field(default=None, ge=0)
     n_ctx: int | None = Field(default=None, ge=128)
+    vision: bool | None = None
 
     @model_validator(mode="after")
     def _spec_or_backend(self) -> _ModelEntry:
@@ -156,5 +157,6 @@ def _entry_to_spec(path: Path, name: str, entry: _ModelEntry) -> ModelSpec:
         timeout_s=entry.timeout_s,
         max_retries=entry.max_retries,
         n_ctx=entry.n_ctx,
+        vision=entry.vision,
     )
     return spec

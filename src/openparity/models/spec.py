@@ -56,6 +56,7 @@ class ModelSpec:
     timeout_s: float = 120.0
     max_retries: int = 4
     n_ctx: int = 4096
+    vision: bool = False  # accepts image content parts (set in models.yaml; known for hosted)
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         """USD for one call, or None when the model has no known price."""
@@ -155,7 +156,12 @@ def _parse_remote(text: str, provider_name: str, rest: str) -> ModelSpec:
         api_key_env=provider.api_key_env,
         key_required=True,
         price=builtin_price(model),
+        vision=model.startswith(VISION_MODEL_PREFIXES),
     )
+
+
+# Hosted model families that accept images in chat messages.
+VISION_MODEL_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4-turbo", "o3", "o4-mini", "gpt-5")
 
 
 def with_overrides(spec: ModelSpec, **changes: object) -> ModelSpec:

