@@ -27,6 +27,8 @@ def test_bench_tasks_lists_real_counts():
         "humaneval": 164,
         "narrativeqa": "-",
         "mmbench": "-",
+        "arc-challenge": 1172,
+        "mbpp": 500,
     }
 
 

@@ -176,3 +176,31 @@ def test_unknown_task():
 def test_gold_answer_requires_marker():
     with pytest.raises(ValueError):
         gold_answer("no marker 42")
+
+
+def test_arc_challenge_items_parse_from_the_olmo_copy():
+    items = get_task("arc-challenge").items()
+    assert len(items) == 1172 and len({i.id for i in items}) == 1172
+    assert {len(i.input["choices"]) for i in items} == {3, 4, 5}
+    assert all(i.reference in "ABCDE"[: len(i.input["choices"])] for i in items)
+    assert all(
+        i.input["question"] and not i.input["question"].startswith("Question:") for i in items
+    )
+
+
+async def test_arc_scoring_with_five_options():
+    task = get_task("arc-challenge")
+    item = next(i for i in task.items() if len(i.input["choices"]) == 5)
+    assert "E. " in task.messages(item, "zero-shot")[0]["content"]
+    assert (await task.score(item, f"Answer: ({item.reference})")).value == 1.0
+
+
+async def test_mbpp_reference_solutions_pass_in_the_sandbox():
+    task = get_task("mbpp", sandbox=Sandbox())
+    items = task.items()
+    assert len(items) == 500
+    answers = [f"```python\n{i.reference['solution']}\n```" for i in items]
+    scores = await asyncio.gather(*(task.score(i, a) for i, a in zip(items, answers, strict=True)))
+    assert [(i.id, s.detail) for i, s in zip(items, scores, strict=True) if s.value != 1.0] == []
+    wrong = await task.score(items[0], "```python\ndef remove_Occ(s, ch):\n    return s\n```")
+    assert wrong.value == 0.0 and "AssertionError" in wrong.detail

