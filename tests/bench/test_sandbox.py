@@ -1,7 +1,9 @@
 """Hostile programs in the sandbox: each ends with a clear verdict and the host is unchanged."""
 
 import os
+import shutil
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -156,3 +158,50 @@ async def test_runs_in_parallel(sandbox):
 
     verdicts = await asyncio.gather(*(sandbox.run(f"print({i})") for i in range(6)))
     assert [v.stdout.strip() for v in verdicts] == [str(i) for i in range(6)]
+
+
+SYSTEM_PYTHON = Path("/usr/bin/python3.11")
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not SYSTEM_PYTHON.exists() or shutil.which("setpriv") is None,
+    reason="needs root (to become an unprivileged user) and Debian's python3.11",
+)
+def test_unprivileged_users_get_user_namespaces_or_a_clear_refusal():
+    """Not root: the sandbox uses a user namespace, or refuses in one line; never runs bare."""
+    src = Path(__file__).parents[2] / "src"
+    code = (
+        "import asyncio\n"
+        "from openparity.bench.sandbox import Sandbox\n"
+        "from openparity.errors import OpenparityError\n"
+        "probe = 'import os, socket\\nprint(sorted(os.environ))\\n"
+        'socket.create_connection(("127.0.0.1", 9), timeout=1)\'\n'
+        "try:\n"
+        "    v = asyncio.run(Sandbox().run(probe))\n"
+        "    print('RAN', v.status, v.stdout.strip(), v.stderr.strip().splitlines()[-1])\n"
+        "except OpenparityError as e:\n"
+        "    print('REFUSED', e.one_line())\n"
+    )
+    result = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "env",
+            "-i",
+            "HOME=/tmp",
+            "OPENAI_API_KEY=sk-secret",
+            f"PYTHONPATH={src}",
+            str(SYSTEM_PYTHON),
+            "-c",
+            code,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    out = result.stdout.strip()
+    assert out.startswith(("RAN failed", "REFUSED the sandbox could not isolate")), result.stderr
+    if out.startswith("RAN"):
+        assert "OPENAI_API_KEY" not in out and "Network is unreachable" in out
