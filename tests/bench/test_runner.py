@@ -171,3 +171,35 @@ def test_unresumed_rerun_of_a_stopped_run_is_refused(tmp_path, stub):
     assert first.returncode == 0 and "1 errors" in first.stdout
     second = subprocess.run(_cli(*args), capture_output=True, text=True, timeout=60)
     assert second.returncode == 2 and "pass --resume" in second.stderr
+
+
+async def test_samples_give_unbiased_pass_at_k(stub, tmp_path):
+    from openparity.bench.compare import build_report, compare_to_target, load_scores
+    from openparity.bench.task import PromptSettings
+
+    # concurrency 1: item 0 samples 0-2, then item 1 samples 0-2 (answers 0 and 2)
+    stub.script(
+        {"text": "The answer is 0."},
+        {"text": "The answer is 7."},
+        {"text": "no idea"},
+        *[{"text": "The answer is 9."}] * 3,
+    )
+    settings = PromptSettings(variant="zero-shot-cot", max_tokens=64, temperature=0.8, samples=3)
+    data = tmp_path / "two.jsonl"
+    data.write_text(
+        '{"question": "0+0?", "answer": "#### 0"}\n{"question": "1+1?", "answer": "#### 2"}\n'
+    )
+    math_task = get_task("gsm8k", data=data)
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        async with stub_model(stub) as model:
+            summary = await run_task(
+                model, math_task, store, settings=settings, limit=2, concurrency=1
+            )
+        assert summary.total == 6 and summary.done == 6
+        scores = load_scores(store, summary.run.run_id)
+        assert scores.samples == {"gsm8k/0": (3, 1), "gsm8k/1": (3, 0)}
+        assert scores.pass_at_k() == pytest.approx({1: 1 / 6, 2: 1 / 3})
+        seeds = sorted(r["body"].get("seed") for r in stub.requests)
+        assert seeds == [0, 0, 1, 1, 2, 2]  # each sample is its own (cacheable) request
+        report = build_report([compare_to_target(store, summary.run.run_id, 0.5, "t")])
+    assert any("pass@2 33.3" in note for note in report.notes)

@@ -22,6 +22,18 @@ class RunScores:
     clusters: dict[str, str | None]
     errors: int
     missing: int
+    samples: dict[str, tuple[int, int]] = field(default_factory=dict)  # item: (n, correct)
+
+    def pass_at_k(self) -> dict[int, float]:
+        """Unbiased pass@k for k = 1, 5, 10, ... up to the samples every item has (0/1 scores)."""
+        if not self.samples:
+            return {}
+        n_min = min(n for n, _ in self.samples.values())
+        ks = [k for k in (1, 2, 5, 10, 20, 50, 100) if k <= n_min]
+        return {
+            k: float(np.mean([stats.pass_at_k(n, c, k) for n, c in self.samples.values()]))
+            for k in ks
+        }
 
     @property
     def estimate(self) -> stats.Estimate:
@@ -90,7 +102,12 @@ def load_scores(store: RunStore, run_id: str) -> RunScores:
     missing = len(set(run.item_ids) - set(scores))
     if run.settings.get("circular"):
         return _circular_scores(run, scores, errors)
-    return RunScores(run, scores, clusters, errors, missing)
+    samples = {}
+    if run.settings.get("samples", 1) > 1 and all(
+        x in (0.0, 1.0) for v in per_item.values() for x in v
+    ):
+        samples = {item: (len(v), int(sum(v))) for item, v in per_item.items()}
+    return RunScores(run, scores, clusters, errors, missing, samples)
 
 
 def _circular_scores(run: RunInfo, scores: dict[str, float], errors: int) -> RunScores:
@@ -207,6 +224,14 @@ def build_report(comparisons: list[Comparison], notes: list[str] | None = None) 
         final.append(replace(c, p_difference_holm=p, verdict=v))
     notes = list(notes or [])
     for c in final:
+        for side, scores in (("open", c.open), ("closed", c.closed)):
+            pass_k = scores.pass_at_k() if scores else {}
+            if len(pass_k) > 1:
+                n = min(n for n, _ in scores.samples.values())
+                listed = ", ".join(f"pass@{k} {v * 100:.1f}" for k, v in pass_k.items())
+                notes.append(
+                    f"{c.task}: {side} ({scores.run.model}), {n} samples per item: {listed}"
+                )
         if c.fixture:
             notes.append(f"{c.task}: ran on a small fixture, not the real benchmark data.")
         if c.open.errors or c.open.missing:

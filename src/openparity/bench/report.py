@@ -130,6 +130,7 @@ def to_dict(report: GapReport) -> dict[str, Any]:
                     **estimate(c.open_estimate),
                     "errors": c.open.errors,
                     "unscored": c.open.missing,
+                    "pass_at_k": c.open.pass_at_k() or None,
                 },
                 "closed": None
                 if c.closed is None
@@ -138,6 +139,7 @@ def to_dict(report: GapReport) -> dict[str, Any]:
                     "run_id": c.closed.run.run_id,
                     **estimate(c.closed_estimate),
                     "errors": c.closed.errors,
+                    "pass_at_k": c.closed.pass_at_k() or None,
                 },
                 "target": None
                 if c.target is None
