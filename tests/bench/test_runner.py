@@ -203,3 +203,32 @@ async def test_samples_give_unbiased_pass_at_k(stub, tmp_path):
         assert seeds == [0, 0, 1, 1, 2, 2]  # each sample is its own (cacheable) request
         report = build_report([compare_to_target(store, summary.run.run_id, 0.5, "t")])
     assert any("pass@2 33.3" in note for note in report.notes)
+
+
+async def test_mmlu_log_likelihood_variant_on_the_local_model(tmp_path):
+    from openparity.bench.compare import build_report, compare_to_target
+    from openparity.bench.task import PromptSettings
+
+    task = get_task("mmlu")
+    settings = PromptSettings(variant="loglikelihood", max_tokens=1)
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        async with open_model("local:smollm2-135m") as model:
+            summary = await run_task(model, task, store, settings=settings, limit=12)
+        assert summary.done == 12 and summary.run.metric == "accuracy (log-likelihood)"
+        records = store.records(summary.run.run_id)
+        assert {r.extracted for r in records} <= set("ABCD")
+        assert all(len(json.loads(r.response)) == 4 for r in records)
+        report = build_report([compare_to_target(store, summary.run.run_id, 0.885, "t")])
+    assert any("not comparable with generative scores" in n for n in report.notes)
+
+
+async def test_log_likelihood_on_a_chat_only_server_stops_with_a_clear_error(stub, tmp_path):
+    from openparity.bench.task import PromptSettings
+    from openparity.models.errors import UnsupportedCapabilityError
+
+    stub.script(*[{"status": 404}] * 4)  # a chat-only API has no /completions
+    settings = PromptSettings(variant="loglikelihood", max_tokens=1)
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        async with stub_model(stub) as model:
+            with pytest.raises(UnsupportedCapabilityError, match="did not return prompt logprobs"):
+                await run_task(model, get_task("mmlu"), store, settings=settings, limit=1)

@@ -232,6 +232,13 @@ def build_report(comparisons: list[Comparison], notes: list[str] | None = None) 
                 notes.append(
                     f"{c.task}: {side} ({scores.run.model}), {n} samples per item: {listed}"
                 )
+        if "log-likelihood" in c.open.run.metric or (
+            c.closed and "log-likelihood" in c.closed.run.metric
+        ):
+            notes.append(
+                f"{c.task}: scored by log-likelihood of the choices; not comparable with"
+                " generative scores (closed chat APIs cannot be scored this way)."
+            )
         if c.fixture:
             notes.append(f"{c.task}: ran on a small fixture, not the real benchmark data.")
         if c.open.errors or c.open.missing:

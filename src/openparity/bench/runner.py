@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from openparity.bench.store import Record, RunInfo, RunStore
 from openparity.bench.task import Item, PromptSettings, Task, select
 from openparity.errors import OpenparityError
 from openparity.models.base import ChatModel
+from openparity.models.errors import UnsupportedCapabilityError
 from openparity.models.types import ChatRequest, Completion
 
 Progress = Callable[[int, int], None]
@@ -94,7 +96,8 @@ async def run_task(
                 item_ids=item_ids,
                 source=source.description,
                 fixture=source.fixture,
-                metric=task.metric,
+                metric=task.metric
+                + (" (log-likelihood)" if settings.variant in task.loglikelihood_variants else ""),
                 margin=task.equivalence_margin,
             )
         )
@@ -122,6 +125,34 @@ async def run_task(
             progress(counts["done"], total)
 
     store.set_status(run_id, "running")
+    try:
+        if settings.variant in task.loglikelihood_variants:
+            await _run_loglikelihood(model, task, run_id, todo, concurrency, finish)
+        else:
+            await _run_generative(
+                model, task, run_id, settings, todo, concurrency, use_cache, store, counts, finish
+            )
+    finally:
+        status = "complete" if counts["done"] == total else "incomplete"
+        store.set_status(run_id, status)
+    return RunSummary(
+        store.get_run(run_id), total, counts["done"], counts["errors"], counts["cache"]
+    )
+
+
+async def _run_generative(
+    model: ChatModel,
+    task: Task,
+    run_id: str,
+    settings: PromptSettings,
+    todo: list[tuple[Item, int]],
+    concurrency: int | None,
+    use_cache: bool,
+    store: RunStore,
+    counts: dict[str, int],
+    finish: Callable[[Record], None],
+) -> None:
+    """Generate (or take from the cache) every answer and score it as it arrives."""
     requests = [task.request(item, settings, s) for item, s in todo]
     scoring: set[asyncio.Task[None]] = set()
     to_generate: list[int] = []
@@ -154,11 +185,57 @@ async def run_task(
     finally:
         for pending in scoring:
             pending.cancel()
-        status = "complete" if counts["done"] == total else "incomplete"
-        store.set_status(run_id, status)
-    return RunSummary(
-        store.get_run(run_id), total, counts["done"], counts["errors"], counts["cache"]
-    )
+
+
+async def _run_loglikelihood(
+    model: ChatModel,
+    task: Task,
+    run_id: str,
+    todo: list[tuple[Item, int]],
+    concurrency: int | None,
+    finish: Callable[[Record], None],
+) -> None:
+    """Score each item by the log-likelihood of its choices (no generation)."""
+    slots = asyncio.Semaphore(max(1, concurrency or model.spec.max_concurrency))
+
+    async def one(item: Item, sample: int) -> None:
+        requests = task.loglikelihood_requests(item)
+        key = _prompt_hash(ChatRequest(messages=[{"role": "user", "content": requests[0].context}]))
+        async with slots:
+            started = time.perf_counter()
+            try:
+                results = await model.loglikelihood(requests)
+            except UnsupportedCapabilityError:
+                raise  # the model cannot do this at all: stop with the clear error
+            except OpenparityError as exc:
+                finish(
+                    Record(
+                        run_id=run_id,
+                        item_id=item.id,
+                        sample=sample,
+                        cluster=item.cluster,
+                        prompt_hash=key,
+                        error=exc.one_line(),
+                    )
+                )
+                return
+        score = task.score_loglikelihood(item, results)
+        finish(
+            Record(
+                run_id=run_id,
+                item_id=item.id,
+                sample=sample,
+                cluster=item.cluster,
+                prompt_hash=key,
+                response=json.dumps([r.logprob for r in results]),
+                extracted=score.extracted,
+                score=score.value,
+                detail=score.detail,
+                latency_s=time.perf_counter() - started,
+            )
+        )
+
+    await asyncio.gather(*(one(item, sample) for item, sample in todo))
 
 
 async def _score(

