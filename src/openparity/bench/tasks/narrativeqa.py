@@ -14,14 +14,15 @@ from pathlib import Path
 
 from openparity.bench.errors import TaskError
 from openparity.bench.qa_metrics import best, rouge_l, token_f1
-from openparity.bench.task import DataSource, Item, Score, Task
+from openparity.bench.task import Item, Score
 from openparity.bench.tasks.data_files import hub_records
+from openparity.bench.tasks.data_task import DataTask
 from openparity.models.types import Message
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "narrativeqa"
 
 
-class NarrativeQA(Task):
+class NarrativeQA(DataTask):
     name = "narrativeqa"
     description = "NarrativeQA (summaries): questions about stories, token F1 vs 2 references"
     variants = ("zero-shot",)
@@ -29,31 +30,11 @@ class NarrativeQA(Task):
     metric = "F1"
     equivalence_margin = 0.02
 
-    def __init__(self, path: Path | None = None, *, hub: bool = False, split: str = "test") -> None:
-        self.path, self.hub, self.split = path, hub, split
-        self._items: list[Item] | None = None
+    hub_args = ("deepmind/narrativeqa", None, "test")
+    fixture_path = FIXTURE
 
-    @classmethod
-    def fixture(cls) -> NarrativeQA:
-        return cls(FIXTURE)
-
-    def source(self) -> DataSource:
-        if self.hub:
-            return DataSource(f"deepmind/narrativeqa ({self.split}) from the Hugging Face hub")
-        if self.path is None:
-            return DataSource("none (pass --data DIR or --hub)")
-        fixture = self.path.resolve() == FIXTURE.resolve()
-        what = (
-            "openparity's NarrativeQA-format fixture"
-            if fixture
-            else f"official files in {self.path}"
-        )
-        return DataSource(what, fixture=fixture)
-
-    def items(self) -> list[Item]:
-        if self._items is None:
-            self._items = self._from_hub() if self.hub else self._from_repo()
-        return self._items
+    def load(self) -> list[Item]:
+        return self._from_hub() if self.hub else self._from_repo()
 
     def _from_repo(self) -> list[Item]:
         if self.path is None:
@@ -62,6 +43,7 @@ class NarrativeQA(Task):
                 hint="pass --data DIR (a checkout of github.com/deepmind/narrativeqa), --hub,"
                 " or --fixture for openparity's small fixture",
             )
+        split = self.hub_args[2]
         summaries_file = next(
             (
                 p
@@ -82,7 +64,7 @@ class NarrativeQA(Task):
         items = []
         counts: dict[str, int] = {}
         for row in _csv(qaps_file, ("document_id", "set", "question", "answer1", "answer2")):
-            if row["set"] != self.split:
+            if row["set"] != split:
                 continue
             doc = row["document_id"]
             if doc not in summaries:
@@ -97,12 +79,12 @@ class NarrativeQA(Task):
                 )
             )
         if not items:
-            raise TaskError(f"{qaps_file} has no questions in the {self.split!r} split")
+            raise TaskError(f"{qaps_file} has no questions in the {split!r} split")
         return items
 
     def _from_hub(self) -> list[Item]:
         items, counts = [], {}
-        for r in hub_records("deepmind/narrativeqa", None, self.split):
+        for r in hub_records(*self.hub_args):
             doc = r["document"]["id"]
             index = counts[doc] = counts.get(doc, -1) + 1
             items.append(
