@@ -50,10 +50,8 @@ def test_markdown_report(gap_report):
     assert "smallest provable margin" in text  # 40 items cannot prove ±0.7 points
 
 
-@pytest.mark.skipif(
-    shutil.which("chromium") is None, reason="Debian chromium is installed by scripts/test.sh"
-)
 def test_html_report_renders_in_headless_chromium(gap_report, tmp_path):
+    assert shutil.which("chromium"), "needs Debian's chromium (scripts/test.sh installs it)"
     page = tmp_path / "report.html"
     page.write_text(report.to_html(gap_report), encoding="utf-8")
     flags = [
