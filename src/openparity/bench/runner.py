@@ -70,13 +70,12 @@ async def run_task(
     """Run (or resume) `task` on `model`; returns how far it got."""
     settings = settings or task.default_settings()
     task.check(settings)
-    if getattr(task, "needs_vision", False) and not model.spec.vision:
+    if task.needs_vision and not model.spec.vision:
         raise TaskError(
             f"task {task.name} sends images and {model.name} is not marked vision-capable",
             hint="use a vision model, or set `vision: true` for it in models.yaml",
         )
-    circular = bool(getattr(task, "circular_eval", False))
-    items = select(task.items(), limit, seed=seed, whole_clusters=circular)
+    items = select(task.items(), limit, seed=seed, whole_clusters=task.circular_eval)
     item_ids = [i.id for i in items]
     run_id = run_id_for(model.name, task, settings, item_ids)
     run = store.find_run(run_id)
@@ -91,7 +90,7 @@ async def run_task(
                     **settings.as_dict(),
                     "seed": seed,
                     "openparity": __version__,
-                    "circular": circular,
+                    "circular": task.circular_eval,
                 },
                 item_ids=item_ids,
                 source=source.description,

@@ -65,6 +65,8 @@ class Task(abc.ABC):
     # Variants scored by the log-likelihood of each choice instead of a generated answer (local
     # models and servers with echo logprobs only; not comparable with generative scores).
     loglikelihood_variants: Sequence[str] = ()
+    needs_vision = False  # its messages carry images: only vision-capable models may run it
+    circular_eval = False  # items are option rotations of one question (the cluster): all or none
     default_max_tokens: int = 512
     metric: str = "accuracy"
     equivalence_margin: float = 0.02  # in score units (0.02 = 2 points)
