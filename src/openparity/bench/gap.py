@@ -56,15 +56,15 @@ async def run_gap(
             )
     models = [plan.open_model] + ([plan.closed_model] if plan.closed_model else [])
     opened = [open_model(m) for m in models]
+
+    def progress_for(label: str) -> Callable[[int, int], None] | None:
+        if on_progress is None:
+            return None
+        return lambda done, total: on_progress(label, done, total)
+
     try:
         comparisons = []
         for task in tasks:
-
-            def progress_for(label: str) -> Callable[[int, int], None] | None:
-                if on_progress is None:
-                    return None
-                return lambda done, total: on_progress(label, done, total)
-
             summaries: list[RunSummary] = await asyncio.gather(
                 *(
                     run_task(
