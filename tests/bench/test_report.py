@@ -1,10 +1,7 @@
 """Reports from real runs: JSON, Markdown, and HTML rendered in headless Chromium."""
 
 import json
-import shutil
-import subprocess
 
-import matplotlib.image
 import pytest
 
 from openparity.bench import report
@@ -14,6 +11,7 @@ from openparity.bench.store import RunStore
 from openparity.bench.tasks import get_task
 from openparity.models import open_model
 from openparity.testing.stub_server import StubServer
+from tests.browser import render
 
 
 @pytest.fixture(scope="module")
@@ -51,38 +49,7 @@ def test_markdown_report(gap_report):
 
 
 def test_html_report_renders_in_headless_chromium(gap_report, tmp_path):
-    assert shutil.which("chromium"), "needs Debian's chromium (scripts/test.sh installs it)"
-    page = tmp_path / "report.html"
-    page.write_text(report.to_html(gap_report), encoding="utf-8")
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--enable-logging=stderr",
-        "--v=0",
-    ]
-    dom = subprocess.run(
-        ["chromium", *flags, "--dump-dom", page.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    assert dom.stdout.count("<table>") == 3 and dom.stdout.count("<svg") == 2
-    assert "Uncaught" not in dom.stderr and ":CONSOLE" not in dom.stderr
-    shot = tmp_path / "shot.png"
-    run = subprocess.run(
-        ["chromium", *flags, "--window-size=1280,1800", f"--screenshot={shot}", page.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0 and shot.exists(), run.stderr[-2000:]
-    pixels = matplotlib.image.imread(shot)
-    assert pixels.shape[0] == 1800 and pixels.std() > 0.05  # not a blank page
+    page = render(report.to_html(gap_report), tmp_path)
+    assert page.dom.count("<table>") == 3 and page.dom.count("<svg") == 2
+    assert "Uncaught" not in page.console and ":CONSOLE" not in page.console
+    assert page.pixels.shape[0] == 1800 and page.pixels.std() > 0.05  # not a blank page

@@ -4,13 +4,11 @@ terminal text (Rich), JSON, Markdown, or one self-contained HTML page with inlin
 from __future__ import annotations
 
 import datetime as dt
-import html
-import io
 import json
 import math
 from typing import Any
 
-from openparity import __version__
+from openparity import __version__, htmlpage
 from openparity.bench.compare import Comparison, GapReport
 
 
@@ -212,19 +210,8 @@ def render_terminal(report: GapReport) -> None:
         out.print(f"[yellow]note:[/] {escape(note)}")
 
 
-def _svg(fig) -> str:
-    buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight")
-    text = buffer.getvalue()
-    return text[text.index("<svg") :]
-
-
 def _plots(report: GapReport) -> tuple[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = htmlpage.pyplot()
     comps = report.comparisons
     names = [c.task for c in comps]
     fig, ax = plt.subplots(figsize=(6.4, 0.6 + 0.7 * len(comps)))
@@ -259,8 +246,7 @@ def _plots(report: GapReport) -> tuple[str, str]:
     ax.set_xlabel("score (points) with 95% CI")
     ax.set_xlim(0, 100)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, frameon=False)
-    scores_svg = _svg(fig)
-    plt.close(fig)
+    scores_svg = htmlpage.svg(fig)
 
     fig, ax = plt.subplots(figsize=(6.4, 0.6 + 0.7 * len(comps)))
     for y, c in enumerate(comps):
@@ -284,43 +270,24 @@ def _plots(report: GapReport) -> tuple[str, str]:
     ax.set_yticks(range(len(comps)), names)
     ax.set_xlabel("open − closed (points), 95% CI")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)
-    forest_svg = _svg(fig)
-    plt.close(fig)
+    forest_svg = htmlpage.svg(fig)
     return scores_svg, forest_svg
-
-
-def _html_table(rows: list[dict[str, str]]) -> str:
-    if not rows:
-        return "<p>no tasks</p>"
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in rows[0])
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r.values()) + "</tr>" for r in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def to_html(report: GapReport) -> str:
     """One self-contained page (inline CSS and SVG, no scripts, no network)."""
     scores_svg, forest_svg = _plots(report) if report.comparisons else ("", "")
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in report.notes)
-    created = dt.datetime.fromtimestamp(report.created, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>openparity gap report</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222; }}
-table {{ border-collapse: collapse; margin: 1rem 0; }}
-th, td {{ border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; font-size: .9rem; }}
-th {{ background: #f3f3f3; }}
-figure {{ margin: 1rem 0; }} figcaption {{ color: #555; font-size: .85rem; }}
-</style></head><body>
-<h1>openparity gap report</h1>
-<p>openparity {__version__} · {created}</p>
-<h2>Gap</h2>{_html_table(gap_rows(report))}
-<h2>Verification</h2>{_html_table(verification_rows(report))}
-<h2>Notes</h2><ul>{notes}</ul>
-<h2>Runs</h2>{_html_table(run_rows(report))}
-<figure id="scores">{scores_svg}<figcaption>Per-task scores with 95% CIs.</figcaption></figure>
-<figure id="forest">{forest_svg}
-<figcaption>Open − closed with 95% CI; green: equivalence margin.</figcaption></figure>
-</body></html>
-"""
+    forest_caption = "Open − closed with 95% CI; green: equivalence margin."
+    plots = htmlpage.figure(scores_svg, "Per-task scores with 95% CIs.", "scores")
+    plots += htmlpage.figure(forest_svg, forest_caption, "forest")
+    return htmlpage.page(
+        "openparity gap report",
+        [
+            ("Gap", htmlpage.table(gap_rows(report), "no tasks")),
+            ("Verification", htmlpage.table(verification_rows(report), "no tasks")),
+            ("Notes", htmlpage.bullet_list(report.notes)),
+            ("Runs", htmlpage.table(run_rows(report), "no runs")),
+            ("Plots", plots),
+        ],
+        created=report.created,
+    )
