@@ -55,10 +55,12 @@ def doctor(
 
 def _register_capabilities() -> None:
     from openparity.bench.cli import register as register_bench
+    from openparity.forecast.cli import register as register_forecast
     from openparity.models.cli import register as register_models
 
     register_models(app)
     register_bench(app)
+    register_forecast(app)
 
 
 _register_capabilities()

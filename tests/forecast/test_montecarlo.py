@@ -1,0 +1,159 @@
+"""The Monte Carlo forecast: copula, closed-form recovery, sampling schemes, clear errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from openparity.forecast.cli import DEFAULT_SCENARIO
+from openparity.forecast.montecarlo import forecast, latent_normals
+from openparity.forecast.scenario import ScenarioError, load_scenario
+from tests.browser import render
+
+
+def scenario_file(tmp_path, body):
+    path = tmp_path / "s.yaml"
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+ONE_FACTOR = """
+name: one
+factors:
+  a:
+    push: {{dist: normal, mean: 0.3, sd: 0.1}}
+    weight: 1
+link: {{kind: threshold, threshold: 0.35, noise_sd: {noise}}}
+"""
+
+
+def test_gaussian_copula_reproduces_its_correlation_matrix():
+    target = np.array([[1.0, 0.6, -0.3], [0.6, 1.0, 0.2], [-0.3, 0.2, 1.0]])
+    push_z, resist_z = latent_normals(200_000, target, "mc", seed=3)
+    # sampling error of a correlation is about (1 - rho^2) / sqrt(n) < 0.003 here
+    assert np.corrcoef(push_z.T) == pytest.approx(target, abs=0.01)
+    assert np.corrcoef(resist_z.T) == pytest.approx(np.eye(3), abs=0.01)  # independent
+
+
+@pytest.mark.parametrize("sampling", ["mc", "lhs", "sobol"])
+@pytest.mark.parametrize("noise", [0.0, 0.05])
+def test_closed_form_probability_is_recovered(tmp_path, sampling, noise):
+    result = forecast(
+        load_scenario(scenario_file(tmp_path, ONE_FACTOR.format(noise=noise))),
+        draws=2**16,
+        seed=1,
+        sampling=sampling,
+        sensitivity=False,
+    )
+    exact = stats.norm.sf((0.35 - 0.3) / np.hypot(0.1, noise))
+    assert abs(result.probability - exact) < 3 * result.standard_error
+
+
+def test_correlated_sum_against_its_exact_distribution(tmp_path):
+    """Two normal pushes with correlation 0.5: the sum is normal with a known variance."""
+    body = """
+name: two
+factors:
+  a: {push: {dist: normal, mean: 0.2, sd: 0.1}, weight: 1}
+  b: {push: {dist: normal, mean: 0.1, sd: 0.2}, weight: 1}
+correlations: [[a, b, 0.5]]
+link: {kind: threshold, threshold: 0.5}
+"""
+    result = forecast(load_scenario(scenario_file(tmp_path, body)), draws=400_000, seed=2)
+    sd = np.sqrt(0.1**2 + 0.2**2 + 2 * 0.5 * 0.1 * 0.2)
+    exact = stats.norm.sf((0.5 - 0.3) / sd)
+    assert abs(result.probability - exact) < 3 * result.standard_error
+
+
+def test_seed_scenario_reproduces_its_72_percent_and_is_reproducible():
+    scenario = load_scenario(DEFAULT_SCENARIO)
+    assert len(scenario.factors) == 10
+    first = forecast(scenario, draws=100_000, seed=7, sensitivity=False)
+    again = forecast(scenario, draws=100_000, seed=7, sensitivity=False)
+    assert first.probability == again.probability
+    assert abs(first.probability - 0.72) < 3 * first.standard_error + 0.002
+    assert first.convergence[-1][0] == 100_000
+
+
+def test_sensitivity_ranks_the_factors(tmp_path):
+    body = """
+name: two
+factors:
+  strong: {push: {dist: uniform, low: 0, high: 1}, weight: 0.9}
+  weak: {push: {dist: uniform, low: 0, high: 1}, weight: 0.1}
+link: {kind: logistic, intercept: -2.5, scale: 5}
+"""
+    result = forecast(load_scenario(scenario_file(tmp_path, body)), draws=50_000, seed=0)
+    assert [b.factor for b in result.tornado] == ["strong", "weak"]
+    sobol = {s.input: s for s in result.sobol}
+    assert sobol["strong:push"].total > 10 * sobol["weak:push"].total
+    assert 0 < sobol["strong:push"].first_order <= 1.05
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ("name: [x\n", "not valid YAML"),
+        ("name: x\nfactors: {}\nlink: {kind: threshold}\n", "factors"),
+        (
+            "name: x\nfactors:\n  a: {push: {dist: triangular, low: 1, mode: 0.5, high: 0.2},"
+            " weight: 1}\nlink: {kind: threshold}\n",
+            "low <= mode <= high",
+        ),
+        (
+            "name: x\nfactors:\n  a: {push: {dist: beta, a: -1, b: 2}, weight: 1}\n"
+            "link: {kind: threshold}\n",
+            "greater than 0",
+        ),
+        (
+            "name: x\nfactors:\n  a: {push: {dist: gamma, k: 2}, weight: 1}\n"
+            "link: {kind: threshold}\n",
+            "dist",
+        ),
+        (
+            "name: x\nfactors:\n  a: {push: {dist: uniform, low: 0, high: 1}, weight: 1}\n"
+            "correlations: [[a, zz, 0.3]]\nlink: {kind: threshold}\n",
+            "unknown factor 'zz'",
+        ),
+    ],
+)
+def test_bad_scenarios_are_clear(tmp_path, body, fragment):
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(scenario_file(tmp_path, body))
+    assert fragment in info.value.one_line()
+
+
+def test_non_psd_correlations_are_refused(tmp_path):
+    body = """
+name: impossible
+factors:
+  a: {push: {dist: uniform, low: 0, high: 1}, weight: 1}
+  b: {push: {dist: uniform, low: 0, high: 1}, weight: 1}
+  c: {push: {dist: uniform, low: 0, high: 1}, weight: 1}
+correlations: [[a, b, 0.9], [b, c, 0.9], [a, c, -0.9]]
+link: {kind: threshold}
+"""
+    with pytest.raises(ScenarioError, match="not positive semi-definite"):
+        load_scenario(scenario_file(tmp_path, body))
+
+
+def test_cli_json_and_html(tmp_path):
+    run = [sys.executable, "-m", "openparity.cli", "forecast", "--draws", "20000"]
+    result = subprocess.run([*run, "--format", "json"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["scenario"] == "seed-parity-2027" and 0.69 < data["probability"] < 0.75
+    assert len(data["tornado"]) == 10 and data["sobol"]
+    html_file = tmp_path / "forecast.html"
+    result = subprocess.run(
+        [*run, "--output", str(html_file)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    page = render(html_file.read_text(encoding="utf-8"), tmp_path)
+    assert page.dom.count("<svg") == 2 and "Tornado" in page.dom
+    assert ":CONSOLE" not in page.console and page.pixels.std() > 0.05
+    bad = subprocess.run([*run, "--sampling", "grid"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unknown sampling 'grid'" in bad.stderr
