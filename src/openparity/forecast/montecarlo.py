@@ -12,6 +12,7 @@ import numpy as np
 from scipy import special, stats
 from scipy.stats import qmc
 
+from openparity.forecast import marginals
 from openparity.forecast.scenario import Scenario, ScenarioError
 
 Sampling = Literal["mc", "lhs", "sobol"]
@@ -56,34 +57,44 @@ class Forecast:
         return max(0.0, self.probability - half), min(1.0, self.probability + half)
 
 
-def latent_normals(
-    n: int, correlation: np.ndarray, sampling: Sampling, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(n x d) correlated standard normals for the pushes, (n x d) independent ones for the
-    resistances: the Gaussian copula's latent layer."""
-    d = correlation.shape[0]
+def uniforms(n: int, dims: int, sampling: Sampling, seed: int) -> np.ndarray:
+    """(n x dims) points in the unit cube: random, Latin hypercube or scrambled Sobol."""
     if sampling == "mc":
-        uniform = np.random.default_rng(seed).random((n, 2 * d))
-    elif sampling == "lhs":
-        uniform = qmc.LatinHypercube(d=2 * d, seed=seed).random(n)
-    elif sampling == "sobol":
-        uniform = qmc.Sobol(d=2 * d, scramble=True, seed=seed).random(n)
-    else:
-        raise ScenarioError(f"unknown sampling {sampling!r}", hint="use mc, lhs or sobol")
-    z = special.ndtri(np.clip(uniform, _EPS, 1 - _EPS))
+        return np.random.default_rng(seed).random((n, dims))
+    if sampling == "lhs":
+        return qmc.LatinHypercube(d=dims, seed=seed).random(n)
+    if sampling == "sobol":
+        return qmc.Sobol(d=dims, scramble=True, seed=seed).random(n)
+    raise ScenarioError(f"unknown sampling {sampling!r}", hint="use mc, lhs or sobol")
+
+
+def correlate(z: np.ndarray, correlation: np.ndarray) -> np.ndarray:
+    """Independent standard normals (n x d) -> normals with this correlation (Gaussian copula)."""
     values, vectors = np.linalg.eigh(correlation)
     root = vectors * np.sqrt(np.clip(values, 0, None))  # root @ root.T == correlation
-    return z[:, :d] @ root.T, z[:, d:]
+    return z @ root.T
 
 
 def inputs(
-    scenario: Scenario, push_z: np.ndarray, resist_z: np.ndarray
+    scenario: Scenario, n: int, sampling: Sampling, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pushes and resistances (n x d) from the latent normals through each marginal's ppf."""
-    push_u, resist_u = special.ndtr(push_z), special.ndtr(resist_z)
-    push = np.column_stack([f.push.ppf(push_u[:, i]) for i, f in enumerate(scenario.factors)])
-    resist = np.column_stack(
-        [f.resistance.ppf(resist_u[:, i]) for i, f in enumerate(scenario.factors)]
+    """Pushes and resistances (n x d). Pushes go through the copula (correlated latent normals,
+    then each marginal's inverse CDF); resistances are independent. With plain Monte Carlo the
+    resistances are drawn directly; stratified schemes push every input through its inverse."""
+    d = len(scenario.factors)
+    if sampling == "mc":
+        rng = np.random.default_rng(seed)
+        latent = correlate(rng.standard_normal((n, d)), scenario.correlation)
+        resist = np.column_stack([marginals.draw(f.resistance, n, rng) for f in scenario.factors])
+    else:
+        u = uniforms(n, 2 * d, sampling, seed)
+        latent = correlate(special.ndtri(np.clip(u[:, :d], _EPS, 1 - _EPS)), scenario.correlation)
+        resist = np.column_stack(
+            [marginals.ppf(f.resistance, u[:, d + i]) for i, f in enumerate(scenario.factors)]
+        )
+    u_push = special.ndtr(latent)
+    push = np.column_stack(
+        [marginals.ppf(f.push, u_push[:, i]) for i, f in enumerate(scenario.factors)]
     )
     return push, resist
 
@@ -112,8 +123,7 @@ def forecast(
     """The probability of parity by the scenario's horizon, with its Monte Carlo error."""
     if draws < 100:
         raise ScenarioError(f"{draws} draws are too few", hint="use at least 100")
-    push_z, resist_z = latent_normals(draws, scenario.correlation, sampling, seed)
-    push, resist = inputs(scenario, push_z, resist_z)
+    push, resist = inputs(scenario, draws, sampling, seed)
     values = parity_probability(scenario, push, resist)
     tornado = _tornado(scenario, push, resist) if sensitivity else []
     sobol = _sobol(scenario, seed) if sensitivity else []
