@@ -283,8 +283,10 @@ def gap(
     from openparity.bench.baselines import PUBLISHED_BASELINES, Published
     from openparity.bench.gap import GapPlan, run_gap
     from openparity.bench.store import RunStore
+    from openparity.console import report_kind
     from openparity.errors import OpenparityError
 
+    report_kind(fmt, output, _writers())  # a bad --format fails now, not after the runs
     targets = dict(PUBLISHED_BASELINES)
     for entry in target:
         name, sep, value = entry.partition("=")
@@ -321,36 +323,22 @@ def gap(
     _emit(_run_interruptibly(go(), "openparity gap (same options)"), fmt, output)
 
 
-def _emit(report, fmt: str, output: Path | None) -> None:
-    """Print the report in `fmt`; with --output, write it there (format from the suffix when
-    --format is left at terminal) and print the terminal tables as well."""
+def _writers() -> dict:
     from openparity.bench import report as render
-    from openparity.bench.output import write_atomic
-    from openparity.errors import OpenparityError
 
-    writers = {
+    return {
         "json": render.to_json,
         "markdown": render.to_markdown,
         "md": render.to_markdown,
         "html": render.to_html,
     }
-    if fmt not in (*writers, "terminal"):
-        raise OpenparityError(
-            f"unknown format {fmt!r}", hint="use terminal, json, markdown or html"
-        )
-    if output is not None:
-        kind = fmt if fmt != "terminal" else output.suffix.lstrip(".").lower()
-        if kind not in writers:
-            raise OpenparityError(
-                f"cannot tell the report format of {output}",
-                hint="use a .json, .md or .html file, or pass --format",
-            )
-        write_atomic(output, writers[kind](report))
-        err.print(f"report written to {output}")
-    if fmt == "terminal":
-        render.render_terminal(report)
-    elif output is None:
-        out.print(writers[fmt](report), markup=False, highlight=False, soft_wrap=True)
+
+
+def _emit(report, fmt: str, output: Path | None) -> None:
+    from openparity.bench import report as render
+    from openparity.console import emit_report
+
+    emit_report(report, fmt, output, _writers(), render.render_terminal)
 
 
 class _progress:

@@ -25,8 +25,7 @@ def forecast(
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the report here."),
 ) -> None:
     """Probability that open models reach parity, from a scenario of factors (Monte Carlo)."""
-    from openparity.bench.output import write_atomic
-    from openparity.console import err, out
+    from openparity.console import emit_report, report_kind
     from openparity.errors import OpenparityError
     from openparity.forecast import report
     from openparity.forecast.montecarlo import forecast as run_forecast
@@ -34,8 +33,8 @@ def forecast(
 
     if sampling not in ("mc", "lhs", "sobol"):
         raise OpenparityError(f"unknown sampling {sampling!r}", hint="use mc, lhs or sobol")
-    if fmt not in ("terminal", "json", "html"):
-        raise OpenparityError(f"unknown format {fmt!r}", hint="use terminal, json or html")
+    writers = {"json": report.to_json, "html": report.to_html}
+    report_kind(fmt, output, writers)
     result = run_forecast(
         load_scenario(scenario),
         draws=draws,
@@ -43,14 +42,4 @@ def forecast(
         sampling=sampling,
         sensitivity=not no_sensitivity,
     )
-    text = {"json": report.to_json, "html": report.to_html}
-    if output is not None:
-        kind = fmt if fmt != "terminal" else output.suffix.lstrip(".").lower()
-        if kind not in text:
-            raise OpenparityError(f"cannot tell the format of {output}", hint="use .json or .html")
-        write_atomic(output, text[kind](result))
-        err.print(f"report written to {output}")
-    if fmt == "terminal":
-        report.render_terminal(result)
-    elif output is None:
-        out.print(text[fmt](result), markup=False, highlight=False, soft_wrap=True)
+    emit_report(result, fmt, output, writers, report.render_terminal)

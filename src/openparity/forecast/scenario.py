@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from openparity.errors import OpenparityError
+from openparity.yamlfile import read_validated
 
 
 class ScenarioError(OpenparityError):
@@ -185,21 +185,13 @@ class Scenario:
 
 def load_scenario(path: Path) -> Scenario:
     """Read and validate a scenario YAML; every problem is one clear ScenarioError."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ScenarioError(f"scenario file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path} is not valid YAML ({exc})") from None
-    try:
-        spec = _ScenarioFile.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ScenarioError(
-            f"{path}: {where}: {first['msg']}",
-            hint="see openparity/forecast/scenarios/seed-parity.yaml",
-        ) from None
+    spec = read_validated(
+        path,
+        _ScenarioFile,
+        ScenarioError,
+        what="scenario file",
+        hint="see openparity/forecast/scenarios/seed-parity.yaml",
+    )
     return build(spec, str(path))
 
 

@@ -20,12 +20,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from openparity.models.errors import ModelConfigError, UnknownModelError
 from openparity.models.prices import Price
 from openparity.models.spec import ModelSpec, parse_spec, with_overrides
+from openparity.yamlfile import read_validated
 
 MODELS_FILE_ENV = "OPENPARITY_MODELS"
 
@@ -102,25 +102,14 @@ def load_catalog(path: Path | None = None) -> ModelCatalog:
     path = find_models_file(path)
     if path is None:
         return ModelCatalog()
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ModelConfigError(
-            f"models file not found: {path}", hint=f"fix the path or unset ${MODELS_FILE_ENV}"
-        ) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ModelConfigError(f"{path}:{where} is not valid YAML ({exc})") from None
-    try:
-        parsed = _CatalogFile.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise ModelConfigError(
-            f"{path}: {loc}: {first['msg']}",
-            hint="see examples/models.yaml for the expected shape",
-        ) from None
+    parsed = read_validated(
+        path,
+        _CatalogFile,
+        ModelConfigError,
+        what="models file",
+        hint="see examples/models.yaml for the expected shape",
+        missing_hint=f"fix the path or unset ${MODELS_FILE_ENV}",
+    )
     return ModelCatalog(
         models={name: _entry_to_spec(path, name, e) for name, e in parsed.models.items()},
         path=path,

@@ -22,14 +22,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from openparity.bench.errors import TaskError
 from openparity.bench.extract import final_number
 from openparity.bench.task import DataSource, Item, Score, Task
 from openparity.bench.tasks.data_files import read_jsonl
 from openparity.models.types import ChatRequest, Message
+from openparity.yamlfile import read_validated
 
 _FIELD = re.compile(r"\{(\w+)\}")
 
@@ -146,18 +146,7 @@ def fill(template: str, fields: dict[str, Any]) -> str:
 
 
 def load_spec(path: Path) -> TaskSpec:
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TaskError(f"task file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise TaskError(f"{path} is not valid YAML ({exc})") from None
-    try:
-        return TaskSpec.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise TaskError(f"{path}: {where}: {first['msg']}", hint="see examples/tasks/") from None
+    return read_validated(path, TaskSpec, TaskError, what="task file", hint="see examples/tasks/")
 
 
 Scorer = Callable[[Item, str], Any]
