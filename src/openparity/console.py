@@ -51,7 +51,7 @@ def emit_report(
     """Print `report` as `fmt` ("terminal" or a key of `writers`). With an output file, write
     it there atomically (the format from its suffix when `fmt` is "terminal") and still print
     the terminal view."""
-    from openparity.bench.output import write_atomic
+    from openparity.atomic import write_atomic
 
     kind = report_kind(fmt, output, writers)
     if output is not None:
