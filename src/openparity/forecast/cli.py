@@ -11,6 +11,7 @@ DEFAULT_SCENARIO = Path(__file__).parent / "scenarios" / "seed-parity.yaml"
 
 def register(app: typer.Typer) -> None:
     app.command()(forecast)
+    app.command()(cost)
 
 
 def forecast(
@@ -43,3 +44,48 @@ def forecast(
         sensitivity=not no_sensitivity,
     )
     emit_report(result, fmt, output, writers, report.render_terminal)
+
+
+def cost(
+    closed: str = typer.Option("openai:gpt-4o", "--closed", help="Closed model (its price)."),
+    gpu_hourly: float = typer.Option(..., "--gpu-hourly", help="USD per GPU-hour."),
+    gpus: int = typer.Option(1, "--gpus", min=1),
+    throughput: float = typer.Option(
+        ..., "--throughput", help="Sustained output tokens/s of the deployment (measured)."
+    ),
+    requests: float = typer.Option(..., "--requests", help="Requests per month."),
+    prompt_tokens: float = typer.Option(500, "--prompt-tokens", help="Per request."),
+    completion_tokens: float = typer.Option(200, "--completion-tokens", help="Per request."),
+    utilisation: float = typer.Option(0.6, "--utilisation"),
+    ops_overhead: float = typer.Option(0.2, "--ops-overhead"),
+    open_share: float = typer.Option(1.0, "--open-share", help="Share answered open-first."),
+    models_file: Path | None = typer.Option(None, "--models", help="models.yaml to read."),
+    fmt: str = typer.Option("terminal", "--format", help="terminal, json or html."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the report here."),
+) -> None:
+    """Cost per month and per million tokens: closed API vs self-hosted vs hybrid."""
+    from openparity.console import emit_report, report_kind
+    from openparity.errors import OpenparityError
+    from openparity.forecast import cost_report
+    from openparity.forecast.cost import SelfHosting, Traffic, compare_costs
+    from openparity.models import resolve_model
+
+    writers = {"json": cost_report.to_json, "html": cost_report.to_html}
+    report_kind(fmt, output, writers)
+    spec = resolve_model(closed, models_file=models_file)
+    if spec.price is None:
+        raise OpenparityError(
+            f"no price known for {spec.name}",
+            hint="set price: {input: ..., output: ...} in models.yaml",
+        )
+    hosting = SelfHosting(gpu_hourly, gpus, throughput, utilisation, ops_overhead)
+    traffic = Traffic(requests, prompt_tokens, completion_tokens)
+    study = cost_report.CostStudy(
+        spec.name,
+        f"{spec.price.input_per_mtok:g} / {spec.price.output_per_mtok:g} USD per Mtok in/out"
+        f" ({spec.price.source}, {spec.price.as_of})",
+        hosting,
+        traffic,
+        compare_costs(spec.price, hosting, traffic, open_share=open_share),
+    )
+    emit_report(study, fmt, output, writers, cost_report.render_terminal)
