@@ -12,6 +12,7 @@ DEFAULT_SCENARIO = Path(__file__).parent / "scenarios" / "seed-parity.yaml"
 def register(app: typer.Typer) -> None:
     app.command()(forecast)
     app.command()(cost)
+    app.command()(advise)
 
 
 def forecast(
@@ -89,3 +90,46 @@ def cost(
         compare_costs(spec.price, hosting, traffic, open_share=open_share),
     )
     emit_report(study, fmt, output, writers, cost_report.render_terminal)
+
+
+def advise(
+    size: str = typer.Option(..., "--size", help="startup, midsize or enterprise."),
+    requests: float = typer.Option(..., "--requests", help="Requests per month."),
+    ml_engineers: int = typer.Option(..., "--ml-engineers", min=0),
+    compliance: str = typer.Option(
+        "none", "--compliance", help="none, data-residency, air-gapped."
+    ),
+    break_even: float | None = typer.Option(
+        None, "--break-even", help="Break-even requests/month (from openparity cost)."
+    ),
+    gap_report: Path | None = typer.Option(
+        None, "--gap-report", help="JSON from openparity gap --format json."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Which way to go (the seed's selection matrix as rules), with its reasons and risks."""
+    from dataclasses import asdict
+
+    from rich.markup import escape
+
+    from openparity.console import out, print_json
+    from openparity.errors import OpenparityError
+    from openparity.forecast.advice import Situation, load_verdicts
+    from openparity.forecast.advice import advise as decide
+
+    if size not in ("startup", "midsize", "enterprise"):
+        raise OpenparityError(f"unknown size {size!r}", hint="use startup, midsize or enterprise")
+    if compliance not in ("none", "data-residency", "air-gapped"):
+        raise OpenparityError(
+            f"unknown compliance {compliance!r}", hint="use none, data-residency or air-gapped"
+        )
+    verdicts = load_verdicts(gap_report) if gap_report else {}
+    advice = decide(Situation(size, requests, ml_engineers, compliance, break_even, verdicts))
+    if as_json:
+        print_json(asdict(advice))
+        return
+    out.print(f"[bold]{escape(advice.recommendation)}[/]")
+    for reason in advice.why:
+        out.print(f"  because {escape(reason)}")
+    for risk in advice.risks:
+        out.print(f"  [yellow]risk:[/] {escape(risk)}")

@@ -1,0 +1,88 @@
+"""Advice rules: each branch of the selection matrix, with its reasons and risks."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from openparity.errors import OpenparityError
+from openparity.forecast.advice import Situation, advise, load_verdicts
+
+
+def test_air_gapped_means_self_hosting_whatever_the_size():
+    advice = advise(Situation("startup", 1000, 1, "air-gapped"))
+    assert advice.recommendation.startswith("Open model on your own accelerators")
+    assert any("no closed fallback" in r for r in advice.risks)
+
+
+def test_startup_fine_tunes_and_small_teams_are_warned():
+    advice = advise(Situation("startup", 50_000, 1))
+    assert advice.recommendation.startswith("Fine-tune an open model")
+    assert any("fewer than 2 ML engineers" in r for r in advice.risks)
+
+
+def test_midsize_above_break_even_self_hosts():
+    advice = advise(Situation("midsize", 2e6, 4, break_even_requests=6.7e5))
+    assert advice.recommendation.startswith("Open model on your own accelerators")
+    assert "volume is above the self-hosting break-even (670,000)" in advice.why
+
+
+def test_enterprise_goes_hybrid_and_measured_gaps_become_risks():
+    verdicts = {"gsm8k": "open worse", "mmlu": "equivalent", "humaneval": "inconclusive"}
+    advice = advise(Situation("enterprise", 5e5, 10, break_even_requests=1e6, verdicts=verdicts))
+    assert advice.recommendation.startswith("Hybrid")
+    assert "parity shown on 1 of 3 measured tasks" in advice.why
+    assert "gsm8k: the open model is measurably worse" in advice.risks
+    assert any(r.startswith("humaneval: parity not shown") for r in advice.risks)
+    assert any("below break-even" in r for r in advice.risks)
+
+
+def test_verdicts_come_from_a_gap_report(tmp_path):
+    report = tmp_path / "gap.json"
+    report.write_text(json.dumps({"tasks": [{"task": "mmlu", "verdict": "open worse"}]}))
+    assert load_verdicts(report) == {"mmlu": "open worse"}
+    report.write_text("[1, 2]")
+    with pytest.raises(OpenparityError, match="is not a gap report"):
+        load_verdicts(report)
+
+
+def test_cli():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "openparity.cli",
+            "advise",
+            "--size",
+            "enterprise",
+            "--requests",
+            "100000",
+            "--ml-engineers",
+            "5",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["recommendation"].startswith("Hybrid")
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "openparity.cli",
+            "advise",
+            "--size",
+            "huge",
+            "--requests",
+            "1",
+            "--ml-engineers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "unknown size 'huge'" in bad.stderr
