@@ -5,6 +5,8 @@ Everything is vectorised over draws (numpy arrays, no per-draw Python)."""
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -92,10 +94,13 @@ def inputs(
         resist = np.column_stack(
             [marginals.ppf(f.resistance, u[:, d + i]) for i, f in enumerate(scenario.factors)]
         )
-    u_push = special.ndtr(latent)
-    push = np.column_stack(
-        [marginals.ppf(f.push, u_push[:, i]) for i, f in enumerate(scenario.factors)]
-    )
+
+    def push_column(i: int) -> np.ndarray:
+        return marginals.ppf(scenario.factors[i].push, special.ndtr(latent[:, i]))
+
+    # scipy's special functions release the GIL: the columns' inverse CDFs run in parallel
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        push = np.column_stack(list(pool.map(push_column, range(d))))
     return push, resist
 
 
