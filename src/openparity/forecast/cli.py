@@ -143,12 +143,14 @@ def trend(
     scores: Path | None = typer.Option(None, "--scores", help="Scores CSV (default: public)."),
     add: list[Path] = typer.Option([], "--add", help="More scores CSVs."),
     add_gap: list[Path] = typer.Option([], "--add-gap", help="openparity gap JSON reports."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    fmt: str = typer.Option("terminal", "--format", help="terminal, json or html."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the report here."),
 ) -> None:
     """Open-vs-closed gap over time from dated scores, and P(gap <= margin) by a date."""
     import datetime as dt
 
-    from openparity.console import out, print_json
+    from openparity.console import emit_report, report_kind
+    from openparity.forecast import trend_report
     from openparity.forecast.trend import (
         PUBLIC_SCORES,
         TrendError,
@@ -157,6 +159,8 @@ def trend(
         rows_from_gap_report,
     )
 
+    writers = {"json": trend_report.to_json, "html": trend_report.to_html}
+    report_kind(fmt, output, writers)
     try:
         when = dt.date.fromisoformat(by)
     except ValueError:
@@ -166,32 +170,5 @@ def trend(
         rows += read_scores(path)
     for path in add_gap:
         rows += rows_from_gap_report(path)
-    f = forecast_trend(rows, benchmark.lower(), when, margin)
-    result = {
-        "benchmark": f.benchmark,
-        "points": [{"date": d.isoformat(), "gap": g} for d, g in f.points],
-        "slope_points_per_year": f.slope_per_year,
-        "slope_ci95": list(f.slope_ci95),
-        "by": f.by.isoformat(),
-        "predicted_gap": f.predicted_gap,
-        "prediction_interval95": list(f.prediction_interval95),
-        "margin": f.margin,
-        "probability_within_margin": f.probability_within_margin,
-        "crossing_date": f.crossing_date.isoformat() if f.crossing_date else None,
-        "note": "a straight line through the frontier gaps; far from the data it is unbounded:"
-        " read the probability and the interval, not the point forecast",
-    }
-    if as_json:
-        print_json(result)
-        return
-    for d, g in f.points:
-        out.print(f"{d.isoformat()}  frontier gap {g:6.1f} points")
-    low, high = f.prediction_interval95
-    out.print(
-        f"trend {f.slope_per_year:+.1f} points/year (95% CI {f.slope_ci95[0]:+.1f} to"
-        f" {f.slope_ci95[1]:+.1f}); gap on {f.by}: {f.predicted_gap:.1f} [{low:.1f}, {high:.1f}]"
-    )
-    out.print(
-        f"[bold]P(gap <= {f.margin:g} points by {f.by}) = {f.probability_within_margin:.2f}[/]"
-    )
-    out.print(f"[yellow]note:[/] {result['note']}")
+    result = forecast_trend(rows, benchmark.lower(), when, margin)
+    emit_report(result, fmt, output, writers, trend_report.render_terminal)
