@@ -1,5 +1,6 @@
 """The `openparity` command as a user runs it: a real subprocess."""
 
+import functools
 import json
 import subprocess
 import sys
@@ -7,25 +8,18 @@ import sys
 import pytest
 
 from openparity import __version__
+from tests.cli import CLI, openparity
 
-
-def run(*args, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "openparity.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+cli = functools.partial(openparity, timeout=120)  # these commands are quick
 
 
 def test_version():
-    result = run("--version")
+    result = cli("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"openparity {__version__}"
 
 
 def test_chat_on_the_embedded_model_as_json():
-    result = run("chat", "local:smollm2-135m", "用一句话介绍巴黎。", "--max-tokens", "12", "--json")
+    result = cli("chat", "local:smollm2-135m", "用一句话介绍巴黎。", "--max-tokens", "12", "--json")
     assert result.returncode == 0, result.stderr
     completion = json.loads(result.stdout)
     assert completion["model"] == "local:smollm2-135m" and completion["text"]
@@ -33,7 +27,7 @@ def test_chat_on_the_embedded_model_as_json():
 
 
 def test_chat_human_output_shows_accounting():
-    result = run("chat", "local:smollm2-135m", "Say hi.", "--max-tokens", "5")
+    result = cli("chat", "local:smollm2-135m", "Say hi.", "--max-tokens", "5")
     assert result.returncode == 0, result.stderr
     assert "local:smollm2-135m ·" in result.stdout and "out" in result.stdout
 
@@ -48,7 +42,7 @@ def test_chat_human_output_shows_accounting():
     ],
 )
 def test_errors_are_one_line_without_traceback(args, fragment):
-    result = run(*args)
+    result = cli(*args)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], result.stderr
@@ -56,7 +50,7 @@ def test_errors_are_one_line_without_traceback(args, fragment):
 
 
 def test_usage_error_exit_code():
-    result = run("chat")
+    result = cli("chat")
     assert result.returncode == 2 and "Missing argument" in result.stderr
 
 
@@ -64,7 +58,7 @@ def test_doctor_json_finds_the_embedded_model(tmp_path):
     (tmp_path / "models.yaml").write_text(
         "models:\n  dead:\n    backend: openai\n    model: m\n    base_url: http://127.0.0.1:9/v1\n"
     )
-    result = run("doctor", "--json", "--models", str(tmp_path / "models.yaml"))
+    result = cli("doctor", "--json", "--models", str(tmp_path / "models.yaml"))
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     checks = {c["name"]: c for c in report["checks"]}
@@ -76,12 +70,12 @@ def test_doctor_json_finds_the_embedded_model(tmp_path):
 
 def test_doctor_fails_on_a_broken_models_file(tmp_path):
     (tmp_path / "models.yaml").write_text("models: [")
-    result = run("doctor", "--models", str(tmp_path / "models.yaml"))
+    result = cli("doctor", "--models", str(tmp_path / "models.yaml"))
     assert result.returncode == 1 and "not valid YAML" in result.stdout
 
 
 def test_models_list_json(tmp_path):
-    result = run("models", "list", "--json")
+    result = cli("models", "list", "--json")
     rows = json.loads(result.stdout)["models"]
     assert rows[0]["name"] == "local:smollm2-135m"
 
@@ -97,7 +91,7 @@ def test_serve_local_serves_until_interrupted(tmp_path):
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "openparity.cli", "models", "serve-local", "--port", str(port)],
+        [*CLI, "models", "serve-local", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -4,21 +4,13 @@ import json
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 
-
-def cli(*args, timeout=600):
-    return subprocess.run(
-        [sys.executable, "-m", "openparity.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+from tests.cli import CLI, openparity
 
 
 def test_bench_tasks_lists_real_counts():
-    result = cli("bench", "tasks", "--json")
+    result = openparity("bench", "tasks", "--json")
     assert result.returncode == 0, result.stderr
     counts = {row["task"]: row["items"] for row in json.loads(result.stdout)}
     assert counts == {
@@ -34,7 +26,7 @@ def test_bench_tasks_lists_real_counts():
 
 def test_gap_on_the_embedded_model_against_published_targets(tmp_path):
     report_file = tmp_path / "gap.html"
-    result = cli(
+    result = openparity(
         "gap",
         "--limit",
         "2",
@@ -52,7 +44,7 @@ def test_gap_on_the_embedded_model_against_published_targets(tmp_path):
         assert task["open"]["model"] == "local:smollm2-135m" and task["open"]["n"] == 2
         assert task["target"]["source"].startswith("the seed's")
         assert task["verdict"] in {"open worse", "inconclusive"}
-    again = cli(
+    again = openparity(
         "gap", "--limit", "2", "--store", str(tmp_path / "s.sqlite"), "--output", str(report_file)
     )
     assert again.returncode == 0 and "Verification" in again.stdout  # reuses the finished runs
@@ -63,19 +55,21 @@ def test_run_compare_and_report_two_models(tmp_path, llama_server):
     store = str(tmp_path / "s.sqlite")
     ids = []
     for model in ("local:smollm2-135m", llama_server.spec):
-        result = cli("bench", "run", model, "mmlu", "--limit", "12", "--store", store, "--json")
+        result = openparity(
+            "bench", "run", model, "mmlu", "--limit", "12", "--store", store, "--json"
+        )
         assert result.returncode == 0, result.stderr
         ids.append(json.loads(result.stdout)["run_id"])
-    compared = cli("bench", "compare", ids[0], ids[1], "--store", store, "--format", "json")
+    compared = openparity("bench", "compare", ids[0], ids[1], "--store", store, "--format", "json")
     assert compared.returncode == 0, compared.stderr
     [task] = json.loads(compared.stdout)["tasks"]
     assert task["closed"]["model"] == llama_server.spec and task["difference"]["n"] == 12
     assert task["p_mcnemar"] is not None
-    md = cli(
+    md = openparity(
         "bench", "report", ids[0], "--against", ids[1], "--store", store, "--format", "markdown"
     )
     assert md.returncode == 0 and "| mmlu |" in md.stdout
-    listed = cli("bench", "runs", "--store", store, "--json")
+    listed = openparity("bench", "runs", "--store", store, "--json")
     assert {r["run_id"] for r in json.loads(listed.stdout)} == set(ids)
 
 
@@ -83,9 +77,7 @@ def test_ctrl_c_keeps_finished_items_and_says_how_to_resume(tmp_path):
     store = tmp_path / "s.sqlite"
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "openparity.cli",
+            *CLI,
             "bench",
             "run",
             "local:smollm2-135m",
@@ -144,7 +136,7 @@ def test_bad_inputs_are_one_line(tmp_path):
         ),
     ]
     for args, fragment in cases:
-        result = cli(*args)
+        result = openparity(*args)
         assert result.returncode == 2, (args, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and fragment in lines[0], result.stderr

@@ -2,8 +2,6 @@
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -12,6 +10,7 @@ from openparity.bench.errors import TaskError
 from openparity.bench.qa_metrics import best, rouge_l, token_f1, tokens
 from openparity.bench.tasks import get_task
 from openparity.bench.tasks.narrativeqa import FIXTURE, NarrativeQA
+from tests.cli import openparity
 
 
 def test_tokens_words_and_cjk_characters():
@@ -62,43 +61,29 @@ def test_without_data_says_where_to_get_it(tmp_path):
 
 def test_fixture_run_is_labelled_and_clustered(tmp_path):
     store = tmp_path / "s.sqlite"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "openparity.cli",
-            "bench",
-            "run",
-            "local:smollm2-135m",
-            "narrativeqa",
-            "--fixture",
-            "--store",
-            str(store),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
+    result = openparity(
+        "bench",
+        "run",
+        "local:smollm2-135m",
+        "narrativeqa",
+        "--fixture",
+        "--store",
+        str(store),
+        "--json",
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
     run_id = json.loads(result.stdout)["run_id"]
-    report = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "openparity.cli",
-            "bench",
-            "compare",
-            run_id,
-            "--target",
-            "82.3",
-            "--store",
-            str(store),
-            "--format",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
+    report = openparity(
+        "bench",
+        "compare",
+        run_id,
+        "--target",
+        "82.3",
+        "--store",
+        str(store),
+        "--format",
+        "json",
         timeout=120,
     )
     assert report.returncode == 0, report.stderr

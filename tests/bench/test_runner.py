@@ -5,7 +5,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 
 import pytest
@@ -16,6 +15,7 @@ from openparity.bench.store import RunStore
 from openparity.bench.tasks import get_task
 from openparity.models import open_model
 from openparity.models.spec import parse_spec, with_overrides
+from tests.cli import CLI, openparity
 
 
 @pytest.fixture
@@ -95,10 +95,6 @@ def test_store_errors_are_clear(tmp_path):
         store.get_run("nope")
 
 
-def _cli(*args):
-    return [sys.executable, "-m", "openparity.cli", *args]
-
-
 def _scores(path, run_id=None):
     with sqlite3.connect(path) as db:
         rows = db.execute(
@@ -112,7 +108,7 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path):
     args = ["bench", "run", "local:smollm2-135m", "gsm8k", "--limit", "10", "--max-tokens", "40"]
     killed_store, clean_store = tmp_path / "killed.sqlite", tmp_path / "clean.sqlite"
     proc = subprocess.Popen(
-        _cli(*args, "--store", str(killed_store)),
+        [*CLI, *args, "--store", str(killed_store)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -132,24 +128,14 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path):
     proc.wait()
     assert 3 <= done < 10, f"the run was not caught mid-way ({done} records)"
     before = _scores(killed_store)
-    resumed = subprocess.run(
-        _cli(*args, "--store", str(killed_store), "--resume", "--json"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    resumed = openparity(*args, "--store", str(killed_store), "--resume", "--json", timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
     assert (summary["done"], summary["total"], summary["status"]) == (10, 10, "complete")
     after = _scores(killed_store)
     assert len(after) == 10 and len({(r[1], r[2]) for r in after}) == 10  # none lost, none twice
     assert set(before) <= set(after)  # finished work was kept as it was
-    clean = subprocess.run(
-        _cli(*args, "--store", str(clean_store), "--json"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    clean = openparity(*args, "--store", str(clean_store), "--json", timeout=300)
     assert clean.returncode == 0, clean.stderr
     assert [(r[1], r[3], r[4]) for r in after] == [(r[1], r[3], r[4]) for r in _scores(clean_store)]
 
@@ -167,9 +153,9 @@ def test_unresumed_rerun_of_a_stopped_run_is_refused(tmp_path, stub):
         "--store",
         str(store),
     ]
-    first = subprocess.run(_cli(*args), capture_output=True, text=True, timeout=60)
+    first = openparity(*args, timeout=60)
     assert first.returncode == 0 and "1 errors" in first.stdout
-    second = subprocess.run(_cli(*args), capture_output=True, text=True, timeout=60)
+    second = openparity(*args, timeout=60)
     assert second.returncode == 2 and "pass --resume" in second.stderr
 
 

@@ -1,13 +1,12 @@
 """Advice rules: each branch of the selection matrix, with its reasons and risks."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from openparity.errors import OpenparityError
 from openparity.forecast.advice import Situation, advise, load_verdicts
+from tests.cli import openparity
 
 
 def test_air_gapped_means_self_hosting_whatever_the_size():
@@ -48,41 +47,20 @@ def test_verdicts_come_from_a_gap_report(tmp_path):
 
 
 def test_cli():
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "openparity.cli",
-            "advise",
-            "--size",
-            "enterprise",
-            "--requests",
-            "100000",
-            "--ml-engineers",
-            "5",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
+    result = openparity(
+        "advise",
+        "--size",
+        "enterprise",
+        "--requests",
+        "100000",
+        "--ml-engineers",
+        "5",
+        "--json",
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["recommendation"].startswith("Hybrid")
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "openparity.cli",
-            "advise",
-            "--size",
-            "huge",
-            "--requests",
-            "1",
-            "--ml-engineers",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    bad = openparity(
+        "advise", "--size", "huge", "--requests", "1", "--ml-engineers", "1", timeout=60
     )
     assert bad.returncode == 2 and "unknown size 'huge'" in bad.stderr

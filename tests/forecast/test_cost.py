@@ -1,14 +1,16 @@
 """Cost model: hand-computed figures, capacity and input checks, the CLI and its HTML page."""
 
+import functools
 import json
-import subprocess
-import sys
 
 import pytest
 
 from openparity.forecast.cost import CostInputError, SelfHosting, Traffic, compare_costs
 from openparity.models.prices import Price
 from tests.browser import render
+from tests.cli import openparity
+
+cli = functools.partial(openparity, timeout=120)  # these commands are quick
 
 PRICE = Price(2.5, 10.0, "test", "2025-08")
 
@@ -46,18 +48,9 @@ def test_impossible_deployments_are_refused(kwargs):
         SelfHosting(**kwargs)
 
 
-def cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "openparity.cli", "cost", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_cli_json_html_and_errors(tmp_path):
     args = ["--gpu-hourly", "2.5", "--throughput", "1500", "--requests", "2000000"]
-    result = cli(*args, "--format", "json")
+    result = cli("cost", *args, "--format", "json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["closed_model"] == "openai:gpt-4o" and data["api_monthly_usd"] == pytest.approx(
@@ -65,8 +58,8 @@ def test_cli_json_html_and_errors(tmp_path):
     )
     assert "Break-even" in " ".join(data["notes"])
     page_file = tmp_path / "cost.html"
-    assert cli(*args, "--output", str(page_file)).returncode == 0
+    assert cli("cost", *args, "--output", str(page_file)).returncode == 0
     page = render(page_file.read_text(encoding="utf-8"), tmp_path, height=1000)
     assert page.dom.count("<svg") == 1 and "Monthly cost" in page.dom and page.pixels.std() > 0.05
-    unpriced = cli(*args, "--closed", "openai:m@http://127.0.0.1:9/v1")
+    unpriced = cli("cost", *args, "--closed", "openai:m@http://127.0.0.1:9/v1")
     assert unpriced.returncode == 2 and "no price known" in unpriced.stderr

@@ -1,8 +1,6 @@
 """The Monte Carlo forecast: copula, closed-form recovery, sampling schemes, clear errors."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,6 +10,7 @@ from openparity.forecast.cli import DEFAULT_SCENARIO
 from openparity.forecast.montecarlo import correlate, forecast
 from openparity.forecast.scenario import ScenarioError, load_scenario
 from tests.browser import render
+from tests.cli import openparity
 
 
 def scenario_file(tmp_path, body):
@@ -142,19 +141,17 @@ link: {kind: threshold}
 
 
 def test_cli_json_and_html(tmp_path):
-    run = [sys.executable, "-m", "openparity.cli", "forecast", "--draws", "20000"]
-    result = subprocess.run([*run, "--format", "json"], capture_output=True, text=True, timeout=120)
+    run = ("forecast", "--draws", "20000")
+    result = openparity(*run, "--format", "json", timeout=120)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["scenario"] == "seed-parity-2027" and 0.69 < data["probability"] < 0.75
     assert len(data["tornado"]) == 10 and data["sobol"]
     html_file = tmp_path / "forecast.html"
-    result = subprocess.run(
-        [*run, "--output", str(html_file)], capture_output=True, text=True, timeout=120
-    )
+    result = openparity(*run, "--output", str(html_file), timeout=120)
     assert result.returncode == 0, result.stderr
     page = render(html_file.read_text(encoding="utf-8"), tmp_path)
     assert page.dom.count("<svg") == 2 and "Tornado" in page.dom
     assert ":CONSOLE" not in page.console and page.pixels.std() > 0.05
-    bad = subprocess.run([*run, "--sampling", "grid"], capture_output=True, text=True, timeout=60)
+    bad = openparity(*run, "--sampling", "grid", timeout=60)
     assert bad.returncode == 2 and "unknown sampling 'grid'" in bad.stderr

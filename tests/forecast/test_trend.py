@@ -2,8 +2,6 @@
 
 import datetime as dt
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,6 +17,7 @@ from openparity.forecast.trend import (
     rows_from_gap_report,
 )
 from tests.browser import render
+from tests.cli import openparity
 
 
 def synthetic(gap_at, n=12, noise=0.0, seed=0):
@@ -115,24 +114,13 @@ def test_gap_reports_become_rows(tmp_path):
 
 
 def test_cli_json_and_html(tmp_path):
-    run = [
-        sys.executable,
-        "-m",
-        "openparity.cli",
-        "trend",
-        "--benchmark",
-        "humaneval",
-        "--by",
-        "2025-12-31",
-    ]
-    result = subprocess.run([*run, "--format", "json"], capture_output=True, text=True, timeout=60)
+    run = ("trend", "--benchmark", "humaneval", "--by", "2025-12-31")
+    result = openparity(*run, "--format", "json", timeout=60)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert 0 <= data["probability_within_margin"] <= 1 and data["points"]
     page_file = tmp_path / "trend.html"
-    result = subprocess.run(
-        [*run, "--output", str(page_file)], capture_output=True, text=True, timeout=60
-    )
+    result = openparity(*run, "--output", str(page_file), timeout=60)
     assert result.returncode == 0, result.stderr
     page = render(page_file.read_text(encoding="utf-8"), tmp_path, height=1200)
     assert page.dom.count("<svg") == 1 and ":CONSOLE" not in page.console

@@ -82,7 +82,8 @@ def _row(path: Path, number: int, r: dict[str, str]) -> ScoreRow:
 
 
 def rows_from_gap_report(path: Path) -> list[ScoreRow]:
-    """Open and closed (or target) scores of an `openparity gap --format json` report."""
+    """Open and closed-run scores of an `openparity gap --format json` report (published
+    targets are not model runs and are left out)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         date = dt.date.fromisoformat(data["created"][:10])
@@ -90,27 +91,19 @@ def rows_from_gap_report(path: Path) -> list[ScoreRow]:
         for t in data["tasks"]:
             if t.get("fixture"):
                 continue  # fixture runs say nothing about the real benchmark
-            rows.append(
-                ScoreRow(
-                    t["open"]["model"],
-                    "open",
-                    date,
-                    t["task"],
-                    t["open"]["mean"] * 100,
-                    f"openparity gap {path}",
-                )
-            )
-            if t.get("closed"):
-                rows.append(
-                    ScoreRow(
-                        t["closed"]["model"],
-                        "closed",
-                        date,
-                        t["task"],
-                        t["closed"]["mean"] * 100,
-                        f"openparity gap {path}",
+            for kind in ("open", "closed"):
+                side = t.get(kind)
+                if side:  # a report against a published target has no closed run
+                    rows.append(
+                        ScoreRow(
+                            side["model"],
+                            kind,
+                            date,
+                            t["task"],
+                            side["mean"] * 100,
+                            f"openparity gap {path}",
+                        )
                     )
-                )
         return rows
     except FileNotFoundError:
         raise TrendError(f"gap report not found: {path}") from None
