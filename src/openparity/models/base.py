@@ -9,7 +9,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from openparity.errors import OpenparityError
 from openparity.models.errors import UnsupportedCapabilityError
 from openparity.models.spec import ModelSpec
-from openparity.models.types import ChatRequest, Completion, Loglikelihood, LoglikelihoodRequest
+from openparity.models.types import (
+    ChatRequest,
+    Completion,
+    Loglikelihood,
+    LoglikelihoodRequest,
+    StreamChunk,
+)
 
 BatchResult = Completion | OpenparityError
 """A batch never raises for one bad item: each slot holds a Completion or the error it got."""
@@ -28,6 +34,19 @@ class ChatModel(abc.ABC):
     @abc.abstractmethod
     async def generate(self, request: ChatRequest) -> Completion:
         """Answer one request; raises an OpenparityError subclass on failure."""
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        """Yield the answer as it is produced; the last chunk carries finish_reason and usage.
+
+        Backends that cannot stream yield the whole answer as one chunk.
+        """
+        completion = await self.generate(request)
+        yield StreamChunk(completion.text)
+        yield StreamChunk(
+            "",
+            finish_reason=completion.finish_reason,
+            usage=(completion.prompt_tokens, completion.completion_tokens),
+        )
 
     async def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
         """log P(continuation | context) for each request, where the backend exposes it."""

@@ -24,7 +24,26 @@ class BackendUnavailableError(OpenparityError):
 
 
 class ModelCallError(OpenparityError):
-    """A request reached the backend but did not produce a completion (after retries)."""
+    """A request reached the backend but did not produce a completion (after retries).
+
+    `reason` is a short code a router can count and act on: http_429, http_5xx, http_4xx,
+    timeout, malformed, stream_cut, empty, upstream_error, context. `status` and
+    `retry_after_s` carry what the server said.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        reason: str = "upstream_error",
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
+        self.status = status
+        self.retry_after_s = retry_after_s
 
 
 class UnsupportedCapabilityError(OpenparityError):

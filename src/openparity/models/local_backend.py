@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from openparity.models.types import (
     Completion,
     Loglikelihood,
     LoglikelihoodRequest,
+    StreamChunk,
     TokenLogprob,
 )
 
@@ -126,7 +128,7 @@ class LocalModel(ChatModel):
         loaded = self._model(logits_all=request.logprobs)
         return await loaded.run(self._generate_sync, loaded.llm, request)
 
-    def _generate_sync(self, llm: Any, request: ChatRequest) -> Completion:
+    def _llama_kwargs(self, request: ChatRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "messages": [dict(m) for m in request.messages],
             "max_tokens": request.max_tokens,
@@ -136,6 +138,16 @@ class LocalModel(ChatModel):
         }
         if request.seed is not None:
             kwargs["seed"] = request.seed
+        return kwargs
+
+    def _call_error(self, exc: ValueError) -> ModelCallError:
+        hint = None
+        if "context window" in str(exc):
+            hint = "shorten the prompt or raise n_ctx for this model in models.yaml"
+        return ModelCallError(f"{self.name} could not answer: {exc}", hint=hint, reason="context")
+
+    def _generate_sync(self, llm: Any, request: ChatRequest) -> Completion:
+        kwargs = self._llama_kwargs(request)
         if request.logprobs:
             kwargs["logprobs"] = True
             kwargs["top_logprobs"] = max(1, request.top_logprobs)
@@ -143,10 +155,7 @@ class LocalModel(ChatModel):
         try:
             response = llm.create_chat_completion(**kwargs)
         except ValueError as exc:  # e.g. the prompt does not fit the context window
-            hint = None
-            if "context window" in str(exc):
-                hint = "shorten the prompt or raise n_ctx for this model in models.yaml"
-            raise ModelCallError(f"{self.name} could not answer: {exc}", hint=hint) from None
+            raise self._call_error(exc) from None
         latency = time.perf_counter() - started
         choice = response["choices"][0]
         usage = response["usage"]
@@ -160,6 +169,55 @@ class LocalModel(ChatModel):
             cost_usd=self.spec.cost(usage["prompt_tokens"], usage["completion_tokens"]),
             logprobs=_chat_logprobs(choice) if request.logprobs else None,
         )
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        """Tokens as llama.cpp produces them. Closing the iterator stops generation at the next
+        token. Token counts: completion = streamed pieces, prompt = context length minus those
+        (llama.cpp does not report usage in streams)."""
+        loaded = self._model()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        stop = threading.Event()
+
+        def send(kind: str, value: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
+                loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+
+        def produce(llm: Any) -> None:
+            pieces, finish = 0, "stop"
+            try:
+                for event in llm.create_chat_completion(**self._llama_kwargs(request), stream=True):
+                    if stop.is_set():
+                        return
+                    choice = event["choices"][0]
+                    finish = choice.get("finish_reason") or finish
+                    text = choice["delta"].get("content")
+                    if text:
+                        pieces += 1
+                        send("text", text)
+            except ValueError as exc:
+                send("error", self._call_error(exc))
+                return
+            except Exception as exc:
+                send("error", ModelCallError(f"{self.name} failed while streaming: {exc}"))
+                return
+            usage = (max(0, llm.n_tokens - pieces), pieces)
+            send("end", StreamChunk("", finish_reason=finish, usage=usage))
+
+        worker = asyncio.ensure_future(loaded.run(produce, loaded.llm))
+        try:
+            while True:
+                kind, value = await queue.get()
+                if kind == "text":
+                    yield StreamChunk(value)
+                elif kind == "end":
+                    yield value
+                    return
+                else:
+                    raise value
+        finally:
+            stop.set()
+            await asyncio.shield(worker)
 
     async def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
         loaded = self._model(logits_all=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from openparity.errors import OpenparityError
@@ -18,13 +18,14 @@ from openparity.models.errors import (
     UnknownModelError,
     UnsupportedCapabilityError,
 )
-from openparity.models.retry import RETRYABLE_STATUS, RetryPolicy
+from openparity.models.retry import RETRYABLE_STATUS, RetryPolicy, retry_after_seconds
 from openparity.models.spec import ModelSpec
 from openparity.models.types import (
     ChatRequest,
     Completion,
     Loglikelihood,
     LoglikelihoodRequest,
+    StreamChunk,
     TokenLogprob,
 )
 from openparity.models.wire import (
@@ -32,6 +33,7 @@ from openparity.models.wire import (
     WireConnectionError,
     WireProtocolError,
     WireStatusError,
+    WireStreamCutError,
     WireTimeoutError,
 )
 
@@ -53,7 +55,7 @@ class OpenAICompatibleModel(ChatModel):
         official = bool(spec.base_url and "api.openai.com" in spec.base_url)
         self._token_param = "max_completion_tokens" if official else "max_tokens"
 
-    async def generate(self, request: ChatRequest) -> Completion:
+    def _chat_body(self, request: ChatRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
             **request.extra,
             "model": self.spec.model,
@@ -70,6 +72,10 @@ class OpenAICompatibleModel(ChatModel):
             body["logprobs"] = True
             if request.top_logprobs:
                 body["top_logprobs"] = request.top_logprobs
+        return body
+
+    async def generate(self, request: ChatRequest) -> Completion:
+        body = self._chat_body(request)
         started = time.perf_counter()
         data = await self._call("/chat/completions", body)
         latency = time.perf_counter() - started
@@ -94,6 +100,45 @@ class OpenAICompatibleModel(ChatModel):
             cost_usd=self.spec.cost(prompt_tokens, completion_tokens) if usage else None,
             logprobs=_chat_logprobs(choice) if request.logprobs else None,
         )
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        """Server-sent events from /chat/completions. A stream is not retried once it has begun;
+        one that ends without `[DONE]` raises ModelCallError(reason="stream_cut")."""
+        body = {
+            **self._chat_body(request),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        try:
+            finish: str | None = None
+            usage: tuple[int, int] | None = None
+            async for event in self._client.stream("/chat/completions", body):
+                if "error" in event:
+                    detail = _short(WireStatusError(200, {}, event).detail())
+                    raise ModelCallError(
+                        f"{self.name} failed mid-stream ({detail})", reason="upstream_error"
+                    )
+                if event.get("usage"):
+                    counts = event["usage"]
+                    usage = (
+                        int(counts.get("prompt_tokens") or 0),
+                        int(counts.get("completion_tokens") or 0),
+                    )
+                for choice in (event.get("choices") or ())[:1]:
+                    finish = choice.get("finish_reason") or finish
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        yield StreamChunk(text)
+            yield StreamChunk("", finish_reason=finish or "stop", usage=usage)
+        except WireStatusError as exc:
+            raise self._status_error(exc) from None
+        except WireStreamCutError as exc:
+            raise ModelCallError(
+                f"{self.name} at {self.spec.base_url} cut the stream ({_short(exc)})",
+                reason="stream_cut",
+            ) from None
+        except (WireConnectionError, WireTimeoutError, WireProtocolError) as exc:
+            raise self._transport_error(exc) from None
 
     async def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
         """Prompt log-likelihoods from the completions endpoint with echo + logprobs.
@@ -176,13 +221,22 @@ class OpenAICompatibleModel(ChatModel):
                 hint="check the model name (GET /v1/models lists them) and that base_url ends"
                 " in /v1",
             )
+        reason = "http_429" if exc.status == 429 else f"http_{exc.status // 100}xx"
+        retry_after = retry_after_seconds(exc.headers)
         if exc.status in RETRYABLE_STATUS:
             return ModelCallError(
                 f"{where} kept failing: HTTP {exc.status} after"
                 f" {self.retry.max_retries} retries ({detail})",
                 hint="the server is overloaded or down; retry later or lower the concurrency",
+                reason=reason,
+                status=exc.status,
+                retry_after_s=retry_after,
             )
-        return ModelCallError(f"{where} refused the request: HTTP {exc.status} ({detail})")
+        return ModelCallError(
+            f"{where} refused the request: HTTP {exc.status} ({detail})",
+            reason=reason,
+            status=exc.status,
+        )
 
     def _transport_error(self, exc: Exception) -> OpenparityError:
         where = f"{self.name} at {self.spec.base_url}"
@@ -191,9 +245,12 @@ class OpenAICompatibleModel(ChatModel):
                 f"{where} did not answer within {self.spec.timeout_s:g}s"
                 f" ({self.retry.max_retries} retries)",
                 hint="raise timeout_s in models.yaml or lower the concurrency",
+                reason="timeout",
             )
         if isinstance(exc, WireProtocolError):
-            return ModelCallError(f"{where} sent a malformed answer ({_short(exc)})")
+            return ModelCallError(
+                f"{where} sent a malformed answer ({_short(exc)})", reason="malformed"
+            )
         return BackendUnavailableError(
             f"cannot reach {where} ({_short(exc)})",
             hint="start the server (e.g. openparity models serve-local) or fix base_url",

@@ -109,6 +109,16 @@ class Completion:
 
 
 @dataclass(frozen=True)
+class StreamChunk:
+    """One piece of a streamed answer. The last chunk has `finish_reason`; `usage` (prompt,
+    completion tokens) comes on the last chunk when the backend reports it."""
+
+    text: str
+    finish_reason: str | None = None
+    usage: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
 class LoglikelihoodRequest:
     """Score `continuation` given `context`: log P(continuation | context)."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,10 @@ class WireTimeoutError(Exception):
 
 class WireProtocolError(Exception):
     """A 2xx answer that is not the JSON object the API promises."""
+
+
+class WireStreamCutError(Exception):
+    """A server-sent event stream ended (or broke) before its `data: [DONE]`."""
 
 
 class WireClient:
@@ -102,6 +107,49 @@ class WireClient:
         if not isinstance(data, dict):
             raise WireProtocolError(f"the answer is not a JSON object: {raw[:120]!r}")
         return data
+
+    async def stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """POST, then yield each server-sent `data:` JSON object until `data: [DONE]`.
+
+        The timeout applies between reads (a stream may run long, but must not stall).
+        """
+        session = self._current_session()
+        started = False
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self._timeout.sock_connect, sock_read=self._timeout.total
+        )
+        try:
+            async with session.post(
+                self.base_url + path, data=json.dumps(body), timeout=timeout
+            ) as response:
+                if response.status >= 300:
+                    raw = await response.read()
+                    raise WireStatusError(
+                        response.status, dict(response.headers), _json_or_text(raw)
+                    )
+                started = True
+                async for line in response.content:
+                    if not line.startswith(b"data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == b"[DONE]":
+                        return
+                    try:
+                        event = json.loads(data)
+                    except (UnicodeDecodeError, json.JSONDecodeError):
+                        bad = f"a stream event is not JSON: {data[:120]!r}"
+                        raise WireProtocolError(bad) from None
+                    if isinstance(event, dict):
+                        yield event
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise WireTimeoutError(str(exc) or "timed out") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise WireConnectionError(str(exc.os_error or exc)) from exc
+        except aiohttp.ClientError as exc:
+            if started:  # the answer had begun: whatever broke, the stream was cut
+                raise WireStreamCutError(f"{type(exc).__name__}: {exc}") from exc
+            raise WireConnectionError(f"{type(exc).__name__}: {exc}") from exc
+        raise WireStreamCutError("the stream ended without data: [DONE]")
 
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:

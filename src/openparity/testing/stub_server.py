@@ -1,8 +1,11 @@
 """A scripted, zero-latency OpenAI-compatible HTTP server on loopback.
 
-Only for fault injection (429 with Retry-After, 5xx, 401, 404, slow answers) and for measuring
-client overhead: it answers instantly with a fixed completion unless told otherwise. It is a plain
-asyncio HTTP/1.1 server with keep-alive, so it costs far less per request than any client.
+Only for fault injection (429 with Retry-After, 5xx, 401, 404, slow answers, slow first token,
+streams cut before [DONE], empty 200s, malformed JSON) and for measuring client overhead: it
+answers instantly with a fixed completion unless told otherwise, streamed as server-sent events
+when the request says `"stream": true`. It is a plain asyncio HTTP/1.1 server with keep-alive,
+so it costs far less per request than any client. `fault_rate` injects random faults (seeded)
+for load tests.
 
     with StubServer() as stub:                # in a background thread
         stub.script({"status": 429, "headers": {"Retry-After": "0.2"}})
@@ -16,10 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import threading
 import time
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 _REASONS = {
@@ -36,14 +41,33 @@ _REASONS = {
 class StubServer:
     """Answers /v1/chat/completions, /v1/completions (echo logprobs) and /v1/models.
 
-    `script(*steps)` queues behaviours consumed one per request, then the default answer:
-    a step is {"status": int, "headers": {...}, "body": {...}, "delay_s": float, "text": str}.
+    `script(*steps)` queues behaviours consumed one per request, then the default answer.
+    A step is a dict of: "status" (int), "headers" (dict), "body" (JSON error body), "delay_s"
+    (before answering), "text" (the answer; "" for an empty 200), "raw" (a 200 whose body is
+    this string, not JSON), "first_token_delay_s" and "cut_after" (streams: wait before the
+    first token; drop the connection after N chunks, before [DONE]).
     """
 
+    FAULTS: tuple[Mapping[str, Any], ...] = (
+        {"status": 500},
+        {"status": 429, "headers": {"Retry-After": "0"}},
+        {"text": ""},
+        {"raw": "{not json"},
+        {"status": 503},
+    )
+
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, text: str = "The answer is 4."
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        text: str = "The answer is 4.",
+        *,
+        fault_rate: float = 0.0,
+        seed: int = 0,
     ) -> None:
         self.host, self.port, self.text = host, port, text
+        self.fault_rate = fault_rate
+        self._rng = random.Random(seed)
         self.requests: list[dict[str, Any]] = []
         self._steps: deque[Mapping[str, Any]] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -115,8 +139,13 @@ class StubServer:
                         headers[k.strip().lower()] = v.strip()
                 length = int(headers.get("content-length", "0"))
                 raw = await reader.readexactly(length) if length else b""
-                status, extra_headers, body = await self._respond(method, path, raw)
-                payload = json.dumps(body).encode()
+                answer = await self._respond(method, path, raw)
+                if isinstance(answer, _Stream):
+                    if not await self._stream(writer, answer):
+                        return
+                    continue
+                status, extra_headers, body = answer
+                payload = body.encode() if isinstance(body, str) else json.dumps(body).encode()
                 out = [
                     f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
                     "content-type: application/json",
@@ -131,13 +160,40 @@ class StubServer:
             self._writers.discard(writer)
             writer.close()
 
-    async def _respond(self, method: str, path: str, raw: bytes) -> tuple[int, dict, Any]:
+    async def _stream(self, writer: asyncio.StreamWriter, answer: _Stream) -> bool:
+        """Send an SSE answer with chunked encoding; False when it cut the connection."""
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n"
+        )
+        for index, event in enumerate(answer.events):
+            if index == 1 and answer.first_token_delay_s:
+                await writer.drain()
+                await asyncio.sleep(answer.first_token_delay_s)
+            if answer.cut_after is not None and index >= answer.cut_after:
+                await writer.drain()
+                writer.transport.abort()
+                return False
+            data = b"data: " + event + b"\n\n"
+            writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
+
+    def _next_step(self) -> Mapping[str, Any]:
+        if self._steps:
+            return self._steps.popleft()
+        if self.fault_rate and self._rng.random() < self.fault_rate:
+            return self._rng.choice(self.FAULTS)
+        return {}
+
+    async def _respond(self, method: str, path: str, raw: bytes) -> tuple[int, dict, Any] | _Stream:
         if method == "GET" and path.rstrip("/").endswith("/models"):
             return 200, {}, {"object": "list", "data": [{"id": "stub", "object": "model"}]}
         request = json.loads(raw or b"{}")
         if self.record:
             self.requests.append({"path": path, "body": request})
-        step = self._steps.popleft() if self._steps else {}
+        step = self._next_step()
         if step.get("delay_s"):
             await asyncio.sleep(step["delay_s"])
         status = int(step.get("status", 200))
@@ -146,10 +202,44 @@ class StubServer:
                 "error": {"message": f"scripted HTTP {status}", "type": "stub_error"}
             }
             return status, dict(step.get("headers", {})), body
+        if "raw" in step:
+            return 200, {}, str(step["raw"])
         text = step.get("text", self.text)
         if path.endswith("/completions") and "chat" not in path:
             return 200, {}, _completion_body(request, text)
+        if request.get("stream"):
+            return _Stream(
+                _chat_events(request, text),
+                first_token_delay_s=float(step.get("first_token_delay_s", 0.0)),
+                cut_after=step.get("cut_after"),
+            )
         return 200, {}, _chat_body(request, text)
+
+
+@dataclass
+class _Stream:
+    events: list[bytes]
+    first_token_delay_s: float = 0.0
+    cut_after: int | None = None
+
+
+def _chat_events(request: dict[str, Any], text: str) -> list[bytes]:
+    """The SSE events of a streamed chat answer: role, one event per word, finish, usage, DONE."""
+    body = _chat_body(request, text)
+    base = {k: body[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+
+    def event(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return json.dumps(base | {"choices": [choice]} | extra).encode()
+
+    words = text.split(" ") if text else []
+    events = [event({"role": "assistant", "content": ""})]
+    events += [event({"content": w if i == 0 else " " + w}) for i, w in enumerate(words)]
+    events.append(event({}, "stop"))
+    if (request.get("stream_options") or {}).get("include_usage"):
+        events.append(json.dumps(base | {"choices": [], "usage": body["usage"]}).encode())
+    events.append(b"[DONE]")
+    return events
 
 
 def _chat_body(request: dict[str, Any], text: str) -> dict[str, Any]:
