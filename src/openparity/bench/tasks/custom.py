@@ -15,7 +15,6 @@ how to score. Same kind of object as the built-ins, so runs, stats and reports a
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from collections.abc import Callable
@@ -26,9 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from openparity.bench.errors import TaskError
 from openparity.bench.extract import final_number
+from openparity.bench.judge import grade
 from openparity.bench.task import DataSource, Item, Score, Task
 from openparity.bench.tasks.data_files import read_jsonl
-from openparity.models.types import ChatRequest, Message
+from openparity.models.types import Message
+from openparity.usercode import load_function
 from openparity.yamlfile import read_validated
 
 _FIELD = re.compile(r"\{(\w+)\}")
@@ -232,19 +233,9 @@ def _json_schema_scorer(schema: dict[str, Any]) -> Scorer:
 
 
 def _python_scorer(file: Path, function: str) -> Scorer:
-    """The user's own check function (trusted code: theirs, not the model's), called with
-    (response, item fields, reference); it returns a bool or a score in [0, 1]."""
-    spec = importlib.util.spec_from_file_location(f"openparity_user_check_{file.stem}", file)
-    if spec is None or not file.is_file():
-        raise TaskError(f"scorer file not found: {file}")
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-    except Exception as exc:
-        raise TaskError(f"cannot load scorer {file} ({type(exc).__name__}: {exc})") from None
-    check = getattr(module, function, None)
-    if not callable(check):
-        raise TaskError(f"{file} has no function {function!r}")
+    """The user's own check function, called with (response, item fields, reference); it returns
+    a bool or a score in [0, 1]."""
+    check = load_function(file, function, TaskError, what="scorer")
 
     async def score(item: Item, text: str) -> Score:
         value = check(text, dict(item.input), item.reference)
@@ -253,36 +244,21 @@ def _python_scorer(file: Path, function: str) -> Scorer:
     return score
 
 
-JUDGE_PROMPT = """You grade an answer. Reply with a line "Score: N" where N is an integer from 0
-(wrong or useless) to 10 (fully correct and useful), after at most two sentences of reasons.
-
-Rubric: {rubric}
-
-Question and context:
-{question}
-
-Reference answer (may be empty):
-{reference}
-
-Answer to grade:
-{answer}"""
-
-
 def _judge_scorer(spec: ScorerSpec, judge: Any) -> Scorer:
     rubric = spec.rubric or "correct, complete and faithful to the reference"
 
     async def score(item: Item, text: str) -> Score:
-        prompt = JUDGE_PROMPT.format(
+        result = await grade(
+            judge,
             rubric=rubric,
-            question=json.dumps(dict(item.input), ensure_ascii=False)[:4000],
-            reference=str(item.reference)[:2000],
-            answer=text[:4000],
+            question=json.dumps(dict(item.input), ensure_ascii=False),
+            reference=str(item.reference),
+            answer=text,
         )
-        verdict = await judge.generate(ChatRequest.from_prompt(prompt, max_tokens=120))
-        found = re.findall(r"score\s*[:：]?\s*(\d+(?:\.\d+)?)", verdict.text, re.IGNORECASE)
-        if not found:
-            raise TaskError(f"the judge {judge.name} gave no score: {verdict.text[:120]!r}")
-        value = min(10.0, max(0.0, float(found[-1])))
-        return Score(value / 10, found[-1], detail=f"judge {judge.name}: {verdict.text[:300]}")
+        return Score(
+            result.score / 10,
+            f"{result.score:g}",
+            detail=f"judge {judge.name}: {result.verdict[:300]}",
+        )
 
     return score
