@@ -93,6 +93,9 @@ def run(
     temperature: float | None = typer.Option(None, "--temperature", min=0.0),
     concurrency: int | None = typer.Option(None, "--concurrency", min=1),
     resume: bool = typer.Option(False, "--resume", help="Continue a stopped run."),
+    logprobs: bool = typer.Option(
+        False, "--logprobs", help="Record each answer's mean token logprob (route calibrate)."
+    ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Ignore cached responses."),
     data: Path | None = typer.Option(None, "--data", help="Task data file in the upstream format."),
     hub: bool = typer.Option(False, "--hub", help="Load the data from the Hugging Face hub."),
@@ -123,6 +126,7 @@ def run(
         max_tokens=max_tokens or base.max_tokens,
         temperature=temperature if temperature is not None else (0.8 if samples > 1 else 0.0),
         samples=samples,
+        logprobs=logprobs,
     )
     the_task.check(settings)
 

@@ -266,6 +266,7 @@ async def _score(
             completion_tokens=completion.completion_tokens,
             cost_usd=completion.cost_usd,
             latency_s=completion.latency_s,
+            mean_logprob=completion.mean_logprob,
         )
     )
 

@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS records (
     run_id TEXT NOT NULL REFERENCES runs(run_id), item_id TEXT NOT NULL, sample INTEGER NOT NULL,
     cluster TEXT, prompt_hash TEXT NOT NULL, response TEXT, extracted TEXT, score REAL,
     detail TEXT, finish_reason TEXT, prompt_tokens INTEGER, completion_tokens INTEGER,
-    cost_usd REAL, latency_s REAL, error TEXT, created REAL NOT NULL,
+    cost_usd REAL, latency_s REAL, error TEXT, created REAL NOT NULL, mean_logprob REAL,
     PRIMARY KEY (run_id, item_id, sample)
 );
 CREATE TABLE IF NOT EXISTS cache (
@@ -69,6 +69,7 @@ class Record:
     cost_usd: float | None = None
     latency_s: float | None = None
     error: str | None = None
+    mean_logprob: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -86,6 +87,9 @@ class RunStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(records)")}
+            if "mean_logprob" not in columns:  # a store from before logprob recording
+                self._db.execute("ALTER TABLE records ADD COLUMN mean_logprob REAL")
         except (sqlite3.Error, OSError) as exc:
             raise RunStoreError(
                 f"cannot open the run store {self.path} ({exc})",

@@ -46,14 +46,18 @@ class PromptSettings:
     max_tokens: int = 512
     temperature: float = 0.0
     samples: int = 1
+    logprobs: bool = False  # record each answer's mean token logprob (gateway calibration)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        settings: dict[str, Any] = {
             "variant": self.variant,
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
             "samples": self.samples,
         }
+        if self.logprobs:  # only when set: older run ids stay the same
+            settings["logprobs"] = True
+        return settings
 
 
 class Task(abc.ABC):
@@ -104,6 +108,7 @@ class Task(abc.ABC):
             max_tokens=settings.max_tokens,
             temperature=settings.temperature,
             seed=sample if settings.samples > 1 else None,
+            logprobs=settings.logprobs,
         )
 
     def loglikelihood_requests(self, item: Item) -> list[LoglikelihoodRequest]:

@@ -1,0 +1,127 @@
+"""CLI of the gateway: `openparity serve` and `openparity route calibrate|stats|keys`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+route_app = typer.Typer(help="Hybrid gateway: calibrate checks, ledger stats, API keys.")
+keys_app = typer.Typer(help="Gateway API keys (stored hashed in the ledger database).")
+route_app.add_typer(keys_app, name="keys")
+
+CONFIG = typer.Option(Path("gateway.yaml"), "--config", "-c", help="Gateway config YAML.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.add_typer(route_app, name="route")
+
+
+def serve(
+    config: Path = CONFIG,
+    host: str | None = typer.Option(None, "--host", help="Overrides the config's host."),
+    port: int | None = typer.Option(None, "--port", help="Overrides the config's port."),
+) -> None:
+    """Run the OpenAI-compatible hybrid gateway (open model first, checked fallback)."""
+    from openparity.console import err
+    from openparity.route.config import load_gateway_config
+    from openparity.route.server import serve as run_server
+
+    settings = load_gateway_config(config)
+    where = f"http://{host or settings.host}:{port or settings.port}/v1"
+    tiers = " -> ".join(t.model for t in settings.tiers)
+    err.print(f"openparity gateway {settings.name!r} on {where}: {tiers}")
+    run_server(settings, host=host, port=port)
+
+
+@route_app.command()
+def stats(
+    config: Path = CONFIG,
+    ledger: Path | None = typer.Option(None, "--ledger", help="Ledger file (default: config's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Open share, fallback reasons and cost vs all-closed, from the gateway's ledger."""
+    from openparity.console import print_json
+    from openparity.route.stats import ledger_stats, render
+
+    result = ledger_stats(ledger or _ledger_path(config))
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        render(result)
+
+
+@route_app.command()
+def calibrate(
+    run: str = typer.Option(..., "--run", help="Harness run of the open (first-tier) model."),
+    config: Path = CONFIG,
+    epsilon: float = typer.Option(0.02, "--epsilon", help="Allowed rate of accepted-but-wrong."),
+    delta: float = typer.Option(0.05, "--delta", help="1 - confidence of the guarantee."),
+    risk: str = typer.Option(
+        "joint", "--risk", help="joint: P(accepted and wrong); conditional: P(wrong | accepted)."
+    ),
+    store: Path | None = typer.Option(None, "--store", help="Run store (default .openparity/)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print, do not rewrite the config."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Choose check thresholds so accepted-but-wrong answers stay <= epsilon w.p. 1 - delta."""
+    from openparity.bench.store import DEFAULT_STORE, RunStore
+    from openparity.console import print_json
+    from openparity.route.calibrate import apply, calibrate_run, render
+    from openparity.route.config import load_gateway_config, save_gateway_config
+
+    settings = load_gateway_config(config)
+    with RunStore(store or DEFAULT_STORE) as runs:
+        result = calibrate_run(runs, run, settings, epsilon=epsilon, delta=delta, risk=risk)
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        render(result)
+    if not dry_run and result.feasible:
+        save_gateway_config(apply(settings, result), config)
+        if not as_json:
+            from openparity.console import out
+
+            out.print(f"thresholds written to {config}")
+
+
+@keys_app.command("add")
+def keys_add(
+    name: str = typer.Argument(..., help="A name for the key (who or what uses it)."),
+    config: Path = CONFIG,
+    rate: float | None = typer.Option(None, "--rate", help="Requests per second allowed."),
+    budget: float | None = typer.Option(None, "--budget-usd", help="Spending limit in USD."),
+) -> None:
+    """Create a key; its secret is printed once, only its hash is stored."""
+    from openparity.console import err, out
+    from openparity.route.keys import add_key
+
+    secret = add_key(_ledger_path(config), name, rate_per_s=rate, budget_usd=budget)
+    out.print(secret, soft_wrap=True)
+    err.print("store it now: it cannot be shown again")
+
+
+@keys_app.command("list")
+def keys_list(config: Path = CONFIG) -> None:
+    """Active keys with their limits and what they spent."""
+    from openparity.console import print_json
+    from openparity.route.keys import list_keys
+
+    print_json(list_keys(_ledger_path(config)))
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: str = typer.Argument(...), config: Path = CONFIG) -> None:
+    """Revoke a key (the gateway stops accepting it within seconds)."""
+    from openparity.console import out
+    from openparity.route.keys import revoke_key
+
+    revoke_key(_ledger_path(config), name)
+    out.print(f"revoked {name}")
+
+
+def _ledger_path(config: Path) -> Path:
+    from openparity.route.config import load_gateway_config
+
+    return load_gateway_config(config).ledger.path

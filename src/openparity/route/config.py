@@ -1,0 +1,124 @@
+"""gateway.yaml: the routing policy (ordered tiers, their checks and limits) and the server's
+settings. `openparity route calibrate` rewrites the thresholds in it, atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from openparity.atomic import write_atomic
+from openparity.errors import OpenparityError
+from openparity.route.checks import DEFAULT_CHECKS, AnyCheck, Check
+from openparity.yamlfile import read_validated
+
+
+class GatewayConfigError(OpenparityError):
+    """gateway.yaml is missing or malformed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TierConfig(_Strict):
+    """One model in the cascade. Checks run in the order listed; the first failure falls back."""
+
+    model: str
+    checks: list[AnyCheck] = Field(default_factory=lambda: list(DEFAULT_CHECKS))
+    timeout_s: float = Field(60.0, gt=0)  # whole answer (non-streamed) or between tokens
+    first_token_timeout_s: float | None = Field(None, gt=0)  # streamed requests
+    max_concurrency: int = Field(16, ge=1)
+    queue_timeout_s: float = Field(1.0, ge=0)  # wait this long for a free slot, then fall back
+    retries: int = Field(1, ge=0, le=10)  # same-tier retries on 5xx / 429 / timeouts
+    max_retry_wait_s: float = Field(2.0, ge=0)  # longer Retry-After: fall back instead
+    breaker_failures: int = Field(5, ge=1)  # consecutive failures that open the breaker
+    breaker_cooldown_s: float = Field(30.0, gt=0)
+    precommit_tokens: int | Literal["all"] = "all"  # streamed output held back for checks
+
+    @property
+    def checks_need_logprobs(self) -> bool:
+        return any(c.needs_logprobs for c in self.checks)
+
+
+class AuthConfig(_Strict):
+    required: bool = True  # requests need a gateway key (openparity route keys add)
+
+
+class LedgerConfig(_Strict):
+    path: Path = Path(".openparity/gateway.sqlite")
+    store_prompts: bool = False  # prompts and answers stay out of the ledger unless set
+
+
+class Calibration(_Strict):
+    """What `openparity route calibrate` guaranteed, written next to the thresholds it chose."""
+
+    run_id: str
+    task: str
+    items: int
+    epsilon: float
+    delta: float
+    risk: str
+    upper_bound: float
+    open_share: float
+    saving_share: float | None = None
+
+
+class GatewayConfig(_Strict):
+    name: str = "openparity-hybrid"  # the model name clients ask for
+    tiers: list[TierConfig] = Field(min_length=1)
+    models_file: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8800
+    max_request_bytes: int = Field(1_048_576, ge=1024)
+    serve_unchecked: bool = False  # when every tier fails, never serve a check-failed answer
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    calibration: Calibration | None = None
+
+    @field_validator("tiers")
+    @classmethod
+    def _distinct(cls, tiers: list[TierConfig]) -> list[TierConfig]:
+        seen = [t.model for t in tiers]
+        if len(set(seen)) != len(seen):
+            raise ValueError("a model appears in two tiers")
+        return tiers
+
+
+def load_gateway_config(path: Path) -> GatewayConfig:
+    config = read_validated(
+        path,
+        GatewayConfig,
+        GatewayConfigError,
+        what="gateway config",
+        hint="see examples/gateway.yaml",
+    )
+    base = Path(path).parent
+    for tier in config.tiers:  # user check files are relative to the config
+        for index, check in enumerate(tier.checks):
+            file = getattr(check, "file", None)
+            if file is not None and not file.is_absolute():
+                tier.checks[index] = check.model_copy(update={"file": base / file})
+    return config
+
+
+def save_gateway_config(config: GatewayConfig, path: Path) -> None:
+    """Write the config back (atomically), e.g. with calibrated thresholds."""
+    data: dict[str, Any] = config.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    data["tiers"] = [_tier_dict(t) for t in config.tiers]
+    text = "# openparity gateway config (rewritten by `openparity route calibrate`)\n"
+    text += yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    write_atomic(Path(path), text)
+
+
+def _tier_dict(tier: TierConfig) -> dict[str, Any]:
+    data = tier.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    data["checks"] = [_check_entry(c) for c in tier.checks]
+    return data
+
+
+def _check_entry(check: Check) -> Any:
+    fields = check.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    return check.name if not fields else {"type": check.name, **fields}
