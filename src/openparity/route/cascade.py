@@ -230,10 +230,10 @@ class HybridRouter:
             return False
         hinted = attempt.retry_after_s
         wait = hinted if hinted is not None else tier.retry.backoff(retry)
-        if wait > tier.config.max_retry_wait_s or not tier.breaker.allow():
+        if wait > tier.config.max_retry_wait_s:
             return False
         await asyncio.sleep(wait)
-        return True
+        return tier.breaker.allow()  # other failures may have opened it meanwhile
 
     # --- one tier, streamed -----------------------------------------------------------------
 

@@ -74,6 +74,7 @@ class StubServer:
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
         self.record = True
 
     @property
@@ -122,11 +123,16 @@ class StubServer:
             self._server.close()
         for writer in list(self._writers):
             writer.close()
+        for task in list(self._handlers):
+            task.cancel()
         if self._server is not None:
             await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -157,6 +163,7 @@ class StubServer:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self._handlers.discard(task)  # type: ignore[arg-type]
             self._writers.discard(writer)
             writer.close()
 
@@ -172,7 +179,7 @@ class StubServer:
                 await asyncio.sleep(answer.first_token_delay_s)
             if answer.cut_after is not None and index >= answer.cut_after:
                 await writer.drain()
-                writer.transport.abort()
+                writer.close()  # flushes what was sent, then ends the connection mid-stream
                 return False
             data = b"data: " + event + b"\n\n"
             writer.write(b"%x\r\n%s\r\n" % (len(data), data))

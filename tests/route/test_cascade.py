@@ -1,0 +1,195 @@
+"""The HybridRouter in-process, over two scripted upstreams on loopback (fault injection)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from openparity.models.types import ChatRequest
+from openparity.route.cascade import HybridRouter, request_from_params
+from openparity.route.config import GatewayConfig
+from openparity.route.outcome import AllTiersFailedError, RouteResult, StreamBrokenError
+from openparity.testing.stub_server import StubServer
+
+
+@pytest.fixture
+def upstreams():
+    with StubServer(text="open says four") as open_, StubServer(text="closed says 4") as closed:
+        yield open_, closed
+
+
+def router(upstreams, **open_tier) -> HybridRouter:
+    open_, closed = upstreams
+    first = {"model": f"openai:open@{open_.base_url}", "checks": ["non_empty", "language"]}
+    return HybridRouter(
+        GatewayConfig.model_validate(
+            {
+                "tiers": [
+                    first | open_tier,
+                    {"model": f"openai:closed@{closed.base_url}", "checks": ["non_empty"]},
+                ]
+            }
+        )
+    )
+
+
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+async def test_first_tier_answers_directly(upstreams):
+    async with router(upstreams) as hybrid:
+        result = await hybrid.generate(HELLO, max_tokens=16)
+    assert (result.text, result.route, result.tier) == ("open says four", "direct", 0)
+    assert [a.outcome for a in result.attempts] == ["ok"]
+
+
+async def test_5xx_is_retried_then_falls_back(upstreams):
+    upstreams[0].script({"status": 500}, {"status": 503})
+    async with router(upstreams, retries=1) as hybrid:
+        result = await hybrid.generate(HELLO)
+    assert result.route == "fallback" and result.text == "closed says 4"
+    assert [a.reason for a in result.attempts] == ["http_5xx", "http_5xx", ""]
+
+
+async def test_429_retry_after_is_honoured(upstreams):
+    upstreams[0].script({"status": 429, "headers": {"Retry-After": "0.3"}})
+    async with router(upstreams, retries=1) as hybrid:
+        started = time.perf_counter()
+        result = await hybrid.generate(HELLO)
+        waited = time.perf_counter() - started
+    assert result.route == "retried" and waited >= 0.3
+    assert result.attempts[0].retry_after_s == pytest.approx(0.3)
+
+
+async def test_long_retry_after_falls_back_now_and_holds_the_upstream(upstreams):
+    upstreams[0].script({"status": 429, "headers": {"Retry-After": "30"}})
+    async with router(upstreams, retries=3, max_retry_wait_s=1) as hybrid:
+        result = await hybrid.generate(HELLO)
+        assert result.route == "fallback"
+        assert hybrid.tiers[0].breaker.state == "open"  # nobody else goes there for 30 s
+        again = await hybrid.generate(HELLO)
+    assert again.attempts[0].reason == "breaker_open"
+
+
+async def test_failed_check_falls_back_with_its_reason(upstreams):
+    async with router(upstreams) as hybrid:
+        result = await hybrid.generate([{"role": "user", "content": "二加二等于几？"}])
+    assert result.route == "fallback"
+    assert result.attempts[0].reason == "check:language"
+    assert "asked in Han" in result.attempts[0].detail
+
+
+async def test_empty_and_malformed_answers_fall_back(upstreams):
+    upstreams[0].script({"text": ""}, {"raw": "{nope"})
+    async with router(upstreams, retries=0) as hybrid:
+        empty = await hybrid.generate(HELLO)
+        malformed = await hybrid.generate(HELLO)
+    assert empty.attempts[0].reason == "check:non_empty"
+    assert malformed.attempts[0].reason == "malformed"
+
+
+async def test_breaker_opens_then_half_opens_after_cooldown(upstreams):
+    upstreams[0].script(*[{"status": 500}] * 3)
+    async with router(upstreams, retries=0, breaker_failures=3, breaker_cooldown_s=0.2) as hybrid:
+        for _ in range(3):
+            await hybrid.generate(HELLO)
+        assert hybrid.tiers[0].breaker.state == "open"
+        skipped = await hybrid.generate(HELLO)
+        assert skipped.attempts[0].reason == "breaker_open"
+        assert hybrid.health()["tiers"][0]["breaker"] == "open"
+        time.sleep(0.25)
+        probe = await hybrid.generate(HELLO)  # the half-open probe succeeds
+        assert probe.route == "direct"
+        assert hybrid.tiers[0].breaker.state == "closed"
+
+
+async def test_every_tier_failing_raises_with_all_reasons(upstreams):
+    upstreams[0].script({"status": 500})
+    upstreams[1].script({"status": 401})
+    async with router(upstreams, retries=0) as hybrid:
+        with pytest.raises(AllTiersFailedError) as caught:
+            await hybrid.generate(HELLO)
+    assert "http_5xx" in caught.value.message and "auth" in caught.value.message
+    assert caught.value.result.route == "failed"
+
+
+async def collect(hybrid: HybridRouter, content: str = "hello") -> tuple[list[str], RouteResult]:
+    request = ChatRequest.from_prompt(content)
+    result = RouteResult(request)
+    pieces = [p async for p in hybrid.stream(request, result)]
+    return pieces, result
+
+
+async def test_stream_holds_back_until_precommit_then_streams(upstreams):
+    async with router(upstreams, precommit_tokens=2) as hybrid:
+        pieces, result = await collect(hybrid)
+    assert pieces == ["open says", " four"]
+    assert result.route == "direct" and result.completion.text == "open says four"
+
+
+async def test_stream_failure_before_commit_falls_back_invisibly(upstreams):
+    upstreams[0].script({"cut_after": 2})  # role + one word, then the connection drops
+    async with router(upstreams, precommit_tokens=3) as hybrid:
+        pieces, result = await collect(hybrid)
+    assert "".join(pieces) == "closed says 4"
+    assert result.attempts[0].reason == "stream_cut"
+
+
+async def test_first_token_timeout_falls_back(upstreams):
+    upstreams[0].script({"first_token_delay_s": 2})
+    async with router(upstreams, precommit_tokens=1, first_token_timeout_s=0.2) as hybrid:
+        started = time.perf_counter()
+        pieces, result = await collect(hybrid)
+    assert time.perf_counter() - started < 1.5
+    assert "".join(pieces) == "closed says 4"
+    assert result.attempts[0].reason == "first_token_timeout"
+
+
+async def test_prefix_check_failure_falls_back_before_anything_is_sent(upstreams):
+    async with router(upstreams, precommit_tokens=2) as hybrid:
+        pieces, result = await collect(hybrid, "你好，今天怎么样？")
+    assert "".join(pieces) == "closed says 4"
+    assert result.attempts[0].reason == "check:language"
+
+
+async def test_stream_failure_after_commit_raises_stream_broken(upstreams):
+    upstreams[0].script({"cut_after": 3})
+    async with router(upstreams, precommit_tokens=1) as hybrid:
+        request = ChatRequest.from_prompt("hello")
+        result = RouteResult(request)
+        received = []
+        with pytest.raises(StreamBrokenError):
+            async for piece in hybrid.stream(request, result):
+                received.append(piece)
+    assert received[0] == "open"  # committed after one piece, then the upstream broke
+    assert result.route == "broken" and result.attempts[-1].reason == "stream_cut"
+    assert result.attempts[-1].completion_tokens >= len(received)  # sent pieces are costed
+
+
+async def test_embedded_model_streams_through_the_router(upstreams):
+    _, closed = upstreams
+    config = GatewayConfig.model_validate(
+        {
+            "tiers": [
+                {"model": "local:smollm2-135m", "checks": ["non_empty"], "precommit_tokens": 4},
+                {"model": f"openai:closed@{closed.base_url}", "checks": ["non_empty"]},
+            ]
+        }
+    )
+    async with HybridRouter(config) as hybrid:
+        request = ChatRequest.from_prompt("Say hello.", max_tokens=12)
+        result = RouteResult(request)
+        pieces = [p async for p in hybrid.stream(request, result)]
+    assert len(pieces) > 1 and result.answered_by == "local:smollm2-135m"
+    assert result.completion.completion_tokens == 12
+
+
+def test_openai_parameters_become_a_chat_request():
+    request = request_from_params(
+        HELLO,
+        {"model": "x", "max_completion_tokens": 7, "stop": "END", "stream": True,
+         "response_format": {"type": "json_object"}, "temperature": None},
+    )  # fmt: skip
+    assert request.max_tokens == 7 and request.stop == ["END"] and request.temperature == 0.0
+    assert dict(request.extra) == {"response_format": {"type": "json_object"}}
