@@ -315,8 +315,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="Share of random faults.")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    stub = StubServer(args.host, args.port)
+    stub = StubServer(args.host, args.port, fault_rate=args.fault_rate, seed=args.seed)
     stub.record = False  # a long-running benchmark stub must not grow without bound
     asyncio.run(stub.serve_forever())
 
