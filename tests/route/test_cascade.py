@@ -85,7 +85,7 @@ async def test_empty_and_malformed_answers_fall_back(upstreams):
     async with router(upstreams, retries=0) as hybrid:
         empty = await hybrid.generate(HELLO)
         malformed = await hybrid.generate(HELLO)
-    assert empty.attempts[0].reason == "check:non_empty"
+    assert empty.attempts[0].reason == "empty"
     assert malformed.attempts[0].reason == "malformed"
 
 

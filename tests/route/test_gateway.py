@@ -88,6 +88,7 @@ def test_failed_check_falls_back_to_the_closed_model(gateway, closed_stub):
         ([{"status": 500}], "http_5xx"),
         ([{"status": 429, "headers": {"Retry-After": "0.1"}}], "http_429"),
         ([{"raw": "{not json"}], "malformed"),
+        ([{"text": ""}], "empty"),
     ],
 )
 def test_closed_tier_faults_are_retried(gateway, closed_stub, faults, reason):
@@ -100,13 +101,14 @@ def test_closed_tier_faults_are_retried(gateway, closed_stub, faults, reason):
 
 
 def test_every_tier_failing_gives_a_well_formed_error(gateway, closed_stub):
-    closed_stub.script({"text": ""})
+    closed_stub.script({"text": ""}, {"status": 500})  # the try and its retry
     with pytest.raises(openai.APIStatusError) as caught:
         ask(gateway, max_tokens=3)
     assert caught.value.status_code == 502
     error = caught.value.body
     assert error["code"] == "all_tiers_failed"
-    assert "check:not_truncated" in error["message"] and "check:non_empty" in error["message"]
+    assert "check:not_truncated" in error["message"]
+    assert "empty" in error["message"] and "http_5xx" in error["message"]
 
 
 def test_streaming_falls_back_before_commit_and_streams_the_answer(gateway, closed_stub):

@@ -200,6 +200,9 @@ class HybridRouter:
         finally:
             attempt.latency_s = time.perf_counter() - started
         _charge(attempt, tier, completion.prompt_tokens, completion.completion_tokens)
+        if not completion.text.strip() and completion.finish_reason != "length":
+            self._error(tier, attempt, "empty", "the upstream answered 200 with no content")
+            return None
         return completion
 
     async def _check(
@@ -233,7 +236,8 @@ class HybridRouter:
         if wait > tier.config.max_retry_wait_s:
             return False
         await asyncio.sleep(wait)
-        return tier.breaker.allow()  # other failures may have opened it meanwhile
+        # other failures may have opened the breaker meanwhile
+        return tier.breaker.allow(waited_out_hold=hinted is not None)
 
     # --- one tier, streamed -----------------------------------------------------------------
 
@@ -281,6 +285,8 @@ class HybridRouter:
                     result.tier = tier.index  # committed: this tier answers
                     yield "".join(pieces)
                     sent = len(pieces)
+            if not "".join(pieces).strip() and attempt.outcome == "ok" and finish != "length":
+                raise _StreamFailed("empty", "the upstream streamed no content")
             attempt.latency_s = time.perf_counter() - started
             completion = _assembled(tier, pieces, finish or "stop", usage, attempt.latency_s)
             _charge(attempt, tier, completion.prompt_tokens, completion.completion_tokens)
@@ -352,8 +358,9 @@ def _retry_after(exc: OpenparityError) -> float | None:
 
 
 RETRYABLE_REASONS = frozenset(
-    {"http_429", "http_5xx", "timeout", "connect", "malformed", "stream_cut", "upstream_error"}
-)
+    {"http_429", "http_5xx", "timeout", "connect", "malformed", "stream_cut", "upstream_error",
+     "empty"}
+)  # fmt: skip
 
 
 def _classify(exc: OpenparityError) -> tuple[str, str]:

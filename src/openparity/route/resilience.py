@@ -29,16 +29,20 @@ class CircuitBreaker:
 
     @property
     def state(self) -> BreakerState:
+        return self._state(respect_hold=True)
+
+    def _state(self, *, respect_hold: bool) -> BreakerState:
         now = self.clock()
-        if now < self.held_until:
+        if respect_hold and now < self.held_until:
             return "open"
         if self.opened_at is None:
             return "closed"
         return "half_open" if now - self.opened_at >= self.cooldown_s else "open"
 
-    def allow(self) -> bool:
-        """May a request go to this upstream now? A half-open breaker admits one probe."""
-        state = self.state
+    def allow(self, *, waited_out_hold: bool = False) -> bool:
+        """May a request go to this upstream now? A half-open breaker admits one probe. A retry
+        that has just slept through the upstream's Retry-After passes its hold."""
+        state = self._state(respect_hold=not waited_out_hold)
         if state == "closed":
             return True
         if state == "half_open" and not self.probing:

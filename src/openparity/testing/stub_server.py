@@ -179,7 +179,8 @@ class StubServer:
                 await asyncio.sleep(answer.first_token_delay_s)
             if answer.cut_after is not None and index >= answer.cut_after:
                 await writer.drain()
-                writer.close()  # flushes what was sent, then ends the connection mid-stream
+                await asyncio.sleep(0.05)  # as on a real network: the client reads, then the cut
+                writer.close()  # ends the connection mid-stream, without the last chunk
                 return False
             data = b"data: " + event + b"\n\n"
             writer.write(b"%x\r\n%s\r\n" % (len(data), data))

@@ -1,0 +1,111 @@
+"""Load test: 10,000 requests through `openparity serve` while both upstreams inject 20 % random
+faults (500, 503, 429, empty 200, malformed JSON), one in five requests streamed.
+
+Checks and prints: every request got an answer or a well-formed OpenAI-style error (no hang,
+no malformed reply), ledger rows = requests, and the gateway's open sockets return to their
+idle level afterwards (no leaked connections). Also the share answered by each tier and the
+fallback reasons, from `openparity route stats`.
+
+    python benchmarks/gateway_load.py [--requests 10000] [--concurrency 100] [--fault-rate 0.2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sqlite3
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from gateway_procs import OPENPARITY, load, open_sockets, percentile, start_gateway, start_stub
+
+POOL = 64  # max_concurrency per tier: bounds the upstream connections the gateway keeps
+SECOND_ROUND = 2000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--fault-rate", type=float, default=0.2)
+    args = parser.parse_args()
+    processes = []
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        try:
+            open_url, open_stub = start_stub(args.fault_rate, seed=1)
+            closed_url, closed_stub = start_stub(args.fault_rate, seed=2)
+            processes += [open_stub, closed_stub]
+            models = directory / "models.yaml"  # prices, so that every attempt is costed
+            models.write_text(
+                "models:\n"
+                f"  open: {{backend: openai, model: open, base_url: '{open_url}',"
+                " price: {input: 0.1, output: 0.2, source: benchmark}}\n"
+                f"  closed: {{backend: openai, model: closed, base_url: '{closed_url}',"
+                " price: {input: 2.5, output: 10.0, source: benchmark}}\n",
+                encoding="utf-8",
+            )
+            tier = {"retries": 1, "max_concurrency": POOL, "breaker_failures": 50,
+                    "breaker_cooldown_s": 1.0, "precommit_tokens": 2}  # fmt: skip
+            config = {
+                "models_file": str(models),
+                "tiers": [{"model": "open", **tier}, {"model": "closed", **tier}],
+            }
+            url, key, gateway = start_gateway(directory, config)
+            processes.append(gateway)
+            idle = open_sockets(gateway.pid)
+            wall, outcomes = asyncio.run(
+                load(url, key, "openparity-hybrid", requests=args.requests,
+                     concurrency=args.concurrency, stream_every=5)
+            )  # fmt: skip
+            time.sleep(1.0)
+            after = open_sockets(gateway.pid)  # the upstream keep-alive pools stay open
+            asyncio.run(  # a second round must reuse them, not add more
+                load(url, key, "openparity-hybrid", requests=SECOND_ROUND,
+                     concurrency=args.concurrency, stream_every=5)
+            )  # fmt: skip
+            time.sleep(1.0)
+            settled = open_sockets(gateway.pid)
+            gateway.terminate()  # graceful: drains the ledger
+            gateway.wait(60)
+            processes.remove(gateway)
+            ledger = directory / "ledger.sqlite"
+            db = sqlite3.connect(ledger)
+            rows = db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+            attempts = db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0]
+            db.close()
+            stats = subprocess.run(
+                [*OPENPARITY, "route", "stats", "--ledger", str(ledger)],
+                capture_output=True, text=True,
+            ).stdout  # fmt: skip
+        finally:
+            for process in processes:
+                process.terminate()
+                process.wait(30)
+    kinds = Counter(o.kind for o in outcomes)
+    statuses = Counter(o.status for o in outcomes)
+    latencies = [o.latency_s * 1000 for o in outcomes]
+    rate = len(outcomes) / wall
+    print(f"{len(outcomes)} requests in {wall:.1f} s ({rate:.0f} req/s), concurrency"
+          f" {args.concurrency}, upstream fault rate {args.fault_rate:.0%} each")  # fmt: skip
+    print(f"replies: {dict(kinds)}; HTTP statuses: {dict(sorted(statuses.items()))}")
+    print(f"latency p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms,"
+          f" max {max(latencies):.1f} ms")  # fmt: skip
+    sent = len(outcomes) + SECOND_ROUND
+    print(f"ledger: {rows} request rows ({attempts} attempts) for {sent} requests (both rounds)")
+    print(
+        f"gateway sockets: {idle} idle before, {after} after the load, {settled} after a second"
+        f" round of 2,000 (bound: listener + 2 tiers x {POOL} pooled upstream connections)"
+    )
+    print(stats)
+    ok = kinds.get("bad", 0) == 0 and len(outcomes) == args.requests and rows == sent
+    ok = ok and settled <= idle + 2 * POOL and settled <= after + 2  # bounded, not growing
+    print("PASS" if ok else "FAIL")
+    raise SystemExit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
