@@ -128,12 +128,17 @@ async def test_stream_holds_back_until_precommit_then_streams(upstreams):
     assert result.route == "direct" and result.completion.text == "open says four"
 
 
-async def test_stream_failure_before_commit_falls_back_invisibly(upstreams):
+async def test_stream_failure_before_commit_is_retried_then_falls_back_invisibly(upstreams):
     upstreams[0].script({"cut_after": 2})  # role + one word, then the connection drops
     async with router(upstreams, precommit_tokens=3) as hybrid:
         pieces, result = await collect(hybrid)
+    assert "".join(pieces) == "open says four"  # the retry answered; the cut never showed
+    assert [a.reason for a in result.attempts] == ["stream_cut", ""]
+    upstreams[0].script({"cut_after": 2}, {"status": 503})
+    async with router(upstreams, precommit_tokens=3) as hybrid:
+        pieces, result = await collect(hybrid)
     assert "".join(pieces) == "closed says 4"
-    assert result.attempts[0].reason == "stream_cut"
+    assert [a.reason for a in result.attempts] == ["stream_cut", "http_5xx", ""]
 
 
 async def test_first_token_timeout_falls_back(upstreams):

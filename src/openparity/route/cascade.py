@@ -245,11 +245,25 @@ class HybridRouter:
         self, tier: Tier, request: ChatRequest, result: RouteResult
     ) -> AsyncIterator[str]:
         """Stream one tier; on success sets result.completion. Falls through (yielding nothing)
-        when the tier fails before its pre-commit point."""
+        when the tier fails before its pre-commit point, after its retries."""
         if not await self._admit(tier, result):
             return
-        attempt = Attempt(tier.index, tier.name)
-        result.attempts.append(attempt)
+        try:
+            for retry in range(tier.config.retries + 1):
+                attempt = Attempt(tier.index, tier.name)
+                result.attempts.append(attempt)
+                async for piece in self._stream_attempt(tier, request, result, attempt):
+                    yield piece
+                if result.tier is not None or attempt.outcome != "error":
+                    return  # answered, broke after commit, or failed a check
+                if not await self._wait_to_retry(tier, attempt, retry):
+                    return
+        finally:
+            tier.slots.release()
+
+    async def _stream_attempt(
+        self, tier: Tier, request: ChatRequest, result: RouteResult, attempt: Attempt
+    ) -> AsyncIterator[str]:
         precommit = int(tier.config.precommit_tokens)
         pieces: list[str] = []
         sent = 0  # pieces already sent to the client
@@ -320,7 +334,6 @@ class HybridRouter:
             raise
         finally:
             await chunks.aclose()
-            tier.slots.release()
 
     async def _check_prefix(
         self, tier: Tier, request: ChatRequest, pieces: list[str], attempt: Attempt
