@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import pytest
@@ -198,3 +199,32 @@ def test_openai_parameters_become_a_chat_request():
     )  # fmt: skip
     assert request.max_tokens == 7 and request.stop == ["END"] and request.temperature == 0.0
     assert dict(request.extra) == {"response_format": {"type": "json_object"}}
+
+
+async def test_upstream_keys_never_reach_errors_or_the_ledger(upstreams, tmp_path, monkeypatch):
+    from openparity.route.ledger import Ledger
+
+    secret = "sk-upstream-secret-0123456789"
+    monkeypatch.setenv("CLOSED_KEY", secret)
+    models = tmp_path / "models.yaml"
+    models.write_text(
+        f"models:\n  closed: {{backend: openai, model: c, base_url: '{upstreams[1].base_url}',"
+        " api_key_env: CLOSED_KEY}\n",
+        encoding="utf-8",
+    )
+    upstreams[1].script({"status": 400, "body": {"error": {"message": f"bad key {secret}"}}})
+    config = GatewayConfig.model_validate(
+        {"models_file": str(models), "tiers": [{"model": "closed", "retries": 0}]}
+    )
+    async with HybridRouter(config) as hybrid:
+        with pytest.raises(AllTiersFailedError) as caught:
+            await hybrid.generate(HELLO)
+    assert secret not in caught.value.one_line()
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger.record(caught.value.result, status=502)
+    ledger.close()
+    db = sqlite3.connect(tmp_path / "ledger.sqlite")
+    dump = "\n".join(db.iterdump())
+    db.close()
+    assert "[redacted]" in dump and secret not in dump
+    assert upstreams[1].requests  # the key was sent upstream, where it belongs

@@ -61,6 +61,9 @@ def cost(
     utilisation: float = typer.Option(0.6, "--utilisation"),
     ops_overhead: float = typer.Option(0.2, "--ops-overhead"),
     open_share: float = typer.Option(1.0, "--open-share", help="Share answered open-first."),
+    open_share_from: Path | None = typer.Option(
+        None, "--open-share-from", help="Gateway ledger: use the open share it measured."
+    ),
     models_file: Path | None = typer.Option(None, "--models", help="models.yaml to read."),
     fmt: str = typer.Option("terminal", "--format", help="terminal, json or html."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the report here."),
@@ -82,6 +85,15 @@ def cost(
         )
     hosting = SelfHosting(gpu_hourly, gpus, throughput, utilisation, ops_overhead)
     traffic = Traffic(requests, prompt_tokens, completion_tokens)
+    share_source = "assumed"
+    if open_share_from is not None:
+        from openparity.route.stats import ledger_stats
+
+        measured = ledger_stats(open_share_from)
+        if not measured.answered:
+            raise OpenparityError(f"the ledger {open_share_from} has no answered requests yet")
+        open_share = measured.open_share
+        share_source = f"measured on {measured.answered} gateway requests"
     study = cost_report.CostStudy(
         spec.name,
         f"{spec.price.input_per_mtok:g} / {spec.price.output_per_mtok:g} USD per Mtok in/out"
@@ -89,6 +101,7 @@ def cost(
         hosting,
         traffic,
         compare_costs(spec.price, hosting, traffic, open_share=open_share),
+        share_source,
     )
     emit_report(study, fmt, output, writers, cost_report.render_terminal)
 

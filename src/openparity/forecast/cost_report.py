@@ -19,6 +19,7 @@ class CostStudy:
     hosting: SelfHosting
     traffic: Traffic
     report: CostReport
+    open_share_source: str = "assumed"
 
 
 def rows(s: CostStudy) -> list[dict[str, str]]:
@@ -35,7 +36,8 @@ def rows(s: CostStudy) -> list[dict[str, str]]:
             "$ / Mtok": f"{r.self_hosted_usd_per_mtok:.3f}",
         },
         {
-            "option": f"hybrid ({r.hybrid_open_share * 100:.0f}% open first)",
+            "option": f"hybrid ({r.hybrid_open_share * 100:.0f}% open first,"
+            f" {s.open_share_source})",
             "monthly": f"${r.hybrid_monthly_usd:,.0f}",
             "$ / Mtok": "-",
         },
@@ -75,6 +77,7 @@ def to_dict(s: CostStudy) -> dict[str, Any]:
         "hosting": asdict(s.hosting),
         "traffic": asdict(s.traffic),
         **asdict(s.report),
+        "hybrid_open_share_source": s.open_share_source,
         "notes": notes(s),
     }
 

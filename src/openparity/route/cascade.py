@@ -52,6 +52,14 @@ class Tier:
     def checks(self) -> list[Check]:
         return self.config.checks
 
+    def redact(self, text: str) -> str:
+        """`text` without the upstream's API key (an upstream may echo it in an error)."""
+        try:
+            secret = self.spec.api_key()
+        except OpenparityError:
+            return text
+        return text.replace(secret, "[redacted]") if secret and len(secret) >= 8 else text
+
 
 class HybridRouter:
     """The cascade over `config.tiers`, in order."""
@@ -111,6 +119,16 @@ class HybridRouter:
             raise AllTiersFailedError(result)
         finally:
             result.latency_s = time.perf_counter() - started
+
+    async def warm(self) -> None:
+        """Load in-process models now, so the first request does not pay for it."""
+        for tier in self.tiers:
+            if tier.spec.backend == "local":
+                await tier.model.generate(ChatRequest.from_prompt("Hi", max_tokens=1))
+                if tier.config.checks_need_logprobs:
+                    await tier.model.generate(
+                        ChatRequest.from_prompt("Hi", max_tokens=1, logprobs=True)
+                    )
 
     def health(self) -> dict[str, Any]:
         return {
@@ -221,7 +239,7 @@ class HybridRouter:
 
     def _error(self, tier: Tier, attempt: Attempt, reason: str, detail: str, *,
                retry_after_s: float | None = None) -> None:  # fmt: skip
-        attempt.outcome, attempt.reason, attempt.detail = "error", reason, detail
+        attempt.outcome, attempt.reason, attempt.detail = "error", reason, tier.redact(detail)
         attempt.retry_after_s = retry_after_s
         tier.breaker.record_failure()
         if retry_after_s:

@@ -50,6 +50,7 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await router.warm()
         yield
         await router.aclose()
         ledger.close()
@@ -99,7 +100,10 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
 
     @app.get("/health")
     async def health() -> Response:
-        return Response(json.dumps(router.health()), media_type=JSON)
+        """200 while some tier admits requests, 503 when every breaker is open."""
+        state = router.health()
+        status = 200 if state["status"] == "ok" else 503
+        return Response(json.dumps(state), status, media_type=JSON)
 
     @app.get("/metrics")
     async def prometheus() -> Response:

@@ -1,0 +1,78 @@
+"""The route commands as a user runs them: keys, stats, calibrate errors, cost from the ledger."""
+
+from __future__ import annotations
+
+import json
+
+from openparity.models.types import ChatRequest, Completion
+from openparity.route.ledger import Ledger
+from openparity.route.outcome import Attempt, RouteResult
+from tests.cli import openparity
+
+CONFIG = "tiers:\n  - model: local:smollm2-135m\n  - model: openai:gpt-4o\n"
+
+
+def write_config(tmp_path):
+    path = tmp_path / "gateway.yaml"
+    path.write_text(CONFIG + f"ledger: {{path: {tmp_path / 'ledger.sqlite'}}}\n", "utf-8")
+    return path
+
+
+def fill_ledger(path, answered_by_tier: list[int]) -> None:
+    ledger = Ledger(path)
+    for tier in answered_by_tier:
+        result = RouteResult(ChatRequest.from_prompt("你好"))
+        if tier == 1:
+            result.attempts.append(Attempt(0, "local:smollm2-135m", "check_failed",
+                                           "check:language", "asked in Han"))  # fmt: skip
+        result.attempts.append(Attempt(tier, ["local:smollm2-135m", "openai:gpt-4o"][tier]))
+        result.completion = Completion("好", "stop", 5, 2, 0.1, "m", 0.0)
+        result.tier, result.closed_cost_usd = tier, 0.001
+        ledger.record(result, status=200)
+    ledger.close()
+
+
+def test_keys_add_list_revoke(tmp_path):
+    config = write_config(tmp_path)
+    added = openparity("route", "keys", "add", "team-a", "-c", str(config), "--rate", "5")
+    assert added.returncode == 0 and added.stdout.strip().startswith("op-")
+    again = openparity("route", "keys", "add", "team-a", "-c", str(config))
+    assert again.returncode == 2 and again.stderr.count("\n") == 1
+    listed = json.loads(openparity("route", "keys", "list", "-c", str(config)).stdout)
+    assert [k["name"] for k in listed] == ["team-a"] and listed[0]["rate_per_s"] == 5
+    assert openparity("route", "keys", "revoke", "team-a", "-c", str(config)).returncode == 0
+    assert json.loads(openparity("route", "keys", "list", "-c", str(config)).stdout) == []
+
+
+def test_stats_reads_the_ledger(tmp_path):
+    config = write_config(tmp_path)
+    fill_ledger(tmp_path / "ledger.sqlite", [0, 0, 0, 1])
+    stats = json.loads(openparity("route", "stats", "-c", str(config), "--json").stdout)
+    assert stats["requests"] == 4 and stats["open_share"] == 0.75
+    assert stats["fallback_reasons"] == {"check:language": 1}
+    assert stats["closed_cost_usd"] == 0.004
+
+
+def test_cost_takes_the_open_share_the_gateway_measured(tmp_path):
+    fill_ledger(tmp_path / "ledger.sqlite", [0, 1])
+    cost = openparity(
+        "cost", "--gpu-hourly", "2.5", "--throughput", "1500", "--requests", "1000000",
+        "--open-share-from", str(tmp_path / "ledger.sqlite"), "--format", "json",
+    )  # fmt: skip
+    assert cost.returncode == 0, cost.stderr
+    report = json.loads(cost.stdout)
+    assert report["hybrid_open_share"] == 0.5
+    assert report["hybrid_open_share_source"] == "measured on 2 gateway requests"
+
+
+def test_clear_one_line_errors(tmp_path):
+    config = write_config(tmp_path)
+    missing = openparity("route", "stats", "-c", str(config))
+    assert missing.returncode == 2 and "no gateway ledger" in missing.stderr
+    unknown = openparity("route", "calibrate", "--run", "nope", "-c", str(config))
+    assert unknown.returncode == 2 and "nope" in unknown.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tiers: []\n", encoding="utf-8")
+    refused = openparity("serve", "-c", str(bad))
+    assert refused.returncode == 2 and "tiers" in refused.stderr
+    assert "Traceback" not in missing.stderr + unknown.stderr + refused.stderr
