@@ -1,0 +1,147 @@
+"""The MoE layer against Hugging Face transformers (copied weights, forward and gradients),
+dispatch paths against each other, balance losses against hand-computed values."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from openparity.moe import balance  # noqa: E402
+from openparity.moe.config import MoEConfig  # noqa: E402
+from openparity.moe.layer import MoELayer  # noqa: E402
+
+H, INNER, E, K = 32, 16, 8, 2
+
+
+def grads(module, x):
+    x = x.clone().requires_grad_(True)
+    y = module(x)
+    (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+    named = {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+    return y.detach(), x.grad, named
+
+
+def test_matches_hf_deepseek_v3_moe():
+    from transformers.models.deepseek_v3.configuration_deepseek_v3 import DeepseekV3Config
+    from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3MoE
+
+    torch.manual_seed(0)
+    hf_config = DeepseekV3Config(
+        hidden_size=H, moe_intermediate_size=INNER, n_routed_experts=E, num_experts_per_tok=K,
+        n_shared_experts=2, n_group=4, topk_group=2, norm_topk_prob=True,
+        routed_scaling_factor=2.5, hidden_act="silu",
+    )  # fmt: skip
+    hf = DeepseekV3MoE(hf_config).float()
+    for p in hf.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    hf.gate.e_score_correction_bias.normal_(std=0.05)
+    config = MoEConfig(hidden=H, expert_dim=INNER, n_routed=E, top_k=K, n_shared=2,
+                       router="sigmoid", routed_scaling=2.5, n_groups=4, topk_groups=2)  # fmt: skip
+    ours = MoELayer(config)
+    with torch.no_grad():
+        ours.router.weight.copy_(hf.gate.weight)
+        ours.router.bias.copy_(hf.gate.e_score_correction_bias)
+        ours.experts.gate_up_proj.copy_(hf.experts.gate_up_proj)
+        ours.experts.down_proj.copy_(hf.experts.down_proj)
+        for name in ("gate_proj", "up_proj", "down_proj"):
+            getattr(ours.shared, name).weight.copy_(getattr(hf.shared_experts, name).weight)
+    x = torch.randn(3, 10, H)
+    y_hf, dx_hf, g_hf = grads(hf, x)
+    y, dx, g = grads(ours, x)
+    torch.testing.assert_close(y, y_hf, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(dx, dx_hf, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g["experts.gate_up_proj"], g_hf["experts.gate_up_proj"])
+    torch.testing.assert_close(g["experts.down_proj"], g_hf["experts.down_proj"])
+    torch.testing.assert_close(g["router.weight"], g_hf["gate.weight"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(g["shared.up_proj.weight"], g_hf["shared_experts.up_proj.weight"])
+
+
+@pytest.mark.parametrize("dispatch", ["grouped", "eager"])
+def test_matches_hf_mixtral_sparse_moe_block(dispatch):
+    from transformers.models.mixtral.configuration_mixtral import MixtralConfig
+    from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
+
+    torch.manual_seed(1)
+    hf_config = MixtralConfig(hidden_size=H, intermediate_size=INNER, num_local_experts=E,
+                              num_experts_per_tok=K, router_jitter_noise=0.0)  # fmt: skip
+    hf = MixtralSparseMoeBlock(hf_config).float()
+    for p in hf.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    ours = MoELayer(MoEConfig(hidden=H, expert_dim=INNER, n_routed=E, top_k=K, dispatch=dispatch))
+    with torch.no_grad():
+        ours.router.weight.copy_(hf.gate.weight)
+        ours.experts.gate_up_proj.copy_(hf.experts.gate_up_proj)
+        ours.experts.down_proj.copy_(hf.experts.down_proj)
+    x = torch.randn(2, 12, H)
+    y_hf, dx_hf, g_hf = grads(hf, x)
+    y, dx, g = grads(ours, x)
+    torch.testing.assert_close(y, y_hf, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(dx, dx_hf, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g["router.weight"], g_hf["gate.weight"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(g["experts.down_proj"], g_hf["experts.down_proj"])
+
+
+def test_grouped_and_eager_dispatch_agree_with_capacity_dropping():
+    torch.manual_seed(2)
+    config = MoEConfig(hidden=H, expert_dim=INNER, n_routed=E, top_k=K, capacity_factor=0.5)
+    grouped = MoELayer(config)
+    eager = MoELayer(MoEConfig(**{**config.to_dict(), "dispatch": "eager"}))
+    eager.load_state_dict(grouped.state_dict())
+    x = torch.randn(64, H)
+    y_grouped, dx_grouped, g_grouped = grads(grouped, x)
+    y_eager, dx_eager, g_eager = grads(eager, x)
+    assert grouped.dropped == eager.dropped > 0  # half capacity must drop pairs
+    torch.testing.assert_close(y_grouped, y_eager)
+    torch.testing.assert_close(dx_grouped, dx_eager)
+    torch.testing.assert_close(g_grouped["experts.gate_up_proj"], g_eager["experts.gate_up_proj"])
+    # capacity: no expert computes more than ceil(0.5 * 64 * 2 / 8) = 8 pairs
+    assert grouped.experts.capacity(64) == 8
+
+
+def test_balance_losses_on_constructed_routings():
+    # 4 tokens, 4 experts, k = 1: tokens go to experts 0, 0, 1, 2
+    indices = torch.tensor([[0], [0], [1], [2]])
+    affinities = torch.tensor(
+        [[0.7, 0.1, 0.1, 0.1], [0.6, 0.2, 0.1, 0.1], [0.1, 0.8, 0.05, 0.05], [0.1, 0.1, 0.7, 0.1]]
+    )
+    # f = N'/(K'T) * counts = 4/4 * [2, 1, 1, 0]; P = column means
+    f = torch.tensor([2.0, 1.0, 1.0, 0.0])
+    p = affinities.mean(0)
+    expected = 0.01 * float((f * p).sum())
+    assert float(balance.expert_balance_loss(indices, affinities, 0.01)) == pytest.approx(expected)
+    # devices {0,1} and {2,3}: f' = [1.5, 0.5], P' = [p0 + p1, p2 + p3]
+    device = 0.1 * (1.5 * float(p[0] + p[1]) + 0.5 * float(p[2] + p[3]))
+    assert float(balance.device_balance_loss(indices, affinities, 0.1, 2)) == pytest.approx(device)
+    # two sequences of 2 tokens: the loss of each, averaged
+    first = (torch.tensor([4.0, 0, 0, 0]) * affinities[:2].mean(0)).sum()
+    second = (torch.tensor([0, 2.0, 2.0, 0]) * affinities[2:].mean(0)).sum()
+    sequence = 0.5 * float(first + second) / 2
+    assert float(balance.sequence_balance_loss(indices, affinities, 0.5, 2)) == pytest.approx(
+        sequence
+    )
+    load = balance.expert_load(indices, 4)
+    assert balance.max_violation(load) == pytest.approx(1.0)  # max 2 against a mean of 1
+    bias = torch.zeros(4)
+    balance.update_bias(bias, load, 0.01)
+    assert bias.tolist() == pytest.approx([-0.01, 0.0, 0.0, 0.01])
+
+
+def test_aux_loss_free_balancing_evens_out_a_skewed_router():
+    torch.manual_seed(3)
+    config = MoEConfig(hidden=H, expert_dim=INNER, n_routed=E, top_k=K, router="sigmoid",
+                       bias_update_speed=0.01)  # fmt: skip
+    layer = MoELayer(config)
+    with torch.no_grad():
+        layer.router.weight[0] += 1.0  # expert 0 wins far too often
+    x = torch.randn(512, H) + 0.5
+    layer(x)
+    before = layer.max_violation()
+    for _ in range(200):
+        layer.update_bias()
+        with torch.no_grad():
+            layer(x)
+    assert layer.max_violation() < before / 2
+    weights_only = layer.router(x).weights  # the bias chooses experts, never weights them
+    assert (weights_only > 0).all()
