@@ -118,8 +118,9 @@ class RoutedExperts(nn.Module):
         xs = x[tokens]
         hidden = grouped_mm(xs, self.gate_up_proj.transpose(1, 2), counts)
         gate, up = hidden.chunk(2, dim=-1)
-        ys = grouped_mm(F.silu(gate) * up, self.down_proj.transpose(1, 2), counts)
-        ys = ys * flat_weights[order].unsqueeze(-1).to(ys.dtype)
+        # weight the (narrow) activations rather than the (wide) outputs: same product
+        act = F.silu(gate) * up * flat_weights[order].unsqueeze(-1).to(x.dtype)
+        ys = grouped_mm(act, self.down_proj.transpose(1, 2), counts)
         out = torch.zeros_like(x)
         return out.index_add(0, tokens, ys), dropped
 
