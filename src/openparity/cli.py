@@ -57,12 +57,14 @@ def _register_capabilities() -> None:
     from openparity.bench.cli import register as register_bench
     from openparity.forecast.cli import register as register_forecast
     from openparity.models.cli import register as register_models
+    from openparity.moe.cli import register as register_moe
     from openparity.route.cli import register as register_route
 
     register_models(app)
     register_bench(app)
     register_forecast(app)
     register_route(app)
+    register_moe(app)
 
 
 _register_capabilities()

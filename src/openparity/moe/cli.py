@@ -1,0 +1,122 @@
+"""CLI of the MoE tools: `openparity moe train | compare | export`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+moe_app = typer.Typer(help="DeepSeekMoE: train a small LM, compare dense vs MoE, export to HF.")
+
+CORPUS = typer.Option(
+    "bench:gsm8k", "--corpus", help="UTF-8 text file, or bench:gsm8k / bench:mmlu."
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(moe_app, name="moe")
+
+
+def _settings(steps: int, batch: int, seq_len: int, lr: float, seed: int):
+    from openparity.moe.train import TrainSettings
+
+    every = max(1, min(50, steps))
+    return TrainSettings(steps=steps, batch=batch, seq_len=seq_len, lr=lr, seed=seed,
+                         eval_every=every, save_every=every)  # fmt: skip
+
+
+def _progress():
+    from openparity.console import err
+
+    def report(step: int, total: int, last: dict) -> None:
+        if "val_loss" in last:
+            err.print(
+                f"step {step}/{total}: train {last['train_loss']:.4f}, val {last['val_loss']:.4f}"
+            )
+
+    return report
+
+
+@moe_app.command("train")
+def train_command(
+    preset: str = typer.Option(
+        "moe-active", "--preset", help="dense, moe-active, moe-total, mixtral."
+    ),
+    corpus: str = CORPUS,
+    out: Path = typer.Option(Path("moe-runs/model"), "--out", help="Checkpoint directory."),
+    steps: int = typer.Option(200, "--steps", min=1),
+    batch: int = typer.Option(16, "--batch", min=1),
+    seq_len: int = typer.Option(128, "--seq-len", min=8),
+    dim: int = typer.Option(128, "--dim", min=16),
+    layers: int = typer.Option(4, "--layers", min=1),
+    lr: float = typer.Option(3e-3, "--lr"),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
+) -> None:
+    """Train a small byte-level LM (dense or MoE) on CPU; loss log in OUT/log.csv."""
+    from openparity.console import out as console
+    from openparity.moe.lm import preset as make_preset
+    from openparity.moe.train import train
+
+    config = _checked_preset(make_preset, preset, dim, layers)
+    result = train(config, corpus, out, _settings(steps, batch, seq_len, lr, seed),
+                   resume=resume, progress=_progress())  # fmt: skip
+    console.print(
+        f"{preset}: step {result.step}, train loss {result.train_loss:.4f},"
+        f" val loss {result.val_loss:.4f}, {result.tokens_per_s:,.0f} tokens/s; checkpoint in {out}"
+    )
+
+
+@moe_app.command("compare")
+def compare_command(
+    presets: list[str] = typer.Option(
+        ["dense", "moe-active", "moe-total"], "--preset", help="Presets to compare (repeat)."
+    ),
+    corpus: str = CORPUS,
+    out: Path = typer.Option(Path("moe-runs"), "--out", help="One checkpoint directory each."),
+    steps: int = typer.Option(200, "--steps", min=1),
+    batch: int = typer.Option(16, "--batch", min=1),
+    seq_len: int = typer.Option(128, "--seq-len", min=8),
+    dim: int = typer.Option(128, "--dim", min=16),
+    layers: int = typer.Option(4, "--layers", min=1),
+    lr: float = typer.Option(3e-3, "--lr"),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Dense vs MoE side by side: params, FLOPs/token, tokens/s, validation loss."""
+    from openparity.console import print_json
+    from openparity.moe.compare import compare, render
+    from openparity.moe.lm import preset as make_preset
+
+    for name in presets:
+        _checked_preset(make_preset, name, dim, layers)
+    rows = compare(presets, corpus, out, _settings(steps, batch, seq_len, lr, seed),
+                   dim=dim, n_layers=layers, progress=None if as_json else _progress())  # fmt: skip
+    if as_json:
+        print_json([r.to_dict() for r in rows])
+    else:
+        render(rows)
+
+
+@moe_app.command("export")
+def export_command(
+    model_dir: Path = typer.Argument(..., help="A directory written by `moe train`."),
+    out: Path = typer.Option(..., "--out", help="Where to write the HF checkpoint."),
+) -> None:
+    """Write a Hugging Face checkpoint (Llama, Mixtral or GLM-4-MoE format) of a trained LM."""
+    from openparity.console import out as console
+    from openparity.moe.export import export_hf, hf_format
+    from openparity.moe.train import load_model
+
+    model = load_model(model_dir)
+    export_hf(model, out)
+    console.print(f"wrote {out} ({hf_format(model)} format): transformers.AutoModelForCausalLM")
+
+
+def _checked_preset(make, name: str, dim: int, layers: int):
+    from openparity.errors import OpenparityError
+
+    try:
+        return make(name, dim=dim, n_layers=layers)
+    except ValueError as exc:
+        raise OpenparityError(str(exc)) from None

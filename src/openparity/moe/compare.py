@@ -1,0 +1,102 @@
+"""Dense vs MoE on equal terms: the seed's claims ("capacity x3 at -40 % inference cost") as
+measured numbers: parameters total / active, FLOPs per token, training and inference tokens/s,
+validation loss, all from the same corpus, steps and seed."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from openparity.moe.lm import CausalLM, model_size, perplexity_bits, preset
+from openparity.moe.train import TrainSettings, load_model, train
+
+
+@dataclass(frozen=True)
+class Row:
+    preset: str
+    total_params: int
+    active_params: int
+    flops_per_token: int
+    train_tokens_per_s: float
+    infer_tokens_per_s: float
+    val_loss: float
+    val_bits_per_byte: float
+    max_violation: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def inference_speed(
+    model: CausalLM, batch: int = 16, seq_len: int = 128, repeats: int = 3
+) -> float:
+    """Forward tokens/s on random bytes (median of `repeats`)."""
+    ids = torch.randint(0, model.config.vocab, (batch, seq_len))
+    model.eval()
+    with torch.no_grad():
+        model(ids)
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            model(ids)
+            times.append(time.perf_counter() - started)
+    return batch * seq_len / sorted(times)[len(times) // 2]
+
+
+def compare(
+    presets: list[str],
+    corpus: str,
+    out: Path,
+    settings: TrainSettings,
+    *,
+    dim: int = 128,
+    n_layers: int = 4,
+    progress=None,
+) -> list[Row]:
+    rows = []
+    for name in presets:
+        config = preset(name, dim=dim, n_layers=n_layers)
+        result = train(config, corpus, out / name, settings, resume=True, progress=progress)
+        model = load_model(out / name)
+        size = model_size(model, settings.seq_len)
+        rows.append(
+            Row(
+                preset=name,
+                total_params=size.total_params,
+                active_params=size.active_params,
+                flops_per_token=size.flops_per_token,
+                train_tokens_per_s=result.tokens_per_s,
+                infer_tokens_per_s=inference_speed(model, seq_len=settings.seq_len),
+                val_loss=result.val_loss,
+                val_bits_per_byte=perplexity_bits(result.val_loss),
+                max_violation=result.max_violation,
+            )
+        )
+    return rows
+
+
+def render(rows: list[Row]) -> None:
+    from rich.table import Table
+
+    from openparity.console import out
+
+    base = rows[0]
+    table = Table("preset", "params total", "active", "FLOPs/token", "train tok/s",
+                  "infer tok/s", "val loss", "bits/byte", "MaxVio")  # fmt: skip
+    for r in rows:
+        table.add_row(
+            r.preset,
+            f"{r.total_params / 1e6:.2f}M ({r.total_params / base.total_params:.2f}x)",
+            f"{r.active_params / 1e6:.2f}M ({r.active_params / base.active_params:.2f}x)",
+            f"{r.flops_per_token / 1e6:.2f}M ({r.flops_per_token / base.flops_per_token:.2f}x)",
+            f"{r.train_tokens_per_s:,.0f} ({r.train_tokens_per_s / base.train_tokens_per_s:.2f}x)",
+            f"{r.infer_tokens_per_s:,.0f} ({r.infer_tokens_per_s / base.infer_tokens_per_s:.2f}x)",
+            f"{r.val_loss:.4f}",
+            f"{r.val_bits_per_byte:.3f}",
+            "-" if r.max_violation is None else f"{r.max_violation:.2f}",
+        )
+    out.print(table)
+    out.print("ratios are against the first preset; same corpus, steps, batch and seed for all")
