@@ -1,0 +1,95 @@
+"""Expert parallelism over torch.distributed: each rank holds E / world routed experts; router
+and shared experts are replicated. A forward pass routes the rank's own tokens, sends each
+(token, expert) pair to the rank owning the expert with one all-to-all, runs the local experts
+as one grouped matmul, and sends the results back with a second all-to-all. Differentiable:
+the backward of an all-to-all is the all-to-all with the splits reversed.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn import functional as F
+
+from openparity.moe.experts import grouped_mm
+from openparity.moe.layer import MoELayer
+
+
+class _AllToAll(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, send: list[int], receive: list[int], group) -> torch.Tensor:
+        ctx.send, ctx.receive, ctx.group = send, receive, group
+        out = x.new_empty((sum(receive), *x.shape[1:]))
+        dist.all_to_all_single(out, x.contiguous(), receive, send, group=group)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        back = grad.new_empty((sum(ctx.send), *grad.shape[1:]))
+        dist.all_to_all_single(back, grad.contiguous(), ctx.send, ctx.receive, group=ctx.group)
+        return back, None, None, None
+
+
+def all_to_all(x: torch.Tensor, send: list[int], receive: list[int], group=None) -> torch.Tensor:
+    """Rows x[send splits] go to ranks 0..world-1; returns the rows received from each."""
+    return _AllToAll.apply(x, send, receive, group)
+
+
+class ExpertParallelMoE(nn.Module):
+    """The routed experts of `layer` split over the ranks of `group` (contiguous blocks)."""
+
+    def __init__(self, layer: MoELayer, group=None) -> None:
+        super().__init__()
+        self.group = group
+        self.world = dist.get_world_size(group)
+        rank = dist.get_rank(group)
+        c = layer.config
+        if c.n_routed % self.world:
+            raise ValueError(f"{c.n_routed} experts do not split over {self.world} ranks")
+        if c.capacity_factor is not None:
+            raise ValueError("expert parallelism here is dropless: unset capacity_factor")
+        self.config = c
+        self.local = c.n_routed // self.world
+        block = slice(rank * self.local, (rank + 1) * self.local)
+        self.router = layer.router
+        self.shared = layer.shared
+        self.gate_up_proj = nn.Parameter(layer.experts.gate_up_proj.detach()[block].clone())
+        self.down_proj = nn.Parameter(layer.experts.down_proj.detach()[block].clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        flat = x.reshape(-1, c.hidden)
+        routing = self.router(flat)
+        k = routing.indices.shape[1]
+        experts = routing.indices.reshape(-1)
+        order = experts.argsort(stable=True)  # sorted by expert, hence by owning rank
+        sorted_experts = experts[order]
+        send = torch.bincount(sorted_experts // self.local, minlength=self.world)
+        receive = torch.empty_like(send)
+        dist.all_to_all_single(receive, send, group=self.group)
+        send_sizes, receive_sizes = send.tolist(), receive.tolist()
+        tokens = all_to_all(flat[order // k], send_sizes, receive_sizes, self.group)
+        local_ids = (
+            all_to_all(
+                (sorted_experts % self.local).unsqueeze(1).float(),
+                send_sizes,
+                receive_sizes,
+                self.group,
+            )
+            .squeeze(1)
+            .long()
+        )
+        # rows arrive grouped by source rank, each sorted by expert: regroup by local expert
+        regroup = local_ids.argsort(stable=True)
+        counts = torch.bincount(local_ids, minlength=self.local)
+        hidden = grouped_mm(tokens[regroup], self.gate_up_proj.transpose(1, 2), counts)
+        gate, up = hidden.chunk(2, dim=-1)
+        computed = grouped_mm(F.silu(gate) * up, self.down_proj.transpose(1, 2), counts)
+        results = torch.empty_like(computed).index_copy(0, regroup, computed)
+        returned = all_to_all(results, receive_sizes, send_sizes, self.group)
+        weighted = returned * routing.weights.reshape(-1)[order].unsqueeze(-1).to(x.dtype)
+        out = torch.zeros_like(flat).index_add(0, order // k, weighted)
+        if self.shared is not None:
+            out = out + self.shared(flat)
+        return out.view(x.shape)

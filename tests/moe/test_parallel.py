@@ -1,0 +1,68 @@
+"""Expert parallelism on 2 CPU processes over gloo: the same outputs and gradients as one
+process running the whole layer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from openparity.models.local_server import free_port  # noqa: E402
+
+WORKER = textwrap.dedent(
+    """
+    import os, sys, torch, torch.distributed as dist
+    from openparity.moe.config import MoEConfig
+    from openparity.moe.layer import MoELayer
+    from openparity.moe.parallel import ExpertParallelMoE
+
+    rank, port, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    torch.manual_seed(0)  # the same full layer on both ranks
+    layer = MoELayer(MoEConfig(hidden=16, expert_dim=8, n_routed=8, top_k=2, n_shared=1,
+                               router="sigmoid", n_groups=2, topk_groups=1))
+    parallel = ExpertParallelMoE(layer)
+    x = torch.randn(2, 2, 9, 16)[rank].requires_grad_(True)  # each rank its own tokens
+    y = parallel(x)
+    y.pow(2).sum().backward()
+    torch.save({"x": x.detach(), "y": y.detach(), "dx": x.grad,
+                "dgate_up": parallel.gate_up_proj.grad, "drouter": layer.router.weight.grad}, out)
+    dist.barrier()
+    dist.destroy_process_group()
+    """
+)
+
+
+def test_two_ranks_match_one_process(tmp_path):
+    from openparity.moe.config import MoEConfig
+    from openparity.moe.layer import MoELayer
+
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER, encoding="utf-8")
+    port = str(free_port())
+    outs = [tmp_path / f"rank{r}.pt" for r in range(2)]
+    workers = [
+        subprocess.Popen([sys.executable, str(script), str(r), port, str(outs[r])])
+        for r in range(2)
+    ]
+    assert [w.wait(timeout=120) for w in workers] == [0, 0]
+    ranks = [torch.load(o) for o in outs]
+
+    torch.manual_seed(0)
+    layer = MoELayer(MoEConfig(hidden=16, expert_dim=8, n_routed=8, top_k=2, n_shared=1,
+                               router="sigmoid", n_groups=2, topk_groups=1))  # fmt: skip
+    x = torch.stack([r["x"] for r in ranks]).requires_grad_(True)
+    y = layer(x)
+    y.pow(2).sum().backward()
+    for rank, got in enumerate(ranks):
+        torch.testing.assert_close(got["y"], y[rank].detach(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(got["dx"], x.grad[rank], rtol=1e-5, atol=1e-6)
+        local = layer.experts.gate_up_proj.grad[rank * 4 : (rank + 1) * 4]
+        torch.testing.assert_close(got["dgate_up"], local, rtol=1e-4, atol=1e-6)
+    # the router is replicated: its gradients summed over ranks equal the single process's
+    torch.testing.assert_close(ranks[0]["drouter"] + ranks[1]["drouter"], layer.router.weight.grad,
+                               rtol=1e-4, atol=1e-6)  # fmt: skip
