@@ -7,10 +7,11 @@ from pydantic import TypeAdapter
 
 from openparity.models import open_model
 from openparity.models.types import ChatRequest, Completion, TokenLogprob
-from openparity.route.checks import Answer, AnyCheck, dominant_script, run_checks
+from openparity.route.checks import Answer, AnyCheck, run_checks
 from openparity.route.config import GatewayConfigError, load_gateway_config, save_gateway_config
 from openparity.route.keys import GatewayKeyError, KeyRing, add_key, revoke_key
 from openparity.route.resilience import CircuitBreaker
+from openparity.textsignals import dominant_script
 
 CHECKS = TypeAdapter(list[AnyCheck])
 
