@@ -55,6 +55,7 @@ def doctor(
 
 def _register_capabilities() -> None:
     from openparity.bench.cli import register as register_bench
+    from openparity.data.cli import register as register_data
     from openparity.forecast.cli import register as register_forecast
     from openparity.models.cli import register as register_models
     from openparity.moe.cli import register as register_moe
@@ -65,6 +66,7 @@ def _register_capabilities() -> None:
     register_forecast(app)
     register_route(app)
     register_moe(app)
+    register_data(app)
 
 
 _register_capabilities()
