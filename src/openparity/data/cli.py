@@ -43,7 +43,7 @@ def clean_command(
     from openparity.data.pipeline import CleanSettings, clean
 
     settings = CleanSettings(
-        near_threshold=near_threshold,
+        near_threshold=near_threshold or None,
         num_perm=num_perm,
         benchmarks=tuple(b for b in benchmarks.split(",") if b),
         scripts=tuple(s for s in scripts.split(",") if s),
@@ -70,6 +70,7 @@ def clean_command(
     if report.contaminated_items:
         console.print(f"  benchmark items hit: {len(report.contaminated_items)}")
     nd = report.near_dedup
-    console.print(f"  near-dup: Jaccard >= {nd['threshold']}, {nd['num_perm']} permutations ="
-                  f" {nd['bands']} bands x {nd['rows']} rows")  # fmt: skip
+    if nd:
+        console.print(f"  near-dup: Jaccard >= {nd['threshold']}, {nd['num_perm']} permutations ="
+                      f" {nd['bands']} bands x {nd['rows']} rows")  # fmt: skip
     console.print(f"outputs in {out}: kept.jsonl, rejected.jsonl, quarantine.jsonl, report.json")

@@ -1,11 +1,16 @@
 """Decontamination against the harness's benchmark items: a record is dropped when it shares
 a 13-word sequence with a benchmark item (GPT-3's test) or contains one of three 50-character
 substrings sampled from an item's normalised text (GPT-4's test). The report names the items
-hit, so a contaminated benchmark can be discounted."""
+hit, so a contaminated benchmark can be discounted.
+
+The substrings are sampled at word starts (and records are scanned at word starts only): the
+same test as GPT-4's up to alignment, with one lookup per word instead of one per character.
+"""
 
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -27,6 +32,25 @@ def item_text(item) -> str:
     return "\n".join(values)
 
 
+_CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+def _word_starts(flat: str) -> list[int]:
+    """Offsets where a 50-character window may start in normalised text (single spaces):
+    each word, and each CJK character."""
+    last = len(flat) - SUBSTRING
+    if last < 0:
+        return []
+    starts = [0]
+    position = flat.find(" ")
+    while 0 <= position < last:
+        starts.append(position + 1)
+        position = flat.find(" ", position + 1)
+    if _CJK.search(flat):
+        starts = sorted(set(starts) | {m.start() for m in _CJK.finditer(flat, 0, last + 1)})
+    return starts
+
+
 @dataclass
 class BenchmarkIndex:
     """13-gram and sampled-substring index of benchmark items -> "task/item_id"."""
@@ -41,10 +65,10 @@ class BenchmarkIndex:
         tokens = words(text)
         for i in range(len(tokens) - NGRAM + 1):
             self.ngrams.setdefault(hash(tuple(tokens[i : i + NGRAM])), index)
-        flat = normalize(text)
-        if len(flat) >= SUBSTRING:
-            for _ in range(3):
-                start = rng.randrange(len(flat) - SUBSTRING + 1)
+        starts = _word_starts(normalize(text))
+        if starts:
+            flat = normalize(text)
+            for start in rng.sample(starts, min(3, len(starts))):
                 self.substrings.setdefault(flat[start : start + SUBSTRING], index)
 
     @classmethod
@@ -66,9 +90,9 @@ class BenchmarkIndex:
             found = self.ngrams.get(hash(tuple(tokens[i : i + NGRAM])))
             if found is not None:
                 return "13gram", self.labels[found]
-        flat = normalize(text)
         if self.substrings:
-            for start in range(len(flat) - SUBSTRING + 1):
+            flat = normalize(text)
+            for start in _word_starts(flat):
                 found = self.substrings.get(flat[start : start + SUBSTRING])
                 if found is not None:
                     return "substring50", self.labels[found]

@@ -68,7 +68,7 @@ class QualityFilter:
             return "symbols"
         if self._boilerplate.search(text):
             return "boilerplate"
-        if self._refusal.search(text):
+        if self._refusal.search(text, 0, 400):  # refusals open the answer
             return "refusal"
         if text.count("```") % 2:
             return "broken_code_block"
@@ -105,6 +105,19 @@ PII_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 
 
+_DIGITS = re.compile(r"\d{3}")
+_KEY_PREFIXES = ("sk-", "AKIA", "ghp_", "xox", "AIza")
+
+
+def _might_hold(kind: str, text: str, digits: bool) -> bool:
+    """A cheap test that skips a pattern that cannot match (most text has no PII at all)."""
+    if kind == "email":
+        return "@" in text
+    if kind == "api_key":
+        return any(prefix in text for prefix in _KEY_PREFIXES)
+    return digits
+
+
 @dataclass
 class PiiScrubber:
     """Replaces emails, API keys, card numbers (Luhn-valid), IPv4 addresses and phone numbers
@@ -114,8 +127,10 @@ class PiiScrubber:
     counts: Counter = field(default_factory=Counter)
 
     def scrub(self, text: str) -> str:
+        digits = _DIGITS.search(text) is not None
         for kind, pattern in PII_PATTERNS:
-            text = pattern.sub(lambda m, kind=kind: self._replace(kind, m.group(0)), text)
+            if _might_hold(kind, text, digits):
+                text = pattern.sub(lambda m, kind=kind: self._replace(kind, m.group(0)), text)
         return text
 
     def _replace(self, kind: str, found: str) -> str:

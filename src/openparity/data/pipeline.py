@@ -37,7 +37,7 @@ class CleanError(OpenparityError):
 
 @dataclass(frozen=True)
 class CleanSettings:
-    near_threshold: float = 0.8
+    near_threshold: float | None = 0.8  # None: no near-duplicate step
     num_perm: int = 128
     benchmarks: tuple[str, ...] = DEFAULT_BENCHMARKS
     scripts: tuple[str, ...] = ()
@@ -89,7 +89,9 @@ def clean(
     if index is not None:
         steps.append(Decontaminate(index))
     scrubber, exact = PiiScrubber(), ExactDedup()
-    near = NearDedup(settings.near_threshold, settings.num_perm)
+    near = (
+        NearDedup(settings.near_threshold, settings.num_perm) if settings.near_threshold else None
+    )
     report = CleanReport([str(p) for p in inputs], **state.get("report", {}))
     _rebuild(out / "kept.jsonl", exact, near)
     started = time.perf_counter() - report.seconds
@@ -126,9 +128,10 @@ def clean(
     report.reasons = dict(Counter(report.reasons))
     report.pii_replaced = dict(scrubber.counts)
     report.contaminated_items = dict(steps[1].items_hit) if index is not None else {}
-    bands, rows = near.bands_rows
-    report.near_dedup = {"threshold": settings.near_threshold, "num_perm": settings.num_perm,
-                         "bands": bands, "rows": rows, "shingle_words": 5}  # fmt: skip
+    if near is not None:
+        bands, rows = near.bands_rows
+        report.near_dedup = {"threshold": settings.near_threshold, "num_perm": settings.num_perm,
+                             "bands": bands, "rows": rows, "shingle_words": 5}  # fmt: skip
     report.seconds = time.perf_counter() - started
     if not report.balanced:
         raise CleanError(f"records do not add up: {report.to_dict()}")
@@ -137,14 +140,14 @@ def clean(
 
 
 def _one(doc: Doc, steps: list[Any], scrubber: PiiScrubber, exact: ExactDedup,
-         near: NearDedup, report: CleanReport) -> tuple[str, dict[str, Any]]:  # fmt: skip
+         near: NearDedup | None, report: CleanReport) -> tuple[str, dict[str, Any]]:  # fmt: skip
     for step in steps:
         reason = step(doc)
         if reason:
             return _reject(doc, step.name, reason, report)
     scrubber(doc)
     for step in (exact, near):
-        reason = step(doc)
+        reason = step(doc) if step is not None else None
         if reason:
             return _reject(doc, step.name, reason, report)
     report.kept += 1
@@ -196,7 +199,7 @@ def _start(state_path: Path, out: Path, inputs: list[Path], resume: bool) -> dic
     return state
 
 
-def _rebuild(kept: Path, exact: ExactDedup, near: NearDedup) -> None:
+def _rebuild(kept: Path, exact: ExactDedup, near: NearDedup | None) -> None:
     """Dedup indexes from what was kept before a resume."""
     if not kept.exists():
         return
@@ -205,4 +208,5 @@ def _rebuild(kept: Path, exact: ExactDedup, near: NearDedup) -> None:
             doc = parse_line(str(kept), number, raw)
             if isinstance(doc, Doc):
                 exact.remember(doc)
-                near.remember(doc)
+                if near is not None:
+                    near.remember(doc)

@@ -4,6 +4,7 @@ its file and line number, for the quarantine file."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -109,14 +110,16 @@ _SPACES = re.compile(r"\s+")
 _WORDS = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]|[^\W_]+")
 
 
+@functools.lru_cache(maxsize=16)  # each step of the pipeline asks again for the same text
 def normalize(text: str) -> str:
     """NFKC, case-folded, whitespace collapsed: the form duplicates are compared in."""
     return _SPACES.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
 
 
-def words(text: str) -> list[str]:
+@functools.lru_cache(maxsize=16)
+def words(text: str) -> tuple[str, ...]:
     """Word tokens of normalised text; each CJK character is a word of its own."""
-    return _WORDS.findall(normalize(text))
+    return tuple(_WORDS.findall(normalize(text)))
 
 
 def fingerprint(text: str) -> str:
