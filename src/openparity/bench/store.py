@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from openparity.bench.errors import RunStoreError
-from openparity.models.types import Completion, TokenLogprob
+from openparity.models.base import ChatModel
+from openparity.models.types import ChatRequest, Completion, TokenLogprob
 
 DEFAULT_STORE = Path(".openparity/runs.sqlite")
 
@@ -227,3 +228,24 @@ def _run_from_row(row: sqlite3.Row) -> RunInfo:
         created=row["created"],
         updated=row["updated"],
     )
+
+
+class CachedModel(ChatModel):
+    """A model whose answers go through the run store's response cache: a repeated request
+    (a resumed run, a rerun) costs nothing."""
+
+    def __init__(self, model: ChatModel, store: RunStore) -> None:
+        super().__init__(model.spec)
+        self.inner, self.store = model, store
+
+    async def generate(self, request: ChatRequest) -> Completion:
+        key = request.cache_key(self.inner.name)
+        hit = self.store.cached(key)
+        if hit is not None:
+            return hit
+        completion = await self.inner.generate(request)
+        self.store.cache(key, completion)
+        return completion
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

@@ -15,6 +15,65 @@ def register(app: typer.Typer) -> None:
     app.add_typer(data_app, name="data")
 
 
+@data_app.command("generate")
+def generate_command(
+    seeds: Path = typer.Argument(..., help="Seed prompts (JSONL: prompt, or messages)."),
+    teacher: str = typer.Option(..., "--teacher", help="Teacher model spec or models.yaml name."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output JSONL."),
+    method: str = typer.Option("seeds", "--method", help="seeds, self-instruct, evol or pairs."),
+    student: str | None = typer.Option(None, "--student", help="pairs: the model to prefer over."),
+    count: int = typer.Option(100, "--count", min=1, help="self-instruct / evol: records wanted."),
+    max_tokens: int = typer.Option(512, "--max-tokens", min=1),
+    temperature: float = typer.Option(0.7, "--temperature", min=0.0),
+    concurrency: int = typer.Option(8, "--concurrency", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    store: Path | None = typer.Option(None, "--store", help="Response cache (run store) file."),
+    models_file: Path | None = typer.Option(None, "--models", help="models.yaml to read."),
+    resume: bool = typer.Option(False, "--resume", help="Continue into an existing output."),
+) -> None:
+    """A teacher model writes training records, each with its provenance."""
+    import asyncio
+
+    from openparity.bench.store import DEFAULT_STORE, CachedModel, RunStore
+    from openparity.console import err
+    from openparity.console import out as console
+    from openparity.data.generate import GenerateSettings, generate, load_seeds
+    from openparity.models import open_model
+
+    settings = GenerateSettings(
+        method=method,
+        count=count,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        concurrency=concurrency,
+        seed=seed,
+    )
+    prompts = load_seeds(seeds)
+
+    async def go() -> int:
+        with RunStore(store or DEFAULT_STORE) as runs:
+            teacher_model = CachedModel(open_model(teacher, models_file=models_file), runs)
+            student_model = (CachedModel(open_model(student, models_file=models_file), runs)
+                             if student else None)  # fmt: skip
+            try:
+                return await generate(
+                    teacher_model,
+                    prompts,
+                    out,
+                    settings,
+                    student=student_model,
+                    resume=resume,
+                    progress=lambda n: err.print(f"{n} records", end="\r"),
+                )
+            finally:
+                await teacher_model.aclose()
+                if student_model is not None:
+                    await student_model.aclose()
+
+    total = asyncio.run(go())
+    console.print(f"{out}: {total} records ({method}, teacher {teacher})")
+
+
 @data_app.command("clean")
 def clean_command(
     inputs: list[Path] = typer.Argument(
