@@ -74,6 +74,25 @@ def generate_command(
     console.print(f"{out}: {total} records ({method}, teacher {teacher})")
 
 
+@data_app.command("publish")
+def publish_command(
+    kept: Path = typer.Argument(
+        ..., help="A kept.jsonl from `data clean` (its report.json next to it)."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Dataset directory to write."),
+    fmt: str = typer.Option(
+        "sft", "--format", help="sft (messages) or dpo (prompt/chosen/rejected)."
+    ),
+    name: str = typer.Option("openparity-synthetic", "--name", help="Dataset name for the card."),
+) -> None:
+    """Write data/train.{jsonl,parquet} and a dataset card that `datasets.load_dataset` reads."""
+    from openparity.console import out as console
+    from openparity.data.publish import publish
+
+    rows = publish(kept, out, fmt=fmt, name=name)
+    console.print(f"{out}: {rows:,} rows ({fmt}); datasets.load_dataset({str(out)!r})")
+
+
 @data_app.command("clean")
 def clean_command(
     inputs: list[Path] = typer.Argument(
@@ -93,13 +112,21 @@ def clean_command(
         "", "--scripts", help="Allowed scripts, e.g. Latin,Han (any if empty)."
     ),
     min_words: int = typer.Option(3, "--min-words", min=1),
+    min_distinct_2: float | None = typer.Option(None, "--min-distinct-2", help="Fail below it."),
+    max_self_bleu: float | None = typer.Option(None, "--max-self-bleu", help="Fail above it."),
+    max_skew: float | None = typer.Option(
+        None, "--max-skew", help="Fail when a group's share is this far from its reference."
+    ),
+    toxicity_classifier: str | None = typer.Option(
+        None, "--toxicity-classifier", help="FILE.py:FUNCTION returning a score in [0, 1]."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Filter, decontaminate, scrub PII and deduplicate; every input line is accounted for."""
     from openparity.console import err, print_json
-    from openparity.console import out as console
     from openparity.data.pipeline import CleanSettings, clean
+    from openparity.data.review import ReviewThresholds
 
     settings = CleanSettings(
         near_threshold=near_threshold or None,
@@ -107,6 +134,8 @@ def clean_command(
         benchmarks=tuple(b for b in benchmarks.split(",") if b),
         scripts=tuple(s for s in scripts.split(",") if s),
         min_words=min_words,
+        toxicity_classifier=_classifier(toxicity_classifier),
+        review=ReviewThresholds(min_distinct_2, max_self_bleu, max_skew),
     )
 
     def progress(report) -> None:
@@ -116,7 +145,28 @@ def clean_command(
     report = clean(inputs, out, settings, resume=resume, progress=None if as_json else progress)
     if as_json:
         print_json(report.to_dict())
-        return
+    else:
+        _render(report, out)
+    if not report.review["passed"]:
+        err.print("error: the ethics review failed: " + "; ".join(report.review["failures"]))
+        raise typer.Exit(1)
+
+
+def _classifier(spec: str | None):
+    if not spec:
+        return None
+    from openparity.errors import OpenparityError
+    from openparity.usercode import load_function
+
+    file, _, function = spec.rpartition(":")
+    if not file:
+        raise OpenparityError(f"--toxicity-classifier {spec!r}", hint="give FILE.py:FUNCTION")
+    return load_function(Path(file), function, OpenparityError, what="toxicity classifier")
+
+
+def _render(report, out: Path) -> None:
+    from openparity.console import out as console
+
     console.print(
         f"{report.lines:,} lines = {report.kept:,} kept + {report.rejected:,} rejected"
         f" + {report.quarantined:,} quarantined + {report.blank:,} blank"
@@ -132,4 +182,11 @@ def clean_command(
     if nd:
         console.print(f"  near-dup: Jaccard >= {nd['threshold']}, {nd['num_perm']} permutations ="
                       f" {nd['bands']} bands x {nd['rows']} rows")  # fmt: skip
+    r = report.review
+    console.print(
+        f"  review: distinct-1 {r['distinct_1']:.3f}, distinct-2 {r['distinct_2']:.3f},"
+        f" self-BLEU {r['self_bleu'] if r['self_bleu'] is None else round(r['self_bleu'], 3)}"
+        f" (sample {r['sample']}); representation skew "
+        + ", ".join(f"{axis} {a['skew']:.2f}" for axis, a in r["representation"].items())
+    )
     console.print(f"outputs in {out}: kept.jsonl, rejected.jsonl, quarantine.jsonl, report.json")

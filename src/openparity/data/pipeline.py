@@ -2,12 +2,15 @@
 in exactly one place: kept.jsonl, rejected.jsonl (with the step and reason) or
 quarantine.jsonl (malformed, with file and line). Counts add up and are checked.
 
-Order: quality filters -> decontamination -> PII scrubbing -> exact dedup -> near dedup (the
-cheap rejections first; the stateful dedup indexes only what is kept). Work is committed batch
-by batch: outputs are appended and fsync'ed, then state.json records how far each input got and
-the outputs' sizes. A crash or Ctrl-C loses nothing committed; `resume=True` truncates the
-outputs to the committed sizes, rebuilds the dedup indexes from kept.jsonl, and continues.
+Order: quality filters -> toxicity -> decontamination -> PII scrubbing -> exact dedup -> near
+dedup (the cheap rejections first; the stateful dedup indexes only what is kept). Work is
+committed batch by batch: outputs are appended and fsync'ed, then state.json records how far
+each input got and the outputs' sizes. A crash or Ctrl-C loses nothing committed;
+`resume=True` truncates the outputs to the committed sizes, rebuilds the dedup indexes from
+kept.jsonl, and continues.
 Memory holds the dedup indexes only (one hash and one MinHash per kept record), never the data.
+At the end the ethics review (diversity, representation) reads kept.jsonl; its thresholds can
+fail the run (`report.review["passed"]`), the outputs stay for inspection.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from openparity.data.decontam import DEFAULT_BENCHMARKS, BenchmarkIndex, Deconta
 from openparity.data.dedup import ExactDedup, NearDedup
 from openparity.data.filters import PiiScrubber, QualityFilter
 from openparity.data.records import Doc, Malformed, parse_line, read_docs
+from openparity.data.review import ReviewThresholds, Toxicity, review
 from openparity.errors import OpenparityError
 
 OUTPUTS = ("kept", "rejected", "quarantine")
@@ -43,6 +47,8 @@ class CleanSettings:
     scripts: tuple[str, ...] = ()
     min_words: int = 3
     batch: int = 1000
+    toxicity_classifier: Callable[[str], float] | None = None  # your model; the word list always
+    review: ReviewThresholds = field(default_factory=ReviewThresholds)
 
 
 @dataclass
@@ -59,6 +65,7 @@ class CleanReport:
     contaminated_items: dict[str, int] = field(default_factory=dict)
     near_dedup: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    review: dict[str, Any] = field(default_factory=dict)
 
     @property
     def balanced(self) -> bool:
@@ -85,9 +92,10 @@ def clean(
     state = _start(state_path, out, inputs, resume)
     quality = QualityFilter(min_words=settings.min_words, scripts=settings.scripts)
     index = BenchmarkIndex.from_benchmarks(settings.benchmarks) if settings.benchmarks else None
-    steps: list[Any] = [quality]
-    if index is not None:
-        steps.append(Decontaminate(index))
+    steps: list[Any] = [quality, Toxicity(classifier=settings.toxicity_classifier)]
+    decontaminate = Decontaminate(index) if index is not None else None
+    if decontaminate is not None:
+        steps.append(decontaminate)
     scrubber, exact = PiiScrubber(), ExactDedup()
     near = (
         NearDedup(settings.near_threshold, settings.num_perm) if settings.near_threshold else None
@@ -127,7 +135,7 @@ def clean(
             handle.close()
     report.reasons = dict(Counter(report.reasons))
     report.pii_replaced = dict(scrubber.counts)
-    report.contaminated_items = dict(steps[1].items_hit) if index is not None else {}
+    report.contaminated_items = dict(decontaminate.items_hit) if decontaminate else {}
     if near is not None:
         bands, rows = near.bands_rows
         report.near_dedup = {"threshold": settings.near_threshold, "num_perm": settings.num_perm,
@@ -135,6 +143,7 @@ def clean(
     report.seconds = time.perf_counter() - started
     if not report.balanced:
         raise CleanError(f"records do not add up: {report.to_dict()}")
+    report.review = review(out / "kept.jsonl", settings.review).to_dict()
     write_atomic(out / "report.json", json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     return report
 
