@@ -98,3 +98,18 @@ async def test_pairs_and_resume_without_duplicates(tmp_path, stub):
     rows = records(out)
     assert total == len(rows) == len({r["id"] for r in rows})
     assert first and all({"prompt", "chosen", "rejected"} <= set(r) for r in rows)
+
+
+def test_magpie_samples_instructions_from_the_embedded_models_template(tmp_path):
+    out = tmp_path / "magpie.jsonl"
+    ran = openparity("data", "generate", "--method", "magpie", "--teacher", "local:smollm2-135m",
+                     "--count", "2", "--max-tokens", "40", "-o", str(out),
+                     "--store", str(tmp_path / "s.sqlite"))  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    rows = records(out)
+    assert len(rows) == 2 and len({r["messages"][0]["content"] for r in rows}) == 2
+    assert all(r["provenance"]["method"] == "magpie" for r in rows)
+    remote = "openai:x@http://127.0.0.1:9/v1"
+    refused = openparity("data", "generate", "--method", "magpie", "--teacher", remote,
+                         "-o", str(tmp_path / "m2.jsonl"))  # fmt: skip
+    assert refused.returncode == 2 and "local GGUF" in refused.stderr

@@ -17,12 +17,18 @@ def register(app: typer.Typer) -> None:
 
 @data_app.command("generate")
 def generate_command(
-    seeds: Path = typer.Argument(..., help="Seed prompts (JSONL: prompt, or messages)."),
+    seeds: Path | None = typer.Argument(
+        None, help="Seed prompts (JSONL: prompt, or messages); magpie needs none."
+    ),
     teacher: str = typer.Option(..., "--teacher", help="Teacher model spec or models.yaml name."),
     out: Path = typer.Option(..., "--out", "-o", help="Output JSONL."),
-    method: str = typer.Option("seeds", "--method", help="seeds, self-instruct, evol or pairs."),
+    method: str = typer.Option(
+        "seeds", "--method", help="seeds, self-instruct, evol, pairs or magpie."
+    ),
     student: str | None = typer.Option(None, "--student", help="pairs: the model to prefer over."),
-    count: int = typer.Option(100, "--count", min=1, help="self-instruct / evol: records wanted."),
+    count: int = typer.Option(
+        100, "--count", min=1, help="self-instruct / evol / magpie: records."
+    ),
     max_tokens: int = typer.Option(512, "--max-tokens", min=1),
     temperature: float = typer.Option(0.7, "--temperature", min=0.0),
     concurrency: int = typer.Option(8, "--concurrency", min=1),
@@ -48,7 +54,9 @@ def generate_command(
         concurrency=concurrency,
         seed=seed,
     )
-    prompts = load_seeds(seeds)
+    if seeds is None and method != "magpie":
+        raise typer.BadParameter("seed prompts are needed (only magpie runs without)")
+    prompts = load_seeds(seeds) if seeds is not None else []
 
     async def go() -> int:
         with RunStore(store or DEFAULT_STORE) as runs:

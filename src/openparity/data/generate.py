@@ -11,6 +11,9 @@ Methods
   refusal or under 5 words).
 - pairs: preference pairs for DPO: the teacher's answer is `chosen`, a student model's
   (`--student`) is `rejected`.
+- magpie: Magpie (Xu et al. 2024) for local GGUF teachers: the model completes its own chat
+  template up to where a user message begins, which samples an instruction with no seed at
+  all; instructions are kept when novel (ROUGE-L), then answered. Seeds are not needed.
 
 Every record carries provenance (teacher, method, template, params, time, tokens, cost).
 Records are appended as they finish (one write per line, flushed); a rerun with `resume`
@@ -34,7 +37,7 @@ from openparity.errors import OpenparityError
 from openparity.models import ChatModel, ChatRequest, Completion
 from openparity.textsignals import REFUSALS
 
-METHODS = ("seeds", "self-instruct", "evol", "pairs")
+METHODS = ("seeds", "self-instruct", "evol", "pairs", "magpie")
 
 SELF_INSTRUCT = """You write new tasks for training an AI assistant. Here are example tasks:
 {examples}
@@ -153,6 +156,8 @@ async def generate(
             await _pairs(teacher, student, todo, output, settings, progress)  # type: ignore[arg-type]
         elif settings.method == "self-instruct":
             await _self_instruct(teacher, seeds, output, settings, rng, progress)
+        elif settings.method == "magpie":
+            await _magpie(teacher, output, settings, progress)
         else:
             await _evolve(teacher, seeds, output, settings, rng, progress)
     finally:
@@ -255,6 +260,39 @@ async def _self_instruct(teacher, seeds, output, settings, rng, progress) -> Non
                 new.append({"id": f"self-instruct-{number}", "prompt": task, "calls": [proposal]})
         await _answer_all(teacher, new, output, settings, "self-instruct", "SELF_INSTRUCT",
                           progress, earlier={n["id"]: n["calls"] for n in new})  # fmt: skip
+
+
+async def _magpie(teacher, output, settings, progress) -> None:
+    inner = getattr(teacher, "inner", teacher)  # a CachedModel wraps the local model
+    if not hasattr(inner, "user_turn_prefix"):
+        raise GenerateError(
+            f"magpie needs a local GGUF teacher, not {teacher.name}",
+            hint="use --teacher local:... (the template prefix is sampled in-process)",
+        )
+    prefix, end = inner.user_turn_prefix()
+    pool = _written_prompts(output)
+    attempt = 0
+    while len(output.ids) < settings.count and attempt < settings.count * 5:
+        want = min(settings.concurrency, settings.count - len(output.ids))
+        found = []
+        for _ in range(want):
+            attempt += 1
+            sampled = await inner.complete_raw(
+                prefix,
+                max_tokens=min(128, settings.max_tokens),
+                temperature=1.0,
+                stop=[end],
+                seed=attempt,
+            )
+            instruction = sampled.text.strip()
+            if len(instruction) < 8 or sampled.finish_reason == "length":
+                continue  # empty, or rambling past an instruction's length
+            if max((rouge_l(instruction, old) for old in pool), default=0.0) >= settings.novelty:
+                continue
+            pool.append(instruction)
+            found.append({"id": f"magpie-{attempt}", "prompt": instruction, "calls": [sampled]})
+        await _answer_all(teacher, found, output, settings, "magpie", "template-prefix",
+                          progress, earlier={f["id"]: f["calls"] for f in found})  # fmt: skip
 
 
 def _parse_task(text: str) -> str | None:

@@ -22,7 +22,12 @@ from typing import Any, TypeVar
 
 from openparity.models.base import ChatModel
 from openparity.models.embedded import EMBEDDED_MODELS
-from openparity.models.errors import MissingDependencyError, ModelCallError, ModelConfigError
+from openparity.models.errors import (
+    MissingDependencyError,
+    ModelCallError,
+    ModelConfigError,
+    UnsupportedCapabilityError,
+)
 from openparity.models.spec import ModelSpec
 from openparity.models.types import (
     ChatRequest,
@@ -218,6 +223,49 @@ class LocalModel(ChatModel):
         finally:
             stop.set()
             await asyncio.shield(worker)
+
+    def user_turn_prefix(self) -> tuple[str, str]:
+        """The model's chat template up to where a user message begins, and the marker that
+        ends a user message: what Magpie-style sampling completes from."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        llm = self._model().llm
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise UnsupportedCapabilityError(f"{self.name} carries no chat template")
+        formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=llm.detokenize([llm.token_eos()], special=True).decode("utf-8", "replace"),
+            bos_token=llm.detokenize([llm.token_bos()], special=True).decode("utf-8", "replace"),
+        )
+        marker = "\x00openparity-split\x00"
+        rendered = formatter(messages=[{"role": "user", "content": marker}]).prompt
+        prefix, _, after = rendered.partition(marker)
+        end = after.split("\n", 1)[0] or after[:12]
+        return prefix, end
+
+    async def complete_raw(
+        self, prompt: str, *, max_tokens: int, temperature: float, stop: Sequence[str] = (),
+        seed: int | None = None,
+    ) -> Completion:  # fmt: skip
+        """Plain text continuation of `prompt` (no chat template applied)."""
+        loaded = self._model()
+
+        def run(llm: Any) -> Completion:
+            started = time.perf_counter()
+            response = llm.create_completion(
+                prompt=prompt, max_tokens=max_tokens, temperature=temperature,
+                stop=list(stop) or None, seed=seed,
+            )  # fmt: skip
+            choice, usage = response["choices"][0], response["usage"]
+            return Completion(
+                text=choice["text"], finish_reason=choice.get("finish_reason") or "stop",
+                prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
+                latency_s=time.perf_counter() - started, model=self.name,
+                cost_usd=self.spec.cost(usage["prompt_tokens"], usage["completion_tokens"]),
+            )  # fmt: skip
+
+        return await loaded.run(run, loaded.llm)
 
     async def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
         loaded = self._model(logits_all=True)
