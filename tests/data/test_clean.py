@@ -150,3 +150,22 @@ def test_cli_reports_and_refuses_clearly(tmp_path):
     assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr
     missing = openparity("data", "clean", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "x"))
     assert missing.returncode == 2 and "input not found" in missing.stderr
+
+
+def test_ray_executor_gives_the_same_outputs_as_local(tmp_path):
+    ray = pytest.importorskip("ray")
+    rng = random.Random(3)
+    rows = [*corpus(rng, 40), dict(corpus(random.Random(3), 40)[5], id="copy"),
+            {"id": "rude", "text": "Honestly you are an idiot, and that is final."}]  # fmt: skip
+    source = write(tmp_path / "in.jsonl", rows, ["{bad", ""])
+    local = clean([source], tmp_path / "local", CleanSettings(benchmarks=("humaneval",)))
+    on_ray = CleanSettings(benchmarks=("humaneval",), executor="ray", batch=16)
+    try:
+        distributed = clean([source], tmp_path / "ray", on_ray)
+    finally:
+        ray.shutdown()
+    assert distributed.to_dict() | {"seconds": 0} == local.to_dict() | {"seconds": 0}
+    for name in ("kept", "rejected", "quarantine"):
+        assert rows_of(tmp_path / "ray" / f"{name}.jsonl") == rows_of(
+            tmp_path / "local" / f"{name}.jsonl"
+        )

@@ -128,6 +128,9 @@ def clean_command(
     toxicity_classifier: str | None = typer.Option(
         None, "--toxicity-classifier", help="FILE.py:FUNCTION returning a score in [0, 1]."
     ),
+    executor: str = typer.Option(
+        "local", "--executor", help="local, or ray (the stateless steps on Ray Data)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
@@ -144,6 +147,7 @@ def clean_command(
         min_words=min_words,
         toxicity_classifier=_classifier(toxicity_classifier),
         review=ReviewThresholds(min_distinct_2, max_self_bleu, max_skew),
+        executor=executor,
     )
 
     def progress(report) -> None:

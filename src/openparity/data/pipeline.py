@@ -18,8 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from openparity.atomic import write_atomic
 from openparity.data.decontam import DEFAULT_BENCHMARKS, BenchmarkIndex, Decontaminate
 from openparity.data.dedup import ExactDedup, NearDedup
 from openparity.data.filters import PiiScrubber, QualityFilter
-from openparity.data.records import Doc, Malformed, parse_line, read_docs
+from openparity.data.records import Doc, Malformed, parse_line
 from openparity.data.review import ReviewThresholds, Toxicity, review
 from openparity.errors import OpenparityError
 
@@ -47,6 +46,8 @@ class CleanSettings:
     scripts: tuple[str, ...] = ()
     min_words: int = 3
     batch: int = 1000
+    executor: str = "local"  # local, or ray (the stateless steps on Ray Data)
+    ray_workers: int = 2
     toxicity_classifier: Callable[[str], float] | None = None  # your model; the word list always
     review: ReviewThresholds = field(default_factory=ReviewThresholds)
 
@@ -75,6 +76,46 @@ class CleanReport:
         return asdict(self) | {"balanced": self.balanced}
 
 
+@dataclass(frozen=True)
+class Screened:
+    """What the stateless steps made of one input line (`where` is blank, quarantine,
+    rejected or candidate: a record that still has to pass the dedup steps)."""
+
+    where: str
+    row: dict[str, Any]
+    text: str = ""
+    pii: dict[str, int] = field(default_factory=dict)
+
+
+class Screen:
+    """The per-record, stateless part of the pipeline: parse, filters, toxicity,
+    decontamination, PII. Runs in-process, or in Ray workers (one instance per worker)."""
+
+    def __init__(self, settings: CleanSettings) -> None:
+        index = BenchmarkIndex.from_benchmarks(settings.benchmarks) if settings.benchmarks else None
+        self.steps: list[Any] = [
+            QualityFilter(min_words=settings.min_words, scripts=settings.scripts),
+            Toxicity(classifier=settings.toxicity_classifier),
+        ]
+        if index is not None:
+            self.steps.append(Decontaminate(index))
+
+    def __call__(self, source: str, line: int, raw: str) -> Screened:
+        if not raw.strip():
+            return Screened("blank", {})
+        doc = parse_line(source, line, raw)
+        if isinstance(doc, Malformed):
+            return Screened("quarantine", asdict(doc))
+        for step in self.steps:
+            reason = step(doc)
+            if reason:
+                return Screened("rejected", _rejection(doc, step.name, reason))
+        scrubber = PiiScrubber()
+        scrubber(doc)
+        row = {"source": doc.source, "line": doc.line, "id": doc.id, "record": doc.record}
+        return Screened("candidate", row, doc.text, dict(scrubber.counts))
+
+
 def clean(
     inputs: list[Path],
     out: Path,
@@ -87,16 +128,13 @@ def clean(
     for path in inputs:
         if not path.is_file():
             raise CleanError(f"input not found: {path}")
+    if settings.executor not in ("local", "ray"):
+        raise CleanError(f"unknown executor {settings.executor!r}", hint="local or ray")
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "state.json"
     state = _start(state_path, out, inputs, resume)
-    quality = QualityFilter(min_words=settings.min_words, scripts=settings.scripts)
-    index = BenchmarkIndex.from_benchmarks(settings.benchmarks) if settings.benchmarks else None
-    steps: list[Any] = [quality, Toxicity(classifier=settings.toxicity_classifier)]
-    decontaminate = Decontaminate(index) if index is not None else None
-    if decontaminate is not None:
-        steps.append(decontaminate)
-    scrubber, exact = PiiScrubber(), ExactDedup()
+    screen = _ray_screen(settings) if settings.executor == "ray" else _local_screen(settings)
+    exact = ExactDedup()
     near = (
         NearDedup(settings.near_threshold, settings.num_perm) if settings.near_threshold else None
     )
@@ -106,25 +144,14 @@ def clean(
     handles = {name: (out / f"{name}.jsonl").open("a", encoding="utf-8") for name in OUTPUTS}
     try:
         for path in inputs:
-            done_lines = state["done"].get(str(path), 0)
-            batch: list[tuple[str, dict[str, Any]]] = []
-            line = done_lines
-            for item in read_docs(path, start_line=done_lines):
-                line += 1
-                report.lines += 1
-                if item is None:
-                    report.blank += 1
-                elif isinstance(item, Malformed):
-                    report.quarantined += 1
-                    batch.append(("quarantine", asdict(item)))
-                else:
-                    batch.append(_one(item, steps, scrubber, exact, near, report))
-                if len(batch) >= settings.batch:
-                    _commit(batch, handles, state, state_path, str(path), line, report, started)
-                    batch = []
-                    if progress:
-                        progress(report)
-            _commit(batch, handles, state, state_path, str(path), line, report, started)
+            line = state["done"].get(str(path), 0)
+            for chunk in _chunks(path, line, settings.batch):
+                batch = [_settle(s, exact, near, report) for s in screen(str(path), chunk)]
+                line = chunk[-1][0]
+                _commit([b for b in batch if b], handles, state, state_path, str(path), line,
+                        report, started)  # fmt: skip
+                if progress:
+                    progress(report)
     except KeyboardInterrupt:
         raise CleanError(
             f"interrupted after {report.lines} lines; everything committed is kept",
@@ -133,9 +160,6 @@ def clean(
     finally:
         for handle in handles.values():
             handle.close()
-    report.reasons = dict(Counter(report.reasons))
-    report.pii_replaced = dict(scrubber.counts)
-    report.contaminated_items = dict(decontaminate.items_hit) if decontaminate else {}
     if near is not None:
         bands, rows = near.bands_rows
         report.near_dedup = {"threshold": settings.near_threshold, "num_perm": settings.num_perm,
@@ -148,28 +172,98 @@ def clean(
     return report
 
 
-def _one(doc: Doc, steps: list[Any], scrubber: PiiScrubber, exact: ExactDedup,
-         near: NearDedup | None, report: CleanReport) -> tuple[str, dict[str, Any]]:  # fmt: skip
-    for step in steps:
-        reason = step(doc)
-        if reason:
-            return _reject(doc, step.name, reason, report)
-    scrubber(doc)
+def _chunks(path: Path, skip: int, size: int) -> Iterator[list[tuple[int, str]]]:
+    """(line number, raw line) in chunks of `size`, after the first `skip` lines."""
+    chunk: list[tuple[int, str]] = []
+    with path.open("r", encoding="utf-8", errors="replace") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if number <= skip:
+                continue
+            chunk.append((number, raw))
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk
+
+
+def _local_screen(settings: CleanSettings) -> Callable[[str, list], list[Screened]]:
+    screen = Screen(settings)
+    return lambda source, chunk: [screen(source, n, raw) for n, raw in chunk]
+
+
+def _ray_screen(settings: CleanSettings) -> Callable[[str, list], list[Screened]]:
+    """The stateless steps on a local or remote Ray cluster (`ray.init()` as configured by
+    RAY_ADDRESS), over Ray Data in order; dedup stays in the driver."""
+    try:
+        import ray
+    except ImportError:
+        raise CleanError("the ray executor needs Ray", hint='pip install "ray[data]"') from None
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=False)
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True
+
+    class ScreenBatch:
+        def __init__(self) -> None:
+            self.screen = Screen(settings)
+
+        def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+            lines = zip(batch["source"], batch["line"], batch["raw"], strict=True)
+            done = [self.screen(source, int(n), raw) for source, n, raw in lines]
+            return {"screened": [json.dumps(asdict(d), ensure_ascii=False) for d in done]}
+
+    def run(source: str, chunk: list[tuple[int, str]]) -> list[Screened]:
+        items = [{"source": source, "line": n, "raw": raw} for n, raw in chunk]
+        dataset = ray.data.from_items(items).map_batches(
+            ScreenBatch, concurrency=settings.ray_workers, batch_size=256
+        )
+        return [Screened(**json.loads(row["screened"])) for row in dataset.iter_rows()]
+
+    return run
+
+
+def _settle(screened: Screened, exact: ExactDedup, near: NearDedup | None,
+            report: CleanReport) -> tuple[str, dict[str, Any]] | None:  # fmt: skip
+    """Count one screened line and pass candidates through the (stateful) dedup steps."""
+    report.lines += 1
+    if screened.where == "blank":
+        report.blank += 1
+        return None
+    if screened.where == "quarantine":
+        report.quarantined += 1
+        return "quarantine", screened.row
+    if screened.where == "rejected":
+        _count_rejection(screened.row["step"], screened.row["reason"], report)
+        return "rejected", screened.row
+    row = screened.row
+    doc = Doc(row["source"], row["line"], row["id"], row["record"], screened.text)
+    for kind, count in screened.pii.items():
+        report.pii_replaced[kind] = report.pii_replaced.get(kind, 0) + count
     for step in (exact, near):
         reason = step(doc) if step is not None else None
         if reason:
-            return _reject(doc, step.name, reason, report)
+            _count_rejection(step.name, reason, report)
+            return "rejected", _rejection(doc, step.name, reason)
     report.kept += 1
     return "kept", {**doc.record, "id": doc.id}
 
 
-def _reject(doc: Doc, step: str, reason: str, report: CleanReport) -> tuple[str, dict[str, Any]]:
+def _rejection(doc: Doc, step: str, reason: str) -> dict[str, Any]:
+    return {"id": doc.id, "source": doc.source, "line": doc.line, "step": step,
+            "reason": reason, "record": doc.record}  # fmt: skip
+
+
+def _count_rejection(step: str, reason: str, report: CleanReport) -> None:
     report.rejected += 1
     report.rejected_by[step] = report.rejected_by.get(step, 0) + 1
-    kind = reason.split(":")[0] if step != "decontaminate" else ":".join(reason.split(":")[:2])
+    if reason.startswith("contaminated:"):
+        _, test, item = reason.split(":", 2)
+        report.reasons[f"contaminated:{test}"] = report.reasons.get(f"contaminated:{test}", 0) + 1
+        report.contaminated_items[item] = report.contaminated_items.get(item, 0) + 1
+        return
+    kind = reason.split(":")[0]
     report.reasons[kind] = report.reasons.get(kind, 0) + 1
-    return "rejected", {"id": doc.id, "source": doc.source, "line": doc.line, "step": step,
-                        "reason": reason, "record": doc.record}  # fmt: skip
 
 
 def _commit(batch, handles, state, state_path: Path, source: str, line: int,
