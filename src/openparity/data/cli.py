@@ -159,7 +159,7 @@ def clean_command(
         print_json(report.to_dict())
     else:
         _render(report, out)
-    if not report.review["passed"]:
+    if report.review and not report.review["passed"]:
         err.print("error: the ethics review failed: " + "; ".join(report.review["failures"]))
         raise typer.Exit(1)
 

@@ -49,7 +49,7 @@ class CleanSettings:
     executor: str = "local"  # local, or ray (the stateless steps on Ray Data)
     ray_workers: int = 2
     toxicity_classifier: Callable[[str], float] | None = None  # your model; the word list always
-    review: ReviewThresholds = field(default_factory=ReviewThresholds)
+    review: ReviewThresholds | None = field(default_factory=ReviewThresholds)  # None: skip
 
 
 @dataclass
@@ -167,7 +167,8 @@ def clean(
     report.seconds = time.perf_counter() - started
     if not report.balanced:
         raise CleanError(f"records do not add up: {report.to_dict()}")
-    report.review = review(out / "kept.jsonl", settings.review).to_dict()
+    if settings.review is not None:
+        report.review = review(out / "kept.jsonl", settings.review).to_dict()
     write_atomic(out / "report.json", json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     return report
 

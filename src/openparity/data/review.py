@@ -42,7 +42,7 @@ class Toxicity:
     """Rejects records with a listed term (word-bounded), or scored >= `threshold` by the
     user's classifier `f(text) -> float in [0, 1]`."""
 
-    terms: tuple[str, ...] = TOXIC_TERMS
+    terms: tuple[str, ...] = TOXIC_TERMS  # lower case
     classifier: Callable[[str], float] | None = None
     threshold: float = 0.5
     name: str = "toxicity"
@@ -55,7 +55,9 @@ class Toxicity:
         self._pattern = re.compile("|".join(parts), re.IGNORECASE)
 
     def __call__(self, doc: Doc) -> str | None:
-        found = self._pattern.search(doc.text)
+        lowered = doc.text.lower()
+        # substring tests in C first; the word-bounded regex only when a term appears at all
+        found = self._pattern.search(doc.text) if any(t in lowered for t in self.terms) else None
         if found:
             self.counts["word_list"] += 1
             return f"toxic:{found.group(0).lower()}"
