@@ -95,7 +95,7 @@ def main() -> None:
         fast = CleanSettings(near_threshold=None, review=None)
         run("filters + decontamination + PII + exact dedup", source, directory / "a", fast, set())
         run(
-            "whole pipeline (+ MinHash near dedup)",
+            "+ MinHash near dedup + ethics review",
             source,
             directory / "b",
             CleanSettings(),
