@@ -12,6 +12,15 @@ CORPUS = typer.Option(
     "bench:gsm8k", "--corpus", help="UTF-8 text file, or bench:gsm8k / bench:mmlu."
 )
 
+# shared by `train` and `compare`
+STEPS = typer.Option(200, "--steps", min=1, help="Optimiser steps.")
+BATCH = typer.Option(16, "--batch", min=1, help="Sequences per step.")
+SEQ_LEN = typer.Option(128, "--seq-len", min=8, help="Bytes per sequence.")
+DIM = typer.Option(128, "--dim", min=16, help="Model width.")
+LAYERS = typer.Option(4, "--layers", min=1, help="Transformer blocks.")
+LR = typer.Option(3e-3, "--lr", help="Peak learning rate.")
+SEED = typer.Option(0, "--seed", help="Seed for weights and batches.")
+
 
 def register(app: typer.Typer) -> None:
     app.add_typer(moe_app, name="moe")
@@ -44,13 +53,13 @@ def train_command(
     ),
     corpus: str = CORPUS,
     out: Path = typer.Option(Path("moe-runs/model"), "--out", help="Checkpoint directory."),
-    steps: int = typer.Option(200, "--steps", min=1),
-    batch: int = typer.Option(16, "--batch", min=1),
-    seq_len: int = typer.Option(128, "--seq-len", min=8),
-    dim: int = typer.Option(128, "--dim", min=16),
-    layers: int = typer.Option(4, "--layers", min=1),
-    lr: float = typer.Option(3e-3, "--lr"),
-    seed: int = typer.Option(0, "--seed"),
+    steps: int = STEPS,
+    batch: int = BATCH,
+    seq_len: int = SEQ_LEN,
+    dim: int = DIM,
+    layers: int = LAYERS,
+    lr: float = LR,
+    seed: int = SEED,
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
 ) -> None:
     """Train a small byte-level LM (dense or MoE) on CPU; loss log in OUT/log.csv."""
@@ -74,13 +83,13 @@ def compare_command(
     ),
     corpus: str = CORPUS,
     out: Path = typer.Option(Path("moe-runs"), "--out", help="One checkpoint directory each."),
-    steps: int = typer.Option(200, "--steps", min=1),
-    batch: int = typer.Option(16, "--batch", min=1),
-    seq_len: int = typer.Option(128, "--seq-len", min=8),
-    dim: int = typer.Option(128, "--dim", min=16),
-    layers: int = typer.Option(4, "--layers", min=1),
-    lr: float = typer.Option(3e-3, "--lr"),
-    seed: int = typer.Option(0, "--seed"),
+    steps: int = STEPS,
+    batch: int = BATCH,
+    seq_len: int = SEQ_LEN,
+    dim: int = DIM,
+    layers: int = LAYERS,
+    lr: float = LR,
+    seed: int = SEED,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Dense vs MoE side by side: params, FLOPs/token, tokens/s, validation loss."""
