@@ -1,6 +1,6 @@
-"""Training records as JSONL lines: chat (`messages`), (`prompt`, `response`) or `text`. Reading
-never drops a line silently: a line that is not a usable record comes back as Malformed with
-its file and line number, for the quarantine file."""
+"""Training records as JSONL lines: chat (`messages`), (`prompt`, `response`) or `text`.
+Parsing never drops a line silently: a line that is not a usable record comes back as
+Malformed with its file and line number, for the quarantine file."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,18 +32,6 @@ class Malformed:
     line: int
     error: str
     raw: str
-
-
-def read_docs(path: Path, *, start_line: int = 0) -> Iterator[Doc | Malformed | None]:
-    """Each line of `path` after `start_line`: a Doc, a Malformed, or None for a blank line."""
-    with path.open("r", encoding="utf-8", errors="replace") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if number <= start_line:
-                continue
-            if not raw.strip():
-                yield None
-                continue
-            yield parse_line(str(path), number, raw)
 
 
 def parse_line(source: str, number: int, raw: str) -> Doc | Malformed:
