@@ -109,10 +109,12 @@ def test_near_duplicate_recall_without_false_positives(tmp_path):
         tokens[rng.randrange(len(tokens))] = "changed"  # shingle Jaccard about 0.88
         planted.append({"id": f"p{i}", "text": " ".join(tokens)})
     source = write(tmp_path / "in.jsonl", originals + planted)
-    report = clean([source], tmp_path / "out", CleanSettings(benchmarks=()))
-    rejected = rows_of(tmp_path / "out" / "rejected.jsonl")
-    assert {r["id"] for r in rejected} == {p["id"] for p in planted}  # all caught, no original
-    assert report.kept == 150
+    for index in ("memory", "disk"):  # the on-disk index makes the same decisions
+        out = tmp_path / index
+        report = clean([source], out, CleanSettings(benchmarks=(), near_index=index))
+        rejected = rows_of(out / "rejected.jsonl")
+        assert {r["id"] for r in rejected} == {p["id"] for p in planted}  # all, no original
+        assert report.kept == 150
 
 
 def test_resume_after_a_crash_loses_and_duplicates_nothing(tmp_path):

@@ -111,6 +111,9 @@ def clean_command(
         0.8, "--near-threshold", help="MinHash Jaccard threshold."
     ),
     num_perm: int = typer.Option(128, "--num-perm", min=16, help="MinHash permutations."),
+    near_index: str = typer.Option(
+        "memory", "--near-index", help="memory, or disk (flat memory for millions of records)."
+    ),
     benchmarks: str = typer.Option(
         "gsm8k,mmlu,humaneval,arc-challenge,mbpp",
         "--benchmarks",
@@ -148,6 +151,7 @@ def clean_command(
     settings = CleanSettings(
         near_threshold=near_threshold or None,
         num_perm=num_perm,
+        near_index=near_index,
         benchmarks=tuple(b for b in benchmarks.split(",") if b),
         scripts=tuple(s for s in scripts.split(",") if s),
         min_words=min_words,

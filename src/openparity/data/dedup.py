@@ -8,8 +8,11 @@ permutations that is 14 bands x 9 rows: P(candidate) is 0.87 at Jaccard 0.8, 0.9
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -95,3 +98,64 @@ class NearDedup:
 def expected_catch_rate(similarity: float, bands: int, rows: int) -> float:
     """Probability LSH with `bands` x `rows` makes two documents of this Jaccard candidates."""
     return float(1 - (1 - np.power(similarity, rows)) ** bands)
+
+
+class DiskNearDedup(NearDedup):
+    """NearDedup whose LSH index and signatures live on disk, not in the Python process: band
+    hashes in SQLite (indexed by band and hash), signatures appended to a flat file and read
+    back by offset to confirm each candidate. Memory stays flat however many records are kept;
+    each record costs `bands` indexed lookups. Same bands x rows and the same decisions as the
+    in-memory index."""
+
+    def __init__(self, directory: Path, threshold: float = 0.8, num_perm: int = 128,
+                 seed: int = 1) -> None:  # fmt: skip
+        super().__init__(threshold=threshold, num_perm=num_perm, seed=seed)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in (directory / "bands.sqlite", directory / "signatures.bin"):
+            stale.unlink(missing_ok=True)  # rebuilt from kept.jsonl on every (re)start
+        self._db = sqlite3.connect(directory / "bands.sqlite")
+        self._db.executescript(
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+            "CREATE TABLE bands (band INTEGER, hash BLOB, doc INTEGER);"
+            "CREATE INDEX bands_lookup ON bands (band, hash);"
+        )
+        self._signatures = (directory / "signatures.bin").open("a+b")
+        self._keys: list[str] = []
+        self._width = num_perm * 8  # uint64 hash values
+
+    def _bands(self, signature) -> list[tuple[int, bytes]]:
+        bands, rows = self.bands_rows
+        values = signature.hashvalues.astype(np.uint64)
+        return [(b, values[b * rows : (b + 1) * rows].tobytes()) for b in range(bands)]
+
+    def _stored(self, doc: int) -> np.ndarray:
+        raw = os.pread(self._signatures.fileno(), self._width, doc * self._width)
+        return np.frombuffer(raw, dtype=np.uint64)
+
+    def __call__(self, doc: Doc) -> str | None:
+        signature = self.signature(doc.text)
+        bands = self._bands(signature)
+        candidates: set[int] = set()
+        for band, key in bands:
+            candidates.update(r[0] for r in self._db.execute(
+                "SELECT doc FROM bands WHERE band = ? AND hash = ?", (band, key)))  # fmt: skip
+        values = signature.hashvalues.astype(np.uint64)
+        for candidate in sorted(candidates):
+            if float(np.mean(self._stored(candidate) == values)) >= self.threshold:
+                self.counts["near_duplicate"] += 1
+                return f"near_duplicate:{self._keys[candidate]}"
+        self._insert_bands(doc.id, values, bands)
+        return None
+
+    def remember(self, doc: Doc) -> None:
+        signature = self.signature(doc.text)
+        self._insert_bands(doc.id, signature.hashvalues.astype(np.uint64), self._bands(signature))
+
+    def _insert_bands(self, key: str, values: np.ndarray, bands: list[tuple[int, bytes]]) -> None:
+        index = len(self._keys)
+        self._keys.append(key)
+        self._signatures.seek(0, os.SEEK_END)
+        self._signatures.write(values.tobytes())
+        self._signatures.flush()
+        self._db.executemany("INSERT INTO bands VALUES (?, ?, ?)",
+                             [(band, h, index) for band, h in bands])  # fmt: skip
