@@ -117,11 +117,12 @@ def test_near_duplicate_recall_without_false_positives(tmp_path):
         assert report.kept == 150
 
 
-def test_resume_after_a_crash_loses_and_duplicates_nothing(tmp_path):
+@pytest.mark.parametrize("index", ["memory", "disk"])
+def test_resume_after_a_crash_loses_and_duplicates_nothing(tmp_path, index):
     rng = random.Random(1)
     rows = [*corpus(rng, 90), dict(corpus(random.Random(1), 90)[10], id="late-copy")]
     source = write(tmp_path / "in.jsonl", rows, ["{bad"])
-    settings = CleanSettings(benchmarks=(), batch=10)
+    settings = CleanSettings(benchmarks=(), batch=10, near_index=index)
     whole = clean([source], tmp_path / "whole", settings)
 
     def crash(report):

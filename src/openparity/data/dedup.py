@@ -39,6 +39,35 @@ class ExactDedup:
         self.seen.setdefault(fingerprint(doc.text), doc.id)
 
 
+class DiskExactDedup(ExactDedup):
+    """ExactDedup with its fingerprints in SQLite instead of a dict: flat memory."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__()
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "exact.sqlite").unlink(missing_ok=True)  # rebuilt on every (re)start
+        self._db = sqlite3.connect(directory / "exact.sqlite")
+        self._db.executescript(
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+            "CREATE TABLE seen (hash TEXT PRIMARY KEY, id TEXT);"
+        )
+
+    def __call__(self, doc: Doc) -> str | None:
+        key = fingerprint(doc.text)
+        found = self._db.execute("SELECT id FROM seen WHERE hash = ?", (key,)).fetchone()
+        if found is not None and found[0] != doc.id:
+            self.counts["exact_duplicate"] += 1
+            return f"exact_duplicate:{found[0]}"
+        if found is None:
+            self._db.execute("INSERT INTO seen VALUES (?, ?)", (key, doc.id))
+        return None
+
+    def remember(self, doc: Doc) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO seen VALUES (?, ?)", (fingerprint(doc.text), doc.id)
+        )
+
+
 def shingles(text: str, size: int = SHINGLE) -> set[bytes]:
     tokens = words(text)
     if len(tokens) < size:
@@ -118,9 +147,10 @@ class DiskNearDedup(NearDedup):
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
             "CREATE TABLE bands (band INTEGER, hash BLOB, doc INTEGER);"
             "CREATE INDEX bands_lookup ON bands (band, hash);"
+            "CREATE TABLE docs (doc INTEGER PRIMARY KEY, key TEXT);"
         )
         self._signatures = (directory / "signatures.bin").open("a+b")
-        self._keys: list[str] = []
+        self._count = 0
         self._width = num_perm * 8  # uint64 hash values
 
     def _bands(self, signature) -> list[tuple[int, bytes]]:
@@ -143,7 +173,10 @@ class DiskNearDedup(NearDedup):
         for candidate in sorted(candidates):
             if float(np.mean(self._stored(candidate) == values)) >= self.threshold:
                 self.counts["near_duplicate"] += 1
-                return f"near_duplicate:{self._keys[candidate]}"
+                (key,) = self._db.execute(
+                    "SELECT key FROM docs WHERE doc = ?", (candidate,)
+                ).fetchone()
+                return f"near_duplicate:{key}"
         self._insert_bands(doc.id, values, bands)
         return None
 
@@ -152,8 +185,9 @@ class DiskNearDedup(NearDedup):
         self._insert_bands(doc.id, signature.hashvalues.astype(np.uint64), self._bands(signature))
 
     def _insert_bands(self, key: str, values: np.ndarray, bands: list[tuple[int, bytes]]) -> None:
-        index = len(self._keys)
-        self._keys.append(key)
+        index = self._count
+        self._count += 1
+        self._db.execute("INSERT INTO docs VALUES (?, ?)", (index, key))
         self._signatures.seek(0, os.SEEK_END)
         self._signatures.write(values.tobytes())
         self._signatures.flush()

@@ -25,7 +25,7 @@ from typing import Any
 
 from openparity.atomic import write_atomic
 from openparity.data.decontam import DEFAULT_BENCHMARKS, BenchmarkIndex, Decontaminate
-from openparity.data.dedup import DiskNearDedup, ExactDedup, NearDedup
+from openparity.data.dedup import DiskExactDedup, DiskNearDedup, ExactDedup, NearDedup
 from openparity.data.filters import PiiScrubber, QualityFilter
 from openparity.data.records import Doc, Malformed, parse_line
 from openparity.data.review import ReviewThresholds, Toxicity, review
@@ -48,7 +48,7 @@ class CleanSettings:
     batch: int = 1000
     executor: str = "local"  # local, or ray (the stateless steps on Ray Data)
     ray_workers: int = 2
-    near_index: str = "memory"  # or disk: LSH bands in SQLite, signatures in a file
+    near_index: str = "memory"  # or disk: dedup indexes in SQLite, signatures in a file
     embedding_sample: int = 0  # > 0: embedding coverage of this many kept records in the review
     toxicity_classifier: Callable[[str], float] | None = None  # your model; the word list always
     review: ReviewThresholds | None = field(default_factory=ReviewThresholds)  # None: skip
@@ -136,7 +136,7 @@ def clean(
     state_path = out / "state.json"
     state = _start(state_path, out, inputs, resume)
     screen = _ray_screen(settings) if settings.executor == "ray" else _local_screen(settings)
-    exact = ExactDedup()
+    exact = DiskExactDedup(out / "near-index") if settings.near_index == "disk" else ExactDedup()
     near = _near_dedup(settings, out)
     report = CleanReport([str(p) for p in inputs], **state.get("report", {}))
     _rebuild(out / "kept.jsonl", exact, near)
