@@ -86,6 +86,7 @@ def run(name: str, source: Path, out: Path, settings: CleanSettings, planted: se
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--near-index", default="memory", help="memory or disk")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
@@ -98,9 +99,16 @@ def main() -> None:
             "+ MinHash near dedup + ethics review",
             source,
             directory / "b",
-            CleanSettings(),
+            CleanSettings(near_index=args.near_index),
             planted,
         )
+    print(f"peak memory of this process: {peak_rss_mb():,.0f} MB (near index: {args.near_index})")
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 if __name__ == "__main__":
