@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 REFUSALS = (
@@ -13,6 +14,7 @@ REFUSALS = (
     r"我(?:无法|不能)(?:回答|提供|协助|帮助)",
     r"作为(?:一个)?(?:AI|人工智能)",
 )
+REFUSAL = re.compile("|".join(f"(?:{p})" for p in REFUSALS), re.IGNORECASE)
 
 
 _SCRIPTS = (

@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from openparity.data.records import Doc, map_text, record_text, words
-from openparity.textsignals import REFUSALS, dominant_script
+from openparity.textsignals import REFUSAL, dominant_script
 
 BOILERPLATE = (
     r"\bas an AI (?:language )?model\b",
@@ -36,7 +36,6 @@ class QualityFilter:
 
     def __post_init__(self) -> None:
         self._boilerplate = re.compile("|".join(f"(?:{p})" for p in BOILERPLATE), re.IGNORECASE)
-        self._refusal = re.compile("|".join(f"(?:{p})" for p in REFUSALS), re.IGNORECASE)
 
     def __call__(self, doc: Doc) -> str | None:
         reason = self._reason(doc.text)
@@ -68,7 +67,7 @@ class QualityFilter:
             return "symbols"
         if self._boilerplate.search(text):
             return "boilerplate"
-        if self._refusal.search(text, 0, 400):  # refusals open the answer
+        if REFUSAL.search(text, 0, 400):  # refusals open the answer
             return "refusal"
         if text.count("```") % 2:
             return "broken_code_block"

@@ -35,7 +35,7 @@ from typing import Any
 from openparity.bench.qa_metrics import rouge_l
 from openparity.errors import OpenparityError
 from openparity.models import ChatModel, ChatRequest, Completion
-from openparity.textsignals import REFUSALS
+from openparity.textsignals import REFUSAL
 
 METHODS = ("seeds", "self-instruct", "evol", "pairs", "magpie")
 
@@ -210,11 +210,8 @@ async def _answer_all(teacher, items, output, settings, method, template, progre
             progress(len(output.ids))
 
 
-_REFUSAL = re.compile("|".join(f"(?:{p})" for p in REFUSALS), re.IGNORECASE)
-
-
 def _failed_answer(text: str) -> bool:
-    return (len(text.split()) < 5 and len(text) < 10) or bool(_REFUSAL.search(text[:400]))
+    return (len(text.split()) < 5 and len(text) < 10) or bool(REFUSAL.search(text[:400]))
 
 
 async def _pairs(teacher, student, items, output, settings, progress) -> None:

@@ -224,9 +224,12 @@ class HybridRouter:
         return completion
 
     async def _check(
-        self, tier: Tier, request: ChatRequest, completion: Completion, attempt: Attempt
-    ) -> bool:
-        results = await run_checks(tier.checks, Answer(request, completion, tier.model))
+        self, tier: Tier, request: ChatRequest, completion: Completion, attempt: Attempt,
+        *, partial: bool = False,
+    ) -> bool:  # fmt: skip
+        """Run the tier's checks (only the prefix-capable ones on a `partial` answer); a failure
+        marks the attempt check_failed with its reason."""
+        results = await run_checks(tier.checks, Answer(request, completion, tier.model, partial))
         attempt.checks = results
         attempt.cost_usd += sum(r.cost_usd for r in results)
         failed = next((r for r in results if not r.passed), None)
@@ -312,7 +315,8 @@ class HybridRouter:
                         yield chunk.text
                         sent = len(pieces)
                 elif len(pieces) >= precommit:
-                    if not await self._check_prefix(tier, request, pieces, attempt):
+                    prefix = _assembled(tier, pieces, "partial", None, 0.0)
+                    if not await self._check(tier, request, prefix, attempt, partial=True):
                         break
                     result.tier = tier.index  # committed: this tier answers
                     yield "".join(pieces)
@@ -352,20 +356,6 @@ class HybridRouter:
             raise
         finally:
             await chunks.aclose()
-
-    async def _check_prefix(
-        self, tier: Tier, request: ChatRequest, pieces: list[str], attempt: Attempt
-    ) -> bool:
-        partial = _assembled(tier, pieces, "partial", None, 0.0)
-        results = await run_checks(tier.checks, Answer(request, partial, tier.model, True))
-        failed = next((r for r in results if not r.passed), None)
-        if failed is None:
-            return True
-        attempt.checks = results
-        attempt.outcome, attempt.reason, attempt.detail = (
-            "check_failed", f"check:{failed.check}", failed.reason,
-        )  # fmt: skip
-        return False
 
     # --- bookkeeping ----------------------------------------------------------------------
 
