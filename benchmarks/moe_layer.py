@@ -1,12 +1,14 @@
 """MoE layer speed: forward and forward+backward time of openparity's DeepSeekMoE layer against
   dense       a SwiGLU FFN with the same *active* parameters (the physical floor: ~1.0x);
+  openparity  our layer, default dispatch ("batched" tiles on CPU, `_grouped_mm` on CUDA);
+  op-grouped_mm  our layer forced onto `torch._grouped_mm`;
   seed        the seed's layer: every expert computed for every token, softmax-mixed;
   hf-grouped  Hugging Face's DeepseekV3MoE with experts_implementation="grouped_mm";
   hf-eager    the same with the eager per-expert loop;
 at 512 / 2048 / 8192 tokens, same weights, one run. Prints milliseconds and each one's ratio
 to dense. fp32 on CPU by default; `--device cuda --dtype bfloat16` on a GPU.
 
-    python benchmarks/moe_layer.py [--tokens 512 2048 8192] [--repeats 5]
+    python benchmarks/moe_layer.py [--tokens 512 2048 8192] [--repeats 9]
 """
 
 from __future__ import annotations
@@ -61,28 +63,35 @@ def hf_layer(ours: MoELayer, implementation: str) -> nn.Module:
     return layer
 
 
-def timed(module: nn.Module, x: torch.Tensor, backward: bool, repeats: int) -> float:
-    def once() -> None:
-        inputs = x.detach().requires_grad_(backward)
-        y = module(inputs)
-        if backward:
-            y.backward(torch.ones_like(y))
-        if x.device.type == "cuda":
-            torch.cuda.synchronize()
+def run_once(module: nn.Module, x: torch.Tensor, backward: bool) -> float:
+    inputs = x.detach().requires_grad_(backward)
+    started = time.perf_counter()
+    if backward:
+        module(inputs).backward(torch.ones_like(inputs))
+    else:
+        with torch.no_grad():  # inference: no activations kept for a backward
+            module(inputs)
+    if x.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - started
 
-    once()  # warm-up
-    times = []
+
+def timed(layers: dict[str, nn.Module], x: torch.Tensor, backward: bool, repeats: int):
+    """Median milliseconds per layer; the layers take turns within each repeat, so a slow spell
+    of a noisy machine hits them all alike."""
+    for layer in layers.values():
+        run_once(layer, x, backward)  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in layers}
     for _ in range(repeats):
-        started = time.perf_counter()
-        once()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
+        for name, layer in layers.items():
+            times[name].append(run_once(layer, x, backward))
+    return {name: statistics.median(t) * 1000 for name, t in times.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, nargs="+", default=[512, 2048, 8192])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--no-hf", action="store_true", help="Skip the transformers layers.")
@@ -90,9 +99,12 @@ def main() -> None:
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(0)
     ours = MoELayer(MoEConfig(HIDDEN, EXPERT_DIM, ROUTED, TOP_K, n_shared=SHARED))
+    ours_grouped = MoELayer(MoEConfig(**{**ours.config.to_dict(), "dispatch": "grouped"}))
+    ours_grouped.load_state_dict(ours.state_dict())
     layers: dict[str, nn.Module] = {
         "dense": SwiGLU(HIDDEN, EXPERT_DIM * (TOP_K + SHARED)),
         "openparity": ours,
+        "op-grouped_mm": ours_grouped,
         "seed": SeedMixture(ours),
     }
     if not args.no_hf:
@@ -103,14 +115,14 @@ def main() -> None:
     print(
         f"hidden {HIDDEN}, {ROUTED} routed experts of {EXPERT_DIM} (top-{TOP_K}) + {SHARED} shared;"
         f" dense = SwiGLU({HIDDEN}, {EXPERT_DIM * (TOP_K + SHARED)}); {args.device} {args.dtype},"
-        f" {torch.get_num_threads()} threads; median of {args.repeats} (ms)"
+        f" {torch.get_num_threads()} threads; median of {args.repeats}, layers interleaved (ms)"
     )
     for backward in (False, True):
         print("\nforward + backward" if backward else "\nforward")
         print("tokens  " + "".join(f"{name:>20}" for name in layers))
         for tokens in args.tokens:
             x = torch.randn(tokens, HIDDEN, device=args.device, dtype=dtype)
-            ms = {name: timed(layer, x, backward, args.repeats) for name, layer in layers.items()}
+            ms = timed(layers, x, backward, args.repeats)
             cells = "".join(f"{ms[name]:10.1f} ({ms[name] / ms['dense']:4.2f}x)" for name in layers)
             print(f"{tokens:<8}{cells}", flush=True)
 

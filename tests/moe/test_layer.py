@@ -58,7 +58,7 @@ def test_matches_hf_deepseek_v3_moe():
     torch.testing.assert_close(g["shared.up_proj.weight"], g_hf["shared_experts.up_proj.weight"])
 
 
-@pytest.mark.parametrize("dispatch", ["grouped", "eager"])
+@pytest.mark.parametrize("dispatch", ["grouped", "batched", "eager"])
 def test_matches_hf_mixtral_sparse_moe_block(dispatch):
     from transformers.models.mixtral.configuration_mixtral import MixtralConfig
     from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
@@ -83,21 +83,51 @@ def test_matches_hf_mixtral_sparse_moe_block(dispatch):
     torch.testing.assert_close(g["experts.down_proj"], g_hf["experts.down_proj"])
 
 
-def test_grouped_and_eager_dispatch_agree_with_capacity_dropping():
+def same_weights(config, **changes):
+    first = MoELayer(config)
+    second = MoELayer(MoEConfig(**{**config.to_dict(), **changes}))
+    second.load_state_dict(first.state_dict())
+    return first, second
+
+
+@pytest.mark.parametrize("dispatch", ["grouped", "batched"])
+def test_dropless_dispatch_agrees_with_eager_under_capacity_dropping(dispatch):
     torch.manual_seed(2)
-    config = MoEConfig(hidden=H, expert_dim=INNER, n_routed=E, top_k=K, capacity_factor=0.5)
-    grouped = MoELayer(config)
-    eager = MoELayer(MoEConfig(**{**config.to_dict(), "dispatch": "eager"}))
-    eager.load_state_dict(grouped.state_dict())
+    config = MoEConfig(hidden=H, expert_dim=INNER, n_routed=E, top_k=K, capacity_factor=0.5,
+                       dispatch=dispatch)  # fmt: skip
+    sorted_layer, eager = same_weights(config, dispatch="eager")
     x = torch.randn(64, H)
-    y_grouped, dx_grouped, g_grouped = grads(grouped, x)
+    y_sorted, dx_sorted, g_sorted = grads(sorted_layer, x)
     y_eager, dx_eager, g_eager = grads(eager, x)
-    assert grouped.dropped == eager.dropped > 0  # half capacity must drop pairs
-    torch.testing.assert_close(y_grouped, y_eager)
-    torch.testing.assert_close(dx_grouped, dx_eager)
-    torch.testing.assert_close(g_grouped["experts.gate_up_proj"], g_eager["experts.gate_up_proj"])
+    assert sorted_layer.dropped == eager.dropped > 0  # half capacity must drop pairs
+    torch.testing.assert_close(y_sorted, y_eager)
+    torch.testing.assert_close(dx_sorted, dx_eager)
+    torch.testing.assert_close(g_sorted["experts.gate_up_proj"], g_eager["experts.gate_up_proj"])
+    torch.testing.assert_close(g_sorted["router.weight"], g_eager["router.weight"])
     # capacity: no expert computes more than ceil(0.5 * 64 * 2 / 8) = 8 pairs
-    assert grouped.experts.capacity(64) == 8
+    assert sorted_layer.experts.capacity(64) == 8
+
+
+@pytest.mark.parametrize("tile_rows", [1, 5, 40, None])
+def test_batched_tiles_of_any_size_match_eager_on_a_skewed_router(monkeypatch, tile_rows):
+    from openparity.moe import experts
+
+    if tile_rows is not None:  # tiles of ~tile_rows padded rows: several, the last one short
+        monkeypatch.setattr(experts, "TILE_ELEMENTS", tile_rows * H)
+    torch.manual_seed(4)
+    config = MoEConfig(hidden=H, expert_dim=INNER, n_routed=7, top_k=K, n_shared=1,
+                       dispatch="batched")  # fmt: skip
+    batched, eager = same_weights(config, dispatch="eager")
+    with torch.no_grad():
+        for layer in (batched, eager):
+            layer.router.weight[3] += 2.0  # expert 3 takes most tokens, expert 5 maybe none
+    x = torch.randn(2, 24, H)
+    y_batched, dx_batched, g_batched = grads(batched, x)
+    y_eager, dx_eager, g_eager = grads(eager, x)
+    torch.testing.assert_close(y_batched, y_eager)
+    torch.testing.assert_close(dx_batched, dx_eager)
+    for name, grad in g_eager.items():
+        torch.testing.assert_close(g_batched[name], grad, msg=name)
 
 
 def test_balance_losses_on_constructed_routings():

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 RouterKind = Literal["softmax", "sigmoid"]
-Dispatch = Literal["grouped", "eager"]
+Dispatch = Literal["auto", "grouped", "batched", "eager"]  # see experts.py
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class MoEConfig:
     seq_aux_alpha: float = 0.0  # DeepSeek-V3 sequence-wise balance loss
     bias_update_speed: float = 0.0  # aux-loss-free balancing: gamma (0 = off)
     # dispatch
-    dispatch: Dispatch = "grouped"
+    dispatch: Dispatch = "auto"
     capacity_factor: float | None = None  # None = dropless
 
     def __post_init__(self) -> None:

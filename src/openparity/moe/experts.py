@@ -1,13 +1,16 @@
 """Expert FFNs and how tokens reach them.
 
 Weights use the Hugging Face layout (gate_up_proj (E, 2I, H), down_proj (E, H, I)), so weights
-copy across unchanged. Dispatch:
-- "grouped" (default, dropless): sort the (token, expert) pairs by expert, run every expert's
-  slice in one grouped matmul (`torch._grouped_mm`, or a loop over the contiguous slices where
-  the grouped kernel is unavailable), scatter-add back weighted;
-- "eager": the reference, one masked gather per expert (as HF's eager experts);
-- a capacity factor drops, per expert, the pairs beyond capacity = factor * T * k / E (in token
-  order), as GShard / Switch do.
+copy across unchanged. Every dropless dispatch sorts the (token, expert) pairs by expert and
+computes each expert's rows with one matmul; they differ in how the per-expert matmuls run:
+- "grouped": one `torch._grouped_mm` over the sorted rows (the GPU kernel);
+- "batched": the sorted rows padded into tiles of neighbouring experts, one `torch.bmm` per
+  tile (on CPU, MKL's batched GEMM runs each expert's small matmul on one core, which is about
+  twice as fast as a loop of two-thread matmuls, and tiles keep the activations in cache);
+- "auto" (default): "grouped" on CUDA, "batched" elsewhere;
+- "eager": the reference, one masked gather per expert (as HF's eager experts).
+A capacity factor drops, per expert, the pairs beyond capacity = factor * T * k / E (in token
+order), as GShard / Switch do.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from openparity.moe.config import MoEConfig
+
+TILE_ELEMENTS = 1 << 21  # padded rows x hidden per batched tile (8 MB of fp32 activations)
 
 
 class SwiGLU(nn.Module):
@@ -50,19 +55,113 @@ class _ContiguousGrad(torch.autograd.Function):
 _GROUPED_OK: dict[tuple[str, torch.dtype], bool] = {}
 
 
-def grouped_mm(x: torch.Tensor, weights: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """x (N, K) sorted by group, weights (G, K, M), counts (G,) -> (N, M): row block g @ w[g]."""
+def _grouped_mm(
+    x: torch.Tensor, weights: torch.Tensor, counts: torch.Tensor
+) -> torch.Tensor | None:
+    """x (N, K) sorted by group, weights (G, K, M), counts (G,) -> (N, M), or None where this
+    device / dtype has no grouped kernel."""
     key = (x.device.type, x.dtype)
-    if _GROUPED_OK.get(key, hasattr(torch, "_grouped_mm")):
-        try:
-            offsets = counts.cumsum(0).to(torch.int32)
-            out = torch._grouped_mm(x, weights, offs=offsets)
-            _GROUPED_OK[key] = True
-            return _ContiguousGrad.apply(out)
-        except (RuntimeError, NotImplementedError):
-            _GROUPED_OK[key] = False  # this device / dtype has no kernel: loop from now on
-    blocks = x.split(counts.tolist())
-    return torch.cat([block @ weights[g] for g, block in enumerate(blocks)])
+    if not _GROUPED_OK.get(key, hasattr(torch, "_grouped_mm")):
+        return None
+    try:
+        out = torch._grouped_mm(x, weights, offs=counts.cumsum(0).to(torch.int32))
+    except (RuntimeError, NotImplementedError):
+        _GROUPED_OK[key] = False
+        return None
+    _GROUPED_OK[key] = True
+    return _ContiguousGrad.apply(out)
+
+
+def _swiglu(hidden: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """silu(gate) * up, scaled by each row's mixing weight: weighting the narrow activations
+    rather than the wide outputs is the same product for less work."""
+    gate, up = hidden.chunk(2, dim=-1)
+    return F.silu(gate) * up * weights.unsqueeze(-1).to(hidden.dtype)
+
+
+def _run_grouped(x, tokens, weights, counts, gate_up, down, out) -> torch.Tensor | None:
+    hidden = _grouped_mm(x[tokens], gate_up.transpose(1, 2), counts)
+    if hidden is None:
+        return None
+    ys = _grouped_mm(_swiglu(hidden, weights), down.transpose(1, 2), counts)
+    return out.index_add_(0, tokens, ys)
+
+
+def _run_batched(x, experts, tokens, weights, counts, gate_up, down, out) -> torch.Tensor:
+    """Tiles of `per_tile` neighbouring experts; in a tile every expert's rows are padded to the
+    tile's largest count with rows of token 0 and weight 0 (they add exactly nothing).
+
+    Inference gathers and scatters tile by tile, so the rows of a tile stay in cache; under
+    autograd every tile's rows are kept for the backward anyway, so one gather and one scatter
+    serve all tiles and their backward is one scatter and one gather."""
+    n_experts, hidden = counts.numel(), x.shape[-1]
+    mean_rows = max(1, math.ceil(tokens.numel() / n_experts))
+    per_tile = max(1, min(n_experts, TILE_ELEMENTS // (mean_rows * hidden)))
+    n_tiles = math.ceil(n_experts / per_tile)
+    rows = F.pad(counts, (0, n_tiles * per_tile - n_experts)).view(n_tiles, per_tile).amax(1)
+    experts_in = (n_experts - per_tile * torch.arange(n_tiles, device=counts.device)).clamp(
+        max=per_tile
+    )
+    sizes = rows * experts_in
+    bases = sizes.cumsum(0) - sizes
+    starts = counts.cumsum(0) - counts
+    rank = torch.arange(experts.numel(), device=x.device) - starts[experts]
+    tile = experts // per_tile
+    slot = bases[tile] + (experts % per_tile) * rows[tile] + rank
+    total = int(sizes.sum())
+    padded_tokens = tokens.new_zeros(total).index_copy_(0, slot, tokens)
+    padded_weights = weights.new_zeros(total).index_copy(0, slot, weights)
+    autograd = torch.is_grad_enabled() and any(t.requires_grad for t in (x, weights, gate_up, down))
+    # split, never slice: a slice's backward writes a zero tensor of the whole input per tile
+    spans = sizes.tolist()
+    token_tiles = padded_tokens.split(spans)
+    x_tiles = x.index_select(0, padded_tokens).split(spans) if autograd else None
+    weight_tiles = padded_weights.split(spans)
+    gate_up_tiles, down_tiles = gate_up.split(per_tile), down.split(per_tile)
+    computed = []
+    for i, m in enumerate(rows.tolist()):
+        if m == 0:
+            continue
+        n = gate_up_tiles[i].shape[0]
+        tile_x = x_tiles[i] if x_tiles is not None else x.index_select(0, token_tiles[i])
+        h = torch.bmm(tile_x.view(n, m, hidden), gate_up_tiles[i].transpose(1, 2))
+        act = _swiglu(h, weight_tiles[i].view(n, m))
+        ys = torch.bmm(act, down_tiles[i].transpose(1, 2)).view(n * m, hidden)
+        if autograd:
+            computed.append(ys)
+        else:
+            out = out.index_add_(0, token_tiles[i], ys)
+    if computed:
+        kept = torch.cat([t for t, m in zip(token_tiles, rows.tolist(), strict=True) if m])
+        out = out.index_add_(0, kept, torch.cat(computed))
+    return out
+
+
+def mix_experts(
+    x: torch.Tensor,
+    indices: torch.Tensor,
+    weights: torch.Tensor,
+    gate_up: torch.Tensor,
+    down: torch.Tensor,
+    kernel: str = "auto",
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """out[t] += sum_j weights[t, j] * expert_{indices[t, j]}(x[t]) for x (T, H), indices and
+    weights (T, k). An index equal to E marks a dropped pair: never computed. Returns out
+    (zeros when not given)."""
+    n_experts, k = gate_up.shape[0], indices.shape[1]
+    out = torch.zeros_like(x) if out is None else out
+    flat = indices.reshape(-1)
+    experts, order = flat.sort(stable=True)
+    counts = torch.bincount(flat, minlength=n_experts + 1)[:n_experts]
+    kept = int(counts.sum())
+    experts, order = experts[:kept], order[:kept]
+    tokens, row_weights = order // k, weights.reshape(-1)[order]
+    if kernel == "grouped" or (kernel == "auto" and x.device.type == "cuda"):
+        done = _run_grouped(x, tokens, row_weights, counts, gate_up, down, out)
+        if done is not None:
+            return done
+    return _run_batched(x, experts, tokens, row_weights, counts, gate_up, down, out)
 
 
 class RoutedExperts(nn.Module):
@@ -76,13 +175,24 @@ class RoutedExperts(nn.Module):
         nn.init.normal_(self.down_proj, std=i**-0.5)
 
     def forward(
-        self, x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor
+        self,
+        x: torch.Tensor,
+        indices: torch.Tensor,
+        weights: torch.Tensor,
+        out: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, int]:
-        """x (T, H), indices/weights (T, k) -> (output (T, H), pairs dropped)."""
+        """x (T, H), indices/weights (T, k) -> (out + routed output (T, H), pairs dropped)."""
+        keep = self._capacity_mask(indices)
+        dropped = int((~keep).sum()) if keep is not None else 0
         if self.config.dispatch == "eager":
-            keep = self._capacity_mask(indices)
-            return self._eager(x, indices, weights * keep), int((~keep).sum())
-        return self._grouped(x, indices, weights)
+            weights = weights if keep is None else weights * keep
+            return self._eager(x, indices, weights, out), dropped
+        if keep is not None:
+            indices = indices.masked_fill(~keep, self.config.n_routed)  # nobody computes it
+        mixed = mix_experts(
+            x, indices, weights, self.gate_up_proj, self.down_proj, self.config.dispatch, out
+        )
+        return mixed, dropped
 
     def capacity(self, tokens: int) -> int | None:
         c = self.config
@@ -90,42 +200,19 @@ class RoutedExperts(nn.Module):
             return None
         return max(1, math.ceil(c.capacity_factor * tokens * c.top_k / c.n_routed))
 
-    def _capacity_mask(self, indices: torch.Tensor) -> torch.Tensor:
-        """True for the (token, slot) pairs within their expert's capacity, in token order."""
+    def _capacity_mask(self, indices: torch.Tensor) -> torch.Tensor | None:
+        """True for the (token, slot) pairs within their expert's capacity, in token order;
+        None when dropless."""
         limit = self.capacity(indices.shape[0])
         if limit is None:
-            return torch.ones_like(indices, dtype=torch.bool)
+            return None
         flat = indices.reshape(-1)
         one_hot = F.one_hot(flat, self.config.n_routed)
         rank = (one_hot.cumsum(0) * one_hot).sum(-1) - 1  # position within its expert
         return (rank < limit).view_as(indices)
 
-    def _grouped(
-        self, x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor
-    ) -> tuple[torch.Tensor, int]:
-        n_experts, k = self.config.n_routed, indices.shape[1]
-        flat = indices.reshape(-1)
-        flat_weights = weights.reshape(-1)
-        dropped = 0
-        if self.config.capacity_factor is not None:
-            keep = self._capacity_mask(indices).reshape(-1)
-            dropped = int((~keep).sum())
-            flat = flat.masked_fill(~keep, n_experts)  # a virtual expert nobody computes
-        order = flat.argsort(stable=True)
-        counts = torch.bincount(flat, minlength=n_experts + 1)[:n_experts]
-        order = order[: int(counts.sum())]
-        tokens = order // k
-        xs = x[tokens]
-        hidden = grouped_mm(xs, self.gate_up_proj.transpose(1, 2), counts)
-        gate, up = hidden.chunk(2, dim=-1)
-        # weight the (narrow) activations rather than the (wide) outputs: same product
-        act = F.silu(gate) * up * flat_weights[order].unsqueeze(-1).to(x.dtype)
-        ys = grouped_mm(act, self.down_proj.transpose(1, 2), counts)
-        out = torch.zeros_like(x)
-        return out.index_add(0, tokens, ys), dropped
-
-    def _eager(self, x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros_like(x)
+    def _eager(self, x, indices, weights, out) -> torch.Tensor:
+        out = torch.zeros_like(x) if out is None else out
         for expert in range(self.config.n_routed):
             token, slot = torch.where(indices == expert)
             if token.numel() == 0:

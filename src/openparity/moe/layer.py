@@ -36,9 +36,8 @@ class MoELayer(nn.Module):
         c = self.config
         flat = x.reshape(-1, c.hidden)
         routing = self.router(flat)
-        out, self.dropped = self.experts(flat, routing.indices, routing.weights)
-        if self.shared is not None:
-            out = out + self.shared(flat)
+        shared = self.shared(flat) if self.shared is not None else None
+        out, self.dropped = self.experts(flat, routing.indices, routing.weights, out=shared)
         load = balance.expert_load(routing.indices, c.n_routed)
         self.load += load.detach()  # summed until update_bias() / reset_load()
         self.aux_loss = (

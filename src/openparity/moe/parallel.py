@@ -1,7 +1,7 @@
 """Expert parallelism over torch.distributed: each rank holds E / world routed experts; router
 and shared experts are replicated. A forward pass routes the rank's own tokens, sends each
 (token, expert) pair to the rank owning the expert with one all-to-all, runs the local experts
-as one grouped matmul, and sends the results back with a second all-to-all. Differentiable:
+with the layer's dropless dispatch, and sends the results back with a second all-to-all. Differentiable:
 the backward of an all-to-all is the all-to-all with the splits reversed.
 """
 
@@ -12,7 +12,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
-from openparity.moe.experts import grouped_mm
+from openparity.moe.experts import mix_experts
 from openparity.moe.layer import MoELayer
 
 
@@ -80,13 +80,16 @@ class ExpertParallelMoE(nn.Module):
             .squeeze(1)
             .long()
         )
-        # rows arrive grouped by source rank, each sorted by expert: regroup by local expert
-        regroup = local_ids.argsort(stable=True)
-        counts = torch.bincount(local_ids, minlength=self.local)
-        hidden = grouped_mm(tokens[regroup], self.gate_up_proj.transpose(1, 2), counts)
-        gate, up = hidden.chunk(2, dim=-1)
-        computed = grouped_mm(F.silu(gate) * up, self.down_proj.transpose(1, 2), counts)
-        results = torch.empty_like(computed).index_copy(0, regroup, computed)
+        # each received row is a "token" with one expert (its local id) and weight 1; the
+        # sender applies the routing weights when the results come back
+        results = mix_experts(
+            tokens,
+            local_ids.unsqueeze(1),
+            torch.ones(local_ids.shape[0], 1, dtype=torch.float32, device=tokens.device),
+            self.gate_up_proj,
+            self.down_proj,
+            c.dispatch if c.dispatch != "eager" else "auto",
+        )
         returned = all_to_all(results, receive_sizes, send_sizes, self.group)
         weighted = returned * routing.weights.reshape(-1)[order].unsqueeze(-1).to(x.dtype)
         out = torch.zeros_like(flat).index_add(0, order // k, weighted)
