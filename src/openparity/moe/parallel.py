@@ -1,8 +1,8 @@
 """Expert parallelism over torch.distributed: each rank holds E / world routed experts; router
 and shared experts are replicated. A forward pass routes the rank's own tokens, sends each
 (token, expert) pair to the rank owning the expert with one all-to-all, runs the local experts
-with the layer's dropless dispatch, and sends the results back with a second all-to-all. Differentiable:
-the backward of an all-to-all is the all-to-all with the splits reversed.
+with the layer's dropless dispatch, and sends the results back with a second all-to-all.
+Differentiable: the backward of an all-to-all is the all-to-all with the splits reversed.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn import functional as F
 
 from openparity.moe.experts import mix_experts
 from openparity.moe.layer import MoELayer
