@@ -16,6 +16,8 @@ order), as GShard / Switch do.
 from __future__ import annotations
 
 import math
+import threading
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -87,53 +89,110 @@ def _run_grouped(x, tokens, weights, counts, gate_up, down, out) -> torch.Tensor
     return out.index_add_(0, tokens, ys)
 
 
-def _run_batched(x, experts, tokens, weights, counts, gate_up, down, out) -> torch.Tensor:
-    """Tiles of `per_tile` neighbouring experts; in a tile every expert's rows are padded to the
-    tile's largest count with rows of token 0 and weight 0 (they add exactly nothing).
+class _Workspace(threading.local):
+    """Grow-only scratch buffers for inference, one set per thread: fresh multi-megabyte tensors
+    on every call cost page faults worth ~10% of a CPU forward."""
 
-    Inference gathers and scatters tile by tile, so the rows of a tile stay in cache; under
-    autograd every tile's rows are kept for the backward anyway, so one gather and one scatter
-    serve all tiles and their backward is one scatter and one gather."""
-    n_experts, hidden = counts.numel(), x.shape[-1]
-    mean_rows = max(1, math.ceil(tokens.numel() / n_experts))
-    per_tile = max(1, min(n_experts, TILE_ELEMENTS // (mean_rows * hidden)))
-    n_tiles = math.ceil(n_experts / per_tile)
-    rows = F.pad(counts, (0, n_tiles * per_tile - n_experts)).view(n_tiles, per_tile).amax(1)
-    experts_in = (n_experts - per_tile * torch.arange(n_tiles, device=counts.device)).clamp(
-        max=per_tile
-    )
-    sizes = rows * experts_in
-    bases = sizes.cumsum(0) - sizes
-    starts = counts.cumsum(0) - counts
-    rank = torch.arange(experts.numel(), device=x.device) - starts[experts]
-    tile = experts // per_tile
-    slot = bases[tile] + (experts % per_tile) * rows[tile] + rank
-    total = int(sizes.sum())
-    padded_tokens = tokens.new_zeros(total).index_copy_(0, slot, tokens)
-    padded_weights = weights.new_zeros(total).index_copy(0, slot, weights)
-    autograd = torch.is_grad_enabled() and any(t.requires_grad for t in (x, weights, gate_up, down))
-    # split, never slice: a slice's backward writes a zero tensor of the whole input per tile
-    spans = sizes.tolist()
-    token_tiles = padded_tokens.split(spans)
-    x_tiles = x.index_select(0, padded_tokens).split(spans) if autograd else None
-    weight_tiles = padded_weights.split(spans)
-    gate_up_tiles, down_tiles = gate_up.split(per_tile), down.split(per_tile)
-    computed = []
-    for i, m in enumerate(rows.tolist()):
+    def __init__(self) -> None:
+        self.buffers: dict[tuple[str, torch.device, torch.dtype], torch.Tensor] = {}
+
+    def take(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        key, numel = (name, like.device, like.dtype), math.prod(shape)
+        buffer = self.buffers.get(key)
+        if buffer is None or buffer.numel() < numel:
+            buffer = self.buffers[key] = torch.empty(numel, device=like.device, dtype=like.dtype)
+        return buffer[:numel].view(shape)
+
+
+_WORKSPACE = _Workspace()
+
+
+@dataclass
+class _Tiles:
+    """Sorted rows laid out in tiles of `per_tile` neighbouring experts; in a tile every
+    expert's rows are padded to the tile's largest count with rows of token 0 and weight 0
+    (they add exactly nothing)."""
+
+    per_tile: int
+    rows: list[int]  # rows per expert, per tile
+    spans: list[int]  # padded rows per tile
+    tokens: torch.Tensor  # (sum(spans),)
+    weights: torch.Tensor
+
+    @classmethod
+    def build(cls, experts, tokens, weights, counts, hidden: int) -> _Tiles:
+        n_experts = counts.numel()
+        mean_rows = max(1, math.ceil(tokens.numel() / n_experts))
+        per_tile = max(1, min(n_experts, TILE_ELEMENTS // (mean_rows * hidden)))
+        n_tiles = math.ceil(n_experts / per_tile)
+        rows = F.pad(counts, (0, n_tiles * per_tile - n_experts)).view(n_tiles, per_tile).amax(1)
+        first = per_tile * torch.arange(n_tiles, device=counts.device)
+        sizes = rows * (n_experts - first).clamp(max=per_tile)
+        bases = sizes.cumsum(0) - sizes
+        starts = counts.cumsum(0) - counts
+        rank = torch.arange(experts.numel(), device=experts.device) - starts[experts]
+        tile = experts // per_tile
+        slot = bases[tile] + (experts % per_tile) * rows[tile] + rank
+        total = int(sizes.sum())
+        return cls(
+            per_tile,
+            rows.tolist(),
+            sizes.tolist(),
+            tokens.new_zeros(total).index_copy_(0, slot, tokens),
+            weights.new_zeros(total).index_copy(0, slot, weights),
+        )
+
+
+def _run_batched(x, experts, tokens, weights, counts, gate_up, down, out) -> torch.Tensor:
+    tiles = _Tiles.build(experts, tokens, weights, counts, x.shape[-1])
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, weights, gate_up, down)):
+        return _tiles_autograd(x, tiles, gate_up, down, out)
+    return _tiles_inference(x, tiles, gate_up, down, out)
+
+
+def _tiles_inference(x, tiles: _Tiles, gate_up, down, out) -> torch.Tensor:
+    """Gathers, computes and scatters tile by tile in reused buffers: a tile's rows stay in
+    cache and nothing is allocated per call."""
+    hidden, inner = x.shape[-1], down.shape[-1]
+    start = 0
+    for i, (m, span) in enumerate(zip(tiles.rows, tiles.spans, strict=True)):
+        first, tokens = i * tiles.per_tile, tiles.tokens[start : start + span]
+        weights = tiles.weights[start : start + span]
+        start += span
+        if m == 0:
+            continue
+        n = span // m
+        rows = torch.index_select(x, 0, tokens, out=_WORKSPACE.take("x", (span, hidden), x))
+        h = _WORKSPACE.take("h", (n, m, 2 * inner), x)
+        torch.bmm(rows.view(n, m, hidden), gate_up[first : first + n].transpose(1, 2), out=h)
+        gate, up = h.chunk(2, dim=-1)
+        act = torch.mul(F.silu(gate, inplace=True), up, out=_WORKSPACE.take("a", (n, m, inner), x))
+        act.mul_(weights.view(n, m, 1).to(act.dtype))
+        ys = _WORKSPACE.take("y", (n, m, hidden), x)
+        torch.bmm(act, down[first : first + n].transpose(1, 2), out=ys)
+        out.index_add_(0, tokens, ys.view(span, hidden))
+    return out
+
+
+def _tiles_autograd(x, tiles: _Tiles, gate_up, down, out) -> torch.Tensor:
+    """Every tile's rows are kept for the backward anyway, so one gather and one scatter serve
+    all tiles (their backward: one scatter, one gather). Split, never slice: a slice's backward
+    writes a zero tensor the size of the whole input, per tile."""
+    hidden = x.shape[-1]
+    x_tiles = x.index_select(0, tiles.tokens).split(tiles.spans)
+    weight_tiles = tiles.weights.split(tiles.spans)
+    gate_up_tiles, down_tiles = gate_up.split(tiles.per_tile), down.split(tiles.per_tile)
+    computed, token_tiles = [], []
+    for i, (m, tokens) in enumerate(zip(tiles.rows, tiles.tokens.split(tiles.spans), strict=True)):
         if m == 0:
             continue
         n = gate_up_tiles[i].shape[0]
-        tile_x = x_tiles[i] if x_tiles is not None else x.index_select(0, token_tiles[i])
-        h = torch.bmm(tile_x.view(n, m, hidden), gate_up_tiles[i].transpose(1, 2))
+        h = torch.bmm(x_tiles[i].view(n, m, hidden), gate_up_tiles[i].transpose(1, 2))
         act = _swiglu(h, weight_tiles[i].view(n, m))
-        ys = torch.bmm(act, down_tiles[i].transpose(1, 2)).view(n * m, hidden)
-        if autograd:
-            computed.append(ys)
-        else:
-            out = out.index_add_(0, token_tiles[i], ys)
+        computed.append(torch.bmm(act, down_tiles[i].transpose(1, 2)).view(n * m, hidden))
+        token_tiles.append(tokens)
     if computed:
-        kept = torch.cat([t for t, m in zip(token_tiles, rows.tolist(), strict=True) if m])
-        out = out.index_add_(0, kept, torch.cat(computed))
+        out = out.index_add_(0, torch.cat(token_tiles), torch.cat(computed))
     return out
 
 
