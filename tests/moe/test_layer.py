@@ -112,10 +112,10 @@ def test_dropless_dispatch_agrees_with_eager_under_capacity_dropping(dispatch):
 
 @pytest.mark.parametrize("tile_rows", [1, 5, 40, None])
 def test_batched_tiles_of_any_size_match_eager_on_a_skewed_router(monkeypatch, tile_rows):
-    from openparity.moe import experts
+    from openparity.moe import tiles
 
     if tile_rows is not None:  # tiles of ~tile_rows padded rows: several, the last one short
-        monkeypatch.setattr(experts, "TILE_ELEMENTS", tile_rows * H)
+        monkeypatch.setattr(tiles, "TILE_ELEMENTS", tile_rows * H)
     torch.manual_seed(4)
     config = MoEConfig(hidden=H, expert_dim=INNER, n_routed=7, top_k=K, n_shared=1,
                        dispatch="batched")  # fmt: skip

@@ -5,8 +5,7 @@ copy across unchanged. Every dropless dispatch sorts the (token, expert) pairs b
 computes each expert's rows with one matmul; they differ in how the per-expert matmuls run:
 - "grouped": one `torch._grouped_mm` over the sorted rows (the GPU kernel);
 - "batched": the sorted rows padded into tiles of neighbouring experts, one `torch.bmm` per
-  tile (on CPU, MKL's batched GEMM runs each expert's small matmul on one core, which is about
-  twice as fast as a loop of two-thread matmuls, and tiles keep the activations in cache);
+  tile and projection (`tiles.py`: the fast CPU kernel);
 - "auto" (default): "grouped" on CUDA, "batched" elsewhere;
 - "eager": the reference, one masked gather per expert (as HF's eager experts).
 A capacity factor drops, per expert, the pairs beyond capacity = factor * T * k / E (in token
@@ -16,16 +15,13 @@ order), as GShard / Switch do.
 from __future__ import annotations
 
 import math
-import threading
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from openparity.moe.config import MoEConfig
-
-TILE_ELEMENTS = 1 << 21  # padded rows x hidden per batched tile (8 MB of fp32 activations)
+from openparity.moe.tiles import Tiles, run_tiles
 
 
 class SwiGLU(nn.Module):
@@ -89,113 +85,6 @@ def _run_grouped(x, tokens, weights, counts, gate_up, down, out) -> torch.Tensor
     return out.index_add_(0, tokens, ys)
 
 
-class _Workspace(threading.local):
-    """Grow-only scratch buffers for inference, one set per thread: fresh multi-megabyte tensors
-    on every call cost page faults worth ~10% of a CPU forward."""
-
-    def __init__(self) -> None:
-        self.buffers: dict[tuple[str, torch.device, torch.dtype], torch.Tensor] = {}
-
-    def take(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        key, numel = (name, like.device, like.dtype), math.prod(shape)
-        buffer = self.buffers.get(key)
-        if buffer is None or buffer.numel() < numel:
-            buffer = self.buffers[key] = torch.empty(numel, device=like.device, dtype=like.dtype)
-        return buffer[:numel].view(shape)
-
-
-_WORKSPACE = _Workspace()
-
-
-@dataclass
-class _Tiles:
-    """Sorted rows laid out in tiles of `per_tile` neighbouring experts; in a tile every
-    expert's rows are padded to the tile's largest count with rows of token 0 and weight 0
-    (they add exactly nothing)."""
-
-    per_tile: int
-    rows: list[int]  # rows per expert, per tile
-    spans: list[int]  # padded rows per tile
-    tokens: torch.Tensor  # (sum(spans),)
-    weights: torch.Tensor
-
-    @classmethod
-    def build(cls, experts, tokens, weights, counts, hidden: int) -> _Tiles:
-        n_experts = counts.numel()
-        mean_rows = max(1, math.ceil(tokens.numel() / n_experts))
-        per_tile = max(1, min(n_experts, TILE_ELEMENTS // (mean_rows * hidden)))
-        n_tiles = math.ceil(n_experts / per_tile)
-        rows = F.pad(counts, (0, n_tiles * per_tile - n_experts)).view(n_tiles, per_tile).amax(1)
-        first = per_tile * torch.arange(n_tiles, device=counts.device)
-        sizes = rows * (n_experts - first).clamp(max=per_tile)
-        bases = sizes.cumsum(0) - sizes
-        starts = counts.cumsum(0) - counts
-        rank = torch.arange(experts.numel(), device=experts.device) - starts[experts]
-        tile = experts // per_tile
-        slot = bases[tile] + (experts % per_tile) * rows[tile] + rank
-        total = int(sizes.sum())
-        return cls(
-            per_tile,
-            rows.tolist(),
-            sizes.tolist(),
-            tokens.new_zeros(total).index_copy_(0, slot, tokens),
-            weights.new_zeros(total).index_copy(0, slot, weights),
-        )
-
-
-def _run_batched(x, experts, tokens, weights, counts, gate_up, down, out) -> torch.Tensor:
-    tiles = _Tiles.build(experts, tokens, weights, counts, x.shape[-1])
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, weights, gate_up, down)):
-        return _tiles_autograd(x, tiles, gate_up, down, out)
-    return _tiles_inference(x, tiles, gate_up, down, out)
-
-
-def _tiles_inference(x, tiles: _Tiles, gate_up, down, out) -> torch.Tensor:
-    """Gathers, computes and scatters tile by tile in reused buffers: a tile's rows stay in
-    cache and nothing is allocated per call."""
-    hidden, inner = x.shape[-1], down.shape[-1]
-    start = 0
-    for i, (m, span) in enumerate(zip(tiles.rows, tiles.spans, strict=True)):
-        first, tokens = i * tiles.per_tile, tiles.tokens[start : start + span]
-        weights = tiles.weights[start : start + span]
-        start += span
-        if m == 0:
-            continue
-        n = span // m
-        rows = torch.index_select(x, 0, tokens, out=_WORKSPACE.take("x", (span, hidden), x))
-        h = _WORKSPACE.take("h", (n, m, 2 * inner), x)
-        torch.bmm(rows.view(n, m, hidden), gate_up[first : first + n].transpose(1, 2), out=h)
-        gate, up = h.chunk(2, dim=-1)
-        act = torch.mul(F.silu(gate, inplace=True), up, out=_WORKSPACE.take("a", (n, m, inner), x))
-        act.mul_(weights.view(n, m, 1).to(act.dtype))
-        ys = _WORKSPACE.take("y", (n, m, hidden), x)
-        torch.bmm(act, down[first : first + n].transpose(1, 2), out=ys)
-        out.index_add_(0, tokens, ys.view(span, hidden))
-    return out
-
-
-def _tiles_autograd(x, tiles: _Tiles, gate_up, down, out) -> torch.Tensor:
-    """Every tile's rows are kept for the backward anyway, so one gather and one scatter serve
-    all tiles (their backward: one scatter, one gather). Split, never slice: a slice's backward
-    writes a zero tensor the size of the whole input, per tile."""
-    hidden = x.shape[-1]
-    x_tiles = x.index_select(0, tiles.tokens).split(tiles.spans)
-    weight_tiles = tiles.weights.split(tiles.spans)
-    gate_up_tiles, down_tiles = gate_up.split(tiles.per_tile), down.split(tiles.per_tile)
-    computed, token_tiles = [], []
-    for i, (m, tokens) in enumerate(zip(tiles.rows, tiles.tokens.split(tiles.spans), strict=True)):
-        if m == 0:
-            continue
-        n = gate_up_tiles[i].shape[0]
-        h = torch.bmm(x_tiles[i].view(n, m, hidden), gate_up_tiles[i].transpose(1, 2))
-        act = _swiglu(h, weight_tiles[i].view(n, m))
-        computed.append(torch.bmm(act, down_tiles[i].transpose(1, 2)).view(n * m, hidden))
-        token_tiles.append(tokens)
-    if computed:
-        out = out.index_add_(0, torch.cat(token_tiles), torch.cat(computed))
-    return out
-
-
 def mix_experts(
     x: torch.Tensor,
     indices: torch.Tensor,
@@ -220,7 +109,8 @@ def mix_experts(
         done = _run_grouped(x, tokens, row_weights, counts, gate_up, down, out)
         if done is not None:
             return done
-    return _run_batched(x, experts, tokens, row_weights, counts, gate_up, down, out)
+    tiles = Tiles.build(experts, tokens, row_weights, counts, x.shape[-1])
+    return run_tiles(x, tiles, gate_up, down, out)
 
 
 class RoutedExperts(nn.Module):
