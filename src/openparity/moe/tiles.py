@@ -84,12 +84,20 @@ class Tiles:
             start += span
 
 
-def _swiglu_into(h: torch.Tensor, weights: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """out = silu(gate) * up * weight per row, from h = [gate | up] (n, m, 2I); h's gate half
-    is overwritten."""
+def _gather(x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """x[tokens] in the thread's reused buffer."""
+    return torch.index_select(x, 0, tokens, out=_WORKSPACE.take("x", (len(tokens), x.shape[-1]), x))
+
+
+def _tile_forward(xs, weights, gate_up, down, h, act, ys, keep_h: bool) -> torch.Tensor:
+    """For a tile of n experts x m rows: h = [gate | up] = xs @ gate_up^T, act = silu(gate) * up
+    * weight, ys = act @ down^T, written into the given (n, m, .) buffers; unless `keep_h`, the
+    gate half of h is overwritten."""
+    torch.bmm(xs, gate_up.transpose(1, 2), out=h)
     gate, up = h.chunk(2, dim=-1)
-    torch.mul(F.silu(gate, inplace=True), up, out=out)
-    return out.mul_(weights.unsqueeze(-1).to(out.dtype))
+    torch.mul(F.silu(gate, inplace=not keep_h), up, out=act)
+    act.mul_(weights.unsqueeze(-1).to(act.dtype))
+    return torch.bmm(act, down.transpose(1, 2), out=ys)
 
 
 def run_tiles(x, tiles: Tiles, gate_up, down, out) -> torch.Tensor:
@@ -99,17 +107,16 @@ def run_tiles(x, tiles: Tiles, gate_up, down, out) -> torch.Tensor:
         return out.index_add_(0, tiles.tokens, ys)
     hidden, inner = x.shape[-1], down.shape[-1]
     for first, n, m, rows in tiles.each():
-        tokens = tiles.tokens[rows]
-        xs = torch.index_select(x, 0, tokens, out=_WORKSPACE.take("x", (n * m, hidden), x))
-        h = _WORKSPACE.take("h", (n, m, 2 * inner), x)
-        torch.bmm(xs.view(n, m, hidden), gate_up[first : first + n].transpose(1, 2), out=h)
-        act = _swiglu_into(
-            h, tiles.weights[rows].view(n, m), _WORKSPACE.take("a", (n, m, inner), x)
-        )
-        ys = torch.bmm(
-            act,
-            down[first : first + n].transpose(1, 2),
-            out=_WORKSPACE.take("y", (n, m, hidden), x),
+        experts, tokens = slice(first, first + n), tiles.tokens[rows]
+        ys = _tile_forward(
+            _gather(x, tokens).view(n, m, hidden),
+            tiles.weights[rows].view(n, m),
+            gate_up[experts],
+            down[experts],
+            _WORKSPACE.take("h", (n, m, 2 * inner), x),
+            _WORKSPACE.take("a", (n, m, inner), x),
+            _WORKSPACE.take("y", (n, m, hidden), x),
+            keep_h=False,
         )
         out.index_add_(0, tokens, ys.view(n * m, hidden))
     return out
@@ -124,17 +131,18 @@ class _TiledExperts(torch.autograd.Function):
         total = tiles.tokens.numel()
         hs = x.new_empty(total, 2 * inner)  # saved: the backward needs gate and up
         ys = x.new_empty(total, hidden)
-        xs = torch.index_select(x, 0, tiles.tokens, out=_WORKSPACE.take("x", (total, hidden), x))
-        act = _WORKSPACE.take("a", (total, inner), x)
         for first, n, m, rows in tiles.each():
-            h = hs[rows].view(n, m, 2 * inner)
-            torch.bmm(
-                xs[rows].view(n, m, hidden), gate_up[first : first + n].transpose(1, 2), out=h
+            experts = slice(first, first + n)
+            _tile_forward(
+                _gather(x, tiles.tokens[rows]).view(n, m, hidden),
+                weights[rows].view(n, m),
+                gate_up[experts],
+                down[experts],
+                hs[rows].view(n, m, 2 * inner),
+                _WORKSPACE.take("a", (n, m, inner), x),
+                ys[rows].view(n, m, hidden),
+                keep_h=True,
             )
-            gate, up = h.chunk(2, dim=-1)
-            a = torch.mul(F.silu(gate), up, out=act[rows].view(n, m, inner))
-            a.mul_(weights[rows].view(n, m, 1).to(a.dtype))
-            torch.bmm(a, down[first : first + n].transpose(1, 2), out=ys[rows].view(n, m, hidden))
         ctx.save_for_backward(x, weights, gate_up, down, hs)
         ctx.tiles = tiles
         return ys
@@ -146,13 +154,10 @@ class _TiledExperts(torch.autograd.Function):
         tiles: Tiles = ctx.tiles
         hidden, inner = x.shape[-1], down.shape[-1]
         grad_ys = grad_ys.contiguous()
-        xs = torch.index_select(
-            x, 0, tiles.tokens, out=_WORKSPACE.take("x", (tiles.tokens.numel(), hidden), x)
-        )
         grad_gate_up = torch.zeros_like(gate_up)  # experts with no rows get zeros
         grad_down = torch.zeros_like(down)
         grad_weights = torch.zeros_like(weights)
-        grad_rows = torch.empty_like(xs) if ctx.needs_input_grad[0] else None
+        grad_rows = x.new_empty(tiles.tokens.numel(), hidden) if ctx.needs_input_grad[0] else None
         for first, n, m, rows in tiles.each():
             experts = slice(first, first + n)
             w = weights[rows].view(n, m, 1).to(x.dtype)
@@ -165,7 +170,8 @@ class _TiledExperts(torch.autograd.Function):
             grad_weights[rows] = (d_act * act).sum(-1).view(-1).to(weights.dtype)
             d_act.mul_(w)
             d_h = torch.cat([torch.ops.aten.silu_backward(d_act * up, gate), d_act * silu], dim=-1)
-            torch.bmm(d_h.transpose(1, 2), xs[rows].view(n, m, hidden), out=grad_gate_up[experts])
+            xs = _gather(x, tiles.tokens[rows]).view(n, m, hidden)
+            torch.bmm(d_h.transpose(1, 2), xs, out=grad_gate_up[experts])
             if grad_rows is not None:
                 torch.bmm(d_h, gate_up[experts], out=grad_rows[rows].view(n, m, hidden))
         grad_x = None
