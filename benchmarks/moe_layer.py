@@ -77,15 +77,22 @@ def run_once(module: nn.Module, x: torch.Tensor, backward: bool) -> float:
 
 
 def timed(layers: dict[str, nn.Module], x: torch.Tensor, backward: bool, repeats: int):
-    """Median milliseconds per layer; the layers take turns within each repeat, so a slow spell
-    of a noisy machine hits them all alike."""
+    """Seconds per repeat for each layer; the layers take turns within each repeat, so a slow
+    spell of a noisy machine hits them all alike and per-repeat ratios are paired."""
     for layer in layers.values():
         run_once(layer, x, backward)  # warm-up
     times: dict[str, list[float]] = {name: [] for name in layers}
     for _ in range(repeats):
         for name, layer in layers.items():
             times[name].append(run_once(layer, x, backward))
-    return {name: statistics.median(t) * 1000 for name, t in times.items()}
+    return times
+
+
+def cell(times: list[float], dense: list[float]) -> str:
+    """Median ms, and the median with the interquartile range of the per-repeat ratio to dense."""
+    ratios = [t / d for t, d in zip(times, dense, strict=True)]
+    q1, median, q3 = statistics.quantiles(ratios, n=4)
+    return f"{statistics.median(times) * 1000:8.1f} {median:5.2f}x [{q1:.2f}-{q3:.2f}]"
 
 
 def main() -> None:
@@ -115,15 +122,16 @@ def main() -> None:
     print(
         f"hidden {HIDDEN}, {ROUTED} routed experts of {EXPERT_DIM} (top-{TOP_K}) + {SHARED} shared;"
         f" dense = SwiGLU({HIDDEN}, {EXPERT_DIM * (TOP_K + SHARED)}); {args.device} {args.dtype},"
-        f" {torch.get_num_threads()} threads; median of {args.repeats}, layers interleaved (ms)"
+        f" {torch.get_num_threads()} threads; {args.repeats} repeats, layers interleaved;"
+        " median ms, median ratio to dense [interquartile range of the per-repeat ratio]"
     )
     for backward in (False, True):
         print("\nforward + backward" if backward else "\nforward")
-        print("tokens  " + "".join(f"{name:>20}" for name in layers))
+        print("tokens  " + "".join(f"{name:>29}" for name in layers))
         for tokens in args.tokens:
             x = torch.randn(tokens, HIDDEN, device=args.device, dtype=dtype)
-            ms = timed(layers, x, backward, args.repeats)
-            cells = "".join(f"{ms[name]:10.1f} ({ms[name] / ms['dense']:4.2f}x)" for name in layers)
+            times = timed(layers, x, backward, args.repeats)
+            cells = "".join(f"{cell(t, times['dense']):>29}" for t in times.values())
             print(f"{tokens:<8}{cells}", flush=True)
 
 
