@@ -61,6 +61,9 @@ class Tiles:
         n_experts = counts.numel()
         mean_rows = max(1, math.ceil(tokens.numel() / n_experts))
         per_tile = max(1, min(n_experts, TILE_ELEMENTS // (mean_rows * hidden)))
+        threads = torch.get_num_threads()
+        if per_tile > threads:  # bmm deals a tile's experts out to the threads: fill them all
+            per_tile -= per_tile % threads
         while True:  # halve the tiles until the padding is affordable (one expert: none)
             rows, sizes = cls._layout(counts, per_tile)
             total = int(sizes.sum())
