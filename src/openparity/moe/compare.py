@@ -4,6 +4,7 @@ validation loss, all from the same corpus, steps and seed."""
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,20 +31,23 @@ class Row:
         return asdict(self)
 
 
-def inference_speed(
-    model: CausalLM, batch: int = 16, seq_len: int = 128, repeats: int = 3
-) -> float:
-    """Forward tokens/s on random bytes (median of `repeats`)."""
-    ids = torch.randint(0, model.config.vocab, (batch, seq_len))
-    model.eval()
+def inference_speeds(
+    models: list[CausalLM], batch: int = 16, seq_len: int = 128, rounds: int = 7
+) -> list[float]:
+    """Forward tokens/s of each model on the same random bytes, median of `rounds`; the models
+    take turns within a round, so a slow spell of a noisy machine hits them all alike."""
+    ids = torch.randint(0, min(m.config.vocab for m in models), (batch, seq_len))
+    times: list[list[float]] = [[] for _ in models]
     with torch.no_grad():
-        model(ids)
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            model(ids)
-            times.append(time.perf_counter() - started)
-    return batch * seq_len / sorted(times)[len(times) // 2]
+        for model in models:
+            model.eval()
+            model(ids)  # warm-up
+        for _ in range(rounds):
+            for model, spent in zip(models, times, strict=True):
+                started = time.perf_counter()
+                model(ids)
+                spent.append(time.perf_counter() - started)
+    return [batch * seq_len / statistics.median(spent) for spent in times]
 
 
 def compare(
@@ -56,11 +60,14 @@ def compare(
     n_layers: int = 4,
     progress=None,
 ) -> list[Row]:
-    rows = []
+    results = []
     for name in presets:
         config = preset(name, dim=dim, n_layers=n_layers)
         result = train(config, corpus, out / name, settings, resume=True, progress=progress)
-        model = load_model(out / name)
+        results.append((name, result, load_model(out / name)))
+    speeds = inference_speeds([model for _, _, model in results], seq_len=settings.seq_len)
+    rows = []
+    for (name, result, model), speed in zip(results, speeds, strict=True):
         size = model_size(model, settings.seq_len)
         rows.append(
             Row(
@@ -69,7 +76,7 @@ def compare(
                 active_params=size.active_params,
                 flops_per_token=size.flops_per_token,
                 train_tokens_per_s=result.tokens_per_s,
-                infer_tokens_per_s=inference_speed(model, seq_len=settings.seq_len),
+                infer_tokens_per_s=speed,
                 val_loss=result.val_loss,
                 val_bits_per_byte=perplexity_bits(result.val_loss),
                 max_violation=result.max_violation,
