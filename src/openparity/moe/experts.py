@@ -78,7 +78,7 @@ def _swiglu(hidden: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 
 def _run_grouped(x, tokens, weights, counts, gate_up, down, out) -> torch.Tensor | None:
-    hidden = _grouped_mm(x[tokens], gate_up.transpose(1, 2), counts)
+    hidden = _grouped_mm(x.index_select(0, tokens), gate_up.transpose(1, 2), counts)
     if hidden is None:
         return None
     ys = _grouped_mm(_swiglu(hidden, weights), down.transpose(1, 2), counts)
