@@ -8,6 +8,8 @@ import sys
 CLI = [sys.executable, "-m", "openparity.cli"]
 
 
-def openparity(*args: str, timeout: float = 600, env: dict | None = None):
+def openparity(*args: str, timeout: float = 600, env: dict | None = None, cwd=None):
     """Run `openparity ARGS...`; returns the CompletedProcess (text stdout / stderr)."""
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd
+    )

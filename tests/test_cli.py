@@ -113,6 +113,71 @@ def test_serve_local_serves_until_interrupted(tmp_path):
         proc.kill()
 
 
+def test_serve_local_on_a_taken_port_fails_at_once(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("models", "serve-local", "--port", str(port))
+    assert result.returncode == 2 and "serving" not in result.stdout
+    assert f"cannot serve on 127.0.0.1:{port}" in result.stderr
+
+
+def test_serve_local_sigterm_stops_the_server_process_too(tmp_path):
+    import signal
+    import time
+
+    from openparity.models.local_server import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [*CLI, "models", "serve-local", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while "use it as" not in proc.stdout.readline() and time.monotonic() < deadline:
+            pass
+        children = _children(proc.pid)
+        assert children, "no llama.cpp server process"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 143  # stopped by the signal, the way it should
+        deadline = time.monotonic() + 15
+        while any(_alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(c) for c in children), "the server outlived serve-local"
+    finally:
+        proc.kill()
+
+
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(
+                line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line
+            )
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            found.append(int(status.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in state
+
+
 def test_import_is_light():
     """`import openparity` must not pull heavy backends."""
     code = (

@@ -12,6 +12,18 @@ from openparity import __version__
 from openparity.console import out, print_error, print_json
 from openparity.errors import OpenparityError
 
+
+def _hide_flag_types() -> None:
+    """Typer 0.29 labels on/off flags `<bool>` in --help as if they took a value: show none."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is not None:
+        TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else shown(self, ctx)
+
+
+_hide_flag_types()
+
 app = typer.Typer(
     name="openparity",
     help="Measure, close and route around the gap between open and closed LLMs.",

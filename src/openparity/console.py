@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,112 @@ def print_json(data: Any) -> None:
 
 def print_error(message: str) -> None:
     err.print(f"[bold red]error:[/] {message}", soft_wrap=True, markup=True)
+
+
+class ProgressBars:
+    """Rich progress bars with an ETA on stderr; `bar(label)` returns an update(done, total,
+    note="") callback for one bar."""
+
+    def __enter__(self) -> Callable[[str], Callable[..., None]]:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[note]}"),
+            console=err,
+            transient=False,
+        )
+        self.progress.start()
+        return self._bar
+
+    def _bar(self, label: str) -> Callable[..., None]:
+        task_id = self.progress.add_task(label, total=None, note="")
+
+        def update(done: int, total: int | None, note: str = "") -> None:
+            self.progress.update(task_id, completed=done, total=total, note=note)
+
+        return update
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.progress.stop()
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column. Numbers (right-aligned) and identifiers are never wrapped or cut; text
+    folds at word boundaries; optional columns are dropped, rightmost first, when the
+    terminal is too narrow."""
+
+    header: str
+    numeric: bool = False
+    optional: bool = False
+    identifier: bool = False
+
+    @property
+    def whole(self) -> bool:
+        return self.numeric or self.identifier
+
+
+def print_table(
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[str]],
+    *,
+    title: str | None = None,
+    console: Console | None = None,
+) -> None:
+    """Print `rows` (plain strings, no markup) so every number stays whole on one line."""
+    from rich.table import Table
+    from rich.text import Text
+
+    console = console or out
+    keep = list(range(len(columns)))
+    while True:
+        optional = [i for i in keep if columns[i].optional]
+        fits = _narrowest(columns, rows, keep) <= console.width
+        if fits or not optional:
+            break
+        keep.remove(optional[-1])
+    table = Table(title=title, title_justify="left")
+    for i in keep:
+        col = columns[i]
+        table.add_column(  # too narrow even so: long identifiers fold, numbers stay whole
+            col.header, no_wrap=col.numeric or (col.identifier and fits), overflow="fold",
+            justify="right" if col.numeric else "left",
+        )  # fmt: skip
+    for row in rows:
+        table.add_row(*(Text(str(row[i])) for i in keep))
+    console.print(table)
+    dropped = [columns[i].header for i in range(len(columns)) if i not in keep]
+    if dropped:
+        console.print(
+            f"[dim]left out at this width: {', '.join(dropped)} (widen the terminal or use"
+            " --json)[/]"
+        )
+
+
+def _narrowest(columns: Sequence[Column], rows: Sequence[Sequence[str]], keep: list[int]) -> int:
+    """The table's width with numbers whole and text folded at its longest word."""
+    from rich.cells import cell_len
+
+    def need(i: int) -> int:
+        cells = [columns[i].header, *(str(row[i]) for row in rows)]
+        if columns[i].whole:
+            return max(cell_len(c) for c in cells)
+        return max((cell_len(w) for c in cells for w in c.split()), default=1)
+
+    return sum(need(i) + 3 for i in keep) + 1  # padding of 1 each side + one border each
 
 
 def report_kind(fmt: str, output: Path | None, writers: Mapping[str, object]) -> str:

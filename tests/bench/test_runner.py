@@ -105,7 +105,7 @@ def _scores(path, run_id=None):
 
 def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path):
     """A real run on the embedded model, killed with SIGKILL mid-way, then resumed."""
-    args = ["bench", "run", "local:smollm2-135m", "gsm8k", "--limit", "10", "--max-tokens", "40"]
+    args = ["bench", "run", "local:smollm2-135m", "gsm8k", "--limit", "6", "--max-tokens", "24"]
     killed_store, clean_store = tmp_path / "killed.sqlite", tmp_path / "clean.sqlite"
     proc = subprocess.Popen(
         [*CLI, *args, "--store", str(killed_store)],
@@ -122,18 +122,20 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path):
                 done = len(_scores(killed_store))
             except sqlite3.OperationalError:
                 continue
-            if done >= 3:
+            if done >= 2:
                 break
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert 3 <= done < 10, f"the run was not caught mid-way ({done} records)"
+    assert 2 <= done < 6, f"the run was not caught mid-way ({done} records)"
+    listed = openparity("bench", "runs", "--store", str(killed_store), "--json", timeout=60)
+    assert [r["status"] for r in json.loads(listed.stdout)] == ["interrupted"]  # not "running"
     before = _scores(killed_store)
     resumed = openparity(*args, "--store", str(killed_store), "--resume", "--json", timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
-    assert (summary["done"], summary["total"], summary["status"]) == (10, 10, "complete")
+    assert (summary["done"], summary["total"], summary["status"]) == (6, 6, "complete")
     after = _scores(killed_store)
-    assert len(after) == 10 and len({(r[1], r[2]) for r in after}) == 10  # none lost, none twice
+    assert len(after) == 6 and len({(r[1], r[2]) for r in after}) == 6  # none lost, none twice
     assert set(before) <= set(after)  # finished work was kept as it was
     clean = openparity(*args, "--store", str(clean_store), "--json", timeout=300)
     assert clean.returncode == 0, clean.stderr
@@ -160,6 +162,7 @@ def test_unresumed_rerun_of_a_stopped_run_is_refused(tmp_path, stub):
 
 
 async def test_samples_give_unbiased_pass_at_k(stub, tmp_path):
+    from openparity.bench.baselines import Published
     from openparity.bench.compare import build_report, compare_to_target, load_scores
     from openparity.bench.task import PromptSettings
 
@@ -187,11 +190,12 @@ async def test_samples_give_unbiased_pass_at_k(stub, tmp_path):
         assert scores.pass_at_k() == pytest.approx({1: 1 / 6, 2: 1 / 3})
         seeds = sorted(r["body"].get("seed") for r in stub.requests)
         assert seeds == [0, 0, 1, 1, 2, 2]  # each sample is its own (cacheable) request
-        report = build_report([compare_to_target(store, summary.run.run_id, 0.5, "t")])
+        report = build_report([compare_to_target(store, summary.run.run_id, Published(0.5, "t"))])
     assert any("pass@2 33.3" in note for note in report.notes)
 
 
 async def test_mmlu_log_likelihood_variant_on_the_local_model(tmp_path):
+    from openparity.bench.baselines import Published
     from openparity.bench.compare import build_report, compare_to_target
     from openparity.bench.task import PromptSettings
 
@@ -204,7 +208,7 @@ async def test_mmlu_log_likelihood_variant_on_the_local_model(tmp_path):
         records = store.records(summary.run.run_id)
         assert {r.extracted for r in records} <= set("ABCD")
         assert all(len(json.loads(r.response)) == 4 for r in records)
-        report = build_report([compare_to_target(store, summary.run.run_id, 0.885, "t")])
+        report = build_report([compare_to_target(store, summary.run.run_id, Published(0.885, "t"))])
     assert any("not comparable with generative scores" in n for n in report.notes)
 
 

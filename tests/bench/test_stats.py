@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 from scipy import stats as sps
+from scipy.optimize import minimize_scalar
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 from statsmodels.stats.weightstats import ttost_paired
@@ -15,29 +16,36 @@ from openparity.bench import stats
 rng = np.random.default_rng(7)
 
 
-def test_wilson_interval_for_binary_scores():
-    scores = [1] * 30 + [0] * 70
-    est = stats.mean_ci(scores)
-    low, high = proportion_confint(30, 100, method="wilson")
+def test_binary_accuracy_gets_the_exact_clopper_pearson_interval():
+    est = stats.mean_ci([1] * 30 + [0] * 70)
+    low, high = proportion_confint(30, 100, method="beta")
     assert (est.mean, est.low, est.high) == (0.3, pytest.approx(low), pytest.approx(high))
+    assert est.method == "Clopper-Pearson"
 
 
-def test_clustered_se_matches_statsmodels_cluster_covariance():
+def test_clustered_se_is_cr2_with_bell_mccaffrey_df():
     clusters = np.repeat(np.arange(40), 5)
     story_effect = rng.normal(0, 0.3, 40)[clusters]
     scores = np.clip(0.5 + story_effect + rng.normal(0, 0.2, 200), 0, 1)
     est = stats.mean_ci(scores, [str(c) for c in clusters])
     fit = sm.OLS(scores, np.ones(200)).fit(cov_type="cluster", cov_kwds={"groups": clusters})
+    # with equal cluster sizes CR2 equals statsmodels' CR1, and Bell-McCaffrey df is G - 1
     assert est.se == pytest.approx(float(fit.bse[0]), rel=1e-9)
-    assert est.clusters == 40
+    assert est.clusters == 40 and est.df == pytest.approx(39)
+    half = sps.t.ppf(0.975, 39) * est.se
+    assert est.high - est.mean == pytest.approx(half)
     assert est.se > stats.mean_ci(scores).se  # ignoring clusters understates uncertainty
+    unequal = [str(i) for i in np.repeat(np.arange(5), [1, 2, 3, 10, 30])]
+    assert stats.cluster_robust(rng.random(46), unequal).df < 4  # fewer df when sizes differ
 
 
-def test_paired_difference_matches_paired_t_se():
+def test_unclustered_partial_credit_is_the_paired_t_test():
     a, b = rng.random(300), rng.random(300)
-    est = stats.paired_difference(a, b)
-    assert est.mean == pytest.approx(float(np.mean(a - b)))
-    assert est.se == pytest.approx(float(sps.sem(a - b)))
+    tests = stats.paired_tests(a, b, 0.05)
+    assert tests.diff.mean == pytest.approx(float(np.mean(a - b)))
+    assert tests.diff.se == pytest.approx(float(sps.sem(a - b)))
+    assert tests.p_difference == pytest.approx(sps.ttest_rel(a, b).pvalue)
+    assert tests.p_equivalence == pytest.approx(ttost_paired(a, b, -0.05, 0.05)[0])
 
 
 def test_mcnemar_exact_matches_statsmodels():
@@ -48,21 +56,47 @@ def test_mcnemar_exact_matches_statsmodels():
     assert stats.mcnemar_exact(a.astype(float), b.astype(float)) == pytest.approx(expected)
 
 
-def test_tost_matches_statsmodels_for_large_n():
-    a = rng.random(5000)
-    b = a + rng.normal(0.001, 0.05, 5000)
-    margin = 0.0022
-    ours = stats.tost_pvalue(stats.paired_difference(a, b), margin)
-    theirs = ttost_paired(a, b, -margin, margin)[0]
-    assert 0.01 < theirs < 0.5  # a case where the decision is not trivial
-    assert ours == pytest.approx(theirs, rel=0.01)  # z vs t at df=4999
+def test_tango_restricted_mle_maximises_the_constrained_likelihood():
+    for b, c, n, d0 in [(12, 3, 200, 0.02), (0, 0, 50, -0.01), (5, 9, 1000, 0.012), (1, 0, 3, 0.3)]:
+
+        def negative_loglik(x, b=b, c=c, n=n, d0=d0):
+            cells = np.array([x + d0, x, 1 - 2 * x - d0])
+            counts = np.array([b, c, n - b - c])
+            return -float(np.sum(counts * np.log(np.maximum(cells, 1e-300))))
+
+        upper = (1 - d0) / 2
+        best = minimize_scalar(
+            negative_loglik, bounds=(max(0.0, -d0), upper), method="bounded",
+            options={"xatol": 1e-12},
+        )  # fmt: skip
+        z = stats._tango_z(b, c, n, d0, correction=0.0)
+        var = (b - c - n * d0) ** 2 / z**2 / n if z else None
+        if var is not None:  # Var = n (2 x + d0 (1 - d0)) at the restricted MLE x
+            assert (var - d0 * (1 - d0)) / 2 == pytest.approx(best.x, abs=1e-6)
 
 
-def test_tost_logic():
-    tight = stats.Estimate(0.001, 0.001, 0, 0, 1000)
-    assert stats.tost_pvalue(tight, 0.01) < 0.05
-    loose = stats.Estimate(0.001, 0.02, 0, 0, 1000)
-    assert stats.tost_pvalue(loose, 0.01) > 0.05
+def test_no_spread_is_not_certainty():
+    """Three items both models got right, and one story's four questions: no verdict."""
+    three = stats.paired_tests([1, 1, 1], [1, 1, 1], 0.012)
+    assert three.p_equivalence > 0.05 and three.diff.low < -0.5 and three.diff.high > 0.5
+    v = stats.verdict(three.diff, three.p_difference, three.p_equivalence, 0.012, 0.5)
+    assert v.word == "inconclusive" and "needs ~" in v.explanation
+    story = stats.paired_tests([0.9, 0.8, 1.0, 0.7], [0.2, 0.1, 0.3, 0.2], 0.05, ["s1"] * 4)
+    assert (story.p_difference, story.p_equivalence) == (1.0, 1.0)
+    v = stats.verdict(story.diff, story.p_difference, story.p_equivalence, 0.05, 0.3)
+    assert v.word == "inconclusive" and "one cluster" in v.explanation
+    flat = stats.paired_tests([0.5] * 6, [0.5] * 6, 0.05)  # partial credit, identical
+    assert flat.p_equivalence == 1.0 and not flat.diff.informative
+
+
+def test_tango_interval_inverts_its_test_and_holds_the_estimate():
+    b, c, n = np.array([3, 0, 10, 40]), np.array([1, 0, 2, 38]), 300
+    low, high = stats.tango_interval(b, c, n)
+    d = (b - c) / n
+    assert np.all(low <= d) and np.all(d <= high)
+    z = stats._tango_z(b, c, n, high + 1e-6)
+    assert np.all(np.abs(z) > sps.norm.ppf(0.975))  # just outside: rejected
+    assert np.all(np.abs(stats._tango_z(b, c, n, high - 1e-6)) <= sps.norm.ppf(0.975))
 
 
 def test_power_figures_from_the_assets_table():
@@ -86,14 +120,12 @@ def test_holm_matches_statsmodels():
     assert stats.holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]))
 
 
-def test_paired_bootstrap_agrees_with_the_normal_interval():
+def test_paired_bootstrap_agrees_with_the_score_interval():
     a = (rng.random(2000) < 0.6).astype(float)
     b = (rng.random(2000) < 0.55).astype(float)
-    normal = stats.paired_difference(a, b)
+    score = stats.paired_tests(a, b, 0.02).diff
     low, high = stats.paired_bootstrap(a, b, resamples=4000)
-    assert low == pytest.approx(normal.low, abs=0.01) and high == pytest.approx(
-        normal.high, abs=0.01
-    )
+    assert low == pytest.approx(score.low, abs=0.01) and high == pytest.approx(score.high, abs=0.01)
     clusters = [str(i // 10) for i in range(2000)]
     c_low, c_high = stats.paired_bootstrap(a, b, clusters, resamples=4000)
     assert c_low < c_high
@@ -118,7 +150,7 @@ def test_verdicts():
     assert v.word == "inconclusive" and "needs ~" in v.explanation
 
 
-def test_exact_one_sample_tests_against_a_target():
+def test_exact_one_sample_tests_against_a_target_of_unknown_n():
     p_diff, p_eq = stats.binomial_tests(2, 100, 0.941, 0.012)
     assert p_diff < 1e-50 and p_eq == pytest.approx(1.0)
     p_diff, p_eq = stats.binomial_tests(9410, 10000, 0.941, 0.012)
@@ -127,3 +159,33 @@ def test_exact_one_sample_tests_against_a_target():
     assert p_eq == pytest.approx(
         max(expected, sps.binomtest(9410, 10000, 0.953, alternative="less").pvalue)
     )
+    tests = stats.target_tests([1.0] * 90 + [0.0] * 10, 0.941, 0.012)
+    assert "unknown n" in tests.method and tests.p_difference == pytest.approx(
+        sps.binomtest(90, 100, 0.941).pvalue
+    )
+
+
+def test_a_published_number_of_known_n_brings_its_own_sampling_error():
+    from statsmodels.stats.proportion import test_proportions_2indep
+
+    scores = [1.0] * 1220 + [0.0] * 99  # 92.5 % on GSM8K's 1319 against the seed's 94.1
+    exact = stats.target_tests(scores, 0.941, 0.012)
+    measured = stats.target_tests(scores, 0.941, 0.012, target_n=1319)
+    assert exact.p_difference < 0.05 < measured.p_difference  # not a constant: a measurement
+    expected = test_proportions_2indep(1220, 1319, 0.941 * 1319, 1319, method="score").pvalue
+    assert measured.p_difference == pytest.approx(expected)
+    assert "published 94.1 % of 1319" in measured.method
+    assert measured.diff.mean == pytest.approx(1220 / 1319 - 0.941)  # not rounded to a count
+    assert measured.diff.high - measured.diff.low > exact.diff.high - exact.diff.low
+
+
+def test_clustered_binary_scores_get_a_cluster_aware_difference_test():
+    """McNemar treats every item as independent; with shared contexts the test is CR2."""
+    clusters = [f"s{i // 6}" for i in range(60)]
+    story = rng.random(10)
+    a = np.array([float(rng.random() < story[i // 6]) for i in range(60)])
+    b = np.array([float(rng.random() < story[i // 6]) for i in range(60)])
+    tests = stats.paired_tests(a, b, 0.05, clusters)
+    assert "CR2" in tests.method and tests.diff.clusters == 10
+    assert tests.p_difference == pytest.approx(stats.t_pvalue(tests.diff))
+    assert tests.p_difference != pytest.approx(stats.mcnemar_exact(a, b))

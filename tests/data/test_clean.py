@@ -172,3 +172,26 @@ def test_ray_executor_gives_the_same_outputs_as_local(tmp_path):
         assert rows_of(tmp_path / "ray" / f"{name}.jsonl") == rows_of(
             tmp_path / "local" / f"{name}.jsonl"
         )
+
+
+def test_the_reported_catch_rate_matches_minhash_lsh():
+    """1 - (1 - s^r)^b, checked against datasketch on pairs of exactly this Jaccard."""
+    from datasketch import MinHash, MinHashLSH
+
+    from openparity.data.dedup import expected_catch_rate
+
+    threshold, trials, caught = 0.8, 300, 0
+    for trial in range(trials):
+        a = {f"w{trial}-{i}" for i in range(90)}
+        b = set(list(a)[:80]) | {f"x{trial}-{i}" for i in range(10)}  # |a&b|=80, |a|b|=100
+        lsh = MinHashLSH(threshold=threshold, num_perm=128)
+        signatures = []
+        for words in (a, b):
+            m = MinHash(num_perm=128, seed=trial)
+            m.update_batch([w.encode() for w in words])
+            signatures.append(m)
+        lsh.insert("a", signatures[0])
+        caught += "a" in lsh.query(signatures[1])
+    bands, rows = lsh.b, lsh.r
+    expected = expected_catch_rate(0.8, bands, rows)
+    assert abs(caught / trials - expected) < 4 * (expected * (1 - expected) / trials) ** 0.5 + 0.02

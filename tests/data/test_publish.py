@@ -105,3 +105,28 @@ def test_embedding_coverage_tells_one_topic_from_many(tmp_path):
                      "--near-threshold", "0", "--embedding-coverage", "48", "--json")  # fmt: skip
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout)["review"]["embedding"]["sample"] == 48
+
+
+def test_a_skew_threshold_too_few_mentions_to_judge_says_so(tmp_path):
+    rows = [{"id": f"g{i}", "text": f"Record {i}: she wrote the report about topic {i}."}
+            for i in range(4)]  # fmt: skip
+    source = write(tmp_path / "in.jsonl", rows)
+    ran = openparity("data", "clean", str(source), "-o", str(tmp_path / "out"), "--benchmarks", "",
+                     "--near-threshold", "0", "--max-skew", "0.3")  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert "gender skew 0.50 not judged against --max-skew 0.3: 4 mentions, under 30" in " ".join(
+        ran.stdout.split()
+    )
+    report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert report["review"]["passed"] and report["review"]["not_judged"]
+
+
+def test_publish_of_a_missing_or_malformed_file_is_one_line(tmp_path):
+    missing = openparity("data", "publish", "nope/kept.jsonl", "-o", str(tmp_path / "ds"))
+    assert missing.returncode == 2 and "data file not found: nope/kept.jsonl" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+    good = {"id": "a", "prompt": "Q", "response": "A"}
+    (tmp_path / "kept.jsonl").write_text(json.dumps(good) + "\n{broken\n", "utf-8")
+    broken = openparity("data", "publish", str(tmp_path / "kept.jsonl"), "-o", str(tmp_path / "d"))
+    assert broken.returncode == 2 and "kept.jsonl:2: not valid JSON" in broken.stderr
+    assert not (tmp_path / "d").exists()  # nothing half-written

@@ -31,10 +31,24 @@ def test_enterprise_goes_hybrid_and_measured_gaps_become_risks():
     verdicts = {"gsm8k": "open worse", "mmlu": "equivalent", "humaneval": "inconclusive"}
     advice = advise(Situation("enterprise", 5e5, 10, break_even_requests=1e6, verdicts=verdicts))
     assert advice.recommendation.startswith("Hybrid")
+    assert advice.recommendation.endswith("open-first only on the tasks at parity (mmlu)")
     assert "parity shown on 1 of 3 measured tasks" in advice.why
     assert "gsm8k: the open model is measurably worse" in advice.risks
     assert any(r.startswith("humaneval: parity not shown") for r in advice.risks)
     assert any("below break-even" in r for r in advice.risks)
+
+
+def test_the_headline_follows_the_measured_verdicts():
+    """Self-hosting is not the headline while no task has shown parity."""
+    worse = {"gsm8k": "open worse", "mmlu": "inconclusive (underpowered: needs ~900 items)"}
+    advice = advise(Situation("midsize", 2e6, 4, break_even_requests=6.7e5, verdicts=worse))
+    assert advice.recommendation.startswith("Keep the closed model as the default")
+    assert "Once one does: open model on your own accelerators" in advice.recommendation
+    at_parity = {"gsm8k": "equivalent", "mmlu": "open better"}
+    advice = advise(Situation("midsize", 2e6, 4, break_even_requests=6.7e5, verdicts=at_parity))
+    assert advice.recommendation.startswith("Open model on your own accelerators")
+    air_gapped = advise(Situation("midsize", 2e6, 4, "air-gapped", verdicts=worse))
+    assert air_gapped.recommendation.startswith("Open model on your own accelerators")
 
 
 def test_verdicts_come_from_a_gap_report(tmp_path):

@@ -113,6 +113,20 @@ def test_gap_reports_become_rows(tmp_path):
     ]
 
 
+def test_cli_says_what_a_gap_report_added(tmp_path):
+    report = {
+        "created": "2026-11-28T10:00:00+00:00",
+        "tasks": [{"task": "mmlu", "open": {"model": "local:x", "mean": 0.28}, "closed": None}],
+    }
+    path = tmp_path / "gap.json"
+    path.write_text(json.dumps(report))
+    used = openparity("trend", "--benchmark", "mmlu", "--add-gap", str(path), timeout=60)
+    assert used.returncode == 0, used.stderr
+    assert "1 of 1 model scores are mmlu; open local:x 28.0 on 2026-11-28" in used.stderr
+    unused = openparity("trend", "--benchmark", "gsm8k", "--add-gap", str(path), timeout=60)
+    assert "0 of 1 model scores are gsm8k (nothing added to this trend)" in unused.stderr
+
+
 def test_cli_json_and_html(tmp_path):
     run = ("trend", "--benchmark", "humaneval", "--by", "2025-12-31")
     result = openparity(*run, "--format", "json", timeout=60)

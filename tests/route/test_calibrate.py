@@ -55,6 +55,8 @@ def test_calibrate_a_real_run_and_rewrite_the_config(tmp_path):
     threshold = written.tiers[0].checks[2].min
     assert threshold == pytest.approx(result["thresholds"]["mean_logprob"])
     assert written.calibration.run_id == run_id
+    assert "mmlu items of run" in written.calibration.guarantee
+    assert written.calibration.settings["max_tokens"] == 4
     assert written.calibration.open_share == pytest.approx(result["open_share"], abs=1e-6)
     with RunStore(store) as runs:  # the written threshold accepts what calibration counted
         records = [r for r in runs.records(run_id) if r.ok]
@@ -98,3 +100,66 @@ def test_the_guarantee_holds_on_fresh_data(tmp_path):
             violations += (accepted & ~right).mean() > epsilon
     assert violations / repetitions <= delta + 0.1  # binomial slack for 40 repetitions
     assert np.mean(shares) > 0.2  # and it is not vacuous: the open tier still serves traffic
+
+
+def correlated_run(store, rng, items: int, samples: int, run_id: str):
+    """Each item has its own difficulty; its samples share it, their confidence and mostly
+    their correctness (a sample differs from its item with probability 0.05)."""
+    store.create_run(
+        RunInfo(run_id, "local:smollm2-135m", "synthetic", {"samples": samples}, [],
+                "synthetic", False, "acc", 0)
+    )  # fmt: skip
+    item_confidence = rng.normal(-1.0, 0.6, items)
+    p_right = 1 / (1 + np.exp(-(3 * item_confidence + 3.5)))
+    item_right = rng.random(items) < p_right
+    records = []
+    for i in range(items):
+        for s in range(samples):
+            confidence = item_confidence[i] + rng.normal(0, 0.1)
+            right = item_right[i] != (rng.random() < 0.05)
+            records.append((i, s, confidence, right))
+            store.put(
+                Record(run_id, f"q{i}", s, "h", response="x", score=float(right),
+                       finish_reason="stop", mean_logprob=float(confidence))
+            )  # fmt: skip
+    return records
+
+
+def true_risk(rng, threshold: float) -> float:
+    """P(accepted and wrong) for a fresh request: a fresh item, one fresh sample of it."""
+    confidence = rng.normal(-1.0, 0.6, 40_000)
+    right = rng.random(40_000) < 1 / (1 + np.exp(-(3 * confidence + 3.5)))
+    right ^= rng.random(40_000) < 0.05
+    accepted = confidence + rng.normal(0, 0.1, 40_000) >= threshold
+    return float((accepted & ~right).mean())
+
+
+@pytest.mark.parametrize("samples", [5, 10])
+def test_the_guarantee_holds_per_item_when_samples_are_correlated(tmp_path, samples):
+    from openparity.route.calibrate import select_thresholds
+
+    config = GatewayConfig.model_validate(
+        {"tiers": [{"model": "local:smollm2-135m", "checks": [{"type": "mean_logprob"}]}]}
+    )
+    rng = np.random.default_rng(samples)
+    epsilon, delta, repetitions = 0.05, 0.1, 60
+    violations = naive_violations = 0
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        for rep in range(repetitions):
+            records = correlated_run(store, rng, 150, samples, f"cal{samples}-{rep}")
+            result = calibrate_run(store, f"cal{samples}-{rep}", config, epsilon=epsilon,
+                                   delta=delta)  # fmt: skip
+            assert result.items == 150 and "one answer per item" in " ".join(result.notes)
+            if result.feasible:
+                violations += true_risk(rng, result.thresholds["mean_logprob"]) > epsilon
+            # what calibrating on every stored answer would have promised
+            confidence = np.array([r[2] for r in records])
+            wrong = np.array([not r[3] for r in records])
+            _, naive = select_thresholds(
+                {"mean_logprob": confidence}, np.ones(len(wrong), bool), wrong, epsilon, delta
+            )
+            if naive is not None:
+                naive_violations += true_risk(rng, naive.thresholds["mean_logprob"]) > epsilon
+    slack = 3 * (delta * (1 - delta) / repetitions) ** 0.5
+    assert violations / repetitions <= delta + slack
+    assert naive_violations / repetitions > delta + slack  # the check can fail: this would

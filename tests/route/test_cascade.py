@@ -142,6 +142,24 @@ async def test_stream_failure_before_commit_is_retried_then_falls_back_invisibly
     assert [a.reason for a in result.attempts] == ["stream_cut", "http_5xx", ""]
 
 
+async def test_a_stream_that_delivered_its_finish_reason_is_complete_without_done(upstreams):
+    # events: role, "open", " says", " four", finish, usage, [DONE]
+    upstreams[0].script({"end_after": 6}, {"end_after": 5})  # no [DONE]; then no usage either
+    async with router(upstreams, precommit_tokens=1) as hybrid:
+        for _ in range(2):
+            pieces, result = await collect(hybrid)
+            assert "".join(pieces) == "open says four"
+            assert result.route == "direct" and [a.reason for a in result.attempts] == [""]
+
+
+async def test_a_stream_that_ends_before_its_finish_reason_is_cut_and_falls_back(upstreams):
+    upstreams[0].script({"end_after": 4}, {"end_after": 4})  # all words, a clean end, no finish
+    async with router(upstreams, precommit_tokens=5) as hybrid:
+        pieces, result = await collect(hybrid)
+    assert "".join(pieces) == "closed says 4"
+    assert [a.reason for a in result.attempts] == ["stream_cut", "stream_cut", ""]
+
+
 async def test_first_token_timeout_falls_back(upstreams):
     upstreams[0].script({"first_token_delay_s": 2})
     async with router(upstreams, precommit_tokens=1, first_token_timeout_s=0.2) as hybrid:

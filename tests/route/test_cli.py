@@ -38,10 +38,13 @@ def test_keys_add_list_revoke(tmp_path):
     assert added.returncode == 0 and added.stdout.strip().startswith("op-")
     again = openparity("route", "keys", "add", "team-a", "-c", str(config))
     assert again.returncode == 2 and again.stderr.count("\n") == 1
-    listed = json.loads(openparity("route", "keys", "list", "-c", str(config)).stdout)
+    listed = json.loads(openparity("route", "keys", "list", "-c", str(config), "--json").stdout)
     assert [k["name"] for k in listed] == ["team-a"] and listed[0]["rate_per_s"] == 5
     assert openparity("route", "keys", "revoke", "team-a", "-c", str(config)).returncode == 0
-    assert json.loads(openparity("route", "keys", "list", "-c", str(config)).stdout) == []
+    assert json.loads(openparity("route", "keys", "list", "-c", str(config), "--json").stdout) == []
+    openparity("route", "keys", "add", "团队-b", "-c", str(config), "--budget-usd", "12.5")
+    table = openparity("route", "keys", "list", "-c", str(config)).stdout
+    assert "团队-b" in table and "$12.50" in table and "none" in table and "{" not in table
 
 
 def test_stats_reads_the_ledger(tmp_path):
@@ -76,3 +79,30 @@ def test_clear_one_line_errors(tmp_path):
     refused = openparity("serve", "-c", str(bad))
     assert refused.returncode == 2 and "tiers" in refused.stderr
     assert "Traceback" not in missing.stderr + unknown.stderr + refused.stderr
+
+
+def test_serve_fails_before_its_banner_on_a_missing_upstream_key(tmp_path, monkeypatch):
+    config = write_config(tmp_path)
+    assert openparity("route", "keys", "add", "t", "-c", str(config)).returncode == 0
+    result = openparity("serve", "-c", str(config), "--port", "1", timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "OPENAI_API_KEY" in lines[0]  # no "openparity gateway ... on"
+
+
+def test_serve_on_a_taken_port_is_one_line(tmp_path):
+    import socket
+
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "tiers:\n  - model: local:smollm2-135m\nauth: {required: false}\n"
+        f"ledger: {{path: {tmp_path / 'ledger.sqlite'}}}\n",
+        encoding="utf-8",
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = openparity("serve", "-c", str(path), "--port", str(port), timeout=60)
+    assert result.returncode == 2 and f"cannot serve on 127.0.0.1:{port}" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

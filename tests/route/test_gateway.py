@@ -156,6 +156,35 @@ def test_stream_cut_after_commit_is_an_error_event_not_a_silent_cut(gateway, clo
         closed_stub.text = CLOSED_TEXT
 
 
+def stream_text(gateway, content: str) -> str:
+    stream = client(gateway).chat.completions.create(
+        model="openparity-hybrid",
+        messages=[{"role": "user", "content": content}],
+        max_tokens=3,  # the open tier's answer is truncated: the closed tier answers
+        stream=True,
+    )
+    return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+
+def test_fallback_stream_that_ends_after_its_finish_reason_without_done_is_delivered(
+    gateway, closed_stub
+):
+    # closed events: role, the answer, finish, usage, [DONE]
+    closed_stub.script({"end_after": 4}, {"end_after": 3})  # no [DONE]; then no usage either
+    assert stream_text(gateway, "Tell me a story.") == CLOSED_TEXT
+    assert stream_text(gateway, "Tell me a story.") == CLOSED_TEXT
+    raw = ask(gateway, "Tell me a story.", max_tokens=3)  # not streamed: the same answer
+    assert json.loads(raw.http_response.text)["choices"][0]["message"]["content"] == CLOSED_TEXT
+
+
+def test_fallback_stream_that_ends_without_a_finish_reason_is_a_cut(gateway, closed_stub):
+    closed_stub.script({"end_after": 2}, {"end_after": 2})  # role + answer, then a clean end
+    with pytest.raises(openai.APIStatusError) as caught:
+        stream_text(gateway, "Tell me a story.")
+    assert caught.value.status_code == 502
+    assert "stream_cut" in caught.value.body["message"]
+
+
 def test_requests_without_a_valid_key_get_401(gateway):
     with pytest.raises(openai.AuthenticationError):
         client(gateway, key="op-wrong").chat.completions.create(
@@ -199,3 +228,13 @@ def test_health_metrics_models_and_ledger(gateway):
     assert all(r[2] is not None for r in rows)
     assert any(reason == "check:not_truncated" for reason, _ in attempts)
     assert key not in dump  # only the key's hash is stored
+
+
+def test_every_request_gets_one_access_log_line(gateway):
+    _, _, path = gateway
+    raw = ask(gateway, max_tokens=3)
+    request_id = raw.headers["x-openparity-request-id"]
+    log = (path.parent / "gateway.log").read_text(encoding="utf-8")
+    [line] = [line for line in log.splitlines() if request_id in line]
+    assert " 200 fallback model=openai:closed@" in line and "key=tester" in line
+    assert "attempts=2" in line and "s $" in line

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from openparity.console import err, out, print_json
+from openparity.console import ProgressBars, err, out, print_json
 
 bench_app = typer.Typer(help="Benchmarks and business tasks: run, compare, report.")
 
@@ -110,6 +110,7 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
     """Run a task on a model; records are saved as items finish (resume with --resume)."""
+    from openparity.bench.compare import load_scores
     from openparity.bench.runner import run_task
     from openparity.bench.sandbox import Sandbox
     from openparity.bench.store import RunStore
@@ -130,11 +131,13 @@ def run(
     )
     the_task.check(settings)
 
+    command = _command_line()
+
     async def go():
         async with open_model(model, models_file=models_file) as chat_model:
             try:
-                with RunStore(store_path) as store, _progress() as bar:
-                    return await run_task(
+                with RunStore(store_path) as store, ProgressBars() as bar:
+                    summary = await run_task(
                         chat_model,
                         the_task,
                         store,
@@ -145,11 +148,15 @@ def run(
                         concurrency=concurrency,
                         use_cache=not no_cache,
                         progress=bar(f"{task} · {model}"),
+                        command=command,
+                        only_resume=resume,
                     )
+                    return summary, load_scores(store, summary.run.run_id)
             finally:
                 await the_task.aclose()
 
-    summary = _run_interruptibly(go(), f"openparity bench run {model} {task} ... --resume")
+    summary, scores = _run_interruptibly(go(), f"{command} --resume")
+    estimate = scores.estimate if scores.scores else None
     data_out = {
         "run_id": summary.run.run_id,
         "status": summary.run.status,
@@ -157,16 +164,35 @@ def run(
         "total": summary.total,
         "errors": summary.errors,
         "from_cache": summary.from_cache,
+        "metric": summary.run.metric,
+        "score": None if estimate is None else estimate.mean,
+        "ci95": None if estimate is None else [estimate.low, estimate.high],
+        "scored_items": 0 if estimate is None else estimate.n,
     }
     if as_json:
         print_json(data_out)
-    else:
-        out.print(
-            f"run [bold]{summary.run.run_id}[/]: {summary.done}/{summary.total} scored,"
-            f" {summary.errors} errors, {summary.from_cache} from cache · {summary.run.status}"
+        return
+    score = "no item scored"
+    if estimate is not None:
+        score = (
+            f"{summary.run.metric} {estimate.mean * 100:.1f} "
+            f"(95% CI {estimate.low * 100:.1f}–{estimate.high * 100:.1f}, {estimate.n} items)"
         )
-        if summary.errors:
-            out.print("errors are kept out of the scores; rerun with --resume to retry them")
+    out.print(f"run [bold]{summary.run.run_id}[/]: {score}")
+    out.print(
+        f"{summary.done}/{summary.total} scored, {summary.errors} errors,"
+        f" {summary.from_cache} from cache · {summary.run.status}"
+    )
+    if summary.errors:
+        out.print("errors are kept out of the scores; rerun with --resume to retry them")
+
+
+def _command_line() -> str:
+    """This command as the user typed it, without --resume: what a resume hint repeats."""
+    import shlex
+    import sys
+
+    return shlex.join(["openparity", *(a for a in sys.argv[1:] if a != "--resume")])
 
 
 @bench_app.command("runs")
@@ -197,24 +223,43 @@ def runs(
     if as_json:
         print_json(rows)
         return
-    for r in rows:
-        score = "-" if r["score"] is None else f"{r['score'] * 100:.1f}"
-        out.print(
-            f"{r['run_id']}  {r['status']:10s} {r['scored']}/{r['items']}  score {score}",
-            markup=False,
-        )
+    from openparity.console import Column, print_table
+
+    columns = [
+        Column("run", identifier=True), Column("task", optional=True),
+        Column("model", optional=True),
+        Column("status"), Column("scored", numeric=True), Column("score", numeric=True),
+    ]  # fmt: skip
+    print_table(
+        columns,
+        [
+            [
+                r["run_id"],
+                r["task"],
+                r["model"],
+                r["status"],
+                f"{r['scored']}/{r['items']}",
+                "-" if r["score"] is None else f"{r['score'] * 100:.1f}",
+            ]
+            for r in rows
+        ],
+        title=f"runs in {store_path}",
+    )
 
 
 @bench_app.command("compare")
 def compare(
     open_run: str = typer.Argument(..., help="Run id (or unique prefix) of the open model."),
     closed_run: str | None = typer.Argument(None, help="Run id of the closed model."),
-    target: float | None = typer.Option(None, "--target", help="Published score (0-100) instead."),
+    target: str | None = typer.Option(
+        None, "--target", help="Published score instead: SCORE (0-100), SCORE/N, or a NAME."
+    ),
     store_path: Path = STORE_OPTION,
     fmt: str = FORMAT_OPTION,
     output: Path | None = OUTPUT_OPTION,
 ) -> None:
     """Paired comparison of two runs over the same items (or one run against --target)."""
+    from openparity.bench.baselines import parse_target
     from openparity.bench.compare import build_report, compare_runs, compare_to_target
     from openparity.bench.store import RunStore
     from openparity.errors import OpenparityError
@@ -224,7 +269,8 @@ def compare(
         if closed_run:
             comparison = compare_runs(store, open_run, closed_run)
         elif target is not None:
-            comparison = compare_to_target(store, open_run, target / 100, "--target")
+            task = store.get_run(open_run).task
+            comparison = compare_to_target(store, open_run, parse_target(f"{task}={target}")[1])
         else:
             raise OpenparityError("give a second run id or --target SCORE")
         _emit(build_report([comparison]), fmt, output)
@@ -234,7 +280,9 @@ def compare(
 def report(
     runs: list[str] = typer.Argument(..., help="Open-model run ids, one per task."),
     against: list[str] = typer.Option(
-        [], "--against", help="Closed-model run ids (paired by task)."
+        [],
+        "--against",
+        help="Closed-model run ids, paired by task: --against A,B,C or --against A --against B.",
     ),
     store_path: Path = STORE_OPTION,
     fmt: str = FORMAT_OPTION,
@@ -246,8 +294,10 @@ def report(
     from openparity.bench.store import RunStore
     from openparity.errors import OpenparityError
 
+    against = [r for entry in against for r in entry.split(",") if r]
     with RunStore(store_path) as store:
-        closed_by_task = {store.get_run(r).task: r for r in against}
+        closed_by_task = _one_run_per_task(store, against, "--against")
+        _one_run_per_task(store, runs, "open")
         comparisons = []
         for run_id in runs:
             task = store.get_run(run_id).task
@@ -255,7 +305,7 @@ def report(
                 comparisons.append(compare_runs(store, run_id, closed_by_task[task]))
             elif task in PUBLISHED_BASELINES:
                 t = PUBLISHED_BASELINES[task]
-                comparisons.append(compare_to_target(store, run_id, t.score, t.source))
+                comparisons.append(compare_to_target(store, run_id, t))
             else:
                 raise OpenparityError(
                     f"no closed run and no published target for task {task}",
@@ -274,7 +324,9 @@ def gap(
         None, "--limit", min=0, help="Items per task (default: a small subset; 0: all)."
     ),
     seed: int = typer.Option(0, "--seed"),
-    target: list[str] = typer.Option([], "--target", help="TASK=SCORE (0-100) published target."),
+    target: list[str] = typer.Option(
+        [], "--target", help="Published target: TASK=SCORE (0-100), TASK=SCORE/N or TASK=NAME."
+    ),
     concurrency: int | None = typer.Option(None, "--concurrency", min=1),
     unsafe_no_sandbox: bool = typer.Option(
         False, "--unsafe-no-sandbox", help="Run model-written code WITHOUT isolation."
@@ -284,24 +336,13 @@ def gap(
     output: Path | None = OUTPUT_OPTION,
 ) -> None:
     """Measure the gap: open model vs closed model (or published targets), with a verdict."""
-    from openparity.bench.baselines import PUBLISHED_BASELINES, Published
+    from openparity.bench.baselines import PUBLISHED_BASELINES, parse_target
     from openparity.bench.gap import GapPlan, run_gap
     from openparity.bench.store import RunStore
     from openparity.console import report_kind
-    from openparity.errors import OpenparityError
 
     report_kind(fmt, output, _writers())  # a bad --format fails now, not after the runs
-    targets = dict(PUBLISHED_BASELINES)
-    for entry in target:
-        name, sep, value = entry.partition("=")
-        try:
-            targets[name] = Published(float(value) / 100, "--target")
-        except ValueError:
-            raise OpenparityError(
-                f"bad --target {entry!r}", hint="write it as TASK=SCORE, e.g. gsm8k=94.1"
-            ) from None
-        if not sep:
-            raise OpenparityError(f"bad --target {entry!r}", hint="write it as TASK=SCORE")
+    targets = dict(PUBLISHED_BASELINES) | dict(parse_target(entry) for entry in target)
     plan = GapPlan(
         open_model=open_spec,
         closed_model=closed_spec,
@@ -314,7 +355,7 @@ def gap(
     )
 
     async def go():
-        with RunStore(store_path) as store, _progress() as bar:
+        with RunStore(store_path) as store, ProgressBars() as bar:
             bars: dict = {}
 
             def on_progress(label: str, done: int, total: int) -> None:
@@ -324,7 +365,25 @@ def gap(
 
             return await run_gap(plan, store, on_progress=on_progress)
 
-    _emit(_run_interruptibly(go(), "openparity gap (same options)"), fmt, output)
+    _emit(_run_interruptibly(go(), _command_line()), fmt, output)
+
+
+def _one_run_per_task(store, run_ids: list[str], side: str) -> dict[str, str]:
+    """{task: run id}; two runs of one task on one side are refused (`--against X Y` leaves
+    Y among the open runs: the flag takes one id)."""
+    from openparity.errors import OpenparityError
+
+    by_task: dict[str, str] = {}
+    for run_id in run_ids:
+        task = store.get_run(run_id).task
+        if task in by_task:
+            raise OpenparityError(
+                f"two {side} runs of task {task}: {by_task[task]} and {run_id}",
+                hint="give one run per task; several closed runs go as --against A,B,C"
+                " or --against A --against B",
+            )
+        by_task[task] = run_id
+    return by_task
 
 
 def _writers() -> dict:
@@ -343,41 +402,6 @@ def _emit(report, fmt: str, output: Path | None) -> None:
     from openparity.console import emit_report
 
     emit_report(report, fmt, output, _writers(), render.render_terminal)
-
-
-class _progress:
-    """A Rich progress display on stderr; `bar(label)` returns an update(done, total) callback."""
-
-    def __enter__(self):
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=err,
-            transient=False,
-        )
-        self.progress.start()
-        return self._bar
-
-    def _bar(self, label: str):
-        task_id = self.progress.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            self.progress.update(task_id, completed=done, total=total)
-
-        return update
-
-    def __exit__(self, *exc_info) -> None:
-        self.progress.stop()
 
 
 def _run_interruptibly(coroutine, resume_hint: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from openparity.bench import stats
+from openparity.bench.baselines import Published
 from openparity.bench.errors import RunStoreError
 from openparity.bench.store import RunInfo, RunStore
 
@@ -41,33 +43,35 @@ class RunScores:
         return stats.mean_ci([self.scores[i] for i in ids], _clusters(self.clusters, ids))
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """Open against closed (paired runs) or against a published target, for one task."""
+@dataclass(frozen=True, kw_only=True)
+class Comparison(abc.ABC):
+    """Open model against a reference on one task: the difference, its tests, the verdict."""
 
     task: str
     metric: str
     margin: float
     open: RunScores
     open_estimate: stats.Estimate
-    closed: RunScores | None
-    closed_estimate: stats.Estimate | None
-    target: float | None
-    target_source: str | None
     diff: stats.Estimate
-    bootstrap: tuple[float, float] | None
-    p_mcnemar: float | None
     p_difference: float
     p_equivalence: float
-    sd: float
+    method: str  # the tests behind the p-values and the difference's interval
+    sd: float  # per-item SD of the difference, for power planning
     detectable: float
     provable: float
     verdict: stats.Verdict
     p_difference_holm: float | None = None
+    p_equivalence_holm: float | None = None
 
     @property
+    @abc.abstractmethod
     def closed_mean(self) -> float:
-        return self.closed_estimate.mean if self.closed_estimate else float(self.target)
+        """The reference's score: the closed run's mean, or the published number."""
+
+    @property
+    @abc.abstractmethod
+    def closed_interval(self) -> stats.Estimate | None:
+        """The reference's own interval, when it has one."""
 
     @property
     def gap_ratio(self) -> float:
@@ -77,7 +81,45 @@ class Comparison:
 
     @property
     def fixture(self) -> bool:
-        return self.open.run.fixture or bool(self.closed and self.closed.run.fixture)
+        return self.open.run.fixture
+
+
+@dataclass(frozen=True, kw_only=True)
+class PairedComparison(Comparison):
+    """Two runs over the same items: a paired comparison."""
+
+    closed: RunScores
+    closed_estimate: stats.Estimate
+    bootstrap: tuple[float, float]
+    p_mcnemar: float | None  # exact McNemar, for independent 0/1 scores only
+
+    @property
+    def closed_mean(self) -> float:
+        return self.closed_estimate.mean
+
+    @property
+    def closed_interval(self) -> stats.Estimate:
+        return self.closed_estimate
+
+    @property
+    def fixture(self) -> bool:
+        return self.open.run.fixture or self.closed.run.fixture
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetComparison(Comparison):
+    """One run against a published number: unpaired, the number from another test set run."""
+
+    target: Published
+    target_estimate: stats.Estimate | None  # the number's own interval, when its n is known
+
+    @property
+    def closed_mean(self) -> float:
+        return self.target.score
+
+    @property
+    def closed_interval(self) -> stats.Estimate | None:
+        return self.target_estimate
 
 
 @dataclass(frozen=True)
@@ -125,7 +167,7 @@ def _circular_scores(run: RunInfo, scores: dict[str, float], errors: int) -> Run
     return RunScores(run, per_question, dict.fromkeys(per_question), errors, missing)
 
 
-def compare_runs(store: RunStore, open_run: str, closed_run: str) -> Comparison:
+def compare_runs(store: RunStore, open_run: str, closed_run: str) -> PairedComparison:
     """Paired comparison over the items both runs scored."""
     a, b = load_scores(store, open_run), load_scores(store, closed_run)
     if a.run.task != b.run.task:
@@ -142,89 +184,74 @@ def compare_runs(store: RunStore, open_run: str, closed_run: str) -> Comparison:
     x = [a.scores[i] for i in common]
     y = [b.scores[i] for i in common]
     clusters = _clusters(a.clusters, common)
-    diff = stats.paired_difference(x, y, clusters)
-    binary = all(v in (0.0, 1.0) for v in x + y)
+    tests = stats.paired_tests(x, y, a.run.margin, clusters)
     sd = float(np.std(np.subtract(x, y), ddof=1))
     if sd == 0:  # identical answers so far: plan power with correlated 0/1 scores instead
         sd = stats.paired_sd(_smoothed_rate(x + y), correlation=0.5)
-    return _finish(
-        a,
-        b,
-        None,
-        None,
-        diff,
-        stats.mean_ci(x, clusters),
-        stats.mean_ci(y, clusters),
-        stats.paired_bootstrap(x, y, clusters),
-        stats.mcnemar_exact(x, y) if binary else None,
-        sd,
+    return PairedComparison(
+        **_common(a, tests, sd, stats.mean_ci(x, clusters)),
+        closed=b,
+        closed_estimate=stats.mean_ci(y, clusters),
+        bootstrap=stats.paired_bootstrap(x, y, clusters),
+        p_mcnemar=tests.p_mcnemar,
     )
 
 
-def compare_to_target(store: RunStore, open_run: str, target: float, source: str) -> Comparison:
-    """One-sample comparison of a run against a published score (no second model)."""
+def compare_to_target(store: RunStore, open_run: str, target: Published) -> TargetComparison:
+    """Unpaired comparison of a run with a published score (no second model run here)."""
     a = load_scores(store, open_run)
     ids = sorted(a.scores)
     if len(ids) < 2:
         raise RunStoreError(f"run {a.run.run_id} has {len(ids)} scored items; need at least 2")
     values = [a.scores[i] for i in ids]
-    estimate = stats.mean_ci(values, _clusters(a.clusters, ids))
-    diff = replace(
-        estimate,
-        mean=estimate.mean - target,
-        low=estimate.low - target,
-        high=estimate.high - target,
-    )
+    clusters = _clusters(a.clusters, ids)
+    tests = stats.target_tests(values, target.score, a.run.margin, target.n, clusters)
     sd = float(np.std(values, ddof=1))
     if sd == 0:  # every score equal: plan power with a smoothed Bernoulli SD instead of 0
         p = _smoothed_rate(values)
         sd = math.sqrt(p * (1 - p))
-    exact = None
-    if estimate.clusters is None and all(v in (0.0, 1.0) for v in values):
-        exact = stats.binomial_tests(int(sum(values)), len(values), target, a.run.margin)
-    return _finish(a, None, target, source, diff, estimate, None, None, None, sd, exact)
-
-
-def _finish(a, b, target, source, diff, open_est, closed_est, bootstrap, p_mcnemar, sd, exact=None):
-    margin = a.run.margin
-    if exact is not None:  # 0/1 scores against a fixed target: exact binomial tests
-        p_diff, p_eq = exact
-    else:
-        p_diff = p_mcnemar if p_mcnemar is not None else stats.difference_pvalue(diff)
-        p_eq = stats.tost_pvalue(diff, margin)
-    n = diff.n
-    return Comparison(
-        task=a.run.task,
-        metric=a.run.metric,
-        margin=margin,
-        open=a,
-        open_estimate=open_est,
-        closed=b,
-        closed_estimate=closed_est,
+    target_estimate = stats.published_interval(target.score, target.n) if target.n else None
+    return TargetComparison(
+        **_common(a, tests, sd, stats.mean_ci(values, clusters)),
         target=target,
-        target_source=source,
-        diff=diff,
-        bootstrap=bootstrap,
-        p_mcnemar=p_mcnemar,
-        p_difference=p_diff,
-        p_equivalence=p_eq,
-        sd=sd,
-        detectable=stats.detectable_difference(sd, n),
-        provable=stats.provable_margin(sd, n),
-        verdict=stats.verdict(diff, p_diff, p_eq, margin, sd),
+        target_estimate=target_estimate,
     )
 
 
+def _common(a: RunScores, tests: stats.Tests, sd: float, open_estimate: stats.Estimate) -> dict:
+    """The fields every comparison has, from the open run and the tests."""
+    n, margin = tests.diff.n, a.run.margin
+    return {
+        "task": a.run.task,
+        "metric": a.run.metric,
+        "margin": margin,
+        "open": a,
+        "open_estimate": open_estimate,
+        "diff": tests.diff,
+        "p_difference": tests.p_difference,
+        "p_equivalence": tests.p_equivalence,
+        "method": tests.method,
+        "sd": sd,
+        "detectable": stats.detectable_difference(sd, n),
+        "provable": stats.provable_margin(sd, n),
+        "verdict": stats.verdict(tests.diff, tests.p_difference, tests.p_equivalence, margin, sd),
+    }
+
+
 def build_report(comparisons: list[Comparison], notes: list[str] | None = None) -> GapReport:
-    """Apply Holm's correction across tasks and re-derive each verdict with it."""
-    adjusted = stats.holm([c.p_difference for c in comparisons])
+    """Apply Holm's correction across tasks, to the difference tests and to the equivalence
+    claims alike, and re-derive each verdict with the corrected p-values."""
+    p_diff = stats.holm([c.p_difference for c in comparisons])
+    p_eq = stats.holm([c.p_equivalence for c in comparisons])
     final = []
-    for c, p in zip(comparisons, adjusted, strict=True):
-        v = stats.verdict(c.diff, p, c.p_equivalence, c.margin, c.sd)
-        final.append(replace(c, p_difference_holm=p, verdict=v))
+    for c, pd, pe in zip(comparisons, p_diff, p_eq, strict=True):
+        v = stats.verdict(c.diff, pd, pe, c.margin, c.sd)
+        final.append(replace(c, p_difference_holm=pd, p_equivalence_holm=pe, verdict=v))
     notes = list(notes or [])
     for c in final:
-        for side, scores in (("open", c.open), ("closed", c.closed)):
+        notes.extend(_method_notes(c))
+        closed = c.closed if isinstance(c, PairedComparison) else None
+        for side, scores in (("open", c.open), ("closed", closed)):
             pass_k = scores.pass_at_k() if scores else {}
             if len(pass_k) > 1:
                 n = min(n for n, _ in scores.samples.values())
@@ -233,7 +260,7 @@ def build_report(comparisons: list[Comparison], notes: list[str] | None = None) 
                     f"{c.task}: {side} ({scores.run.model}), {n} samples per item: {listed}"
                 )
         if "log-likelihood" in c.open.run.metric or (
-            c.closed and "log-likelihood" in c.closed.run.metric
+            closed and "log-likelihood" in closed.run.metric
         ):
             notes.append(
                 f"{c.task}: scored by log-likelihood of the choices; not comparable with"
@@ -254,6 +281,32 @@ def build_report(comparisons: list[Comparison], notes: list[str] | None = None) 
                 " proven at this size (80% power)."
             )
     return GapReport(final, notes=notes)
+
+
+FEW_CLUSTERS = 10
+
+
+def _method_notes(c: Comparison) -> list[str]:
+    """What a reader must know about how this comparison was made."""
+    notes = []
+    if isinstance(c, TargetComparison):
+        t = c.target
+        sampling = (
+            f"its sampling error on n={t.n} is included"
+            if t.n
+            else "its n is unknown, so it is treated as exact (its own error is ignored)"
+        )
+        notes.append(
+            f"{c.task}: unpaired, against a published number: {t.provenance()}; {sampling}."
+        )
+    g = c.diff.clusters
+    if g is not None and g < FEW_CLUSTERS:
+        notes.append(
+            f"{c.task}: only {g} clusters of items sharing a context: intervals use CR2"
+            f" errors with {c.diff.df or 0:.1f} Bell-McCaffrey degrees of freedom and are wide;"
+            " more clusters (not more items per cluster) narrow them."
+        )
+    return notes
 
 
 def _smoothed_rate(values: list[float]) -> float:

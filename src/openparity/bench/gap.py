@@ -52,7 +52,7 @@ async def run_gap(
         if missing:
             raise TaskError(
                 f"no closed model and no published target for: {', '.join(missing)}",
-                hint="pass --closed MODEL, or --target TASK=SCORE",
+                hint="pass --closed MODEL, or --target TASK=SCORE/N",
             )
     models = [plan.open_model] + ([plan.closed_model] if plan.closed_model else [])
     opened = [open_model(m) for m in models]
@@ -85,7 +85,7 @@ async def run_gap(
                 comparisons.append(compare_runs(store, open_run, summaries[1].run.run_id))
             else:
                 target = plan.targets[task.name]
-                comparisons.append(compare_to_target(store, open_run, target.score, target.source))
+                comparisons.append(compare_to_target(store, open_run, target))
     finally:
         for model in opened:
             await model.aclose()

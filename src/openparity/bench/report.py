@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 from openparity import __version__, htmlpage
-from openparity.bench.compare import Comparison, GapReport
+from openparity.bench.compare import Comparison, GapReport, PairedComparison, TargetComparison
 
 
 def _pts(value: float | None, signed: bool = False) -> str:
@@ -22,14 +22,10 @@ def _ci(low: float, high: float) -> str:
     return f"[{_pts(low)}, {_pts(high)}]"
 
 
-def _closed_label(c: Comparison) -> str:
-    return c.closed.run.model if c.closed else f"published: {c.target_source}"
-
-
 def gap_rows(report: GapReport) -> list[dict[str, str]]:
     rows = []
     for c in report.comparisons:
-        closed = c.closed_estimate
+        closed = c.closed_interval
         rows.append(
             {
                 "task": c.task + (" (fixture)" if c.fixture else ""),
@@ -54,10 +50,8 @@ def verification_rows(report: GapReport) -> list[dict[str, str]]:
                 "target": _pts(c.closed_mean),
                 "margin": f"±{c.margin * 100:.1f}",
                 "diff [95% CI]": f"{_pts(c.diff.mean, True)} {_ci(c.diff.low, c.diff.high)}",
-                "p diff": f"{c.p_difference_holm:.3g}"
-                if c.p_difference_holm is not None
-                else f"{c.p_difference:.3g}",
-                "p TOST": f"{c.p_equivalence:.3g}",
+                "p diff": f"{_first(c.p_difference_holm, c.p_difference):.3g}",
+                "p TOST": f"{_first(c.p_equivalence_holm, c.p_equivalence):.3g}",
                 "provable": f"±{c.provable * 100:.1f}",
                 "verdict": c.verdict.word,
                 "why": c.verdict.explanation,
@@ -66,13 +60,18 @@ def verification_rows(report: GapReport) -> list[dict[str, str]]:
     return rows
 
 
+def _first(*values: float | None) -> float:
+    return next(v for v in values if v is not None)
+
+
 def run_rows(report: GapReport) -> list[dict[str, str]]:
     """Which model ran what, on which data: the provenance of every number above."""
     rows = []
     for c in report.comparisons:
-        for side, scores in (("open", c.open), ("closed", c.closed)):
-            if scores is None:
-                continue
+        sides = [("open", c.open)]
+        if isinstance(c, PairedComparison):
+            sides.append(("closed", c.closed))
+        for side, scores in sides:
             rows.append(
                 {
                     "task": c.task,
@@ -80,18 +79,20 @@ def run_rows(report: GapReport) -> list[dict[str, str]]:
                     "model": scores.run.model,
                     "run": scores.run.run_id,
                     "data": scores.run.source,
-                    "settings": ", ".join(f"{k}={v}" for k, v in scores.run.settings.items()),
+                    "settings": ", ".join(
+                        f"{k}={v}" for k, v in scores.run.settings.items() if k != "command"
+                    ),
                 }
             )
-        if c.closed is None:
+        if isinstance(c, TargetComparison):
             rows.append(
                 {
                     "task": c.task,
-                    "side": "closed",
-                    "model": "-",
+                    "side": "closed (published, unpaired)",
+                    "model": c.target.model or "not named by the source",
                     "run": "-",
-                    "data": f"published {c.target * 100:.1f}: {c.target_source}",
-                    "settings": "-",
+                    "data": c.target.provenance(),
+                    "settings": c.target.shots or "-",
                 }
             )
     return rows
@@ -108,6 +109,8 @@ def to_dict(report: GapReport) -> dict[str, Any]:
                 "ci95": [e.low, e.high],
                 "n": e.n,
                 "clusters": e.clusters,
+                "df": e.df,
+                "method": e.method,
             }
         )
 
@@ -130,24 +133,20 @@ def to_dict(report: GapReport) -> dict[str, Any]:
                     "unscored": c.open.missing,
                     "pass_at_k": c.open.pass_at_k() or None,
                 },
-                "closed": None
-                if c.closed is None
-                else {
-                    "model": c.closed.run.model,
-                    "run_id": c.closed.run.run_id,
-                    **estimate(c.closed_estimate),
-                    "errors": c.closed.errors,
-                    "pass_at_k": c.closed.pass_at_k() or None,
-                },
-                "target": None
-                if c.target is None
-                else {"score": c.target, "source": c.target_source},
+                "closed": _closed(c, estimate),
+                "target": _target(c, estimate),
                 "gap_ratio": None if math.isnan(c.gap_ratio) else c.gap_ratio,
-                "difference": {**estimate(c.diff), "bootstrap_ci95": c.bootstrap},
-                "p_mcnemar": c.p_mcnemar,
+                "paired": isinstance(c, PairedComparison),
+                "method": c.method,
+                "difference": {
+                    **estimate(c.diff),
+                    "bootstrap_ci95": c.bootstrap if isinstance(c, PairedComparison) else None,
+                },
+                "p_mcnemar": c.p_mcnemar if isinstance(c, PairedComparison) else None,
                 "p_difference": c.p_difference,
                 "p_difference_holm": c.p_difference_holm,
                 "p_equivalence": c.p_equivalence,
+                "p_equivalence_holm": c.p_equivalence_holm,
                 "detectable_difference": c.detectable,
                 "provable_margin": c.provable,
                 "verdict": c.verdict.word,
@@ -156,6 +155,30 @@ def to_dict(report: GapReport) -> dict[str, Any]:
             for c in report.comparisons
         ],
     }
+
+
+def _closed(c: Comparison, estimate) -> dict[str, Any] | None:
+    if not isinstance(c, PairedComparison):
+        return None
+    return {
+        "model": c.closed.run.model,
+        "run_id": c.closed.run.run_id,
+        **estimate(c.closed_estimate),
+        "errors": c.closed.errors,
+        "pass_at_k": c.closed.pass_at_k() or None,
+    }
+
+
+def _target(c: Comparison, estimate) -> dict[str, Any] | None:
+    if not isinstance(c, TargetComparison):
+        return None
+    t = c.target
+    return {
+        "score": t.score, "source": t.source, "n": t.n, "model": t.model, "date": t.date,
+        "shots": t.shots, "protocol": t.protocol, "url": t.url,
+        "provenance": t.provenance(), "interval": estimate(c.target_estimate),
+        "comparison": "unpaired, against a published number",
+    }  # fmt: skip
 
 
 def to_json(report: GapReport) -> str:
@@ -184,24 +207,25 @@ def to_markdown(report: GapReport) -> str:
     return "".join(parts)
 
 
+_TEXT_COLUMNS = {"task", "metric", "verdict"}
+_OPTIONAL_COLUMNS = {"metric", "gap ratio", "margin", "p diff", "provable"}
+
+
 def render_terminal(report: GapReport) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
-    from openparity.console import out
+    from openparity.console import Column, out, print_table
 
-    compact = {"why"}  # printed under the table, where long text has room
     for title, rows in (
         ("Gap (points, 95% CI)", gap_rows(report)),
         ("Verification", verification_rows(report)),
     ):
-        table = Table(title=title, title_justify="left")
-        for h in rows[0] if rows else []:
-            if h not in compact:
-                table.add_column(h, overflow="fold")
-        for r in rows:
-            table.add_row(*(escape(v) for k, v in r.items() if k not in compact))
-        out.print(table)
+        headers = [h for h in (rows[0] if rows else {}) if h != "why"]  # "why" comes below
+        columns = [
+            Column(h, numeric=h not in _TEXT_COLUMNS, optional=h in _OPTIONAL_COLUMNS)
+            for h in headers
+        ]
+        print_table(columns, [[r[h] for h in headers] for r in rows], title=title)
     for c in report.comparisons:
         out.print(
             f"[bold]{escape(c.task)}[/]: {escape(c.verdict.word)}: {escape(c.verdict.explanation)}"
@@ -230,8 +254,8 @@ def _plots(report: GapReport) -> tuple[str, str]:
     )
     closed_x = [c.closed_mean * 100 for c in comps]
     closed_err = [
-        [(c.closed_mean - c.closed_estimate.low) * 100 if c.closed_estimate else 0 for c in comps],
-        [(c.closed_estimate.high - c.closed_mean) * 100 if c.closed_estimate else 0 for c in comps],
+        [(c.closed_mean - c.closed_interval.low) * 100 if c.closed_interval else 0 for c in comps],
+        [(c.closed_interval.high - c.closed_mean) * 100 if c.closed_interval else 0 for c in comps],
     ]
     ax.errorbar(
         closed_x,

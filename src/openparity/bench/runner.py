@@ -37,6 +37,37 @@ class RunSummary:
         return self.done == self.total
 
 
+def resume_command(run: RunInfo) -> str:
+    """The command that continues `run`: the one that started it, with --resume."""
+    command = run.settings.get("command")
+    if not command:
+        return f"openparity bench run {run.model} {run.task} (its original options) --resume"
+    return command if command.endswith(" --resume") else f"{command} --resume"
+
+
+def _nothing_to_resume(store: RunStore, model: str, task: str) -> RunStoreError:
+    """--resume with settings that match no stored run: say so, and list what can resume."""
+    stopped = [
+        r for r in store.list_runs() if r.model == model and r.task == task
+        and r.status != "complete"
+    ]  # fmt: skip
+    if not stopped:
+        return RunStoreError(
+            f"--resume: no stopped run of {task} on {model} in {store.path}",
+            hint="drop --resume to start one (openparity bench runs lists the store)",
+        )
+    listed = "; ".join(
+        f"{r.run_id} ({r.status}, {len(store.done(r.run_id))}/"
+        f"{len(r.item_ids) * int(r.settings.get('samples', 1))}): "
+        f"{resume_command(r)}"
+        for r in stopped[-3:]
+    )
+    return RunStoreError(
+        f"--resume: no stored run of {task} on {model} has these settings",
+        hint=f"resume one of these with its own options: {listed}",
+    )
+
+
 def run_id_for(model: str, task: Task, settings: PromptSettings, item_ids: list[str]) -> str:
     """Same model, task, settings and items: same run id (this is what --resume finds)."""
     identity = json.dumps(
@@ -66,8 +97,12 @@ async def run_task(
     concurrency: int | None = None,
     use_cache: bool = True,
     progress: Progress | None = None,
+    command: str | None = None,
+    only_resume: bool = False,
 ) -> RunSummary:
-    """Run (or resume) `task` on `model`; returns how far it got."""
+    """Run (or resume) `task` on `model`; returns how far it got. `resume` continues a stopped
+    run with the same settings; `only_resume` refuses to start a new one (the CLI's --resume).
+    `command` is the command line, kept so the run's resume command can be printed exactly."""
     settings = settings or task.default_settings()
     task.check(settings)
     if task.needs_vision and not model.spec.vision:
@@ -79,6 +114,8 @@ async def run_task(
     item_ids = [i.id for i in items]
     run_id = run_id_for(model.name, task, settings, item_ids)
     run = store.find_run(run_id)
+    if run is None and only_resume:
+        raise _nothing_to_resume(store, model.name, task.name)
     if run is None:
         source = task.source()
         run = store.create_run(
@@ -91,6 +128,7 @@ async def run_task(
                     "seed": seed,
                     "openparity": __version__,
                     "circular": task.circular_eval,
+                    **({"command": command} if command else {}),
                 },
                 item_ids=item_ids,
                 source=source.description,
@@ -103,7 +141,7 @@ async def run_task(
     elif not resume and run.status != "complete":
         raise RunStoreError(
             f"run {run_id} already exists and is {run.status}",
-            hint="pass --resume to continue it",
+            hint=f"pass --resume to continue it: {resume_command(run)}",
         )
     finished = store.done(run_id)
     todo = [

@@ -1,24 +1,32 @@
 """Sandbox launcher: isolates itself, then becomes the untrusted program. Stdlib only.
 
-Run as `python -I -S sandbox_launcher.py CONFIG_JSON` with the program on stdin, in a new
-session. It is a fresh single-threaded process, so namespace and credential changes are safe
-here (they are not in a threaded parent's fork). Steps, each fatal on failure (exit 97 with a
-reason on stderr: never run the program half-isolated):
+Run as `python -I -S sandbox_launcher.py CONFIG_JSON` with the run's secret nonce (one line)
+and then the program on stdin, in a new session. It is a fresh single-threaded process, so
+namespace and credential changes are safe here (they are not in a threaded parent's fork).
+Steps, each fatal on failure (never run the program half-isolated). Setup is reported on the
+status pipe (`status_fd`): a failure's reason, or `ready` just before the program starts; the
+pipe is closed on exec, so the program cannot write to it (nor fake a setup failure by
+printing the launcher's text and exiting with its code). The program runs under
+`sandbox_runner.py`, which writes the nonce to `result_fd` only when main.py ran to its end:
 
+0. join the run's cgroups (memory and process limits for the whole tree), when given;
 1. new network, mount and PID namespaces (plus a user namespace when not root);
 2. fork: the child is PID 1 of the new PID namespace, so when it dies every process the
    program started dies with it; it also dies if this launcher is killed (PDEATHSIG). It forks
    the program and reports its end as an exit code (128 + signal when it was killed);
-3. private mounts: fresh /proc, tmpfs over /tmp, /var/tmp, /dev/shm and the home directories
-   (the work dir lives in the new /tmp); the Python installation bound back read-only;
-   everything else read-only;
-4. rlimits: CPU seconds, address space, file size, open files, processes, no core dumps;
-5. drop to nobody (when root), no new privileges, scrubbed environment; exec the program.
+3. a new root (pivot_root) holding only the system and Python directories, bound read-only
+   recursively, a fresh /proc, the null/zero/random devices, and private tmpfs /tmp (the work
+   dir) and /dev/shm: no home, no temp dir, no /run or /var (no host Unix sockets), no
+   writable submount;
+4. rlimits: CPU seconds, address space, file size, open files, no core dumps, and processes
+   (per user, so only where no pids cgroup bounds the tree);
+5. drop to nobody (when root), no new privileges, scrubbed environment; exec the runner.
 """
 
 import ctypes
 import json
 import os
+import re
 import resource
 import signal
 import sys
@@ -26,16 +34,33 @@ import sys
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x10000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
+MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 1024, 2048, 1 << 21
+MNT_DETACH, AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = 2, -100, 0x8000, 1
+ENOSYS = 38
+SYS_MOUNT_SETATTR = 442  # the same on x86-64 and arm64
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine, 155)
 SETUP_FAILED = 97
 NOBODY = 65534
 
 libc = ctypes.CDLL(None, use_errno=True)
 
 
-def fail(step):
+STATUS_FD = None  # the status pipe, set from the config in main()
+RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_runner.py")
+
+
+def report(text):
+    if STATUS_FD is not None:
+        os.write(STATUS_FD, text.encode() + b"\n")
+
+
+def fail(step, reason=None):
     err = ctypes.get_errno()
-    sys.stderr.write(f"sandbox: {step} failed: {os.strerror(err) if err else 'error'}\n")
+    reason = reason or (os.strerror(err) if err else "error")
+    message = f"sandbox: {step} failed: {reason}"
+    report(message)
+    sys.stderr.write(message + "\n")
     sys.stderr.flush()
     os._exit(SETUP_FAILED)
 
@@ -63,24 +88,87 @@ def write_file(path, text):
         handle.write(text)
 
 
+class MountAttr(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in ("set", "clear", "propagation", "userns")]
+
+
+def read_only_tree(path, legacy=False):
+    """Make the mount at `path` and every mount below it read-only: mount_setattr (Linux 5.12),
+    else (ENOSYS, or `legacy`) one read-only remount per mount from /proc/self/mountinfo."""
+    if not legacy:
+        attr = MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+        result = libc.syscall(
+            ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(AT_FDCWD), path.encode(),
+            ctypes.c_uint(AT_RECURSIVE), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)),
+        )  # fmt: skip
+        if result == 0 or ctypes.get_errno() != ENOSYS:
+            call(f"read-only {path}", result)
+            return
+    for target, flags in mounts_under(path):
+        # keep the flags a user namespace locks (nosuid, nodev, noexec, atime): only add ro
+        mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | flags)
+
+
+def mounts_under(path):
+    """(mount point, its nosuid/nodev/noexec/atime flags) for `path` and every mount below."""
+    flag_of = {
+        "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC,
+        "noatime": MS_NOATIME, "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME,
+    }  # fmt: skip
+    found = []
+    with open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            fields = line.split()
+            target = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])  # \040
+            if target == path or target.startswith(path.rstrip("/") + "/"):
+                flags = sum(flag_of.get(option, 0) for option in fields[5].split(","))
+                found.append((target, flags))
+    return found
+
+
+def expose(new_root, path, legacy=False):
+    """Bind host `path` (a directory, or a symlink such as /lib -> usr/lib) into the new root,
+    read-only all the way down."""
+    target = new_root + path
+    if os.path.islink(path):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.symlink(os.readlink(path), target)
+        return
+    os.makedirs(target, exist_ok=True)
+    mount(path, target, None, MS_BIND | MS_REC)
+    read_only_tree(target, legacy)
+
+
 def isolate_filesystem(cfg):
+    """A new root holding only what Python needs, read-only (no host sockets, homes, temp
+    dirs or writable submounts), plus a fresh /proc, a few devices and private tmpfs dirs."""
     mount(None, "/", None, MS_REC | MS_PRIVATE)
-    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    # Paths to keep visible under a hidden directory (the Python installation under /root):
-    # hold them open now, bind them back after the tmpfs covers their parent.
-    keep = {path: os.open(path, os.O_PATH) for path in cfg["bind"]}
+    new_root = "/tmp"  # a private tmpfs over the host's /tmp becomes the new root
+    mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    for path in cfg["expose"]:
+        if os.path.lexists(path):
+            expose(new_root, path, cfg.get("legacy_remount", False))
+    os.makedirs(new_root + "/dev", exist_ok=True)
+    for name in ("null", "zero", "full", "random", "urandom"):
+        node = new_root + "/dev/" + name
+        open(node, "w").close()
+        mount("/dev/" + name, node, None, MS_BIND)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):  # fmt: skip
+        os.symlink(target, f"{new_root}/dev/{name}")
     size = f"size={cfg['tmpfs_mb']}m,mode=1777"
-    for path in cfg["hide"]:
-        if os.path.isdir(path):
-            mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, size)
-    for path, fd in keep.items():
-        os.makedirs(path, exist_ok=True)
-        mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
-        mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
-        os.close(fd)
-    os.makedirs(cfg["workdir"], mode=0o777, exist_ok=True)
-    os.chmod(cfg["workdir"], 0o777)
-    mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+    for path in ("/tmp", "/dev/shm"):
+        os.makedirs(new_root + path, exist_ok=True)
+        mount("tmpfs", new_root + path, "tmpfs", MS_NOSUID | MS_NODEV, size)
+    os.makedirs(new_root + "/proc", exist_ok=True)
+    mount("proc", new_root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    os.chdir(new_root)
+    call("pivot_root", libc.syscall(ctypes.c_long(SYS_PIVOT_ROOT), b".", b"."))
+    call("detach the old root", libc.umount2(b".", MNT_DETACH))
+    os.chdir("/")
+    os.makedirs(cfg["workdir"], mode=0o1777, exist_ok=True)
+    os.chmod(cfg["workdir"], 0o1777)  # sticky: the program cannot replace the runner's files
+    mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
 def set_limits(cfg):
@@ -90,9 +178,10 @@ def set_limits(cfg):
         (resource.RLIMIT_AS, cfg["memory_mb"] * mb),
         (resource.RLIMIT_FSIZE, cfg["file_mb"] * mb),
         (resource.RLIMIT_NOFILE, cfg["open_files"]),
-        (resource.RLIMIT_NPROC, cfg["processes"]),
         (resource.RLIMIT_CORE, 0),
     ]
+    if cfg["nproc_rlimit"]:
+        limits.append((resource.RLIMIT_NPROC, cfg["processes"]))
     for which, value in limits:
         # CPU: the soft limit sends SIGXCPU (reported as a timeout), the hard one SIGKILL
         hard = value + 1 if which == resource.RLIMIT_CPU else value
@@ -100,8 +189,19 @@ def set_limits(cfg):
 
 
 def main():
+    global STATUS_FD
     cfg = json.loads(sys.argv[1])
+    STATUS_FD = cfg["status_fd"]
+    os.set_inheritable(STATUS_FD, False)  # closed when the program is exec'd
+    nonce = bytearray(sys.stdin.buffer.readline().strip())
     program = sys.stdin.buffer.read()
+    with open(RUNNER, "rb") as handle:
+        runner = handle.read()
+    for procs in cfg["cgroup_procs"]:  # the whole tree shares the memory and pids limits
+        try:
+            write_file(procs, str(os.getpid()))
+        except OSError as exc:
+            fail("join the cgroup", str(exc))
     is_root = os.geteuid() == 0
     uid, gid = os.geteuid(), os.getegid()
     flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | (0 if is_root else CLONE_NEWUSER)
@@ -110,8 +210,12 @@ def main():
         write_file("/proc/self/setgroups", "deny")
         write_file("/proc/self/uid_map", f"{uid} {uid} 1")
         write_file("/proc/self/gid_map", f"{gid} {gid} 1")
+    call("prctl(DUMPABLE)", libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0))  # no /proc/PID/fd access
     child = os.fork()
     if child:  # the launcher: wait for the namespace's init and pass its exit status on
+        nonce[:] = bytes(len(nonce))
+        os.close(STATUS_FD)
+        os.close(cfg["result_fd"])
         signal.signal(signal.SIGTERM, lambda *_: os.kill(child, signal.SIGKILL))
         _, status = os.waitpid(child, 0)
         os._exit(os.waitstatus_to_exitcode(status) % 256)
@@ -121,20 +225,30 @@ def main():
     isolate_filesystem(cfg)
     program_pid = os.fork()
     if program_pid:
+        nonce[:] = bytes(len(nonce))
+        os.close(STATUS_FD)
+        os.close(cfg["result_fd"])
         while True:
             pid, status = os.wait()
             if pid == program_pid:
                 os._exit(
                     128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
                 )
-    run_program(cfg, program, is_root)
+    run_program(cfg, runner, program, nonce, is_root)
 
 
-def run_program(cfg, program, is_root):
+def run_program(cfg, runner, program, nonce, is_root):
     os.chdir(cfg["workdir"])
-    with open("main.py", "wb") as handle:
-        handle.write(program)
-    os.chmod("main.py", 0o444)
+    for name, text in (("runner.py", runner), ("main.py", program)):
+        with open(name, "wb") as handle:
+            handle.write(text)
+        os.chmod(name, 0o444)
+    nonce_read, nonce_write = os.pipe()
+    os.write(nonce_write, bytes(nonce))
+    os.close(nonce_write)
+    nonce[:] = bytes(len(nonce))
+    os.set_inheritable(nonce_read, True)
+    os.set_inheritable(cfg["result_fd"], True)
     set_limits(cfg)
     if is_root:
         os.setgroups([])
@@ -144,12 +258,13 @@ def run_program(cfg, program, is_root):
     call("prctl(NO_NEW_PRIVS)", libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": cfg["workdir"], "LANG": "C.UTF-8"}
     python = cfg["python"]
-    os.execve(python, [python, "-I", "-B", "main.py"], env)
+    report("ready")
+    argv = [python, "-I", "-B", "runner.py", str(nonce_read), str(cfg["result_fd"])]
+    os.execve(python, argv, env)
 
 
 if __name__ == "__main__":
     try:
         main()
     except OSError as exc:
-        sys.stderr.write(f"sandbox: setup failed: {exc}\n")
-        os._exit(SETUP_FAILED)
+        fail("setup", str(exc))

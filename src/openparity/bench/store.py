@@ -1,9 +1,12 @@
 """The run store: one SQLite file (WAL) holding runs, one record per item and sample, and the
-response cache. Records are committed as they finish, so a killed run loses nothing it had."""
+response cache (a `models.cache.ResponseCache`). Records are committed as they finish, so a
+killed run loses nothing it had."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -12,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from openparity.bench.errors import RunStoreError
-from openparity.models.base import ChatModel
-from openparity.models.types import ChatRequest, Completion, TokenLogprob
+from openparity.models.types import Completion
 
 DEFAULT_STORE = Path(".openparity/runs.sqlite")
 
@@ -91,6 +93,9 @@ class RunStore:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(records)")}
             if "mean_logprob" not in columns:  # a store from before logprob recording
                 self._db.execute("ALTER TABLE records ADD COLUMN mean_logprob REAL")
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+            if "owner" not in columns:  # a store from before run ownership
+                self._db.execute("ALTER TABLE runs ADD COLUMN owner TEXT")
         except (sqlite3.Error, OSError) as exc:
             raise RunStoreError(
                 f"cannot open the run store {self.path} ({exc})",
@@ -121,7 +126,8 @@ class RunStore:
     def create_run(self, run: RunInfo) -> RunInfo:
         now = time.time()
         self._write(
-            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO runs (run_id, model, task, settings, item_ids, source, fixture, metric,"
+            " margin, status, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 run.run_id,
                 run.model,
@@ -160,9 +166,11 @@ class RunStore:
         return [_run_from_row(r) for r in rows]
 
     def set_status(self, run_id: str, status: str) -> None:
+        """Set a run's status; a "running" run is owned by this process until it ends."""
+        owner = _this_process() if status == "running" else None
         self._write(
-            "UPDATE runs SET status = ?, updated = ? WHERE run_id = ?",
-            (status, time.time(), run_id),
+            "UPDATE runs SET status = ?, updated = ?, owner = ? WHERE run_id = ?",
+            (status, time.time(), owner, run_id),
         )
 
     # records
@@ -191,13 +199,7 @@ class RunStore:
         row = self._db.execute("SELECT completion FROM cache WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
-        data = json.loads(row[0])
-        if data.get("logprobs") is not None:
-            data["logprobs"] = tuple(
-                TokenLogprob(t["token"], t["logprob"], tuple(map(tuple, t["top"])))
-                for t in data["logprobs"]
-            )
-        return Completion(**data)
+        return Completion.from_dict(json.loads(row[0]))
 
     def cache(self, key: str, completion: Completion) -> None:
         self._write(
@@ -224,28 +226,27 @@ def _run_from_row(row: sqlite3.Row) -> RunInfo:
         fixture=bool(row["fixture"]),
         metric=row["metric"],
         margin=row["margin"],
-        status=row["status"],
+        status=_live_status(row["status"], row["owner"]),
         created=row["created"],
         updated=row["updated"],
     )
 
 
-class CachedModel(ChatModel):
-    """A model whose answers go through the run store's response cache: a repeated request
-    (a resumed run, a rerun) costs nothing."""
+def _this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
-    def __init__(self, model: ChatModel, store: RunStore) -> None:
-        super().__init__(model.spec)
-        self.inner, self.store = model, store
 
-    async def generate(self, request: ChatRequest) -> Completion:
-        key = request.cache_key(self.inner.name)
-        hit = self.store.cached(key)
-        if hit is not None:
-            return hit
-        completion = await self.inner.generate(request)
-        self.store.cache(key, completion)
-        return completion
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+def _live_status(status: str, owner: str | None) -> str:
+    """A "running" run whose process on this host is gone was killed: "interrupted"."""
+    if status != "running" or not owner:
+        return status
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return status  # another machine's run: its process cannot be checked from here
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return "interrupted"
+    except (PermissionError, ValueError):
+        pass  # alive under another user, or a malformed owner
+    return status

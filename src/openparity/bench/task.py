@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,12 @@ class PromptSettings:
         if self.logprobs:  # only when set: older run ids stay the same
             settings["logprobs"] = True
         return settings
+
+    @classmethod
+    def from_run(cls, settings: Mapping[str, Any]) -> PromptSettings:
+        """The prompt settings a stored run was made with (its other keys are ignored)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in settings.items() if k in known})
 
 
 class Task(abc.ABC):

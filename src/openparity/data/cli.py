@@ -40,11 +40,12 @@ def generate_command(
     """A teacher model writes training records, each with its provenance."""
     import asyncio
 
-    from openparity.bench.store import DEFAULT_STORE, CachedModel, RunStore
-    from openparity.console import err
+    from openparity.bench.store import DEFAULT_STORE, RunStore
+    from openparity.console import ProgressBars
     from openparity.console import out as console
     from openparity.data.generate import GenerateSettings, generate, load_seeds
     from openparity.models import open_model
+    from openparity.models.cache import CachedModel
 
     settings = GenerateSettings(
         method=method,
@@ -58,8 +59,11 @@ def generate_command(
         raise typer.BadParameter("seed prompts are needed (only magpie runs without)")
     prompts = load_seeds(seeds) if seeds is not None else []
 
+    goal = len(prompts) if method in ("seeds", "pairs") else count
+
     async def go() -> int:
-        with RunStore(store or DEFAULT_STORE) as runs:
+        with RunStore(store or DEFAULT_STORE) as runs, ProgressBars() as bar:
+            update = bar(f"{method} · {teacher}")
             teacher_model = CachedModel(open_model(teacher, models_file=models_file), runs)
             student_model = (CachedModel(open_model(student, models_file=models_file), runs)
                              if student else None)  # fmt: skip
@@ -71,7 +75,7 @@ def generate_command(
                     settings,
                     student=student_model,
                     resume=resume,
-                    progress=lambda n: err.print(f"{n} records", end="\r"),
+                    progress=lambda n: update(n, goal),
                 )
             finally:
                 await teacher_model.aclose()
@@ -188,6 +192,8 @@ def _classifier(spec: str | None):
 
 
 def _render(report, out: Path) -> None:
+    from rich.markup import escape
+
     from openparity.console import out as console
 
     console.print(
@@ -204,7 +210,8 @@ def _render(report, out: Path) -> None:
     nd = report.near_dedup
     if nd:
         console.print(f"  near-dup: Jaccard >= {nd['threshold']}, {nd['num_perm']} permutations ="
-                      f" {nd['bands']} bands x {nd['rows']} rows")  # fmt: skip
+                      f" {nd['bands']} bands x {nd['rows']} rows; a pair at the threshold is"
+                      f" caught with probability {nd['catch_rate_at_threshold']:.2f}")  # fmt: skip
     r = report.review
     console.print(
         f"  review: distinct-1 {r['distinct_1']:.3f}, distinct-2 {r['distinct_2']:.3f},"
@@ -212,6 +219,8 @@ def _render(report, out: Path) -> None:
         f" (sample {r['sample']}); representation skew "
         + ", ".join(f"{axis} {a['skew']:.2f}" for axis, a in r["representation"].items())
     )
+    for note in r.get("not_judged", []):
+        console.print(f"  [yellow]note:[/] {escape(note)}")
     if r.get("embedding"):
         e = r["embedding"]
         console.print(

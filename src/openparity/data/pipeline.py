@@ -25,7 +25,13 @@ from typing import Any
 
 from openparity.atomic import write_atomic
 from openparity.data.decontam import DEFAULT_BENCHMARKS, BenchmarkIndex, Decontaminate
-from openparity.data.dedup import DiskExactDedup, DiskNearDedup, ExactDedup, NearDedup
+from openparity.data.dedup import (
+    DiskExactDedup,
+    DiskNearDedup,
+    ExactDedup,
+    NearDedup,
+    expected_catch_rate,
+)
 from openparity.data.filters import PiiScrubber, QualityFilter
 from openparity.data.records import Doc, Malformed, parse_line
 from openparity.data.review import ReviewThresholds, Toxicity, review
@@ -162,8 +168,10 @@ def clean(
             handle.close()
     if near is not None:
         bands, rows = near.bands_rows
+        catch = expected_catch_rate(settings.near_threshold, bands, rows)
         report.near_dedup = {"threshold": settings.near_threshold, "num_perm": settings.num_perm,
-                             "bands": bands, "rows": rows, "shingle_words": 5}  # fmt: skip
+                             "bands": bands, "rows": rows, "shingle_words": 5,
+                             "catch_rate_at_threshold": round(catch, 4)}  # fmt: skip
     report.seconds = time.perf_counter() - started
     if not report.balanced:
         raise CleanError(f"records do not add up: {report.to_dict()}")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from openparity.atomic import write_atomic
+from openparity.bench.tasks.data_files import read_jsonl
 from openparity.errors import OpenparityError
 
 FORMATS = ("sft", "dpo")
@@ -26,9 +27,7 @@ def publish(kept: Path, out: Path, *, fmt: str = "sft", name: str = "openparity-
 
     if fmt not in FORMATS:
         raise PublishError(f"unknown format {fmt!r}", hint="sft or dpo")
-    rows = [_row(json.loads(line), fmt, kept, n)
-            for n, line in enumerate(kept.read_text(encoding="utf-8").splitlines(), start=1)
-            if line.strip()]  # fmt: skip
+    rows = [_row(record, fmt, kept, n) for n, record in enumerate(read_jsonl(kept), start=1)]
     if not rows:
         raise PublishError(f"{kept} holds no records to publish")
     data = out / "data"

@@ -86,6 +86,7 @@ class ReviewReport:
     representation: dict[str, dict[str, Any]]
     failures: list[str] = field(default_factory=list)
     embedding: dict[str, float] | None = None
+    not_judged: list[str] = field(default_factory=list)  # thresholds set but not applied
 
     @property
     def passed(self) -> bool:
@@ -157,8 +158,14 @@ def review(
         report.failures.append(f"self-BLEU {report.self_bleu:.3f} > {thresholds.max_self_bleu}")
     if thresholds.max_skew is not None:
         for axis, audit in representation.items():
-            enough = sum(audit["mentions"].values()) >= thresholds.min_mentions
-            if enough and audit["skew"] > thresholds.max_skew:
+            mentions = sum(audit["mentions"].values())
+            if mentions < thresholds.min_mentions:
+                report.not_judged.append(
+                    f"{axis} skew {audit['skew']:.2f} not judged against --max-skew"
+                    f" {thresholds.max_skew}: {mentions} mentions, under"
+                    f" {thresholds.min_mentions}"
+                )
+            elif audit["skew"] > thresholds.max_skew:
                 report.failures.append(f"{axis} skew {audit['skew']:.2f} > {thresholds.max_skew}")
     return report
 

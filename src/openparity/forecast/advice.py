@@ -87,6 +87,13 @@ def advise(s: Situation) -> Advice:
             risks.append("below break-even: reserved GPUs cost more than the API at this volume")
     if s.verdicts and not at_parity:
         risks.append("no task has shown parity yet: keep the closed model as the default")
+        if s.compliance != "air-gapped":  # the headline follows the measurements
+            rec = (
+                "Keep the closed model as the default: no measured task has shown parity yet."
+                f" Once one does: {rec[0].lower()}{rec[1:]}"
+            )
+    elif s.verdicts and len(at_parity) < len(s.verdicts):
+        rec += f"; open-first only on the tasks at parity ({', '.join(sorted(at_parity))})"
     if not s.verdicts:
         risks.append("no measured parity: run openparity gap and pass its JSON with --gap-report")
     return Advice(rec, why, risks)

@@ -162,7 +162,7 @@ def trend(
     """Open-vs-closed gap over time from dated scores, and P(gap <= margin) by a date."""
     import datetime as dt
 
-    from openparity.console import emit_report, report_kind
+    from openparity.console import emit_report, err, report_kind
     from openparity.forecast import trend_report
     from openparity.forecast.trend import (
         PUBLIC_SCORES,
@@ -182,6 +182,14 @@ def trend(
     for path in add:
         rows += read_scores(path)
     for path in add_gap:
-        rows += rows_from_gap_report(path)
+        added = rows_from_gap_report(path)
+        rows += added
+        used = [r for r in added if r.benchmark == benchmark.lower()]
+        err.print(
+            f"{path}: {len(used)} of {len(added)} model scores are {benchmark.lower()}"
+            + ("".join(f"; {r.kind} {r.model} {r.score:.1f} on {r.date}" for r in used))
+            + ("" if used else " (nothing added to this trend)"),
+            soft_wrap=True,
+        )
     result = forecast_trend(rows, benchmark.lower(), when, margin)
     emit_report(result, fmt, output, writers, trend_report.render_terminal)

@@ -44,10 +44,6 @@ class SelfHosting:
     def monthly_capacity_tokens(self) -> float:
         return self.tokens_per_second * 3600 * HOURS_PER_MONTH * self.utilisation
 
-    @property
-    def usd_per_mtok_at_capacity(self) -> float:
-        return self.monthly_usd / self.monthly_capacity_tokens * 1e6
-
 
 @dataclass(frozen=True)
 class Traffic:

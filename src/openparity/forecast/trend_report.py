@@ -72,12 +72,13 @@ def to_html(f: TrendForecast) -> str:
     end = (f.by - origin).days / 365.25
     line_x = np.linspace(0, max(end, years[-1]), 50)
     intercept = f.predicted_gap - f.slope_per_year * end
+    line_dates = [origin + dt.timedelta(days=float(x) * 365.25) for x in line_x]
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
-    ax.scatter(years, gaps, label="frontier gap", zorder=3)
-    ax.plot(line_x, intercept + f.slope_per_year * line_x, label="linear trend")
+    ax.scatter(dates, gaps, label="frontier gap", zorder=3)
+    ax.plot(line_dates, intercept + f.slope_per_year * line_x, label="linear trend")
     low, high = f.prediction_interval95
     ax.errorbar(
-        [end],
+        [f.by],
         [f.predicted_gap],
         yerr=[[f.predicted_gap - low], [high - f.predicted_gap]],
         fmt="D",
@@ -86,7 +87,8 @@ def to_html(f: TrendForecast) -> str:
         label=f"{f.by} (95% prediction)",
     )
     ax.axhline(f.margin, color="#2ca02c", linestyle="--", label=f"margin {f.margin:g}")
-    ax.set_xlabel(f"years since {origin.isoformat()}")
+    ax.set_xlabel("date")
+    fig.autofmt_xdate()
     ax.set_ylabel("closed - open (points)")
     ax.legend(loc="upper right", fontsize=8)
     plot = htmlpage.figure(htmlpage.svg(fig), "Frontier gap over time.", "trend")

@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from openparity.console import out, print_json
 
@@ -84,9 +83,9 @@ def list_models(
     if as_json:
         print_json({"models_file": str(catalog.path) if catalog.path else None, "models": rows})
         return
-    table = Table(title=f"models ({catalog.path or 'no models.yaml'})")
-    for column in ("name", "backend", "model / endpoint", "$ in/out per Mtok", "concurrency"):
-        table.add_column(column)
+    from openparity.console import Column, print_table
+
+    table = []
     for r in rows:
         price = (
             "-"
@@ -94,8 +93,13 @@ def list_models(
             else f"{r['price_in_per_mtok']:g} / {r['price_out_per_mtok']:g}"
         )
         where = r["model"] + (f" @ {r['base_url']}" if r["base_url"] else "")
-        table.add_row(r["name"], r["backend"], where, price, str(r["max_concurrency"]))
-    out.print(table)
+        table.append([r["name"], r["backend"], where, price, str(r["max_concurrency"])])
+    columns = [
+        Column("name"), Column("backend", optional=True), Column("model / endpoint"),
+        Column("$ in/out per Mtok", numeric=True),
+        Column("concurrency", numeric=True, optional=True),
+    ]  # fmt: skip
+    print_table(columns, table, title=f"models ({catalog.path or 'no models.yaml'})")
 
 
 @models_app.command("serve-local")
@@ -108,15 +112,26 @@ def serve_local(
         False, "--logits-all", help="Keep all logits (needed for echo/prompt logprobs)."
     ),
 ) -> None:
-    """Serve a local GGUF as an OpenAI-compatible HTTP server until Ctrl-C."""
+    """Serve a local GGUF as an OpenAI-compatible HTTP server until Ctrl-C or SIGTERM."""
+    import signal
+    import sys
+
+    from openparity.errors import OpenparityError
     from openparity.models.local_server import start_local_server
 
+    # SIGTERM unwinds like Ctrl-C, so the `with` below stops the server process
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with start_local_server(
         model, host=host, port=port, n_ctx=n_ctx, logits_all=logits_all
     ) as server:
         out.print(f"serving [bold]{server.model}[/] at {server.base_url}")
         out.print(f"use it as: [bold]{server.spec}[/]   (Ctrl-C stops it)")
         try:
-            server.process.wait()
+            code = server.process.wait()
         except KeyboardInterrupt:
             out.print("stopping")
+            return
+    raise OpenparityError(
+        f"the llama.cpp server stopped on its own (exit status {code})",
+        hint=f"see its log: {server.log_path}",
+    )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 import urllib.error
 import urllib.request
+
+from openparity.errors import OpenparityError
 
 
 def probe(url: str, *, timeout_s: float = 3.0, api_key: str | None = None) -> str | None:
@@ -24,3 +27,16 @@ def probe(url: str, *, timeout_s: float = 3.0, api_key: str | None = None) -> st
 
 def http_ok(url: str, *, timeout_s: float = 3.0) -> bool:
     return probe(url, timeout_s=timeout_s) is None
+
+
+def require_free_port(host: str, port: int) -> None:
+    """Fail before starting a server on a taken port: otherwise whatever holds it would answer
+    the readiness check and the new server would die unseen."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise OpenparityError(
+                f"cannot serve on {host}:{port} ({exc.strerror or exc})",
+                hint="stop what holds that port or pick another with --port",
+            ) from None

@@ -19,6 +19,10 @@ class MissingDependencyError(OpenparityError):
     """An optional extra (llama-cpp-python, the embedded weights, ...) is not installed."""
 
 
+class LlamaBuildCrashError(OpenparityError):
+    """The installed llama.cpp build crashes on this CPU (found by a subprocess probe)."""
+
+
 class BackendUnavailableError(OpenparityError):
     """The server behind a model cannot be reached."""
 

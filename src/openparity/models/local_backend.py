@@ -99,6 +99,9 @@ def _new_llama(path: str, n_ctx: int, logits_all: bool) -> Any:
             "the local backend needs llama-cpp-python",
             hint='pip install "openparity[local]"',
         ) from None
+    from openparity.models.llama_probe import ensure_build_runs
+
+    ensure_build_runs(Path(path))  # a build that segfaults here fails with one line instead
     try:
         return Llama(
             model_path=path,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from openparity.models.endpoint import http_ok
+from openparity.models.endpoint import http_ok, require_free_port
 from openparity.models.errors import BackendUnavailableError, MissingDependencyError
 from openparity.models.local_backend import gguf_path
 from openparity.models.spec import ModelSpec, parse_spec
@@ -107,12 +108,18 @@ def start_local_server(
             "serving needs llama-cpp-python's server extra", hint='pip install "openparity[serve]"'
         )
     port = port or free_port(host)
+    require_free_port(host, port)
+    from openparity.models.llama_probe import ensure_build_runs
+
+    ensure_build_runs(gguf_path(spec))
     base_url = f"http://{host}:{port}/v1"
     command = local_server_command(spec, host=host, port=port, n_ctx=n_ctx, logits_all=logits_all)
     with tempfile.NamedTemporaryFile(
         prefix="openparity-serve-", suffix=".log", delete=False
     ) as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+        )
     server = LocalServer(process, base_url, served_name(spec), Path(log.name))
     try:
         _wait_ready(server, ready_timeout_s)
@@ -120,6 +127,16 @@ def start_local_server(
         server.stop()
         raise
     return server
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when its parent dies (even by
+    kill -9), so a server never outlives the command that started it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _server_deps_present() -> bool:

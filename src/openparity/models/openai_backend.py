@@ -102,16 +102,18 @@ class OpenAICompatibleModel(ChatModel):
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
-        """Server-sent events from /chat/completions. A stream is not retried once it has begun;
-        one that ends without `[DONE]` raises ModelCallError(reason="stream_cut")."""
+        """Server-sent events from /chat/completions. A stream is not retried once it has begun.
+        A stream that delivered a `finish_reason` is complete even when the server closes it
+        without `data: [DONE]` (some do; the `openai` SDK accepts it); one that ends without a
+        `finish_reason` raises ModelCallError(reason="stream_cut")."""
         body = {
             **self._chat_body(request),
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        finish: str | None = None
+        usage: tuple[int, int] | None = None
         try:
-            finish: str | None = None
-            usage: tuple[int, int] | None = None
             async for event in self._client.stream("/chat/completions", body):
                 if "error" in event:
                     detail = _short(WireStatusError(200, {}, event).detail())
@@ -129,16 +131,17 @@ class OpenAICompatibleModel(ChatModel):
                     text = (choice.get("delta") or {}).get("content")
                     if text:
                         yield StreamChunk(text)
-            yield StreamChunk("", finish_reason=finish or "stop", usage=usage)
         except WireStatusError as exc:
             raise self._status_error(exc) from None
         except WireStreamCutError as exc:
-            raise ModelCallError(
-                f"{self.name} at {self.spec.base_url} cut the stream ({_short(exc)})",
-                reason="stream_cut",
-            ) from None
+            if finish is None:
+                raise ModelCallError(
+                    f"{self.name} at {self.spec.base_url} cut the stream ({_short(exc)})",
+                    reason="stream_cut",
+                ) from None
         except (WireConnectionError, WireTimeoutError, WireProtocolError) as exc:
             raise self._transport_error(exc) from None
+        yield StreamChunk("", finish_reason=finish or "stop", usage=usage)
 
     async def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
         """Prompt log-likelihoods from the completions endpoint with echo + logprobs.

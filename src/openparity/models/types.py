@@ -107,6 +107,17 @@ class Completion:
             else [{"token": t.token, "logprob": t.logprob, "top": t.top} for t in self.logprobs],
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Completion:
+        """The inverse of `to_dict` (after a JSON round trip)."""
+        logprobs = data.get("logprobs")
+        if logprobs is not None:
+            logprobs = tuple(
+                TokenLogprob(t["token"], t["logprob"], tuple(map(tuple, t["top"])))
+                for t in logprobs
+            )
+        return cls(**{**data, "logprobs": logprobs})
+
 
 @dataclass(frozen=True)
 class StreamChunk:

@@ -4,6 +4,7 @@ validation loss, all from the same corpus, steps and seed."""
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -63,7 +64,8 @@ def compare(
     results = []
     for name in presets:
         config = preset(name, dim=dim, n_layers=n_layers)
-        result = train(config, corpus, out / name, settings, resume=True, progress=progress)
+        report = None if progress is None else functools.partial(progress, name)
+        result = train(config, corpus, out / name, settings, resume=True, progress=report)
         results.append((name, result, load_model(out / name)))
     speeds = inference_speeds([model for _, _, model in results], seq_len=settings.seq_len)
     rows = []
@@ -86,15 +88,18 @@ def compare(
 
 
 def render(rows: list[Row]) -> None:
-    from rich.table import Table
-
-    from openparity.console import out
+    from openparity.console import Column, out, print_table
 
     base = rows[0]
-    table = Table("preset", "params total", "active", "FLOPs/token", "train tok/s",
-                  "infer tok/s", "val loss", "bits/byte", "MaxVio")  # fmt: skip
-    for r in rows:
-        table.add_row(
+    headers = ("preset", "params total", "active", "FLOPs/token", "train tok/s", "infer tok/s",
+               "val loss", "bits/byte", "MaxVio")  # fmt: skip
+    optional = {"params total", "FLOPs/token", "bits/byte", "MaxVio"}
+    columns = [
+        Column(h, numeric=h != "preset", identifier=h == "preset", optional=h in optional)
+        for h in headers
+    ]
+    table = [
+        [
             r.preset,
             f"{r.total_params / 1e6:.2f}M ({r.total_params / base.total_params:.2f}x)",
             f"{r.active_params / 1e6:.2f}M ({r.active_params / base.active_params:.2f}x)",
@@ -104,6 +109,8 @@ def render(rows: list[Row]) -> None:
             f"{r.val_loss:.4f}",
             f"{r.val_bits_per_byte:.3f}",
             "-" if r.max_violation is None else f"{r.max_violation:.2f}",
-        )
-    out.print(table)
+        ]
+        for r in rows
+    ]
+    print_table(columns, table)
     out.print("ratios are against the first preset; same corpus, steps, batch and seed for all")

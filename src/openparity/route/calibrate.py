@@ -15,10 +15,16 @@ the risk of serving an accepted but wrong answer is at most epsilon:
 Checks that call models (judge, self-consistency) cannot be replayed from a stored run: they are
 left out of calibration; adding them in production only rejects more answers, so the joint
 guarantee still holds.
+
+The guarantee is over items drawn like the run's items (one task, one prompt setting). Several
+samples of one item are not independent evidence: a run with --samples > 1 is calibrated on one
+sample per item, drawn at random (seeded by the run id), so each Bernoulli trial is one item.
+The guarantee says, in the output and in the written config, where it was earned.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,6 +32,7 @@ import numpy as np
 from scipy import stats
 
 from openparity.bench.store import Record, RunInfo, RunStore
+from openparity.bench.task import PromptSettings
 from openparity.errors import OpenparityError
 from openparity.models import resolve_model
 from openparity.models.types import ChatRequest, Completion
@@ -57,6 +64,7 @@ class CalibrationResult:
     epsilon: float
     delta: float
     risk: str
+    settings: dict[str, Any]  # how the run's items were asked: where the guarantee was earned
     feasible: bool
     thresholds: dict[str, float]
     accepted: int
@@ -70,7 +78,18 @@ class CalibrationResult:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"guarantee": self.guarantee}
+
+    @property
+    def guarantee(self) -> str:
+        """What was guaranteed, and for which traffic."""
+        what = "P(accepted and wrong)" if self.risk == "joint" else "P(wrong | accepted)"
+        asked = ", ".join(f"{k} {v}" for k, v in self.settings.items())
+        return (
+            f"{what} <= {self.epsilon:g} with probability >= {1 - self.delta:g}, for requests"
+            f" like the {self.items} {self.task} items of run {self.run_id} ({asked});"
+            " it does not transfer to other tasks, prompts or traffic"
+        )
 
 
 def clopper_pearson_upper(k: int, n: int, delta: float) -> float:
@@ -98,12 +117,12 @@ def calibrate_run(
     if not (0 < epsilon < 1 and 0 < delta < 1):
         raise CalibrationError("epsilon and delta must lie strictly between 0 and 1")
     run = store.get_run(run_id)
-    records = [r for r in store.records(run_id) if r.ok]
+    notes: list[str] = []
+    records = one_sample_per_item([r for r in store.records(run_id) if r.ok], run.run_id, notes)
     if not records:
         raise CalibrationError(
             f"run {run_id} has no scored answers", hint="finish it first (bench run --resume)"
         )
-    notes: list[str] = []
     tier = config.tiers[0]
     if run.model != resolve_model(tier.model, models_file=config.models_file).name:
         notes.append(f"the run is of {run.model}, the first tier is {tier.model}")
@@ -116,11 +135,10 @@ def calibrate_run(
     wrong = np.array([(r.score or 0.0) < correct_at for r in records])
     passes_fixed = np.array([all(c.check(a).passed for c in fixed) for a in answers], dtype=bool)
     scores = {c.name: _scores(c, answers, run_id) for c in tunable}
-    path = _path(tunable, scores, passes_fixed, wrong, risk, delta)
-    chosen = _choose(path, epsilon, risk)
+    path, chosen = select_thresholds(scores, passes_fixed, wrong, epsilon, delta, risk)
     n = len(records)
     accepted = chosen.accepted if chosen else 0
-    mask = _accepted(tunable, scores, passes_fixed, chosen.thresholds if chosen else None)
+    mask = _accepted(scores, passes_fixed, chosen.thresholds if chosen else None)
     return CalibrationResult(
         run_id=run_id,
         task=run.task,
@@ -129,6 +147,7 @@ def calibrate_run(
         epsilon=epsilon,
         delta=delta,
         risk=risk,
+        settings=_prompt_settings(run),
         feasible=chosen is not None and accepted > 0,
         thresholds=chosen.thresholds if chosen else {},
         accepted=accepted,
@@ -161,6 +180,8 @@ def apply(config: GatewayConfig, result: CalibrationResult) -> GatewayConfig:
         upper_bound=round(result.upper_bound, 6),
         open_share=round(result.open_share, 6),
         saving_share=None if result.saving_share is None else round(result.saving_share, 6),
+        settings=result.settings,
+        guarantee=result.guarantee,
     )
     return config.model_copy(update={"tiers": tiers, "calibration": calibration})
 
@@ -189,13 +210,11 @@ def _answers(run: RunInfo, records: list[Record], notes: list[str]) -> list[Answ
 def _requests(
     run: RunInfo, records: list[Record], notes: list[str]
 ) -> dict[tuple[str, int], ChatRequest]:
-    from openparity.bench.task import PromptSettings
     from openparity.bench.tasks import get_task
 
     try:
         task = get_task(run.task, fixture=run.fixture)
-        keys = set(PromptSettings.__dataclass_fields__)
-        settings = PromptSettings(**{k: v for k, v in run.settings.items() if k in keys})
+        settings = PromptSettings.from_run(run.settings)
         items = {i.id: i for i in task.items()}
         return {
             (r.item_id, r.sample): task.request(items[r.item_id], settings, r.sample)
@@ -205,6 +224,28 @@ def _requests(
     except (OpenparityError, KeyError, TypeError) as exc:
         notes.append(f"task prompts unavailable ({exc}): prompt-dependent checks see no prompt")
         return {}
+
+
+def _prompt_settings(run: RunInfo) -> dict[str, Any]:
+    return PromptSettings.from_run(run.settings).as_dict()
+
+
+def one_sample_per_item(records: list[Record], seed_text: str, notes: list[str]) -> list[Record]:
+    """One record per item, the sample drawn at random (seeded by `seed_text`): samples of one
+    item share its difficulty, so only items are independent trials of the guarantee."""
+    by_item: dict[str, list[Record]] = {}
+    for record in records:
+        by_item.setdefault(record.item_id, []).append(record)
+    if all(len(v) == 1 for v in by_item.values()):
+        return records
+    seed = int.from_bytes(hashlib.sha256(seed_text.encode()).digest()[:8], "big")
+    rng = np.random.default_rng(seed)
+    chosen = [group[int(rng.integers(len(group)))] for _, group in sorted(by_item.items())]
+    notes.append(
+        f"{len(records)} answers to {len(chosen)} items: calibrated on one answer per item,"
+        " drawn at random (samples of one item are not independent evidence)"
+    )
+    return chosen
 
 
 def _scores(check: Check, answers: list[Answer], run_id: str) -> np.ndarray:
@@ -218,43 +259,41 @@ def _scores(check: Check, answers: list[Answer], run_id: str) -> np.ndarray:
 
 
 def _accepted(
-    tunable: list[Check],
-    scores: dict[str, np.ndarray],
-    passes_fixed: np.ndarray,
-    thresholds: dict[str, float] | None,
+    scores: dict[str, np.ndarray], passes_fixed: np.ndarray, thresholds: dict[str, float] | None
 ) -> np.ndarray:
     if thresholds is None:
         return np.zeros_like(passes_fixed)
     mask = passes_fixed.copy()
-    for check in tunable:
-        mask &= scores[check.name] >= thresholds[check.name]
+    for name, values in scores.items():
+        mask &= values >= thresholds[name]
     return mask
 
 
-def _path(
-    tunable: list[Check],
+def select_thresholds(
     scores: dict[str, np.ndarray],
     passes_fixed: np.ndarray,
     wrong: np.ndarray,
-    risk: str,
+    epsilon: float,
     delta: float,
-) -> list[PathPoint]:
-    levels = LEVELS if tunable else np.array([0.0])
+    risk: str = "joint",
+) -> tuple[list[PathPoint], PathPoint | None]:
+    """The threshold path (strictest first) over independent trials, and the point chosen."""
+    levels = LEVELS if scores else np.array([0.0])
     level_delta = delta if risk == "joint" else delta / len(levels)
-    points = []
+    path = []
     for level in levels:
         thresholds = {
-            c.name: float(np.quantile(scores[c.name][np.isfinite(scores[c.name])], level))
-            for c in tunable
+            name: float(np.quantile(values[np.isfinite(values)], level))
+            for name, values in scores.items()
         }
-        mask = _accepted(tunable, scores, passes_fixed, thresholds)
+        mask = _accepted(scores, passes_fixed, thresholds)
         k = int((mask & wrong).sum())
         n = len(wrong) if risk == "joint" else int(mask.sum())
-        points.append(
+        path.append(
             PathPoint(float(level), thresholds, int(mask.sum()), k,
                       clopper_pearson_upper(k, n, level_delta))
         )  # fmt: skip
-    return points
+    return path, _choose(path, epsilon, risk)
 
 
 def _choose(path: list[PathPoint], epsilon: float, risk: str) -> PathPoint | None:
@@ -290,13 +329,15 @@ def _saving(
 
 
 def render(result: CalibrationResult) -> None:
+    from rich.markup import escape
+
     from openparity.console import out
 
     out.print(
-        f"[bold]calibration[/] of {result.model} on {result.task} ({result.items} answers,"
-        f" accuracy {result.accuracy:.1%}); risk {result.risk}: accepted-but-wrong <="
-        f" {result.epsilon:g} with probability >= {1 - result.delta:g}"
+        f"[bold]calibration[/] of {result.model} on {result.task} ({result.items} items,"
+        f" accuracy {result.accuracy:.1%})"
     )
+    out.print(f"guarantee: {escape(result.guarantee)}")
     if not result.feasible:
         out.print(
             "[red]no threshold meets the guarantee[/]: the open tier would serve nothing."

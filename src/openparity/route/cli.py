@@ -25,14 +25,23 @@ def serve(
 ) -> None:
     """Run the OpenAI-compatible hybrid gateway (open model first, checked fallback)."""
     from openparity.console import err
+    from openparity.models.endpoint import require_free_port
+    from openparity.models.llama_probe import ensure_build_runs
+    from openparity.models.local_backend import gguf_path
     from openparity.route.config import load_gateway_config
+    from openparity.route.server import create_app
     from openparity.route.server import serve as run_server
 
     settings = load_gateway_config(config)
-    where = f"http://{host or settings.host}:{port or settings.port}/v1"
+    host, port = host or settings.host, port or settings.port
+    app = create_app(settings)  # bad keys, missing upstream keys: one line, before the banner
+    for tier in app.state.router.tiers:  # a llama.cpp build that crashes here: one line too
+        if tier.spec.backend == "local":
+            ensure_build_runs(gguf_path(tier.spec))
+    require_free_port(host, port)
     tiers = " -> ".join(t.model for t in settings.tiers)
-    err.print(f"openparity gateway {settings.name!r} on {where}: {tiers}")
-    run_server(settings, host=host, port=port)
+    err.print(f"openparity gateway {settings.name!r} on http://{host}:{port}/v1: {tiers}")
+    run_server(app, host=host, port=port)
 
 
 @route_app.command()
@@ -103,12 +112,29 @@ def keys_add(
 
 
 @keys_app.command("list")
-def keys_list(config: Path = CONFIG) -> None:
+def keys_list(
+    config: Path = CONFIG, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
+) -> None:
     """Active keys with their limits and what they spent."""
-    from openparity.console import print_json
+    from openparity.console import Column, print_json, print_table
     from openparity.route.keys import list_keys
 
-    print_json(list_keys(_ledger_path(config)))
+    keys = list_keys(_ledger_path(config))
+    if as_json:
+        print_json(keys)
+        return
+
+    def limit(value: object, fmt: str) -> str:
+        return "none" if value is None else fmt.format(value)
+
+    rows = [
+        [str(k["name"]), str(k["key_id"]), limit(k["rate_per_s"], "{:g}/s"),
+         limit(k["budget_usd"], "${:,.2f}"), f"${k['spent_usd']:,.4f}"]
+        for k in keys
+    ]  # fmt: skip
+    columns = [Column("name"), Column("key id", optional=True), Column("rate", numeric=True),
+               Column("budget", numeric=True), Column("spent", numeric=True)]  # fmt: skip
+    print_table(columns, rows, title=f"gateway keys ({len(keys)} active)")
 
 
 @keys_app.command("revoke")

@@ -64,6 +64,8 @@ class Calibration(_Strict):
     upper_bound: float
     open_share: float
     saving_share: float | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)  # how the run's items were asked
+    guarantee: str = ""  # the guarantee in words, with where it was earned
 
 
 class GatewayConfig(_Strict):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,6 +27,7 @@ from openparity.route.metrics import GatewayMetrics
 from openparity.route.outcome import AllTiersFailedError, RouteResult, StreamBrokenError
 
 JSON = "application/json"
+ACCESS_LOG = logging.getLogger("openparity.gateway.access")
 
 
 def error_response(
@@ -63,6 +66,12 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
             key.spent_usd += result.cost_usd
         ledger.record(result, status=status, key_id=key.key_id if key else None)
         metrics.observe(result, status)
+        ACCESS_LOG.info(
+            "%s %d %s model=%s attempts=%d %.3fs $%.6f key=%s%s",
+            result.request_id, status, result.route, result.answered_by or "-",
+            len(result.attempts), result.latency_s, result.cost_usd,
+            key.name if key else "-", " stream" if result.stream else "",
+        )  # fmt: skip
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -292,14 +301,18 @@ async def _stream(
     return StreamingResponse(events(), media_type="text/event-stream", headers=_headers(result))
 
 
-def serve(config: GatewayConfig, *, host: str | None = None, port: int | None = None) -> None:
-    """Run the gateway with uvicorn until interrupted."""
+def serve(app: FastAPI, *, host: str, port: int) -> None:
+    """Run the gateway app with uvicorn until interrupted; one access line per request."""
     import uvicorn
 
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    ACCESS_LOG.addHandler(handler)
+    ACCESS_LOG.setLevel(logging.INFO)
     uvicorn.run(
-        create_app(config),
-        host=host or config.host,
-        port=port or config.port,
+        app,
+        host=host,
+        port=port,
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=10,

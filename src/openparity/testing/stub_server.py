@@ -44,8 +44,9 @@ class StubServer:
     `script(*steps)` queues behaviours consumed one per request, then the default answer.
     A step is a dict of: "status" (int), "headers" (dict), "body" (JSON error body), "delay_s"
     (before answering), "text" (the answer; "" for an empty 200), "raw" (a 200 whose body is
-    this string, not JSON), "first_token_delay_s" and "cut_after" (streams: wait before the
-    first token; drop the connection after N chunks, before [DONE]).
+    this string, not JSON), "first_token_delay_s", "cut_after" and "end_after" (streams: wait
+    before the first token; drop the connection after N events; end the body cleanly after N
+    events, so the events from N on, [DONE] included, are never sent).
     """
 
     FAULTS: tuple[Mapping[str, Any], ...] = (
@@ -177,6 +178,8 @@ class StubServer:
             if index == 1 and answer.first_token_delay_s:
                 await writer.drain()
                 await asyncio.sleep(answer.first_token_delay_s)
+            if answer.end_after is not None and index >= answer.end_after:
+                break  # a clean end of the body: no more events, no [DONE]
             if answer.cut_after is not None and index >= answer.cut_after:
                 await writer.drain()
                 await asyncio.sleep(0.05)  # as on a real network: the client reads, then the cut
@@ -220,6 +223,7 @@ class StubServer:
                 _chat_events(request, text),
                 first_token_delay_s=float(step.get("first_token_delay_s", 0.0)),
                 cut_after=step.get("cut_after"),
+                end_after=step.get("end_after"),
             )
         return 200, {}, _chat_body(request, text)
 
@@ -229,6 +233,7 @@ class _Stream:
     events: list[bytes]
     first_token_delay_s: float = 0.0
     cut_after: int | None = None
+    end_after: int | None = None
 
 
 def _chat_events(request: dict[str, Any], text: str) -> list[bytes]:

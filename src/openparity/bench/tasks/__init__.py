@@ -45,11 +45,14 @@ def get_task(
         from openparity.bench.tasks.custom import CustomTask
 
         return CustomTask(Path(name))
-    cls = BUILTIN_TASKS.get(name)
+    cls = BUILTIN_TASKS.get(name.strip().lower())
     if cls is None:
+        import difflib
+
+        close = difflib.get_close_matches(name.strip().lower(), BUILTIN_TASKS, n=1, cutoff=0.6)
+        known = f"built-in tasks: {', '.join(BUILTIN_TASKS)}; or a user task's YAML file"
         raise TaskError(
-            f"unknown task {name!r}",
-            hint=f"built-in tasks: {', '.join(BUILTIN_TASKS)}; or a user task's YAML file",
+            f"unknown task {name!r}", hint=f"did you mean {close[0]}? {known}" if close else known
         )
     if fixture:  # only tasks whose data no package carries have one
         return cls.fixture()

@@ -44,6 +44,8 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 yield record
     except FileNotFoundError:
         raise TaskError(f"data file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:  # a directory, no permission, not UTF-8
+        raise TaskError(f"cannot read {path} ({getattr(exc, 'strerror', None) or exc})") from None
 
 
 def hub_records(dataset: str, config: str | None, split: str) -> list[dict[str, Any]]:

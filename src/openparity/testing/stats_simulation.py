@@ -1,0 +1,161 @@
+"""Seeded simulations that check the error rates `openparity.bench.stats` promises, on the
+shipped functions themselves, at the sizes users run. The test suite asserts on them
+(tests/bench/test_stats_simulation.py); `benchmarks/stats_error_rates.py` prints the tables.
+
+Each function returns rows of (setting..., observed rate, Monte Carlo standard error).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+from openparity.bench import stats
+
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Rate:
+    """An observed error (or coverage) rate over `reps` seeded replicates."""
+
+    setting: str
+    rate: float
+    reps: int
+
+    @property
+    def mc_se(self) -> float:
+        return math.sqrt(max(self.rate * (1 - self.rate), 0.01 * 0.99) / self.reps)
+
+
+def tost_size_paired_binary(
+    sizes=(100, 300, 1000, 3000),
+    discordance=(0.02, 0.05, 0.1, 0.3),
+    margins=(0.012, 0.05),
+    reps: int = 10_000,
+    seed: int = 0,
+) -> Iterator[Rate]:
+    """P(declare equivalent | true difference = +margin) for paired 0/1 scores whose models
+    disagree on `discordance` of the items (Tango's score TOST, the shipped function)."""
+    rng = np.random.default_rng(seed)
+    for margin in margins:
+        for disc in discordance:
+            if disc <= margin:
+                continue  # a difference of `margin` needs at least that much disagreement
+            only_open, only_closed = (disc + margin) / 2, (disc - margin) / 2
+            for n in sizes:
+                counts = rng.multinomial(n, [only_open, only_closed, 1 - disc], size=reps)
+                p = stats.tango_tost(counts[:, 0], counts[:, 1], n, margin)
+                yield Rate(
+                    f"margin {margin:.3f} disagree {disc:.2f} n {n}",
+                    float((p < ALPHA).mean()),
+                    reps,
+                )
+
+
+def interval_coverage_paired_binary(
+    sizes=(20, 100, 300, 1000, 3000),
+    discordance=(0.02, 0.05, 0.1, 0.3),
+    differences=(0.0, 0.01),
+    reps: int = 4000,
+    seed: int = 1,
+) -> Iterator[Rate]:
+    """Coverage of the printed 95% interval of a paired 0/1 difference (Tango score)."""
+    rng = np.random.default_rng(seed)
+    for disc in discordance:
+        for d in differences:
+            only_open, only_closed = (disc + d) / 2, (disc - d) / 2
+            for n in sizes:
+                counts = rng.multinomial(n, [only_open, only_closed, 1 - disc], size=reps)
+                low, high = stats.tango_interval(counts[:, 0], counts[:, 1], n)
+                covered = (low <= d + 1e-12) & (d - 1e-12 <= high)
+                yield Rate(f"disagree {disc:.2f} diff {d:.2f} n {n}", float(covered.mean()), reps)
+
+
+def accuracy_interval_coverage(sizes=(20, 100, 164, 1319), grid: int = 199) -> Iterator[Rate]:
+    """Worst exact coverage of the printed 95% accuracy interval over true accuracies in
+    (0, 1): computed from the binomial distribution, no simulation noise."""
+    for n in sizes:
+        k = np.arange(n + 1)
+        intervals = [stats.mean_ci([1.0] * i + [0.0] * (n - i)) for i in k]
+        low = np.array([e.low for e in intervals])
+        high = np.array([e.high for e in intervals])
+        worst = 1.0
+        for p in np.linspace(0.005, 0.995, grid):
+            pmf = sps.binom.pmf(k, n, p)
+            worst = min(worst, float(pmf[(low <= p) & (p <= high)].sum()))
+        yield Rate(f"n {n} (worst over accuracy)", worst, 10**9)
+
+
+def _clustered_pair(rng, sizes: np.ndarray, shape: float, difference: float):
+    """Paired 0/1 scores in clusters: each cluster has its own difficulty, both models see it.
+    Accuracies stay within [0.1, 0.9], so the true difference is exactly `difference`."""
+    ids = np.repeat(np.arange(len(sizes)), sizes)
+    p = 0.1 + 0.8 * rng.beta(shape, shape, size=len(sizes))[ids]
+    a = (rng.random(len(ids)) < np.clip(p + difference / 2, 0, 1)).astype(float)
+    b = (rng.random(len(ids)) < np.clip(p - difference / 2, 0, 1)).astype(float)
+    return a, b, [f"c{i}" for i in ids]
+
+
+CLUSTER_DESIGNS = {
+    "4 items each": (4, 4, 1.0),
+    "2-12 items": (2, 12, 0.5),
+    "1-30 items": (1, 30, 2.0),
+}
+
+
+def clustered_difference_test(
+    clusters=(3, 5, 10, 50), reps: int = 2000, seed: int = 2
+) -> Iterator[tuple[Rate, Rate]]:
+    """For paired 0/1 scores in G clusters with no true difference: the rate at which the
+    difference test rejects (type I error), and the coverage of the printed 95% interval."""
+    rng = np.random.default_rng(seed)
+    for design, (low, high, shape) in CLUSTER_DESIGNS.items():
+        for g in clusters:
+            rejected = covered = 0
+            for _ in range(reps):
+                sizes = rng.integers(low, high + 1, size=g)
+                a, b, ids = _clustered_pair(rng, sizes, shape, 0.0)
+                tests = stats.paired_tests(a, b, 0.05, ids)
+                rejected += tests.p_difference < ALPHA
+                diff = tests.diff
+                covered += (not diff.informative) or (diff.low <= 0 <= diff.high)
+            setting = f"{design}, {g} clusters"
+            yield Rate(setting, rejected / reps, reps), Rate(setting, covered / reps, reps)
+
+
+def clustered_tost_size(
+    clusters=(3, 5, 10, 50), margin: float = 0.05, reps: int = 1500, seed: int = 3
+) -> Iterator[Rate]:
+    """P(declare equivalent | true difference = margin) for clustered paired 0/1 scores."""
+    rng = np.random.default_rng(seed)
+    low, high, shape = CLUSTER_DESIGNS["2-12 items"]
+    for g in clusters:
+        hits = 0
+        for _ in range(reps):
+            sizes = rng.integers(low, high + 1, size=g)
+            a, b, ids = _clustered_pair(rng, sizes, shape, margin)
+            hits += stats.paired_tests(a, b, margin, ids).p_equivalence < ALPHA
+        yield Rate(f"2-12 items, {g} clusters", hits / reps, reps)
+
+
+def target_interval_coverage(
+    sizes=(100, 300, 1319), target_n: int = 1319, accuracies=(0.5, 0.9, 0.941),
+    reps: int = 600, seed: int = 4,
+) -> Iterator[Rate]:  # fmt: skip
+    """Coverage of the printed 95% interval of open - published when the published number is
+    itself a measurement on `target_n` items (Miettinen-Nurminen score)."""
+    rng = np.random.default_rng(seed)
+    for acc in accuracies:
+        for n in sizes:
+            covered = 0
+            for _ in range(reps):
+                k = int(rng.binomial(n, acc))
+                published = rng.binomial(target_n, acc) / target_n
+                tests = stats.target_tests([1.0] * k + [0.0] * (n - k), published, 0.01, target_n)
+                covered += tests.diff.low <= 0 <= tests.diff.high
+            yield Rate(f"accuracy {acc} n {n} vs {target_n}", covered / reps, reps)

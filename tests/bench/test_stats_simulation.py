@@ -1,0 +1,77 @@
+"""Proof by simulation: the error rates the verdicts promise hold at the sizes users run
+(small n, few clusters, rare disagreements), on the shipped functions, seeded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from openparity.bench import stats
+from openparity.testing import stats_simulation as sim
+
+ALPHA = 0.05
+
+
+def slack(rate: sim.Rate) -> float:
+    return 3 * rate.mc_se  # three Monte Carlo standard errors
+
+
+def test_paired_binary_tost_keeps_its_size_when_models_rarely_disagree():
+    rates = list(sim.tost_size_paired_binary())
+    assert len(rates) >= 20
+    too_high = [r for r in rates if r.rate > ALPHA + slack(r)]
+    assert not too_high, too_high
+
+
+def test_paired_binary_tost_is_the_one_paired_tests_uses():
+    rng = np.random.default_rng(5)
+    a, b = (rng.random(300) < 0.9).astype(float), (rng.random(300) < 0.9).astype(float)
+    only_a, only_b = int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum())
+    assert stats.paired_tests(a, b, 0.012).p_equivalence == pytest.approx(
+        float(stats.tango_tost(only_a, only_b, 300, 0.012))
+    )
+
+
+def test_the_normal_approximation_it_replaced_would_fail_this_simulation():
+    """The check can fail: the old Wald TOST declares equivalence far too often here."""
+    rng = np.random.default_rng(0)
+    n, margin, disc = 100, 0.012, 0.02
+    counts = rng.multinomial(n, [(disc + margin) / 2, (disc - margin) / 2, 1 - disc], size=10_000)
+    d = (counts[:, 0] - counts[:, 1]) / n
+    se = np.sqrt(np.maximum((counts[:, 0] + counts[:, 1]) / n - d**2, 0) / n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        from scipy import stats as sps
+
+        p = np.maximum(sps.norm.sf((d + margin) / se), sps.norm.cdf((d - margin) / se))
+    assert (p < ALPHA).mean() > 0.07
+
+
+def test_printed_paired_intervals_cover_at_least_94_percent():
+    low = [r for r in sim.interval_coverage_paired_binary() if r.rate < 0.94]
+    assert not low, low
+
+
+def test_printed_accuracy_intervals_never_cover_less_than_95_percent():
+    worst = [r for r in sim.accuracy_interval_coverage() if r.rate < 0.95 - 1e-9]
+    assert not worst, worst
+
+
+def test_clustered_difference_test_keeps_its_size_and_intervals_cover_with_few_clusters():
+    rows = list(sim.clustered_difference_test())
+    assert {r.setting.split(", ")[1] for r, _ in rows} == {
+        "3 clusters", "5 clusters", "10 clusters", "50 clusters"
+    }  # fmt: skip
+    too_high = [r for r, _ in rows if r.rate > ALPHA + slack(r)]
+    assert not too_high, too_high
+    low = [c for _, c in rows if c.rate < 0.94 - slack(c)]
+    assert not low, low
+
+
+def test_clustered_tost_keeps_its_size():
+    too_high = [r for r in sim.clustered_tost_size() if r.rate > ALPHA + slack(r)]
+    assert not too_high, too_high
+
+
+def test_interval_against_a_measured_published_number_covers():
+    low = [r for r in sim.target_interval_coverage() if r.rate < 0.94 - slack(r)]
+    assert not low, low

@@ -1,0 +1,129 @@
+"""Every README example is true: each `openparity` line parses against the real CLI, each
+benchmark script it names exists, and the lines that need no API key, no server and no
+placeholder run as written in a fresh directory (long ones shortened by the table below)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import click
+import pytest
+import typer.main
+
+from openparity.cli import app
+from tests.cli import openparity
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# what makes a README line unrunnable here (the line still has to parse)
+NEEDS_KEY = re.compile(r"gpt-4o|deepseek:|qwen-vllm|openai:gpt")
+NEEDS_SERVER = re.compile(r"serve-local|^openparity serve |@http://127\.0\.0\.1:8000")
+PLACEHOLDER = re.compile(r"\bRUN_[A-Z]+\b|\bRUN_ID\b")
+NEEDS_GENERATED_DATA = re.compile(r"gen\.jsonl|cleaned/")
+
+# long defaults, shortened for the test (what the user runs is the line as written)
+SHORTER = {
+    "--limit 200": "--limit 3",
+    "--limit 40 --samples 5": "--limit 2 --samples 2",
+    "--steps 600": "--steps 3",
+    "--draws 1000000": "--draws 4000",
+}
+
+
+def readme_lines() -> list[str]:
+    """The shell commands of the README's ```bash blocks, comments stripped."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            command = re.split(r"\s{2,}#", line)[0].strip()
+            if command and not command.startswith("#"):
+                lines.append(command)
+    return lines
+
+
+def openparity_lines() -> list[str]:
+    return [line for line in readme_lines() if line.startswith("openparity ")]
+
+
+def parse_only(args: list[str]) -> None:
+    """Resolve the sub-command and parse every option and argument, running nothing."""
+    command: click.Command = typer.main.get_command(app)
+    ctx = command.make_context("openparity", list(args))
+    while isinstance(command, click.Group):
+        name, command, rest = command.resolve_command(ctx, ctx.protected_args + ctx.args)
+        ctx = command.make_context(name, rest, parent=ctx)
+
+
+def test_the_readme_has_its_two_commands_and_a_tour():
+    lines = readme_lines()
+    assert any("openparity gap" in line and "scripts/install.sh" in line for line in lines)
+    assert "bash scripts/test.sh" in lines
+    assert len(openparity_lines()) >= 30
+
+
+@pytest.mark.parametrize("line", openparity_lines())
+def test_every_readme_command_parses(line):
+    try:
+        parse_only(shlex.split(line)[1:])
+    except click.UsageError as exc:
+        pytest.fail(f"README line does not parse: {line}\n{exc.format_message()}")
+
+
+def test_every_benchmark_the_readme_names_exists_with_its_options():
+    for line in readme_lines():
+        if line.startswith("python benchmarks/"):
+            words = shlex.split(line)
+            script = ROOT / words[1]
+            assert script.is_file(), line
+            source = script.read_text(encoding="utf-8")
+            for option in (w for w in words[2:] if w.startswith("--")):
+                assert f'"{option}"' in source, f"{script.name} has no {option}"
+
+
+def runnable(line: str) -> bool:
+    return not any(
+        rule.search(line) for rule in (NEEDS_KEY, NEEDS_SERVER, PLACEHOLDER, NEEDS_GENERATED_DATA)
+    )
+
+
+def shortened(line: str) -> str:
+    for long, short in SHORTER.items():
+        line = line.replace(long, short)
+    if line.startswith("openparity gap ") and "--limit" not in line:
+        line += " --limit 2"  # the default subset takes minutes
+    trains = line.startswith(("openparity moe compare", "openparity moe train"))
+    )
+    if trains and "--steps" not in line:
+        line += " --steps 3"  # 200 steps: a minute or two
+    return line
+
+
+@pytest.fixture(scope="module")
+def tour(tmp_path_factory):
+    """One fresh directory for the whole tour: later lines read what earlier ones wrote
+    (gap.json, moe-runs/...), as they would for a user following the README."""
+    directory = tmp_path_factory.mktemp("tour")
+    shutil.copytree(ROOT / "examples", directory / "examples")
+    shutil.copy(directory / "examples" / "gateway.yaml", directory / "gateway.yaml")
+    scenario = ROOT / "src/openparity/forecast/scenarios/seed-parity.yaml"
+    shutil.copy(scenario, directory / "my-scenario.yaml")  # "your own scenario"
+    return directory
+
+
+RUNNABLE = [line for line in openparity_lines() if runnable(line)]
+
+
+def test_most_of_the_tour_runs_here():
+    assert len(RUNNABLE) >= 18, RUNNABLE
+
+
+@pytest.mark.parametrize("line", RUNNABLE)
+def test_the_readme_tour_runs_as_written(tour, line):
+    """Each line in README order, each with its own time limit."""
+    result = openparity(*shlex.split(shortened(line))[1:], timeout=280, cwd=tour)
+    assert result.returncode == 0, f"{line}\n{result.stderr[-2000:]}"
+    assert "Traceback" not in result.stderr, line
