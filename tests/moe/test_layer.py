@@ -181,3 +181,23 @@ def test_aux_loss_free_balancing_evens_out_a_skewed_router():
     assert layer.max_violation() < before / 2
     weights_only = layer.router(x).weights  # the bias chooses experts, never weights them
     assert (weights_only > 0).all()
+
+
+def test_only_training_forwards_count_towards_balancing():
+    """Validation batches between training steps must not steer the selection bias."""
+    torch.manual_seed(0)
+    config = MoEConfig(hidden=H, expert_dim=INNER, n_routed=E, top_k=K, router="sigmoid",
+                       bias_update_speed=0.01, seq_aux_alpha=0.1)  # fmt: skip
+    layer = MoELayer(config).train()
+    layer(torch.randn(2, 8, H))
+    trained = layer.load.clone()
+    assert trained.sum() == 2 * 8 * K and float(layer.aux_loss) > 0
+    layer.eval()
+    with torch.no_grad():
+        layer(torch.randn(4, 8, H) + 3.0)  # a validation batch routed very differently
+    torch.testing.assert_close(layer.load, trained)
+    assert float(layer.aux_loss) == 0.0
+    layer.update_bias()
+    expected = torch.zeros(E)
+    balance.update_bias(expected, trained, 0.01)
+    torch.testing.assert_close(layer.router.bias, expected)

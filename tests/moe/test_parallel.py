@@ -66,3 +66,72 @@ def test_two_ranks_match_one_process(tmp_path):
     # the router is replicated: its gradients summed over ranks equal the single process's
     torch.testing.assert_close(ranks[0]["drouter"] + ranks[1]["drouter"], layer.router.weight.grad,
                                rtol=1e-4, atol=1e-6)  # fmt: skip
+
+
+BALANCED = (
+    "MoEConfig(hidden=16, expert_dim=8, n_routed=8, top_k=2, n_shared=1, router='sigmoid',"
+    " n_groups=2, topk_groups=1, expert_aux_alpha=0.1, device_aux_alpha=0.05,"
+    " seq_aux_alpha=0.2, bias_update_speed=0.01)"
+)
+
+BALANCE_WORKER = textwrap.dedent(
+    """
+    import sys, torch, torch.distributed as dist
+    from openparity.moe.config import MoEConfig
+    from openparity.moe.layer import MoELayer
+    from openparity.moe.parallel import ExpertParallelMoE
+
+    rank, port, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    torch.manual_seed(0)
+    layer = MoELayer(CONFIG)
+    parallel = ExpertParallelMoE(layer).train()
+    x = torch.randn(2, 3, 7, 16)[rank]  # 3 sequences of 7 tokens per rank
+    y = parallel(x)
+    (y.pow(2).mean() + parallel.aux_loss).backward()
+    aux = float(parallel.aux_loss)
+    violation = parallel.max_violation()
+    parallel.update_bias()
+    parallel.eval()
+    parallel(torch.randn(5, 7, 16))  # evaluation tokens count for nothing
+    torch.save({"aux": aux, "drouter": layer.router.weight.grad, "bias": layer.router.bias.clone(),
+                "violation": violation, "load_after_eval": parallel.load.clone()}, out)
+    dist.barrier()
+    dist.destroy_process_group()
+    """
+).replace("CONFIG", BALANCED)
+
+
+def test_balancing_across_ranks_equals_one_process(tmp_path):
+    from openparity.moe.config import MoEConfig
+    from openparity.moe.layer import MoELayer
+
+    script = tmp_path / "worker.py"
+    script.write_text(BALANCE_WORKER, encoding="utf-8")
+    port = str(free_port())
+    outs = [tmp_path / f"rank{r}.pt" for r in range(2)]
+    workers = [
+        subprocess.Popen([sys.executable, str(script), str(r), port, str(outs[r])])
+        for r in range(2)
+    ]
+    assert [w.wait(timeout=120) for w in workers] == [0, 0]
+    ranks = [torch.load(o) for o in outs]
+
+    torch.manual_seed(0)
+    layer = MoELayer(eval(BALANCED, {"MoEConfig": MoEConfig})).train()
+    x = torch.randn(2, 3, 7, 16).reshape(6, 7, 16)  # both ranks' sequences in one batch
+    y = layer(x)
+    (y.pow(2).mean() * 2 + layer.aux_loss).backward()  # the ranks' two means sum to 2x this
+    violation = layer.max_violation()
+    layer.update_bias()
+    assert float(layer.aux_loss) > 0
+    # the balance loss: the ranks' shares sum to the one-process loss
+    assert ranks[0]["aux"] + ranks[1]["aux"] == pytest.approx(float(layer.aux_loss), rel=1e-5)
+    assert ranks[0]["violation"] == ranks[1]["violation"] == pytest.approx(violation)
+    # aux-loss-free balancing: every rank's bias moved by the global load, as one process's
+    for rank in ranks:
+        torch.testing.assert_close(rank["bias"], layer.router.bias)
+        assert rank["load_after_eval"].sum() == 0
+    assert layer.router.bias.abs().sum() > 0
+    total = ranks[0]["drouter"] + ranks[1]["drouter"]
+    torch.testing.assert_close(total, layer.router.weight.grad, rtol=1e-4, atol=1e-6)

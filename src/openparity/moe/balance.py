@@ -9,44 +9,71 @@ from __future__ import annotations
 
 import torch
 
+from openparity.moe.config import MoEConfig
+
 
 def expert_load(indices: torch.Tensor, n_experts: int) -> torch.Tensor:
     """Tokens routed to each expert (float, shape (E,))."""
     return torch.bincount(indices.reshape(-1), minlength=n_experts).float()
 
 
-def _fractions(indices: torch.Tensor, n_experts: int) -> torch.Tensor:
-    tokens, k = indices.shape
-    return expert_load(indices, n_experts) * n_experts / (k * tokens)
+def _fractions(
+    indices: torch.Tensor, n_experts: int, counts: torch.Tensor | None, tokens: int
+) -> torch.Tensor:
+    counts = expert_load(indices, n_experts) if counts is None else counts
+    return counts * n_experts / (indices.shape[-1] * tokens)
+
+
+# Under expert parallelism every rank routes its own tokens. `counts` (tokens per expert) and
+# `tokens` then cover all ranks, and the affinities are summed here and divided by the global
+# `tokens`: each rank's loss is its share, and the shares (like the replicated router's
+# gradients) sum to the loss one process computes over all tokens. Defaults: these tokens only.
 
 
 def expert_balance_loss(
-    indices: torch.Tensor, affinities: torch.Tensor, alpha: float
+    indices: torch.Tensor,
+    affinities: torch.Tensor,
+    alpha: float,
+    *,
+    counts: torch.Tensor | None = None,
+    tokens: int | None = None,
 ) -> torch.Tensor:
     """DeepSeekMoE expert-level balance loss: alpha * sum_i f_i P_i (equals alpha at perfect
     balance with uniform affinities)."""
-    n_experts = affinities.shape[-1]
-    f = _fractions(indices, n_experts)
-    p = affinities.mean(dim=0)
+    tokens = tokens or indices.shape[0]
+    f = _fractions(indices, affinities.shape[-1], counts, tokens)
+    p = affinities.sum(dim=0) / tokens
     return alpha * (f * p).sum()
 
 
 def device_balance_loss(
-    indices: torch.Tensor, affinities: torch.Tensor, alpha: float, n_devices: int
+    indices: torch.Tensor,
+    affinities: torch.Tensor,
+    alpha: float,
+    n_devices: int,
+    *,
+    counts: torch.Tensor | None = None,
+    tokens: int | None = None,
 ) -> torch.Tensor:
     """DeepSeekMoE device-level balance loss over D equal groups of experts:
     alpha * sum_d f'_d P'_d with f'_d the mean f_i and P'_d the sum of P_i in group d."""
-    n_experts = affinities.shape[-1]
-    f = _fractions(indices, n_experts).view(n_devices, -1).mean(dim=1)
-    p = affinities.mean(dim=0).view(n_devices, -1).sum(dim=1)
+    tokens = tokens or indices.shape[0]
+    f = _fractions(indices, affinities.shape[-1], counts, tokens).view(n_devices, -1).mean(dim=1)
+    p = (affinities.sum(dim=0) / tokens).view(n_devices, -1).sum(dim=1)
     return alpha * (f * p).sum()
 
 
 def sequence_balance_loss(
-    indices: torch.Tensor, affinities: torch.Tensor, alpha: float, seq_len: int
+    indices: torch.Tensor,
+    affinities: torch.Tensor,
+    alpha: float,
+    seq_len: int,
+    *,
+    sequences: int | None = None,
 ) -> torch.Tensor:
     """DeepSeek-V3 sequence-wise balance loss: the expert-level loss inside each sequence
-    (tokens laid out as (batch, seq_len)), with affinities normalised per token, averaged."""
+    (tokens laid out as (batch, seq_len)), with affinities normalised per token, averaged over
+    `sequences` (default: these; all ranks' under expert parallelism)."""
     n_experts = affinities.shape[-1]
     k = indices.shape[-1]
     per_seq = indices.view(-1, seq_len, k)
@@ -56,7 +83,33 @@ def sequence_balance_loss(
     counts.scatter_add_(1, chosen, torch.ones_like(chosen, dtype=counts.dtype))
     f = counts * n_experts / (k * seq_len)
     p = normalised.mean(dim=1)
-    return alpha * (f * p).sum(dim=1).mean()
+    return alpha * (f * p).sum(dim=1).sum() / (sequences or per_seq.shape[0])
+
+
+def aux_losses(
+    config: MoEConfig,
+    indices: torch.Tensor,
+    affinities: torch.Tensor,
+    seq_len: int,
+    *,
+    counts: torch.Tensor | None = None,
+    tokens: int | None = None,
+    sequences: int | None = None,
+) -> torch.Tensor:
+    """The sum of the balance losses `config` switches on (see the note above for the
+    keyword arguments)."""
+    c = config
+    loss = torch.zeros((), device=affinities.device)
+    if c.expert_aux_alpha:
+        loss = loss + expert_balance_loss(indices, affinities, c.expert_aux_alpha,
+                                          counts=counts, tokens=tokens)  # fmt: skip
+    if c.device_aux_alpha:
+        loss = loss + device_balance_loss(indices, affinities, c.device_aux_alpha, c.n_groups,
+                                          counts=counts, tokens=tokens)  # fmt: skip
+    if c.seq_aux_alpha:
+        loss = loss + sequence_balance_loss(indices, affinities, c.seq_aux_alpha, seq_len,
+                                            sequences=sequences)  # fmt: skip
+    return loss
 
 
 def max_violation(load: torch.Tensor) -> float:

@@ -29,6 +29,7 @@ class MoELayer(nn.Module):
             SwiGLU(config.hidden, config.n_shared * config.expert_dim) if config.n_shared else None
         )
         self.aux_loss = torch.zeros(())
+        # tokens per expert over the training forwards since the last update_bias()
         self.register_buffer("load", torch.zeros(config.n_routed), persistent=False)
         self.dropped = 0  # (token, expert) pairs dropped by the capacity factor, last call
 
@@ -38,32 +39,13 @@ class MoELayer(nn.Module):
         routing = self.router(flat)
         shared = self.shared(flat) if self.shared is not None else None
         out, self.dropped = self.experts(flat, routing.indices, routing.weights, out=shared)
-        load = balance.expert_load(routing.indices, c.n_routed)
-        self.load += load.detach()  # summed until update_bias() / reset_load()
-        self.aux_loss = (
-            self._aux_loss(routing.indices, routing.affinities, x)
-            if self.training
-            else torch.zeros(())
-        )
-        return out.view(x.shape)
-
-    def _aux_loss(
-        self, indices: torch.Tensor, affinities: torch.Tensor, x: torch.Tensor
-    ) -> torch.Tensor:
-        c = self.config
-        loss = torch.zeros((), device=x.device)
-        if c.expert_aux_alpha:
-            loss = loss + balance.expert_balance_loss(indices, affinities, c.expert_aux_alpha)
-        if c.device_aux_alpha:
-            loss = loss + balance.device_balance_loss(
-                indices, affinities, c.device_aux_alpha, c.n_groups
-            )
-        if c.seq_aux_alpha:
+        if self.training:  # balancing counts training tokens only, never evaluation
+            self.load += balance.expert_load(routing.indices, c.n_routed)
             seq_len = x.shape[-2] if x.dim() >= 3 else x.shape[0]
-            loss = loss + balance.sequence_balance_loss(
-                indices, affinities, c.seq_aux_alpha, seq_len
-            )
-        return loss
+            self.aux_loss = balance.aux_losses(c, routing.indices, routing.affinities, seq_len)
+        else:
+            self.aux_loss = torch.zeros(())
+        return out.view(x.shape)
 
     def max_violation(self) -> float:
         return balance.max_violation(self.load)

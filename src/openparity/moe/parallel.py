@@ -3,6 +3,11 @@ and shared experts are replicated. A forward pass routes the rank's own tokens, 
 (token, expert) pair to the rank owning the expert with one all-to-all, runs the local experts
 with the layer's dropless dispatch, and sends the results back with a second all-to-all.
 Differentiable: the backward of an all-to-all is the all-to-all with the splits reversed.
+
+Balancing works across ranks as on one process: the expert load and the token counts of the
+balance losses are all-reduced, so every rank's `aux_loss` is its share of the loss over all
+tokens (the shares, like the replicated router's gradients, sum to the one-process values), and
+`update_bias()` moves every rank's copy of the selection bias by the global load.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from openparity.moe import balance
 from openparity.moe.experts import mix_experts
 from openparity.moe.layer import MoELayer
 
@@ -55,6 +61,9 @@ class ExpertParallelMoE(nn.Module):
         self.shared = layer.shared
         self.gate_up_proj = nn.Parameter(layer.experts.gate_up_proj.detach()[block].clone())
         self.down_proj = nn.Parameter(layer.experts.down_proj.detach()[block].clone())
+        self.aux_loss = torch.zeros(())
+        # this rank's tokens per expert over the training forwards since update_bias()
+        self.register_buffer("load", torch.zeros(c.n_routed), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.config
@@ -94,4 +103,39 @@ class ExpertParallelMoE(nn.Module):
         out = torch.zeros_like(flat).index_add(0, order // k, weighted)
         if self.shared is not None:
             out = out + self.shared(flat)
+        self._balance(routing, x)
         return out.view(x.shape)
+
+    def _balance(self, routing, x: torch.Tensor) -> None:
+        c = self.config
+        if not self.training:
+            self.aux_loss = torch.zeros(())
+            return
+        counts = balance.expert_load(routing.indices, c.n_routed)
+        self.load += counts
+        if not (c.expert_aux_alpha or c.device_aux_alpha or c.seq_aux_alpha):
+            self.aux_loss = torch.zeros(())
+            return
+        seq_len = x.shape[-2] if x.dim() >= 3 else x.shape[0]
+        tokens = routing.indices.shape[0]
+        totals = torch.cat([counts, torch.tensor([tokens, tokens // seq_len], dtype=counts.dtype)])
+        dist.all_reduce(totals, group=self.group)
+        self.aux_loss = balance.aux_losses(
+            c, routing.indices, routing.affinities, seq_len, counts=totals[:-2],
+            tokens=int(totals[-2]), sequences=int(totals[-1]),
+        )  # fmt: skip
+
+    def max_violation(self) -> float:
+        """MaxVio of the load summed over all ranks (a collective: call it on every rank)."""
+        load = self.load.clone()
+        dist.all_reduce(load, group=self.group)
+        return balance.max_violation(load)
+
+    def update_bias(self) -> None:
+        """One auxiliary-loss-free step from the global load (a collective: every rank)."""
+        if self.config.bias_update_speed:
+            load = self.load.clone()
+            dist.all_reduce(load, group=self.group)
+            if load.sum() > 0:
+                balance.update_bias(self.router.bias, load, self.config.bias_update_speed)
+        self.load.zero_()
