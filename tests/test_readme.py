@@ -95,7 +95,8 @@ def shortened(line: str) -> str:
         line = line.replace(long, short)
     if line.startswith("openparity gap ") and "--limit" not in line:
         line += " --limit 2"  # the default subset takes minutes
-    trains = line.startswith(("openparity moe compare", "openparity moe train"))
+    trains = line.startswith(
+        ("openparity moe compare", "openparity moe train", "openparity sparse")
     )
     if trains and "--steps" not in line:
         line += " --steps 3"  # 200 steps: a minute or two

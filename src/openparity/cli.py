@@ -72,12 +72,14 @@ def _register_capabilities() -> None:
     from openparity.models.cli import register as register_models
     from openparity.moe.cli import register as register_moe
     from openparity.route.cli import register as register_route
+    from openparity.sparse.cli import register as register_sparse
 
     register_models(app)
     register_bench(app)
     register_forecast(app)
     register_route(app)
     register_moe(app)
+    register_sparse(app)
     register_data(app)
 
 

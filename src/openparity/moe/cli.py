@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import math
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
+
+from openparity.sparse.options import ALPHA, DELTA_T, DISTRIBUTION
 
 moe_app = typer.Typer(help="DeepSeekMoE: train a small LM, compare dense vs MoE, export to HF.")
 
@@ -26,7 +32,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(moe_app, name="moe")
 
 
-def _settings(steps: int, batch: int, seq_len: int, lr: float, seed: int):
+def train_settings(steps: int, batch: int, seq_len: int, lr: float, seed: int):
     from openparity.moe.train import TrainSettings
 
     every = max(1, min(50, steps))
@@ -34,16 +40,23 @@ def _settings(steps: int, batch: int, seq_len: int, lr: float, seed: int):
                          eval_every=every, save_every=every)  # fmt: skip
 
 
-def _progress():
-    from openparity.console import err
+@contextlib.contextmanager
+def progress_bars():
+    """One bar per preset (steps, ETA, latest losses): report(preset, step, total, last)."""
+    from openparity.console import ProgressBars
 
-    def report(step: int, total: int, last: dict) -> None:
-        if "val_loss" in last:
-            err.print(
-                f"step {step}/{total}: train {last['train_loss']:.4f}, val {last['val_loss']:.4f}"
-            )
+    with ProgressBars() as bar:
+        bars: dict[str, Callable[..., None]] = {}
+        val_loss: dict[str, float] = {}
 
-    return report
+        def report(preset: str, step: int, total: int, last: dict) -> None:
+            if preset not in bars:
+                bars[preset] = bar(preset)
+            val_loss[preset] = last.get("val_loss", val_loss.get(preset, math.nan))
+            note = f"train {last['train_loss']:.3f} · val {val_loss[preset]:.3f}"
+            bars[preset](step, total, note)
+
+        yield report
 
 
 @moe_app.command("train")
@@ -61,18 +74,36 @@ def train_command(
     lr: float = LR,
     seed: int = SEED,
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
+    sparsity: float = typer.Option(
+        0.0, "--sparsity", min=0.0, max=0.99, help="Dynamic sparse training at this sparsity."
+    ),
+    sparse_method: str = typer.Option(
+        "rigl", "--sparse-method", help="rigl, set, static or prune (with --sparsity)."
+    ),
+    distribution: str = DISTRIBUTION,
+    delta_t: int | None = DELTA_T,
+    alpha: float = ALPHA,
 ) -> None:
     """Train a small byte-level LM (dense or MoE) on CPU; loss log in OUT/log.csv."""
-    from openparity.console import out as console
-    from openparity.moe.lm import preset as make_preset
-    from openparity.moe.train import train
+    from dataclasses import replace
 
-    config = _checked_preset(make_preset, preset, dim, layers)
-    result = train(config, corpus, out, _settings(steps, batch, seq_len, lr, seed),
-                   resume=resume, progress=_progress())  # fmt: skip
+    from openparity.console import out as console
+    from openparity.moe.train import train
+    from openparity.sparse.options import sparse_config
+
+    config = checked_preset(preset, dim, layers)
+    settings = train_settings(steps, batch, seq_len, lr, seed)
+    if sparsity:
+        sparse = sparse_config(sparse_method, sparsity, distribution, delta_t, alpha, steps, seed)
+        settings = replace(settings, sparse=sparse)
+    with progress_bars() as report:
+        result = train(config, corpus, out, settings, resume=resume,
+                       progress=functools.partial(report, preset))  # fmt: skip
+    sparse_note = "" if result.sparsity is None else f", {result.sparsity:.1%} of masked weights 0"
     console.print(
         f"{preset}: step {result.step}, train loss {result.train_loss:.4f},"
-        f" val loss {result.val_loss:.4f}, {result.tokens_per_s:,.0f} tokens/s; checkpoint in {out}"
+        f" val loss {result.val_loss:.4f}, {result.tokens_per_s:,.0f} tokens/s{sparse_note};"
+        f" checkpoint in {out}"
     )
 
 
@@ -95,12 +126,12 @@ def compare_command(
     """Dense vs MoE side by side: params, FLOPs/token, tokens/s, validation loss."""
     from openparity.console import print_json
     from openparity.moe.compare import compare, render
-    from openparity.moe.lm import preset as make_preset
 
     for name in presets:
-        _checked_preset(make_preset, name, dim, layers)
-    rows = compare(presets, corpus, out, _settings(steps, batch, seq_len, lr, seed),
-                   dim=dim, n_layers=layers, progress=None if as_json else _progress())  # fmt: skip
+        checked_preset(name, dim, layers)
+    with progress_bars() as report:
+        rows = compare(presets, corpus, out, train_settings(steps, batch, seq_len, lr, seed),
+                       dim=dim, n_layers=layers, progress=report)  # fmt: skip
     if as_json:
         print_json([r.to_dict() for r in rows])
     else:
@@ -122,8 +153,9 @@ def export_command(
     console.print(f"wrote {out} ({hf_format(model)} format): transformers.AutoModelForCausalLM")
 
 
-def _checked_preset(make, name: str, dim: int, layers: int):
+def checked_preset(name: str, dim: int, layers: int):
     from openparity.errors import OpenparityError
+    from openparity.moe.lm import preset as make
 
     try:
         return make(name, dim=dim, n_layers=layers)

@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from openparity.errors import OpenparityError
-from openparity.moe.lm import CausalLM, LMConfig
+from openparity.moe.lm import CausalLM, LMConfig, model_size
+from openparity.sparse import DynamicSparsity, SparseConfig, with_masks_applied
 
 
 class TrainError(OpenparityError):
@@ -39,6 +40,7 @@ class TrainSettings:
     eval_batches: int = 8
     save_every: int = 50
     seed: int = 0
+    sparse: SparseConfig | None = None  # dynamic sparse training (RigL, SET, static, prune)
 
 
 @dataclass
@@ -50,6 +52,9 @@ class TrainResult:
     tokens_per_s: float
     max_violation: float | None
     log: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = math.nan  # wall time of all sessions of this run, resumes included
+    training_flops: float = math.nan  # sparse-aware count for sparse runs (sparse/flops.py)
+    sparsity: float | None = None  # share of zero weights among the masked ones, at the end
 
 
 def load_corpus(source: str) -> torch.Tensor:
@@ -118,9 +123,14 @@ def train(
     checkpoint = directory / "checkpoint.pt"
     torch.manual_seed(settings.seed)
     model = CausalLM(config)
+    sparsity = None
+    if settings.sparse is not None:
+        sparsity = DynamicSparsity(model, settings.sparse, settings.steps)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.1)
+    if sparsity is not None:
+        sparsity.attach(optimizer)
     generator = torch.Generator().manual_seed(settings.seed)
-    step, log = 0, []
+    step, log, seconds_before = 0, [], 0.0
     if checkpoint.exists():
         if not resume:
             raise TrainError(
@@ -131,13 +141,27 @@ def train(
             raise TrainError(
                 f"{checkpoint} holds a different model config", hint="use its own --preset"
             )
+        saved_sparse = state.get("sparse", {}).get("config")
+        if saved_sparse != (settings.sparse.to_dict() if settings.sparse else None):
+            raise TrainError(
+                f"{checkpoint} was trained with other sparse settings ({saved_sparse})",
+                hint="resume with the same --sparsity and --sparse-method",
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if sparsity is not None:
+            sparsity.load_state_dict(state["sparse"])
         generator.set_state(state["generator"])
         step, log = state["step"], state["log"]
+        seconds_before = state.get("seconds", 0.0)
     (directory / "config.json").write_text(json.dumps(config.to_dict(), indent=2), encoding="utf-8")
     model.train()
     started, tokens, last = time.perf_counter(), 0, {}
+
+    def save() -> None:
+        seconds = seconds_before + time.perf_counter() - started
+        _save(checkpoint, model, optimizer, generator, step, log, config, sparsity, seconds)
+
     try:
         while step < settings.steps:
             for group in optimizer.param_groups:
@@ -161,14 +185,20 @@ def train(
             if progress:
                 progress(step, settings.steps, last)
             if step % settings.save_every == 0 or step == settings.steps:
-                _save(checkpoint, model, optimizer, generator, step, log, config)
+                save()
     except KeyboardInterrupt:
-        _save(checkpoint, model, optimizer, generator, step, log, config)
+        save()
         raise TrainError(
             f"interrupted at step {step}; checkpoint saved", hint="continue with --resume"
         ) from None
     _write_log(directory / "log.csv", log)
     final = log[-1] if log else last
+    tokens_per_step = settings.batch * settings.seq_len
+    dense_forward = model_size(model, settings.seq_len).flops_per_token
+    if sparsity is None:
+        flops = 3.0 * dense_forward * tokens_per_step * settings.steps
+    else:
+        flops = sparsity.training_flops(dense_forward, tokens_per_step).total
     return TrainResult(
         directory,
         step,
@@ -177,6 +207,9 @@ def train(
         float(final.get("tokens_per_s", math.nan)),
         final.get("max_violation"),
         log,
+        seconds_before + time.perf_counter() - started,
+        flops,
+        None if sparsity is None else sparsity.overall_sparsity(),
     )
 
 
@@ -187,8 +220,13 @@ def load_model(directory: Path) -> CausalLM:
         raise TrainError(f"no checkpoint in {directory}", hint="train first: openparity moe train")
     state = torch.load(checkpoint, weights_only=False)
     model = CausalLM(LMConfig.from_dict(state["config"]))
+    if "sparse" not in state:
+        model.load_state_dict(state["model"])
+        return model.eval()
+    sparse = SparseConfig.from_dict(state["sparse"]["config"])
+    DynamicSparsity(model, sparse, total_steps=max(1, state["step"]))
     model.load_state_dict(state["model"])
-    return model.eval()
+    return with_masks_applied(model).eval()  # masks multiplied in: a plain CausalLM
 
 
 def _balance_step(model: CausalLM) -> float | None:
@@ -208,10 +246,14 @@ def _lr(step: int, s: TrainSettings) -> float:
     return s.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def _save(path: Path, model, optimizer, generator, step: int, log: list, config: LMConfig) -> None:
+def _save(path: Path, model, optimizer, generator, step: int, log: list, config: LMConfig,
+          sparsity: DynamicSparsity | None, seconds: float) -> None:  # fmt: skip
     temporary = path.with_suffix(".tmp")
     state = {"config": config.to_dict(), "model": model.state_dict(), "step": step, "log": log,
-             "optimizer": optimizer.state_dict(), "generator": generator.get_state()}  # fmt: skip
+             "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+             "seconds": seconds}  # fmt: skip
+    if sparsity is not None:
+        state["sparse"] = sparsity.state_dict()
     torch.save(state, temporary)
     os.replace(temporary, path)
 
