@@ -73,7 +73,11 @@ def render(rows: list[Row]) -> None:
 
     base = rows[0]
     headers = ("run", "non-zero params", "training FLOPs", "val loss", "bits/byte", "wall s")
-    columns = [Column(h, numeric=h != "run", identifier=h == "run") for h in headers]
+    optional = {"bits/byte", "wall s"}
+    columns = [
+        Column(h, numeric=h != "run", identifier=h == "run", optional=h in optional)
+        for h in headers
+    ]
     table = [
         [
             r.name,

@@ -26,11 +26,14 @@ NEVER_MASKED = (nn.Embedding, nn.EmbeddingBag, nn.LayerNorm, nn.GroupNorm, nn.RM
 
 
 class Mask(nn.Module):
-    """W -> W * mask; optionally keeps the dense gradient dL/d(W * mask) of the next backward."""
+    """W -> W * mask; optionally keeps the dense gradient dL/d(W * mask) of the next backward.
+
+    The mask is stored as 0/1 in the weight's dtype: multiplying by a bool mask converts it on
+    every forward and costs about four times as much."""
 
     def __init__(self, mask: torch.Tensor) -> None:
         super().__init__()
-        self.register_buffer("mask", mask.to(torch.bool))
+        self.register_buffer("mask", mask)
         self.capture = False
         self.dense_grad: torch.Tensor | None = None
 
@@ -62,7 +65,8 @@ class MaskedWeight:
 
     @property
     def mask(self) -> torch.Tensor:
-        return self.parametrization.mask
+        """Which weights are active (bool, the weight's shape)."""
+        return self.parametrization.mask != 0
 
     @property
     def original(self) -> nn.Parameter:
@@ -73,12 +77,14 @@ class MaskedWeight:
         return self.mask.numel()
 
     def active(self) -> int:
-        return int(self.mask.sum())
+        return int(self.parametrization.mask.sum())
 
     def set_mask(self, mask: torch.Tensor) -> None:
+        """Install a bool mask and zero the weights it leaves out."""
         with torch.no_grad():
-            self.mask.copy_(mask.view_as(self.mask))
-            self.original.mul_(self.mask)
+            stored = self.parametrization.mask
+            stored.copy_(mask.view(stored.shape))
+            self.original.mul_(stored)
 
 
 def maskable_weights(
@@ -124,7 +130,7 @@ def matrix_shape(module: nn.Module, attribute: str, weight: torch.Tensor) -> tup
 def add_mask(model: nn.Module, name: str, module: nn.Module, attribute: str) -> MaskedWeight:
     weight = getattr(module, attribute)
     parametrize.register_parametrization(
-        module, attribute, Mask(torch.ones_like(weight, dtype=torch.bool))
+        module, attribute, Mask(torch.ones_like(weight, requires_grad=False))
     )
     return MaskedWeight(name, module, attribute, matrix_shape(module, attribute, weight))
 

@@ -8,11 +8,12 @@
         optimizer.step()                   # masks update here, every delta_t steps
         optimizer.zero_grad()
 
-After every optimiser step the masked positions are zeroed again, so a masked weight stays
-exactly zero whatever the optimiser does (AdamW's decay, momentum from before a drop); on update
-steps the layers drop and grow (RigL, SET) or prune (gradual magnitude pruning), the optimiser
-state of every weight that changed is reset, and RigL's dense gradient is kept only during the
-backward of those steps.
+The forward pass always reads original * mask, so a masked weight is exactly zero whatever an
+optimiser does. The stored original stays zero too: it is zeroed when its mask bit goes, its
+gradient is masked, and its optimiser state is reset, so AdamW's momentum and decoupled decay
+have nothing to move it with (tested). On update steps the layers drop and grow (RigL, SET) or
+prune (gradual magnitude pruning), and RigL's dense gradient is kept only during the backward
+of those steps.
 """
 
 from __future__ import annotations
@@ -179,11 +180,9 @@ class DynamicSparsity:
 
     @torch.no_grad()
     def step(self) -> list[UpdateRecord]:
-        """After an optimiser step: update the masks if due, re-zero masked weights."""
+        """After an optimiser step: update the masks if due."""
         self.step_count += 1
         records = self._update(self.step_count) if self.is_update_step(self.step_count) else []
-        for weight in self.weights:
-            weight.original.mul_(weight.mask)
         self._arm_capture()
         return records
 
