@@ -1,24 +1,29 @@
 """CLOSE (architecture): dynamic sparse training (RigL, SET, static masks, gradual magnitude
 pruning) as weight parametrizations on any PyTorch model.
 
-Needs PyTorch (`pip install "openparity[train]"`); nothing here is imported by `import openparity`.
+Needs PyTorch (`pip install "openparity[train]"`). The names below load on first use, so the
+CLI can read `openparity.sparse.options` without importing torch.
 """
 
-from openparity.sparse.masks import is_masked, with_masks_applied
-from openparity.sparse.sparsifier import (
-    METHODS,
-    DynamicSparsity,
-    SparseConfig,
-    SparseError,
-    UpdateRecord,
-)
+from __future__ import annotations
 
-__all__ = [
-    "METHODS",
-    "DynamicSparsity",
-    "SparseConfig",
-    "SparseError",
-    "UpdateRecord",
-    "is_masked",
-    "with_masks_applied",
-]
+import importlib
+from typing import Any
+
+_HOMES = {
+    "METHODS": "sparsifier",
+    "DynamicSparsity": "sparsifier",
+    "SparseConfig": "sparsifier",
+    "SparseError": "sparsifier",
+    "UpdateRecord": "sparsifier",
+    "is_masked": "masks",
+    "with_masks_applied": "masks",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'openparity.sparse' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"openparity.sparse.{_HOMES[name]}"), name)
