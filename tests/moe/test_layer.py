@@ -191,7 +191,7 @@ def test_only_training_forwards_count_towards_balancing():
     layer = MoELayer(config).train()
     layer(torch.randn(2, 8, H))
     trained = layer.load.clone()
-    assert trained.sum() == 2 * 8 * K and float(layer.aux_loss) > 0
+    assert trained.sum() == 2 * 8 * K and layer.aux_loss.item() > 0
     layer.eval()
     with torch.no_grad():
         layer(torch.randn(4, 8, H) + 3.0)  # a validation batch routed very differently
