@@ -52,3 +52,14 @@ def test_an_expert_stack_counts_only_its_top_k_share_per_token():
     gate_up = next(w for w in sparsity.weights if w.attribute == "gate_up_proj")
     # (experts, 2 x expert_dim, hidden) = (8, 8, 8); a token meets 2 of the 8 experts
     assert multiply_adds_per_token(gate_up) == 8 * (2 * 4) * 8 * 2 / 8
+
+
+def test_the_pruning_trajectory_matches_the_update_steps():
+    model = two_layers()
+    config = SparseConfig(method="prune", sparsity=0.9, delta_t=7, start=0.1, end=0.8)
+    sparsity = DynamicSparsity(model, config, total_steps=100)
+    last = 0
+    for step in range(0, 120):
+        if step and sparsity.is_update_step(step):
+            last = step
+        assert sparsity._last_prune(step) == last, step

@@ -157,12 +157,18 @@ class DynamicSparsity:
         if self.config.method != "prune":
             return [active_count(w.numel, d) for w, d in zip(self.weights, self.densities,
                                                               strict=True)]  # fmt: skip
-        last = max((s for s in range(1, step + 1) if self.is_update_step(s)), default=0)
-        reached = schedule.pruned_fraction(last, self.t_start, self.t_end)
+        reached = schedule.pruned_fraction(self._last_prune(step), self.t_start, self.t_end)
         return [
             w.numel if reached == 0 else active_count(w.numel, 1 - (1 - d) * reached)
             for w, d in zip(self.weights, self.densities, strict=True)
         ]
+
+    def _last_prune(self, step: int) -> int:
+        """The last pruning step at or before `step` (0 before the first)."""
+        if step >= self.t_end:
+            return self.t_end
+        last = step - step % self.config.delta_t
+        return last if last > self.t_start else 0
 
     # -- the training-loop side ----------------------------------------------------------------
     def attach(self, optimizer: torch.optim.Optimizer) -> DynamicSparsity:
