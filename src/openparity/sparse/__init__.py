@@ -15,6 +15,7 @@ _HOMES = {
     "DynamicSparsity": "sparsifier",
     "SparseConfig": "sparsifier",
     "SparseError": "sparsifier",
+    "SparsityCallback": "trainer_callback",
     "UpdateRecord": "sparsifier",
     "is_masked": "masks",
     "with_masks_applied": "masks",

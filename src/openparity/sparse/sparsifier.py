@@ -172,7 +172,14 @@ class DynamicSparsity:
 
     # -- the training-loop side ----------------------------------------------------------------
     def attach(self, optimizer: torch.optim.Optimizer) -> DynamicSparsity:
-        """Run `step()` after every `optimizer.step()` of this optimiser."""
+        """Run `step()` after every `optimizer.step()` of this optimiser (and `track` it)."""
+        self.track(optimizer)
+        optimizer.register_step_post_hook(lambda *_: self.step())
+        return self
+
+    def track(self, optimizer: torch.optim.Optimizer) -> DynamicSparsity:
+        """Reset this optimiser's state of the weights a mask update changes; the caller runs
+        `step()` after each optimiser step itself (as the Trainer callback does)."""
         originals = {id(w.original) for w in self.weights}
         held = {id(p) for group in optimizer.param_groups for p in group["params"]}
         if not originals <= held:
@@ -180,9 +187,14 @@ class DynamicSparsity:
                 "the optimiser does not hold the masked weights",
                 hint="build it from model.parameters() of the model given to DynamicSparsity",
             )
-        self._optimizers.append(optimizer)
-        optimizer.register_step_post_hook(lambda *_: self.step())
+        if optimizer not in self._optimizers:
+            self._optimizers.append(optimizer)
         return self
+
+    def set_progress(self, step: int, total_steps: int) -> None:
+        """Where training stands (a trainer that resumes or only knows its length late)."""
+        self.step_count, self.total_steps = step, total_steps
+        self._arm_capture()
 
     @torch.no_grad()
     def step(self) -> list[UpdateRecord]:
