@@ -124,9 +124,9 @@ def test_balancing_across_ranks_equals_one_process(tmp_path):
     (y.pow(2).mean() * 2 + layer.aux_loss).backward()  # the ranks' two means sum to 2x this
     violation = layer.max_violation()
     layer.update_bias()
-    assert float(layer.aux_loss) > 0
+    assert layer.aux_loss.item() > 0
     # the balance loss: the ranks' shares sum to the one-process loss
-    assert ranks[0]["aux"] + ranks[1]["aux"] == pytest.approx(float(layer.aux_loss), rel=1e-5)
+    assert ranks[0]["aux"] + ranks[1]["aux"] == pytest.approx(layer.aux_loss.item(), rel=1e-5)
     assert ranks[0]["violation"] == ranks[1]["violation"] == pytest.approx(violation)
     # aux-loss-free balancing: every rank's bias moved by the global load, as one process's
     for rank in ranks:
