@@ -37,12 +37,10 @@ WORKER = textwrap.dedent(
 )
 
 
-def test_two_ranks_match_one_process(tmp_path):
-    from openparity.moe.config import MoEConfig
-    from openparity.moe.layer import MoELayer
-
+def run_two_ranks(tmp_path, source: str) -> list[dict]:
+    """Run `source` as ranks 0 and 1 of a gloo group; what each rank saved."""
     script = tmp_path / "worker.py"
-    script.write_text(WORKER, encoding="utf-8")
+    script.write_text(source, encoding="utf-8")
     port = str(free_port())
     outs = [tmp_path / f"rank{r}.pt" for r in range(2)]
     workers = [
@@ -50,7 +48,14 @@ def test_two_ranks_match_one_process(tmp_path):
         for r in range(2)
     ]
     assert [w.wait(timeout=120) for w in workers] == [0, 0]
-    ranks = [torch.load(o) for o in outs]
+    return [torch.load(o) for o in outs]
+
+
+def test_two_ranks_match_one_process(tmp_path):
+    from openparity.moe.config import MoEConfig
+    from openparity.moe.layer import MoELayer
+
+    ranks = run_two_ranks(tmp_path, WORKER)
 
     torch.manual_seed(0)
     layer = MoELayer(MoEConfig(hidden=16, expert_dim=8, n_routed=8, top_k=2, n_shared=1,
@@ -106,16 +111,7 @@ def test_balancing_across_ranks_equals_one_process(tmp_path):
     from openparity.moe.config import MoEConfig
     from openparity.moe.layer import MoELayer
 
-    script = tmp_path / "worker.py"
-    script.write_text(BALANCE_WORKER, encoding="utf-8")
-    port = str(free_port())
-    outs = [tmp_path / f"rank{r}.pt" for r in range(2)]
-    workers = [
-        subprocess.Popen([sys.executable, str(script), str(r), port, str(outs[r])])
-        for r in range(2)
-    ]
-    assert [w.wait(timeout=120) for w in workers] == [0, 0]
-    ranks = [torch.load(o) for o in outs]
+    ranks = run_two_ranks(tmp_path, BALANCE_WORKER)
 
     torch.manual_seed(0)
     layer = MoELayer(eval(BALANCED, {"MoEConfig": MoEConfig})).train()
