@@ -62,6 +62,10 @@ def open_model(
         from openparity.models.local_backend import LocalModel
 
         return LocalModel(spec)
+    if spec.backend == "hf":
+        from openparity.models.hf_backend import HFModel
+
+        return HFModel(spec)
     from openparity.models.openai_backend import OpenAICompatibleModel
 
     return OpenAICompatibleModel(spec)

@@ -119,14 +119,14 @@ def load_catalog(path: Path | None = None) -> ModelCatalog:
 def _entry_to_spec(path: Path, name: str, entry: _ModelEntry) -> ModelSpec:
     if entry.spec is not None:
         inline = entry.spec
-    elif entry.backend == "local":
-        inline = f"local:{entry.model}"
+    elif entry.backend in ("local", "hf"):
+        inline = f"{entry.backend}:{entry.model}"
     elif entry.backend == "openai":
         inline = f"openai:{entry.model}" + (f"@{entry.base_url}" if entry.base_url else "")
     else:
         raise ModelConfigError(
             f"{path}: models.{name}.backend: unknown backend {entry.backend!r}",
-            hint="use 'local' or 'openai' (any OpenAI-compatible server)",
+            hint="use 'local', 'hf' or 'openai' (any OpenAI-compatible server)",
         )
     try:
         base = parse_spec(inline)

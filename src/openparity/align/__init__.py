@@ -1,0 +1,30 @@
+"""CLOSE (training): SFT, DPO and GRPO of a real open model on TRL + PEFT, with rewards from the
+harness's scorers, checkpoints that `hf:` opens and `--gguf` exports for llama.cpp.
+
+    from openparity.align import AlignSettings, train
+    result = train(AlignSettings(method="sft", base="smollm2-135m", data=Path("kept.jsonl"),
+                                 output=Path("runs/sft")), gguf=True)
+
+Needs `pip install "openparity[train]"`; the names load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "AlignError": "errors",
+    "AlignResult": "training",
+    "AlignSettings": "training",
+    "export_checkpoint": "training",
+    "train": "training",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'openparity.align' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"openparity.align.{_HOMES[name]}"), name)

@@ -1,0 +1,190 @@
+"""TRL trainers for the three methods, configured from AlignSettings (the only TRL-facing code)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from openparity.align.errors import AlignError
+from openparity.align.examples import Examples, dpo_examples, sft_examples, task_prompts
+from openparity.align.training import AlignSettings, Progress
+
+
+@dataclass
+class TrainingRun:
+    trainer: Any
+    tokenizer: Any
+    examples: Examples
+    reward: Any = None
+    reward_failures: Counter = field(default_factory=Counter)
+
+    def close(self) -> None:
+        if self.reward is not None:
+            self.reward_failures.update(self.reward.failures)
+            self.reward.close()
+
+
+def _libraries() -> tuple[Any, Any, Any]:
+    from openparity.models.errors import MissingDependencyError
+
+    try:
+        import datasets
+        import torch
+        import trl
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"openparity align needs {exc.name}", hint='pip install "openparity[train]"'
+        ) from None
+    return torch, trl, datasets
+
+
+def build(settings: AlignSettings) -> TrainingRun:
+    torch, trl, datasets = _libraries()
+    from openparity.models.hf_backend import load_hf_model
+
+    torch.manual_seed(settings.seed)
+    model, tokenizer = load_hf_model(settings.base)
+    model.train()
+    tokenizer.padding_side = "right"
+    if settings.method == "sft":
+        examples = sft_examples(_data(settings), _screen(settings))
+        config_cls, trainer_cls, extra = trl.SFTConfig, trl.SFTTrainer, {}
+        args: dict[str, Any] = {"max_length": settings.max_length, "packing": False}
+    elif settings.method == "dpo":
+        examples = dpo_examples(_data(settings), _screen(settings))
+        config_cls, trainer_cls, extra = trl.DPOConfig, trl.DPOTrainer, {}
+        args = {"max_length": settings.max_length, "beta": settings.beta}
+    else:
+        return _grpo(settings, model, tokenizer, trl, datasets)
+    trainer = trainer_cls(
+        model=model,
+        args=config_cls(**_common_args(settings, torch), **args),
+        train_dataset=datasets.Dataset.from_list(examples.rows),
+        processing_class=tokenizer,
+        peft_config=_lora(settings),
+        **extra,
+    )
+    return TrainingRun(trainer, tokenizer, examples)
+
+
+def _grpo(settings: AlignSettings, model: Any, tokenizer: Any, trl: Any, datasets: Any) -> Any:
+    import torch
+
+    from openparity.align.rewards import TaskReward
+    from openparity.bench.tasks import get_task
+
+    if settings.task is None:
+        raise AlignError("align grpo needs --task (whose prompts and scorer train the model)")
+    if settings.batch_size % settings.generations:
+        raise AlignError(
+            f"--batch-size {settings.batch_size} is not a multiple of --generations"
+            f" {settings.generations}",
+            hint="each step scores whole groups of completions of one prompt",
+        )
+    task = get_task(settings.task)
+    items = select_items(task.items(), settings.items)
+    variant = settings.variant or task.default_settings().variant
+    examples = task_prompts(task, items, variant)
+    reward = TaskReward(task, items)
+    args = {
+        "num_generations": settings.generations,
+        "max_completion_length": settings.max_completion,
+        "temperature": settings.temperature,
+        "beta": settings.beta,
+    }
+    if settings.vllm_server:
+        args.update(use_vllm=True, vllm_mode="server", vllm_server_base_url=settings.vllm_server)
+    tokenizer.padding_side = "left"
+    trainer = trl.GRPOTrainer(
+        model=model,
+        reward_funcs=[reward],
+        args=trl.GRPOConfig(**_common_args(settings, torch), **args),
+        train_dataset=datasets.Dataset.from_list(examples.rows),
+        processing_class=tokenizer,
+        peft_config=_lora(settings),
+    )
+    return TrainingRun(trainer, tokenizer, examples, reward)
+
+
+def select_items(items: list[Any], spec: str) -> list[Any]:
+    """items[START:END] from "START:END" (either side may be empty)."""
+    start, sep, end = spec.partition(":")
+    try:
+        chosen = items[int(start) if start else None : int(end) if end else None]
+    except ValueError:
+        raise AlignError(f"--items {spec!r} is not START:END", hint="e.g. 200:600") from None
+    if not sep or not chosen:
+        raise AlignError(f"--items {spec!r} selects no items of {len(items)}")
+    return chosen
+
+
+def _data(settings: AlignSettings) -> Any:
+    if settings.data is None:
+        raise AlignError(f"align {settings.method} needs --data FILE.jsonl")
+    return settings.data
+
+
+def _screen(settings: AlignSettings) -> Any:
+    if not settings.decontaminate:
+        return None
+    from openparity.data.decontam import BenchmarkIndex
+
+    return BenchmarkIndex.from_benchmarks(settings.decontaminate)
+
+
+def _lora(settings: AlignSettings) -> Any:
+    if settings.lora_r == 0:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=0.0,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+
+
+def _common_args(settings: AlignSettings, torch: Any) -> dict[str, Any]:
+    return {
+        "output_dir": str(settings.output / "checkpoints"),
+        "max_steps": settings.steps,
+        "per_device_train_batch_size": settings.batch_size // settings.processes
+        if settings.method != "grpo"
+        else settings.batch_size,
+        "gradient_accumulation_steps": settings.grad_accum,
+        "learning_rate": settings.learning_rate,
+        "lr_scheduler_type": "constant",
+        "seed": settings.seed,
+        "data_seed": settings.seed,
+        "logging_steps": 1,
+        "save_strategy": "steps",
+        "save_steps": settings.save_steps,
+        "save_total_limit": 2,
+        "report_to": [],
+        "disable_tqdm": True,
+        "use_cpu": not torch.cuda.is_available(),
+        # TRL turns bf16 on by default; CPUs without bf16 units run it tens of times slower.
+        "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        "fp16": False,
+        "gradient_checkpointing": settings.gradient_checkpointing,
+        "dataloader_num_workers": 0,
+        "include_num_input_tokens_seen": "all",
+    }
+
+
+def log_callback(kept: list[dict[str, float]], total: int, progress: Progress | None) -> Any:
+    """A TrainerCallback that keeps the Trainer's logs and reports each one."""
+    from transformers import TrainerCallback
+
+    class LogCallback(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            entry = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, int | float)}
+            entry["step"] = state.global_step
+            kept.append(entry)
+            if progress is not None:
+                progress(state.global_step, total, entry)
+
+    return LogCallback()

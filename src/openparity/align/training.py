@@ -1,0 +1,222 @@
+"""One training run: SFT, DPO or GRPO on TRL, LoRA (PEFT) or full fine-tuning, then a merged
+checkpoint that `hf:` opens and `--gguf` turns into a file llama.cpp runs.
+
+Layout of `--output DIR`:
+  DIR/settings.json        what the run was started with (a resume must match it)
+  DIR/checkpoints/         the Trainer's checkpoints (weights, optimiser, RNG, data position)
+  DIR/final/               the trained model, LoRA merged, + openparity-align.json
+  DIR/final.gguf           with --gguf: the same weights for llama.cpp
+Checkpoints are complete only once their trainer_state.json exists; a resume skips a partial
+one (a kill -9 during a save). `final/` is written beside its place and renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from openparity.align.errors import AlignError
+from openparity.atomic import write_atomic
+from openparity.models.embedded import EMBEDDED_MODELS
+
+Method = Literal["sft", "dpo", "grpo"]
+METADATA = "openparity-align.json"
+
+
+@dataclass
+class AlignSettings:
+    """Everything a run depends on; `settings.json` keeps it for `--resume`."""
+
+    method: Method
+    base: str  # embedded alias, GGUF file, checkpoint directory or hub id
+    output: Path
+    data: Path | None = None  # sft / dpo: a JSONL file
+    task: str | None = None  # grpo: the task whose prompts and scorer are used
+    items: str = ":"  # grpo: which of the task's items, as START:END
+    variant: str | None = None  # grpo: the task's prompt variant
+    steps: int = 50
+    batch_size: int = 4
+    grad_accum: int = 1
+    learning_rate: float = 2e-4
+    lora_r: int = 16  # 0: full fine-tuning
+    lora_alpha: int = 32
+    max_length: int = 512
+    seed: int = 0
+    beta: float = 0.1  # dpo: preference temperature; grpo: KL weight
+    generations: int = 4  # grpo: completions per prompt
+    max_completion: int = 128  # grpo: tokens per completion
+    temperature: float = 1.0  # grpo: sampling temperature
+    vllm_server: str | None = None  # grpo: generate on a TRL vLLM server at this URL
+    decontaminate: tuple[str, ...] = ("gsm8k", "humaneval", "mbpp")
+    save_steps: int = 25
+    gradient_checkpointing: bool = False  # less activation memory, about 30 % more compute
+    processes: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["output"] = str(self.output)
+        data["data"] = None if self.data is None else str(self.data)
+        data["decontaminate"] = list(self.decontaminate)
+        return data
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a resume must agree on (not where files are, not the process count)."""
+        return {k: v for k, v in self.to_json().items() if k not in ("output", "processes")}
+
+
+@dataclass
+class AlignResult:
+    checkpoint: Path
+    gguf: Path | None
+    steps: int
+    train_seconds: float
+    examples: str
+    logs: list[dict[str, float]] = field(default_factory=list)
+    reward_failures: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "checkpoint": str(self.checkpoint),
+            "gguf": None if self.gguf is None else str(self.gguf),
+            "steps": self.steps,
+            "train_seconds": round(self.train_seconds, 2),
+            "examples": self.examples,
+            "final_loss": self.final("loss"),
+            "reward_failures": self.reward_failures,
+        }
+
+    def final(self, key: str) -> float | None:
+        values = [log[key] for log in self.logs if key in log]
+        return values[-1] if values else None
+
+
+Progress = Callable[[int, int, dict[str, float]], None]
+
+
+def template_gguf(base: str) -> Path | None:
+    """The GGUF a base model came from (its tokenizer and metadata serve the export)."""
+    if base in EMBEDDED_MODELS:
+        return EMBEDDED_MODELS[base].path()
+    path = Path(base)
+    if path.suffix == ".gguf" and path.is_file():
+        return path.resolve()
+    meta = path / METADATA
+    if meta.is_file():
+        template = json.loads(meta.read_text()).get("template_gguf")
+        return Path(template) if template else None
+    return None
+
+
+def last_complete_checkpoint(directory: Path) -> Path | None:
+    """The newest checkpoint-N whose save finished (trainer_state.json is written last)."""
+    done = [
+        p for p in directory.glob("checkpoint-*")
+        if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
+    ]  # fmt: skip
+    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def prepare_output(settings: AlignSettings, resume: bool) -> Path | None:
+    """Check `--output` against `--resume`; the checkpoint to resume from, if any."""
+    out = settings.output
+    saved = out / "settings.json"
+    if saved.is_file():
+        if not resume:
+            raise AlignError(
+                f"{out} already holds a training run",
+                hint="pass --resume to continue it, or choose another --output",
+            )
+        before = json.loads(saved.read_text())
+        now = settings.fingerprint()
+        changed = sorted(k for k in now if before.get(k) != now[k])
+        if changed:
+            raise AlignError(
+                f"--resume with other settings than the run in {out}: {', '.join(changed)}",
+                hint="resume with the same options, or start a new --output",
+            )
+        return last_complete_checkpoint(out / "checkpoints")
+    if resume:
+        raise AlignError(f"nothing to resume in {out}", hint="drop --resume to start a run")
+    write_atomic(saved, json.dumps(settings.fingerprint(), indent=2, ensure_ascii=False))
+    return None
+
+
+def train(settings: AlignSettings, *, resume: bool = False, gguf: bool = False,
+          progress: Progress | None = None) -> AlignResult:  # fmt: skip
+    """Run one training method end to end; see the module docstring for the files."""
+    from openparity.align import trainers
+
+    if settings.steps < 1:
+        raise AlignError("--steps must be at least 1")
+    checkpoint = prepare_output(settings, resume)
+    run = trainers.build(settings)
+    logs: list[dict[str, float]] = []
+    run.trainer.add_callback(trainers.log_callback(logs, settings.steps, progress))
+    started = time.perf_counter()
+    try:
+        run.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    finally:
+        run.close()
+    seconds = time.perf_counter() - started
+    if not run.trainer.is_world_process_zero():
+        return AlignResult(settings.output / "final", None, settings.steps, seconds, "", logs)
+    final = save_final(run.trainer.model, run.tokenizer, settings, seconds)
+    gguf_path = export_checkpoint(final, settings.output / "final.gguf") if gguf else None
+    return AlignResult(
+        final, gguf_path, run.trainer.state.global_step, seconds, run.examples.summary(), logs,
+        dict(run.reward_failures),
+    )  # fmt: skip
+
+
+def save_final(model: Any, tokenizer: Any, settings: AlignSettings, seconds: float) -> Path:
+    """Merge LoRA into the weights and write DIR/final atomically (rename of a full copy)."""
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    final = settings.output / "final"
+    partial = settings.output / ".final.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    template = template_gguf(settings.base)
+    meta = {
+        "method": settings.method,
+        "base": settings.base,
+        "template_gguf": None if template is None else str(template),
+        "settings": settings.fingerprint(),
+        "train_seconds": round(seconds, 2),
+    }
+    (partial / METADATA).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(partial, final)
+    return final
+
+
+def export_checkpoint(checkpoint: Path, out: Path, *, template: Path | None = None,
+                      dtype: Literal["f32", "f16"] = "f32") -> Path:  # fmt: skip
+    """A trained checkpoint as a GGUF llama.cpp runs (`local:OUT`)."""
+    from safetensors.torch import load_file
+
+    from openparity.models.gguf_export import export_gguf
+
+    template = template or template_gguf(str(checkpoint))
+    if template is None:
+        raise AlignError(
+            f"{checkpoint} does not say which GGUF it came from",
+            hint="pass --template BASE.gguf (the GGUF of the model it was trained from)",
+        )
+    shards = sorted(checkpoint.glob("*.safetensors"))
+    if not shards:
+        raise AlignError(f"no safetensors weights in {checkpoint}", hint="is it a checkpoint?")
+    state: dict[str, Any] = {}
+    for shard in shards:
+        state.update(load_file(shard))
+    if "lm_head.weight" not in state and "model.embed_tokens.weight" in state:
+        state["lm_head.weight"] = state["model.embed_tokens.weight"]  # tied head
+    return export_gguf(state, template, out, dtype=dtype, name=f"openparity {checkpoint.name}")

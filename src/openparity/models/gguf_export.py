@@ -1,0 +1,145 @@
+"""Write a trained Hugging Face Llama-family checkpoint as a GGUF file llama.cpp runs.
+
+The tokenizer, chat template and hyper-parameters come from a template GGUF of the same model
+family (the file the checkpoint was trained from, e.g. the embedded SmolLM2): only the weights
+are new. Tensors are named with the `gguf` package's own name map, and the query / key
+projections get back llama.cpp's rotary layout (transformers undoes it when it loads a GGUF).
+Norms stay float32; matrices are float32 or float16. The file is written beside its target and
+renamed, so a crash never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from openparity.errors import OpenparityError
+from openparity.models.errors import MissingDependencyError
+
+GgufDtype = Literal["f32", "f16"]
+
+# Keys the writer sets itself, or that describe the template's quantisation, not ours.
+_SKIPPED_KEYS = (
+    "GGUF.",
+    "general.architecture",
+    "general.file_type",
+    "general.quantization_version",
+)
+
+
+class GgufExportError(OpenparityError):
+    """The checkpoint does not fit the template GGUF."""
+
+
+def export_gguf(
+    state_dict: dict[str, Any],
+    template: Path,
+    out: Path,
+    *,
+    dtype: GgufDtype = "f32",
+    name: str | None = None,
+) -> Path:
+    """Write `state_dict` (transformers names) as `out`, with `template`'s metadata."""
+    gguf = _gguf()
+    import numpy as np
+
+    reader = gguf.GGUFReader(template)
+    arch = str(reader.fields["general.architecture"].contents())
+    if arch != "llama":
+        raise GgufExportError(
+            f"GGUF export supports llama-architecture models; {template.name} is {arch!r}",
+            hint="export the HF checkpoint with llama.cpp's convert_hf_to_gguf.py instead",
+        )
+    n_head = int(reader.fields[f"{arch}.attention.head_count"].contents())
+    n_kv = int(reader.fields[f"{arch}.attention.head_count_kv"].contents())
+    n_blocks = int(reader.fields[f"{arch}.block_count"].contents())
+    expected = {t.name: tuple(int(d) for d in reversed(t.shape.tolist())) for t in reader.tensors}
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, n_blocks)
+
+    tensors: dict[str, Any] = {}
+    for hf_name, tensor in state_dict.items():
+        if hf_name.endswith("rotary_emb.inv_freq"):
+            continue
+        gguf_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if gguf_name is None:
+            raise GgufExportError(f"no GGUF name for tensor {hf_name!r}")
+        array = tensor.detach().to("cpu").float().numpy()
+        if gguf_name.endswith("attn_q.weight"):
+            array = _rotary_layout(array, n_head)
+        elif gguf_name.endswith("attn_k.weight"):
+            array = _rotary_layout(array, n_kv)
+        tensors[gguf_name] = array
+    if "output.weight" not in expected:
+        tensors.pop("output.weight", None)  # a head tied to the embedding is not stored
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise GgufExportError(
+            f"the checkpoint does not match {template.name}: missing {missing[:3]},"
+            f" unexpected {extra[:3]}",
+            hint="give the GGUF of the model this checkpoint was trained from (--template)",
+        )
+    for gguf_name, array in tensors.items():
+        if array.shape != expected[gguf_name]:
+            raise GgufExportError(
+                f"{gguf_name} has shape {array.shape}, {template.name} has {expected[gguf_name]}",
+                hint="the checkpoint and the template must be the same model size",
+            )
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+    os.close(fd)
+    try:
+        writer = gguf.GGUFWriter(tmp, arch)
+        for key, field in reader.fields.items():
+            if key.startswith(_SKIPPED_KEYS):
+                continue
+            if key == "general.name" and name:
+                writer.add_name(name)
+                continue
+            sub_type = field.types[-1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
+            writer.add_key_value(key, field.contents(), field.types[0], sub_type=sub_type)
+        writer.add_file_type(
+            gguf.LlamaFileType.MOSTLY_F16 if dtype == "f16" else gguf.LlamaFileType.ALL_F32
+        )
+        for gguf_name in (t.name for t in reader.tensors):  # the template's order
+            array = tensors[gguf_name]
+            if dtype == "f16" and array.ndim > 1:
+                array = array.astype(np.float16)
+            writer.add_tensor(gguf_name, array)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise OpenparityError(
+            f"cannot write {out} ({exc.strerror or exc})",
+            hint="check the directory, permissions and free disk space",
+        ) from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return out
+
+
+def _rotary_layout(weight: Any, n_heads: int) -> Any:
+    """transformers' half-split rotary rows back to llama.cpp's interleaved pairs."""
+    rows = weight.shape[0]
+    return (
+        weight.reshape(n_heads, 2, rows // n_heads // 2, *weight.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weight.shape)
+    )
+
+
+def _gguf() -> Any:
+    try:
+        import gguf
+    except ImportError:
+        raise MissingDependencyError(
+            "GGUF export needs the gguf package", hint='pip install "openparity[train]"'
+        ) from None
+    return gguf
