@@ -66,6 +66,7 @@ def doctor(
 
 
 def _register_capabilities() -> None:
+    from openparity.align.cli import register as register_align
     from openparity.bench.cli import register as register_bench
     from openparity.data.cli import register as register_data
     from openparity.forecast.cli import register as register_forecast
@@ -81,6 +82,7 @@ def _register_capabilities() -> None:
     register_moe(app)
     register_sparse(app)
     register_data(app)
+    register_align(app)
 
 
 _register_capabilities()

@@ -41,34 +41,39 @@ def _libraries() -> tuple[Any, Any, Any]:
 
 def build(settings: AlignSettings) -> TrainingRun:
     torch, trl, datasets = _libraries()
-    from openparity.models.hf_backend import load_hf_model
-
-    torch.manual_seed(settings.seed)
-    model, tokenizer = load_hf_model(settings.base)
-    model.train()
-    tokenizer.padding_side = "right"
+    if settings.method == "grpo":
+        return _grpo(settings, trl, datasets)
     if settings.method == "sft":
         examples = sft_examples(_data(settings), _screen(settings))
-        config_cls, trainer_cls, extra = trl.SFTConfig, trl.SFTTrainer, {}
+        config_cls, trainer_cls = trl.SFTConfig, trl.SFTTrainer
         args: dict[str, Any] = {"max_length": settings.max_length, "packing": False}
-    elif settings.method == "dpo":
-        examples = dpo_examples(_data(settings), _screen(settings))
-        config_cls, trainer_cls, extra = trl.DPOConfig, trl.DPOTrainer, {}
-        args = {"max_length": settings.max_length, "beta": settings.beta}
     else:
-        return _grpo(settings, model, tokenizer, trl, datasets)
+        examples = dpo_examples(_data(settings), _screen(settings))
+        config_cls, trainer_cls = trl.DPOConfig, trl.DPOTrainer
+        args = {"max_length": settings.max_length, "beta": settings.beta}
+    model, tokenizer = _policy(settings, torch)
     trainer = trainer_cls(
         model=model,
         args=config_cls(**_common_args(settings, torch), **args),
         train_dataset=datasets.Dataset.from_list(examples.rows),
         processing_class=tokenizer,
         peft_config=_lora(settings),
-        **extra,
     )
     return TrainingRun(trainer, tokenizer, examples)
 
 
-def _grpo(settings: AlignSettings, model: Any, tokenizer: Any, trl: Any, datasets: Any) -> Any:
+def _policy(settings: AlignSettings, torch: Any) -> tuple[Any, Any]:
+    """The base model in training mode, seeded (LoRA weights are drawn after this)."""
+    from openparity.models.hf_backend import load_hf_model
+
+    torch.manual_seed(settings.seed)
+    model, tokenizer = load_hf_model(settings.base)
+    model.train()
+    tokenizer.padding_side = "right"
+    return model, tokenizer
+
+
+def _grpo(settings: AlignSettings, trl: Any, datasets: Any) -> Any:
     import torch
 
     from openparity.align.rewards import TaskReward
@@ -87,6 +92,7 @@ def _grpo(settings: AlignSettings, model: Any, tokenizer: Any, trl: Any, dataset
     variant = settings.variant or task.default_settings().variant
     examples = task_prompts(task, items, variant)
     reward = TaskReward(task, items)
+    model, tokenizer = _policy(settings, torch)
     args = {
         "num_generations": settings.generations,
         "max_completion_length": settings.max_completion,
@@ -169,7 +175,7 @@ def _common_args(settings: AlignSettings, torch: Any) -> dict[str, Any]:
         # TRL turns bf16 on by default; CPUs without bf16 units run it tens of times slower.
         "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
         "fp16": False,
-        "gradient_checkpointing": settings.gradient_checkpointing,
+        "activation_checkpointing": settings.gradient_checkpointing,
         "dataloader_num_workers": 0,
         "include_num_input_tokens_seen": "all",
     }

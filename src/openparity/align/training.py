@@ -122,7 +122,7 @@ def last_complete_checkpoint(directory: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
-def prepare_output(settings: AlignSettings, resume: bool) -> Path | None:
+def check_output(settings: AlignSettings, resume: bool) -> Path | None:
     """Check `--output` against `--resume`; the checkpoint to resume from, if any."""
     out = settings.output
     saved = out / "settings.json"
@@ -143,7 +143,6 @@ def prepare_output(settings: AlignSettings, resume: bool) -> Path | None:
         return last_complete_checkpoint(out / "checkpoints")
     if resume:
         raise AlignError(f"nothing to resume in {out}", hint="drop --resume to start a run")
-    write_atomic(saved, json.dumps(settings.fingerprint(), indent=2, ensure_ascii=False))
     return None
 
 
@@ -154,8 +153,11 @@ def train(settings: AlignSettings, *, resume: bool = False, gguf: bool = False,
 
     if settings.steps < 1:
         raise AlignError("--steps must be at least 1")
-    checkpoint = prepare_output(settings, resume)
-    run = trainers.build(settings)
+    checkpoint = check_output(settings, resume)
+    run = trainers.build(settings)  # bad data or a bad base model fail here, before any write
+    saved = settings.output / "settings.json"
+    if not saved.is_file():
+        write_atomic(saved, json.dumps(settings.fingerprint(), indent=2, ensure_ascii=False))
     logs: list[dict[str, float]] = []
     run.trainer.add_callback(trainers.log_callback(logs, settings.steps, progress))
     started = time.perf_counter()

@@ -1,0 +1,195 @@
+"""CLI of training: `openparity align sft | dpo | grpo | export`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from openparity.console import out as console
+from openparity.console import print_json
+
+align_app = typer.Typer(help="Train the open model (SFT, DPO, GRPO on TRL + PEFT) and export it.")
+
+BASE = typer.Option(
+    "smollm2-135m", "--base", help="Base model: embedded alias, GGUF file, checkpoint dir, hub id."
+)
+OUTPUT = typer.Option(..., "--output", "-o", help="Run directory (checkpoints, final/).")
+STEPS = typer.Option(50, "--steps", min=1, help="Optimizer steps.")
+BATCH = typer.Option(4, "--batch-size", min=1, help="Global batch (examples / completions).")
+ACCUM = typer.Option(1, "--grad-accum", min=1, help="Gradient accumulation steps.")
+LR = typer.Option(2e-4, "--lr", help="Learning rate (constant).")
+LORA_R = typer.Option(16, "--lora-r", min=0, help="LoRA rank; 0: full fine-tuning.")
+MAX_LEN = typer.Option(512, "--max-length", min=16, help="Tokens per example (truncated).")
+SEED = typer.Option(0, "--seed", help="Seed for weights, data order and sampling.")
+BETA = typer.Option(0.1, "--beta", help="DPO temperature / GRPO KL weight.")
+DECONTAM = typer.Option(
+    "gsm8k,humaneval,mbpp", "--decontaminate",
+    help="Tasks (names or YAML files) whose items no training record may contain; '' for none.",
+)  # fmt: skip
+SAVE = typer.Option(25, "--save-steps", min=1, help="Checkpoint every N steps.")
+RESUME = typer.Option(False, "--resume", help="Continue the run in --output.")
+GGUF = typer.Option(False, "--gguf", help="Also write OUTPUT/final.gguf for llama.cpp.")
+PROCESSES = typer.Option(1, "--processes", min=1, help="Data-parallel processes (accelerate).")
+AS_JSON = typer.Option(False, "--json", help="Print JSON.")
+
+_CHILD = "OPENPARITY_ALIGN_CHILD"
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(align_app, name="align")
+
+
+@align_app.command("sft")
+def sft_command(
+    data: Path = typer.Option(..., "--data", help="JSONL: messages, or prompt + response."),
+    base: str = BASE, output: Path = OUTPUT, steps: int = STEPS, batch_size: int = BATCH,
+    grad_accum: int = ACCUM, lr: float = LR, lora_r: int = LORA_R, max_length: int = MAX_LEN,
+    seed: int = SEED, decontaminate: str = DECONTAM, save_steps: int = SAVE,
+    resume: bool = RESUME, gguf: bool = GGUF, processes: int = PROCESSES, as_json: bool = AS_JSON,
+) -> None:  # fmt: skip
+    """Supervised fine-tuning on chat records (loss on the answers only)."""
+    _run(locals(), method="sft")
+
+
+@align_app.command("dpo")
+def dpo_command(
+    data: Path = typer.Option(..., "--data", help="JSONL: prompt, chosen, rejected."),
+    base: str = BASE, output: Path = OUTPUT, steps: int = STEPS, batch_size: int = BATCH,
+    grad_accum: int = ACCUM, lr: float = LR, lora_r: int = LORA_R, max_length: int = MAX_LEN,
+    seed: int = SEED, beta: float = BETA, decontaminate: str = DECONTAM,
+    save_steps: int = SAVE, resume: bool = RESUME, gguf: bool = GGUF,
+    processes: int = PROCESSES, as_json: bool = AS_JSON,
+) -> None:  # fmt: skip
+    """Direct preference optimisation on preference pairs."""
+    _run(locals(), method="dpo")
+
+
+@align_app.command("grpo")
+def grpo_command(
+    task: str = typer.Option(..., "--task", help="Task whose prompts and scorer give rewards."),
+    items: str = typer.Option(":", "--items", help="Which items, START:END (e.g. 200:600)."),
+    generations: int = typer.Option(4, "--generations", min=2, help="Completions per prompt."),
+    max_completion: int = typer.Option(128, "--max-completion", min=1, help="Tokens each."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature."),
+    vllm_server: str | None = typer.Option(
+        None, "--vllm-server", help="Generate on a TRL vLLM server (http://HOST:PORT)."
+    ),
+    base: str = BASE, output: Path = OUTPUT, steps: int = STEPS, batch_size: int = BATCH,
+    grad_accum: int = ACCUM, lr: float = LR, lora_r: int = LORA_R, max_length: int = MAX_LEN,
+    seed: int = SEED, beta: float = typer.Option(0.0, "--beta", help="KL weight."),
+    save_steps: int = SAVE, resume: bool = RESUME, gguf: bool = GGUF,
+    processes: int = PROCESSES, as_json: bool = AS_JSON,
+) -> None:  # fmt: skip
+    """Group-relative policy optimisation with the task's scorer as the reward."""
+    _run(locals(), method="grpo")
+
+
+@align_app.command("export")
+def export_command(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint directory (OUTPUT/final)."),
+    out: Path = typer.Option(..., "--out", help="The GGUF file to write."),
+    template: Path | None = typer.Option(
+        None, "--template", help="GGUF of the base model (default: the one it was trained from)."
+    ),
+    dtype: str = typer.Option("f32", "--dtype", help="f32 or f16 for the matrices."),
+) -> None:
+    """Write a trained checkpoint as GGUF (run it as local:OUT)."""
+    from openparity.align.errors import AlignError
+    from openparity.align.training import export_checkpoint
+
+    if dtype not in ("f32", "f16"):
+        raise AlignError(f"--dtype {dtype!r}: use f32 or f16")
+    path = export_checkpoint(checkpoint, out, template=template, dtype=dtype)  # type: ignore[arg-type]
+    console.print(f"wrote {path}; run it as local:{path}")
+
+
+def _run(options: dict, method: str) -> None:
+    from openparity.align.training import AlignSettings, train
+
+    processes = options.pop("processes")
+    if processes > 1 and not os.environ.get(_CHILD):
+        _launch(processes)
+        return
+    as_json, resume, gguf = options.pop("as_json"), options.pop("resume"), options.pop("gguf")
+    options["learning_rate"] = options.pop("lr")
+    options["decontaminate"] = tuple(
+        t for t in (options.get("decontaminate") or "").split(",") if t
+    )
+    settings = AlignSettings(method=method, processes=processes, **options)  # type: ignore[arg-type]
+    with _progress(method) as report:
+        result = train(settings, resume=resume, gguf=gguf, progress=report)
+    if os.environ.get("RANK", "0") != "0":
+        return
+    if as_json:
+        print_json(result.to_dict())
+        return
+    console.print(f"{result.examples}; {result.steps} steps in {result.train_seconds:.0f} s")
+    if result.reward_failures:
+        console.print(f"reward failures (not scored): {result.reward_failures}")
+    console.print(f"checkpoint: {result.checkpoint} (model spec hf:{result.checkpoint})")
+    if result.gguf:
+        console.print(f"GGUF: {result.gguf} (model spec local:{result.gguf})")
+    console.print(
+        f"measure it: openparity gap --open hf:{result.checkpoint} --closed BASE_OR_CLOSED_MODEL"
+    )
+
+
+def _launch(processes: int) -> None:
+    """Re-run this command under `accelerate launch` with N processes (gloo on CPU)."""
+    import torch
+
+    if shutil.which("accelerate") is None and not _has_module("accelerate"):
+        from openparity.models.errors import MissingDependencyError
+
+        raise MissingDependencyError("--processes needs accelerate", hint="pip install accelerate")
+    args = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    if not torch.cuda.is_available():
+        args.append("--cpu")
+    args += ["-m", "openparity.cli", *sys.argv[1:]]
+    env = {**os.environ, _CHILD: "1"}
+    sys.exit(subprocess.call(args, env=env))
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def _progress(method: str):
+    """A bar with loss, reward and tokens/s (rank 0 only)."""
+    import contextlib
+
+    from openparity.console import ProgressBars
+
+    if os.environ.get("RANK", "0") != "0":
+        return contextlib.nullcontext(None)
+
+    @contextlib.contextmanager
+    def bars():
+        with ProgressBars() as bar:
+            update = bar(f"align {method}")
+            seen: dict[str, float] = {}
+
+            def report(step: int, total: int, log: dict[str, float]) -> None:
+                seen.update(log)
+                parts = []
+                if "loss" in log:
+                    parts.append(f"loss {log['loss']:.3f}")
+                if "reward" in log:
+                    parts.append(f"reward {log['reward']:.3f}")
+                runtime = seen.get("train_runtime")
+                tokens = seen.get("num_input_tokens_seen")
+                if runtime and tokens:
+                    parts.append(f"{tokens / runtime:.0f} tok/s")
+                update(step, total, " · ".join(parts))
+
+            yield report
+
+    return bars()

@@ -1,0 +1,124 @@
+"""The three methods on a tiny model: the losses TRL must start from, resume = uninterrupted,
+bad input refused with one line before anything is written."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from openparity.align import AlignError, AlignSettings, train
+from tests.align.conftest import chat_rows, write_jsonl
+
+
+def settings(base: Path, out: Path, **changes) -> AlignSettings:
+    values = dict(method="sft", base=str(base), output=out, steps=4, batch_size=2,
+                  learning_rate=1e-3, decontaminate=(), max_length=64, save_steps=2)  # fmt: skip
+    values.update(changes)
+    return AlignSettings(**values)
+
+
+def weights(checkpoint: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(checkpoint / "model.safetensors")
+
+
+def test_dpo_loss_is_ln2_at_step_zero_when_the_reference_is_the_policy(tiny_base, tmp_path):
+    pairs = [{"prompt": f"Say {i}.", "chosen": f"{i}", "rejected": f"no {i} never"}
+             for i in range(4)]  # fmt: skip
+    data = write_jsonl(tmp_path / "pairs.jsonl", pairs)
+    result = train(settings(tiny_base, tmp_path / "dpo", method="dpo", data=data, steps=1))
+    first = next(log for log in result.logs if "loss" in log)
+    assert first["loss"] == pytest.approx(math.log(2), abs=1e-5)
+
+
+def test_grpo_with_equal_rewards_has_zero_advantage_and_zero_loss(tiny_base, tmp_path):
+    # A random tiny model never answers GSM8K right: every reward in each group is 0.0, from
+    # the real GSM8K scorer, so every advantage is 0 and (with beta 0) so is the loss.
+    result = train(settings(
+        tiny_base, tmp_path / "grpo", method="grpo", task="gsm8k", items="0:2", steps=1,
+        batch_size=2, generations=2, max_completion=8, beta=0.0,
+    ))  # fmt: skip
+    log = next(log for log in result.logs if "loss" in log)
+    assert log["reward"] == 0.0 and log["reward_std"] == 0.0
+    assert log["loss"] == 0.0
+    assert result.reward_failures == {}
+
+
+def test_resume_after_an_interruption_ends_at_the_same_weights(tiny_base, tmp_path):
+    data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(12))
+    straight = train(settings(tiny_base, tmp_path / "straight", data=data))
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_at_three(step, total, log):
+        if step == 3:
+            raise Interrupted  # like Ctrl-C after the step-2 checkpoint: step 3 is lost
+
+    run = settings(tiny_base, tmp_path / "resumed", data=data)
+    with pytest.raises(Interrupted):
+        train(run, progress=stop_at_three)
+    assert not (run.output / "final").exists()
+    resumed = train(run, resume=True)
+    a, b = weights(straight.checkpoint), weights(resumed.checkpoint)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert (a[name] - b[name]).abs().max().item() <= 1e-6, name
+
+
+def test_a_finished_run_is_not_overwritten_and_resume_must_match(tiny_base, tmp_path):
+    data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(4))
+    run = settings(tiny_base, tmp_path / "run", data=data, steps=1)
+    train(run)
+    with pytest.raises(AlignError, match="already holds a training run"):
+        train(run)
+    with pytest.raises(AlignError, match=r"other settings.*learning_rate"):
+        train(settings(tiny_base, run.output, data=data, steps=1, learning_rate=0.5), resume=True)
+    with pytest.raises(AlignError, match="nothing to resume"):
+        train(settings(tiny_base, tmp_path / "new", data=data), resume=True)
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (['{"messages": [{"role": "user", "content": "hi"}]}'], "assistant turn"),
+        (['{"messages": []}', "{not json"], r"chat.jsonl:2: not JSON"),
+        (["[1, 2]"], "not a JSON object"),
+        ([""], "has no records"),
+    ],
+)
+def test_bad_sft_data_is_one_clear_error_and_writes_nothing(tiny_base, tmp_path, lines, message):
+    data = tmp_path / "chat.jsonl"
+    data.write_text("\n".join(lines) + "\n", "utf-8")
+    out = tmp_path / "run"
+    with pytest.raises(AlignError, match=message):
+        train(settings(tiny_base, out, data=data))
+    assert not out.exists()
+
+
+def test_decontamination_drops_a_record_that_contains_an_evaluation_item(tmp_path):
+    from openparity.align.examples import sft_examples
+    from openparity.bench.tasks import get_task
+    from openparity.data.decontam import BenchmarkIndex
+
+    question = get_task("gsm8k").items()[5].input["question"]
+    rows = [*chat_rows(3), {"prompt": f"Please solve: {question}", "response": "#### 1"}]
+    examples = sft_examples(write_jsonl(tmp_path / "d.jsonl", rows),
+                            BenchmarkIndex.from_benchmarks(("gsm8k",)))  # fmt: skip
+    assert len(examples.rows) == 3
+    assert examples.dropped == {"contaminated": 1}
+    assert list(examples.items_hit) == ["gsm8k/gsm8k/5"]
+    assert "1 contaminated left out" in examples.summary()
+
+
+def test_the_checkpoint_opens_as_an_hf_model_and_says_where_it_came_from(tiny_base, tmp_path):
+    data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(4))
+    result = train(settings(tiny_base, tmp_path / "run", data=data, steps=1, lora_r=4))
+    meta = json.loads((result.checkpoint / "openparity-align.json").read_text())
+    assert meta["method"] == "sft" and meta["base"] == str(tiny_base)
+    assert not (result.checkpoint / "adapter_config.json").exists()  # LoRA merged
+    assert (result.checkpoint / "config.json").is_file()
