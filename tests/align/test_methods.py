@@ -122,3 +122,32 @@ def test_the_checkpoint_opens_as_an_hf_model_and_says_where_it_came_from(tiny_ba
     assert meta["method"] == "sft" and meta["base"] == str(tiny_base)
     assert not (result.checkpoint / "adapter_config.json").exists()  # LoRA merged
     assert (result.checkpoint / "config.json").is_file()
+
+
+def test_two_processes_end_where_one_process_ends(tiny_base, tmp_path):
+    """`--processes 2` (accelerate, gloo on CPU) with the same global batch and seed: the same
+    examples per step, the same losses and, within float tolerance, the same weights."""
+    import subprocess
+    import sys
+
+    data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(16))
+    results = {}
+    for processes in (1, 2):
+        out = tmp_path / f"p{processes}"
+        done = subprocess.run(
+            [sys.executable, "-m", "openparity.cli", "align", "sft", "--data", str(data),
+             "--base", str(tiny_base), "-o", str(out), "--steps", "3", "--batch-size", "4",
+             "--lr", "1e-3", "--decontaminate", "", "--max-length", "64", "--lora-r", "0",
+             "--save-steps", "3", "--processes", str(processes), "--json"],
+            capture_output=True, text=True, timeout=240,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        summary = json.loads(done.stdout[done.stdout.index("{") :])
+        assert summary["processes"] == processes
+        state = json.loads((out / "checkpoints/checkpoint-3/trainer_state.json").read_text())
+        results[processes] = ([h["loss"] for h in state["log_history"] if "loss" in h],
+                              weights(out / "final"))  # fmt: skip
+    (loss_1, w_1), (loss_2, w_2) = results[1], results[2]
+    assert loss_2 == pytest.approx(loss_1, abs=1e-5)
+    for name in w_1:
+        assert (w_1[name] - w_2[name]).abs().max().item() <= 1e-5, name

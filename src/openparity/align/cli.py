@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -128,7 +127,10 @@ def _run(options: dict, method: str) -> None:
     if as_json:
         print_json(result.to_dict())
         return
-    console.print(f"{result.examples}; {result.steps} steps in {result.train_seconds:.0f} s")
+    console.print(
+        f"{result.examples}; {result.steps} steps in {result.train_seconds:.0f} s"
+        f" on {result.processes} process{'es' if result.processes > 1 else ''}"
+    )
     if result.reward_failures:
         console.print(f"reward failures (not scored): {result.reward_failures}")
     console.print(f"checkpoint: {result.checkpoint} (model spec hf:{result.checkpoint})")
@@ -140,26 +142,11 @@ def _run(options: dict, method: str) -> None:
 
 
 def _launch(processes: int) -> None:
-    """Re-run this command under `accelerate launch` with N processes (gloo on CPU)."""
-    import torch
-
-    if shutil.which("accelerate") is None and not _has_module("accelerate"):
-        from openparity.models.errors import MissingDependencyError
-
-        raise MissingDependencyError("--processes needs accelerate", hint="pip install accelerate")
-    args = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
-    if not torch.cuda.is_available():
-        args.append("--cpu")
-    args += ["-m", "openparity.cli", *sys.argv[1:]]
-    env = {**os.environ, _CHILD: "1"}
-    sys.exit(subprocess.call(args, env=env))
-
-
-def _has_module(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
+    """Re-run this command as N data-parallel processes (torch.distributed: NCCL on GPUs, gloo
+    on CPU; the Trainer picks it up from the environment, as under `accelerate launch`)."""
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            "--nproc_per_node", str(processes), "-m", "openparity.cli", *sys.argv[1:]]  # fmt: skip
+    sys.exit(subprocess.call(args, env={**os.environ, _CHILD: "1"}))
 
 
 def _progress(method: str):

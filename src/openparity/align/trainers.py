@@ -157,9 +157,10 @@ def _common_args(settings: AlignSettings, torch: Any) -> dict[str, Any]:
     return {
         "output_dir": str(settings.output / "checkpoints"),
         "max_steps": settings.steps,
-        "per_device_train_batch_size": settings.batch_size // settings.processes
-        if settings.method != "grpo"
-        else settings.batch_size,
+        # With several processes each global batch is drawn as in one process and split
+        # between them, so N processes see the same examples per step as one.
+        "per_device_train_batch_size": settings.batch_size,
+        "accelerator_config": {"split_batches": settings.processes > 1},
         "gradient_accumulation_steps": settings.grad_accum,
         "learning_rate": settings.learning_rate,
         "lr_scheduler_type": "constant",
@@ -179,6 +180,15 @@ def _common_args(settings: AlignSettings, torch: Any) -> dict[str, Any]:
         "dataloader_num_workers": 0,
         "include_num_input_tokens_seen": "all",
     }
+
+
+def report_logs_to(trainer: Any, callback: Any) -> None:
+    """Logs go to `callback` only: the Trainer's printer would write them to stdout (--json)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(callback)
 
 
 def log_callback(kept: list[dict[str, float]], total: int, progress: Progress | None) -> Any:

@@ -79,6 +79,7 @@ class AlignResult:
     examples: str
     logs: list[dict[str, float]] = field(default_factory=list)
     reward_failures: dict[str, int] = field(default_factory=dict)
+    processes: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +90,7 @@ class AlignResult:
             "examples": self.examples,
             "final_loss": self.final("loss"),
             "reward_failures": self.reward_failures,
+            "processes": self.processes,
         }
 
     def final(self, key: str) -> float | None:
@@ -159,7 +161,7 @@ def train(settings: AlignSettings, *, resume: bool = False, gguf: bool = False,
     if not saved.is_file():
         write_atomic(saved, json.dumps(settings.fingerprint(), indent=2, ensure_ascii=False))
     logs: list[dict[str, float]] = []
-    run.trainer.add_callback(trainers.log_callback(logs, settings.steps, progress))
+    trainers.report_logs_to(run.trainer, trainers.log_callback(logs, settings.steps, progress))
     started = time.perf_counter()
     try:
         run.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -172,7 +174,7 @@ def train(settings: AlignSettings, *, resume: bool = False, gguf: bool = False,
     gguf_path = export_checkpoint(final, settings.output / "final.gguf") if gguf else None
     return AlignResult(
         final, gguf_path, run.trainer.state.global_step, seconds, run.examples.summary(), logs,
-        dict(run.reward_failures),
+        dict(run.reward_failures), run.trainer.args.world_size,
     )  # fmt: skip
 
 
