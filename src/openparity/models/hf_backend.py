@@ -250,17 +250,18 @@ def _check_text_only(name: str, request: ChatRequest) -> None:
 
 
 def _finish(tokenizer: Any, ids: list[int], request: ChatRequest) -> tuple[str, int, str]:
-    """(text, tokens generated, finish reason) for one row of a padded batch."""
+    """(text, tokens generated, finish reason) for one row of a padded batch. A row that ended
+    before max_tokens ended on its own (end token or stop string): "stop"."""
     stop_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
-    n_tokens = next((i for i, t in enumerate(ids) if t in stop_ids), None)
-    finish = "stop" if n_tokens is not None else "length"
-    counted = len(ids) if n_tokens is None else n_tokens + 1  # the end token was generated
-    text = tokenizer.decode(ids[: n_tokens if n_tokens is not None else len(ids)],
-                            skip_special_tokens=True)  # fmt: skip
+    end = next((i for i, t in enumerate(ids) if t in stop_ids), None)
+    kept = ids if end is None else ids[:end]
+    counted = len(ids) if end is None else end + 1  # the end token was generated too
+    finish = "stop" if end is not None or len(ids) < request.max_tokens else "length"
+    text = tokenizer.decode(kept, skip_special_tokens=True)
     for stop in request.stop:
         if stop in text:
             text, finish = text[: text.index(stop)], "stop"
-    return text, min(counted, len(ids)), finish
+    return text, counted, finish
 
 
 def _token_logprobs(

@@ -138,9 +138,11 @@ def _parse_hf(text: str, target: str) -> ModelSpec:
     if target not in EMBEDDED_MODELS:
         path = Path(target).expanduser()
         if path.exists():
-            if path.is_dir() and not (path / "config.json").is_file() and not (
-                path / "adapter_config.json"
-            ).is_file():
+            if (
+                path.is_dir()
+                and not (path / "config.json").is_file()
+                and not (path / "adapter_config.json").is_file()
+            ):
                 raise UnknownModelError(
                     f"{path} is not a transformers checkpoint (no config.json or"
                     " adapter_config.json)",
@@ -151,9 +153,7 @@ def _parse_hf(text: str, target: str) -> ModelSpec:
             raise UnknownModelError(
                 f"checkpoint not found: {path}", hint="check the path after 'hf:'"
             )
-    return ModelSpec(
-        name=text, backend="hf", model=target, price=LOCAL_COMPUTE, max_concurrency=16
-    )
+    return ModelSpec(name=text, backend="hf", model=target, price=LOCAL_COMPUTE, max_concurrency=16)
 
 
 def _parse_remote(text: str, provider_name: str, rest: str) -> ModelSpec:
