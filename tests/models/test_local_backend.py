@@ -90,7 +90,7 @@ def local_template(model, request):
     """The exact prompt text llama.cpp builds from the chat messages (its Jinja chat template)."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    llm = model._model().llm
+    llm = model._model().value
     formatter = Jinja2ChatFormatter(
         template=llm.metadata["tokenizer.chat_template"],
         eos_token="",

@@ -10,11 +10,8 @@ the forward passes. One worker thread owns each loaded model.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +23,7 @@ from openparity.models.errors import (
     ModelConfigError,
     UnsupportedCapabilityError,
 )
+from openparity.models.resident import Resident, Residents
 from openparity.models.spec import ModelSpec
 from openparity.models.types import (
     ChatRequest,
@@ -38,15 +36,8 @@ from openparity.models.types import (
 MAX_BATCH = 16
 
 
-@dataclass
-class _Loaded:
-    model: Any
-    tokenizer: Any
-    worker: ThreadPoolExecutor
-
-
-_LOADED: dict[str, _Loaded] = {}
-_LOADING = threading.Lock()
+Loaded = Resident[tuple[Any, Any]]  # (model, tokenizer) and their thread
+_RESIDENTS: Residents[tuple[Any, Any]] = Residents("hf")
 
 
 def load_hf_model(target: str) -> tuple[Any, Any]:
@@ -99,17 +90,8 @@ def _load_adapter(path: Path) -> tuple[Any, Any]:
     return peft.PeftModel.from_pretrained(model, path).merge_and_unload(), tokenizer
 
 
-def _load(target: str) -> _Loaded:
-    with _LOADING:
-        if target not in _LOADED:
-            worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf")
-            try:
-                model, tokenizer = worker.submit(load_hf_model, target).result()
-            except BaseException:
-                worker.shutdown()
-                raise
-            _LOADED[target] = _Loaded(model, tokenizer, worker)
-        return _LOADED[target]
+def _load(target: str) -> Loaded:
+    return _RESIDENTS.get(target, lambda: load_hf_model(target))
 
 
 class HFModel(ChatModel):
@@ -130,9 +112,8 @@ class HFModel(ChatModel):
             self._drainer = asyncio.ensure_future(self._drain(loaded))
         return await future
 
-    async def _drain(self, loaded: _Loaded) -> None:
+    async def _drain(self, loaded: Loaded) -> None:
         """Run waiting requests in batches of equal settings until none are left."""
-        loop = asyncio.get_running_loop()
         await asyncio.sleep(0)  # callers scheduled in the same tick join this batch
         while self._pending:
             key = _settings_key(self._pending[0][0])
@@ -143,9 +124,7 @@ class HFModel(ChatModel):
             if not batch:
                 continue
             try:
-                results = await loop.run_in_executor(
-                    loaded.worker, self._generate_sync, loaded, [r for r, _ in batch]
-                )
+                results = await loaded.run(self._generate_sync, loaded, [r for r, _ in batch])
             except Exception as exc:  # one failed batch fails its callers, not the drainer
                 error = ModelCallError(
                     f"{self.name} could not answer: {exc}", reason="upstream_error"
@@ -158,10 +137,10 @@ class HFModel(ChatModel):
                 if not future.done():
                     future.set_result(completion)
 
-    def _generate_sync(self, loaded: _Loaded, requests: list[ChatRequest]) -> list[Completion]:
+    def _generate_sync(self, loaded: Loaded, requests: list[ChatRequest]) -> list[Completion]:
         import torch
 
-        model, tokenizer = loaded.model, loaded.tokenizer
+        model, tokenizer = loaded.value
         first = requests[0]
         prompts = [
             tokenizer.apply_chat_template(
@@ -224,7 +203,7 @@ class HFModel(ChatModel):
     async def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
         loop = asyncio.get_running_loop()
         loaded = await loop.run_in_executor(None, _load, self.spec.model)
-        return await loop.run_in_executor(loaded.worker, _loglikelihoods, loaded, list(requests))
+        return await loaded.run(_loglikelihoods, loaded, list(requests))
 
 
 def _settings_key(request: ChatRequest) -> tuple[Any, ...]:
@@ -283,11 +262,11 @@ def _token_logprobs(
     return tuple(result)
 
 
-def _loglikelihoods(loaded: _Loaded, requests: list[LoglikelihoodRequest]) -> list[Loglikelihood]:
+def _loglikelihoods(loaded: Loaded, requests: list[LoglikelihoodRequest]) -> list[Loglikelihood]:
     """log P(continuation | context), one forward pass per request."""
     import torch
 
-    model, tokenizer = loaded.model, loaded.tokenizer
+    model, tokenizer = loaded.value
     results = []
     for request in requests:
         context = tokenizer(request.context, add_special_tokens=False)["input_ids"]

@@ -14,11 +14,9 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from openparity.models.base import ChatModel
 from openparity.models.embedded import EMBEDDED_MODELS
@@ -28,6 +26,7 @@ from openparity.models.errors import (
     ModelConfigError,
     UnsupportedCapabilityError,
 )
+from openparity.models.resident import Resident, Residents
 from openparity.models.spec import ModelSpec
 from openparity.models.types import (
     ChatRequest,
@@ -38,8 +37,6 @@ from openparity.models.types import (
     TokenLogprob,
 )
 
-_T = TypeVar("_T")
-
 
 def gguf_path(spec: ModelSpec) -> Path:
     """The GGUF file behind a local spec (embedded alias or path)."""
@@ -47,48 +44,19 @@ def gguf_path(spec: ModelSpec) -> Path:
     return embedded.path() if embedded else Path(spec.model)
 
 
-@dataclass
-class _Loaded:
-    """A loaded model and the one thread that runs all its calls.
-
-    A single long-lived thread per model serialises calls (one llama context) and keeps
-    llama.cpp's OpenMP thread team warm: calling it from a fresh thread each time measured
-    about 30 % slower generation on 2 cores.
-    """
-
-    llm: Any
-    worker: ThreadPoolExecutor
-
-    async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(self.worker, fn, *args)
+_RESIDENTS: Residents[Any] = Residents("llama.cpp")
 
 
-_LOADED: dict[tuple[str, int, bool], _Loaded] = {}
-_LOADING = threading.Lock()
-
-
-def _load(path: str, n_ctx: int, logits_all: bool) -> _Loaded:
+def _load(path: str, n_ctx: int, logits_all: bool) -> Resident[Any]:
     """Load a GGUF once per (file, context size, logits mode) in this process."""
-    key = (path, n_ctx, logits_all)
-    with _LOADING:
-        if key not in _LOADED:
-            worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama.cpp")
-            try:
-                llm = worker.submit(_new_llama, *key).result()
-            except BaseException:
-                worker.shutdown()
-                raise
-            _LOADED[key] = _Loaded(llm=llm, worker=worker)
-        return _LOADED[key]
+    return _RESIDENTS.get((path, n_ctx, logits_all), lambda: _new_llama(path, n_ctx, logits_all))
 
 
 @atexit.register
 def _close_all() -> None:
     """Free llama.cpp contexts before interpreter teardown (their __del__ fails after it)."""
-    while _LOADED:
-        _, loaded = _LOADED.popitem()
-        loaded.worker.shutdown()  # normally already stopped by the executor's own exit hook
-        loaded.llm.close()
+    for resident in _RESIDENTS.drain():
+        resident.value.close()
 
 
 def _new_llama(path: str, n_ctx: int, logits_all: bool) -> Any:
@@ -126,7 +94,7 @@ class LocalModel(ChatModel):
         super().__init__(spec)
         self.path = gguf_path(spec)
 
-    def _model(self, *, logits_all: bool = False) -> _Loaded:
+    def _model(self, *, logits_all: bool = False) -> Resident[Any]:
         n_ctx = min(self.spec.n_ctx, self.LOGLIKELIHOOD_CTX) if logits_all else self.spec.n_ctx
         return _load(str(self.path), n_ctx, logits_all)
 
@@ -134,7 +102,7 @@ class LocalModel(ChatModel):
         # llama-cpp-python returns token logprobs only from a model that keeps all logits.
         # Loading happens here, outside the timer; the first call pays for it once.
         loaded = self._model(logits_all=request.logprobs)
-        return await loaded.run(self._generate_sync, loaded.llm, request)
+        return await loaded.run(self._generate_sync, loaded.value, request)
 
     def _llama_kwargs(self, request: ChatRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -212,7 +180,7 @@ class LocalModel(ChatModel):
             usage = (max(0, llm.n_tokens - pieces), pieces)
             send("end", StreamChunk("", finish_reason=finish, usage=usage))
 
-        worker = asyncio.ensure_future(loaded.run(produce, loaded.llm))
+        worker = asyncio.ensure_future(loaded.run(produce, loaded.value))
         try:
             while True:
                 kind, value = await queue.get()
@@ -232,7 +200,7 @@ class LocalModel(ChatModel):
         ends a user message: what Magpie-style sampling completes from."""
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        llm = self._model().llm
+        llm = self._model().value
         template = llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise UnsupportedCapabilityError(f"{self.name} carries no chat template")
@@ -268,11 +236,11 @@ class LocalModel(ChatModel):
                 cost_usd=self.spec.cost(usage["prompt_tokens"], usage["completion_tokens"]),
             )  # fmt: skip
 
-        return await loaded.run(run, loaded.llm)
+        return await loaded.run(run, loaded.value)
 
     async def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
         loaded = self._model(logits_all=True)
-        return await loaded.run(self._loglikelihood_sync, loaded.llm, list(requests))
+        return await loaded.run(self._loglikelihood_sync, loaded.value, list(requests))
 
     def _loglikelihood_sync(
         self, llm: Any, requests: list[LoglikelihoodRequest]
