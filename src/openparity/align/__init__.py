@@ -10,8 +10,7 @@ Needs `pip install "openparity[train]"`; the names load on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from openparity.lazy_exports import lazy_getattr
 
 _HOMES = {
     "AlignError": "errors",
@@ -23,8 +22,4 @@ _HOMES = {
 
 __all__ = sorted(_HOMES)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'openparity.align' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"openparity.align.{_HOMES[name]}"), name)
+__getattr__ = lazy_getattr(__name__, _HOMES)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from openparity.align.errors import AlignError
@@ -17,11 +16,13 @@ class TrainingRun:
     tokenizer: Any
     examples: Examples
     reward: Any = None
-    reward_failures: Counter = field(default_factory=Counter)
+
+    @property
+    def reward_failures(self) -> dict[str, int]:
+        return {} if self.reward is None else dict(self.reward.failures)
 
     def close(self) -> None:
         if self.reward is not None:
-            self.reward_failures.update(self.reward.failures)
             self.reward.close()
 
 

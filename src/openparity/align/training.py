@@ -174,7 +174,7 @@ def train(settings: AlignSettings, *, resume: bool = False, gguf: bool = False,
     gguf_path = export_checkpoint(final, settings.output / "final.gguf") if gguf else None
     return AlignResult(
         final, gguf_path, run.trainer.state.global_step, seconds, run.examples.summary(), logs,
-        dict(run.reward_failures), run.trainer.args.world_size,
+        run.reward_failures, run.trainer.args.world_size,
     )  # fmt: skip
 
 

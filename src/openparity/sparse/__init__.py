@@ -7,8 +7,7 @@ CLI can read `openparity.sparse.options` without importing torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from openparity.lazy_exports import lazy_getattr
 
 _HOMES = {
     "METHODS": "sparsifier",
@@ -23,8 +22,4 @@ _HOMES = {
 
 __all__ = sorted(_HOMES)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'openparity.sparse' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"openparity.sparse.{_HOMES[name]}"), name)
+__getattr__ = lazy_getattr(__name__, _HOMES)
