@@ -151,3 +151,39 @@ def test_two_processes_end_where_one_process_ends(tiny_base, tmp_path):
     assert loss_2 == pytest.approx(loss_1, abs=1e-5)
     for name in w_1:
         assert (w_1[name] - w_2[name]).abs().max().item() <= 1e-5, name
+
+
+def test_kill_9_then_resume_ends_at_the_uninterrupted_weights(tiny_base, tmp_path):
+    """A real process killed with SIGKILL mid-run (possibly mid-save), then `--resume`."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(16))
+
+    def command(out: Path, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "openparity.cli", "align", "sft", "--data", str(data),
+                "--base", str(tiny_base), "-o", str(out), "--steps", "60", "--batch-size", "2",
+                "--lr", "1e-3", "--decontaminate", "", "--max-length", "64", "--lora-r", "0",
+                "--save-steps", "5", *extra]  # fmt: skip
+
+    straight = tmp_path / "straight"
+    subprocess.run(command(straight), check=True, capture_output=True, timeout=300)
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(command(killed), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not (killed / "checkpoints/checkpoint-10/trainer_state.json").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "no checkpoint-10"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "final").exists()
+    # a save cut off by the kill: weights but no trainer_state.json; resume must skip it
+    (killed / "checkpoints/checkpoint-59").mkdir()
+    (killed / "checkpoints/checkpoint-59/model.safetensors").write_bytes(b"partial")
+    subprocess.run(command(killed, "--resume"), check=True, capture_output=True, timeout=300)
+    a, b = weights(straight / "final"), weights(killed / "final")
+    for name in a:
+        assert (a[name] - b[name]).abs().max().item() <= 1e-6, name
