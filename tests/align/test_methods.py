@@ -187,3 +187,54 @@ def test_kill_9_then_resume_ends_at_the_uninterrupted_weights(tiny_base, tmp_pat
     a, b = weights(straight / "final"), weights(killed / "final")
     for name in a:
         assert (a[name] - b[name]).abs().max().item() <= 1e-6, name
+
+
+def test_curriculum_orders_examples_by_the_base_models_measured_difficulty(tmp_path):
+    """The base model's per-item results in a real run store order the examples, easiest
+    first; unscored examples go last and are counted; a run that scored none is refused."""
+    from openparity.align.curriculum import Curriculum
+    from openparity.align.examples import sft_examples
+    from openparity.bench.store import Record, RunInfo, RunStore
+
+    rows = [{**row, "id": f"q{i}"} for i, row in enumerate(chat_rows(5))]
+    examples = sft_examples(write_jsonl(tmp_path / "d.jsonl", rows), None)
+    store_path = tmp_path / "runs.sqlite"
+    store = RunStore(store_path)
+    run = RunInfo("base-run", "local:smollm2-135m", "t", {"samples": 2}, [], "t", False, "acc", 0)
+    store.create_run(run)
+    solved = {"q0": (0, 0), "q1": (1, 1), "q2": (1, 0), "q4": (0, 1)}  # q3: never scored
+    for item, results in solved.items():
+        for sample, score in enumerate(results):
+            store.put(Record("base-run", item, sample, "h", score=float(score)))
+    store.close()
+    ordered = Curriculum("base-run", store_path).order(examples, seed=0)
+    assert ordered.ids[0] == "q1" and set(ordered.ids[1:3]) == {"q2", "q4"}
+    assert ordered.ids[3:] == ["q0", "q3"]
+    assert [r["completion"] for r in ordered.rows] == [
+        examples.rows[examples.ids.index(i)]["completion"] for i in ordered.ids
+    ]
+    assert ordered.dropped == {"unscored by the curriculum run (placed last)": 1}
+    other = sft_examples(write_jsonl(tmp_path / "e.jsonl", chat_rows(2)), None)
+    with pytest.raises(AlignError, match="scored none"):
+        Curriculum("base-run", store_path).order(other, seed=0)
+    with pytest.raises(AlignError, match="no run store"):
+        Curriculum("base-run", tmp_path / "none.sqlite").order(examples, seed=0)
+
+
+def test_a_curriculum_run_trains_in_that_order(tiny_base, tmp_path):
+    from openparity.align.trainers import build
+    from openparity.bench.store import Record, RunInfo, RunStore
+
+    rows = [{**row, "id": f"q{i}"} for i, row in enumerate(chat_rows(6))]
+    data = write_jsonl(tmp_path / "d.jsonl", rows)
+    store = RunStore(tmp_path / "runs.sqlite")
+    store.create_run(RunInfo("base", "m", "t", {}, [], "t", False, "acc", 0))
+    for i in range(6):
+        store.put(Record("base", f"q{i}", 0, "h", score=float(i % 2)))
+    store.close()
+    run = build(settings(tiny_base, tmp_path / "run", data=data, curriculum="base",
+                         store=tmp_path / "runs.sqlite"))  # fmt: skip
+    order = [run.trainer.train_dataset[k] for k in iter(run.trainer._get_train_sampler())]
+    assert run.examples.ids[:3] and set(run.examples.ids[:3]) == {"q1", "q3", "q5"}
+    first = [run.trainer.train_dataset[k]["input_ids"] for k in range(len(order))]
+    assert [o["input_ids"] for o in order] == first  # sequential: the curriculum's order

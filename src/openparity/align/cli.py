@@ -35,6 +35,11 @@ RESUME = typer.Option(False, "--resume", help="Continue the run in --output.")
 GGUF = typer.Option(False, "--gguf", help="Also write OUTPUT/final.gguf for llama.cpp.")
 PROCESSES = typer.Option(1, "--processes", min=1, help="Data-parallel processes (accelerate).")
 AS_JSON = typer.Option(False, "--json", help="Print JSON.")
+CURRICULUM = typer.Option(
+    None, "--curriculum",
+    help="Run id of the base model on these items: train easiest first (else random order).",
+)  # fmt: skip
+STORE = typer.Option(Path(".openparity/runs.sqlite"), "--store", help="Run store (--curriculum).")
 
 _CHILD = "OPENPARITY_ALIGN_CHILD"
 
@@ -50,6 +55,7 @@ def sft_command(
     grad_accum: int = ACCUM, lr: float = LR, lora_r: int = LORA_R, max_length: int = MAX_LEN,
     seed: int = SEED, decontaminate: str = DECONTAM, save_steps: int = SAVE,
     resume: bool = RESUME, gguf: bool = GGUF, processes: int = PROCESSES, as_json: bool = AS_JSON,
+    curriculum: str | None = CURRICULUM, store: Path = STORE,
 ) -> None:  # fmt: skip
     """Supervised fine-tuning on chat records (loss on the answers only)."""
     _run(locals(), method="sft")
@@ -63,6 +69,7 @@ def dpo_command(
     seed: int = SEED, beta: float = BETA, decontaminate: str = DECONTAM,
     save_steps: int = SAVE, resume: bool = RESUME, gguf: bool = GGUF,
     processes: int = PROCESSES, as_json: bool = AS_JSON,
+    curriculum: str | None = CURRICULUM, store: Path = STORE,
 ) -> None:  # fmt: skip
     """Direct preference optimisation on preference pairs."""
     _run(locals(), method="dpo")
@@ -83,6 +90,7 @@ def grpo_command(
     seed: int = SEED, beta: float = typer.Option(0.0, "--beta", help="KL weight."),
     save_steps: int = SAVE, resume: bool = RESUME, gguf: bool = GGUF,
     processes: int = PROCESSES, as_json: bool = AS_JSON,
+    curriculum: str | None = CURRICULUM, store: Path = STORE,
 ) -> None:  # fmt: skip
     """Group-relative policy optimisation with the task's scorer as the reward."""
     _run(locals(), method="grpo")

@@ -32,6 +32,7 @@ class Examples:
     source: str
     dropped: Counter = field(default_factory=Counter)
     items_hit: Counter = field(default_factory=Counter)
+    ids: list[str] = field(default_factory=list)  # one per row: the record's or item's id
 
     def summary(self) -> str:
         left_out = ", ".join(f"{n} {why}" for why, n in sorted(self.dropped.items()))
@@ -81,6 +82,7 @@ def sft_examples(path: Path, screen: BenchmarkIndex | None) -> Examples:
         if _contaminated(examples, screen, record_text(record) or ""):
             continue
         examples.rows.append({"prompt": messages[:-1], "completion": messages[-1:]})
+        examples.ids.append(_record_id(path, number, record))
     return _nonempty(examples)
 
 
@@ -105,6 +107,7 @@ def dpo_examples(path: Path, screen: BenchmarkIndex | None) -> Examples:
             "chosen": [{"role": "assistant", "content": chosen}],
             "rejected": [{"role": "assistant", "content": rejected}],
         })  # fmt: skip
+        examples.ids.append(_record_id(path, number, record))
     return _nonempty(examples)
 
 
@@ -114,7 +117,12 @@ def task_prompts(task: Any, items: list[Any], variant: str) -> Examples:
         {"prompt": [dict(m) for m in task.messages(item, variant)], "item_id": item.id}
         for item in items
     ]
-    return _nonempty(Examples(rows, f"task {task.name}"))
+    return _nonempty(Examples(rows, f"task {task.name}", ids=[item.id for item in items]))
+
+
+def _record_id(path: Path, number: int, record: dict[str, Any]) -> str:
+    """The record's own id (data outputs carry one), else FILE:LINE."""
+    return str(record.get("id") or f"{Path(path).name}:{number}")
 
 
 def _messages(record: dict[str, Any]) -> list[dict[str, str]] | None:

@@ -52,6 +52,7 @@ def build(settings: AlignSettings) -> TrainingRun:
         examples = dpo_examples(_data(settings), _screen(settings))
         config_cls, trainer_cls = trl.DPOConfig, trl.DPOTrainer
         args = {"max_length": settings.max_length, "beta": settings.beta}
+    examples = _curriculum(settings, examples)
     model, tokenizer = _policy(settings, torch)
     trainer = trainer_cls(
         model=model,
@@ -91,7 +92,7 @@ def _grpo(settings: AlignSettings, trl: Any, datasets: Any) -> Any:
     task = get_task(settings.task)
     items = select_items(task.items(), settings.items)
     variant = settings.variant or task.default_settings().variant
-    examples = task_prompts(task, items, variant)
+    examples = _curriculum(settings, task_prompts(task, items, variant))
     reward = TaskReward(task, items)
     model, tokenizer = _policy(settings, torch)
     args = {
@@ -100,6 +101,8 @@ def _grpo(settings: AlignSettings, trl: Any, datasets: Any) -> Any:
         "temperature": settings.temperature,
         "beta": settings.beta,
     }
+    if settings.curriculum:
+        args["shuffle_dataset"] = False
     if settings.vllm_server:
         args.update(use_vllm=True, vllm_mode="server", vllm_server_base_url=settings.vllm_server)
     tokenizer.padding_side = "left"
@@ -112,6 +115,14 @@ def _grpo(settings: AlignSettings, trl: Any, datasets: Any) -> Any:
         peft_config=_lora(settings),
     )
     return TrainingRun(trainer, tokenizer, examples, reward)
+
+
+def _curriculum(settings: AlignSettings, examples: Examples) -> Examples:
+    if settings.curriculum is None:
+        return examples
+    from openparity.align.curriculum import Curriculum
+
+    return Curriculum(settings.curriculum, settings.store).order(examples, settings.seed)
 
 
 def select_items(items: list[Any], spec: str) -> list[Any]:
@@ -180,6 +191,8 @@ def _common_args(settings: AlignSettings, torch: Any) -> dict[str, Any]:
         "activation_checkpointing": settings.gradient_checkpointing,
         "dataloader_num_workers": 0,
         "include_num_input_tokens_seen": "all",
+        # a curriculum is an order: read the examples as given instead of shuffling them
+        "train_sampling_strategy": "sequential" if settings.curriculum else "random",
     }
 
 

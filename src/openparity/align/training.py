@@ -56,12 +56,15 @@ class AlignSettings:
     decontaminate: tuple[str, ...] = ("gsm8k", "humaneval", "mbpp")
     save_steps: int = 25
     gradient_checkpointing: bool = False  # less activation memory, about 30 % more compute
+    curriculum: str | None = None  # run id of the base model's results: easiest items first
+    store: Path = Path(".openparity/runs.sqlite")  # the run store the curriculum run is in
     processes: int = 1
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["output"] = str(self.output)
         data["data"] = None if self.data is None else str(self.data)
+        data["store"] = str(self.store)
         data["decontaminate"] = list(self.decontaminate)
         return data
 
