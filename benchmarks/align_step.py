@@ -63,8 +63,10 @@ def child(args: argparse.Namespace) -> None:
 
 
 def plain_trl(settings) -> list[dict]:
-    """TRL as its README shows it: the config's defaults, our LoRA and batch."""
+    """TRL as its README shows it: the config's defaults, our LoRA and batch (and use_cpu,
+    which TRL's default bf16 demands on a CPU)."""
     import datasets
+    import torch
     import trl
     from transformers import TrainerCallback
 
@@ -89,7 +91,7 @@ def plain_trl(settings) -> list[dict]:
         args=config(output_dir=str(settings.output), max_steps=settings.steps,
                     per_device_train_batch_size=settings.batch_size, max_length=256,
                     report_to=[], logging_steps=1, include_num_input_tokens_seen="all",
-                    save_strategy="no"),
+                    save_strategy="no", use_cpu=not torch.cuda.is_available()),
         train_dataset=datasets.Dataset.from_list(rows), processing_class=tokenizer,
         peft_config=_lora(settings), callbacks=[Keep()],
     )  # fmt: skip
