@@ -71,7 +71,7 @@ def plain_trl(settings) -> list[dict]:
     from transformers import TrainerCallback
 
     from openparity.align.examples import dpo_examples, sft_examples
-    from openparity.align.trainers import _lora
+    from openparity.align.trainers import lora_config
     from openparity.models.hf_backend import load_hf_model
 
     model, tokenizer = load_hf_model(settings.base)
@@ -93,7 +93,7 @@ def plain_trl(settings) -> list[dict]:
                     report_to=[], logging_steps=1, include_num_input_tokens_seen="all",
                     save_strategy="no", use_cpu=not torch.cuda.is_available()),
         train_dataset=datasets.Dataset.from_list(rows), processing_class=tokenizer,
-        peft_config=_lora(settings), callbacks=[Keep()],
+        peft_config=lora_config(settings), callbacks=[Keep()],
     )  # fmt: skip
     trainer.train()
     return logs

@@ -59,7 +59,7 @@ def build(settings: AlignSettings) -> TrainingRun:
         args=config_cls(**_common_args(settings, torch), **args),
         train_dataset=datasets.Dataset.from_list(examples.rows),
         processing_class=tokenizer,
-        peft_config=_lora(settings),
+        peft_config=lora_config(settings),
     )
     return TrainingRun(trainer, tokenizer, examples)
 
@@ -112,7 +112,7 @@ def _grpo(settings: AlignSettings, trl: Any, datasets: Any) -> Any:
         args=trl.GRPOConfig(**_common_args(settings, torch), **args),
         train_dataset=datasets.Dataset.from_list(examples.rows),
         processing_class=tokenizer,
-        peft_config=_lora(settings),
+        peft_config=lora_config(settings),
     )
     return TrainingRun(trainer, tokenizer, examples, reward)
 
@@ -151,7 +151,7 @@ def _screen(settings: AlignSettings) -> Any:
     return BenchmarkIndex.from_benchmarks(settings.decontaminate)
 
 
-def _lora(settings: AlignSettings) -> Any:
+def lora_config(settings: AlignSettings) -> Any:
     if settings.lora_r == 0:
         return None
     from peft import LoraConfig
