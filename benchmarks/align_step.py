@@ -4,6 +4,7 @@ per process). Prints tokens/s, peak memory and the ratios; and GRPO's step split
 generation / reward / update with the rewards/s of the sandboxed MBPP reward.
 
   openparity   align's settings (bf16 only on GPUs that have it, no activation checkpointing)
+  openparity-ckpt  the same with --activation-checkpointing (memory for compute)
   trl          TRL's SFTConfig / DPOConfig defaults (bf16 on, activation checkpointing on)
 
     python benchmarks/align_step.py [--base smollm2-135m] [--steps 3] [--batch 4]
@@ -47,9 +48,9 @@ def child(args: argparse.Namespace) -> None:
     settings = AlignSettings(
         method=args.method, base=args.base, output=out / "run", data=Path(args.data),
         steps=args.steps, batch_size=args.batch, max_length=256, decontaminate=(),
-        save_steps=10_000,
+        save_steps=10_000, gradient_checkpointing=args.kind == "openparity-ckpt",
     )  # fmt: skip
-    if args.kind == "openparity":
+    if args.kind.startswith("openparity"):
         result = train(settings)
         logs = result.logs
     else:
@@ -168,7 +169,7 @@ def main() -> None:
     sft, dpo = write_data(Path(tempfile.mkdtemp(prefix="align-data-")))
     for method, data in (("sft", sft), ("dpo", dpo)):
         figures = {}
-        for kind in ("openparity", "trl"):
+        for kind in ("openparity", "openparity-ckpt", "trl"):
             done = subprocess.run(
                 [sys.executable, __file__, "--child", "--kind", kind, "--method", method,
                  "--data", str(data), "--base", args.base, "--steps", str(args.steps),
@@ -179,7 +180,7 @@ def main() -> None:
         ours, theirs = figures["openparity"], figures["trl"]
         print(f"{method.upper()}, {args.steps} steps x {args.batch}, LoRA r=16, {args.base}:")
         for kind, f in figures.items():
-            print(f"  {kind:<11} {f['tokens_per_s']:8.1f} tok/s  peak {f['peak_rss_gb']:.2f} GB")
+            print(f"  {kind:<15} {f['tokens_per_s']:8.1f} tok/s  peak {f['peak_rss_gb']:.2f} GB")
         speed = ours["tokens_per_s"] / theirs["tokens_per_s"]
         memory = ours["peak_rss_gb"] / theirs["peak_rss_gb"]
         print(f"  openparity / trl: speed {speed:.2f}x, peak memory {memory:.2f}x")
