@@ -50,8 +50,7 @@ async def test_loglikelihood_is_greedy_exactly_when_greedy_decoding_gives_it(tin
 async def test_stop_strings_cut_the_answer(tiny_base):
     model = open_model(f"hf:{tiny_base}")
     full = await model.generate(ChatRequest.from_prompt("Hi", max_tokens=16))
-    if len(full.text) < 4:
-        pytest.skip("the random model ended at once")
+    assert len(full.text) >= 4  # the seeded tiny model runs to max_tokens
     stop = full.text[2:4]
     cut = await model.generate(ChatRequest.from_prompt("Hi", max_tokens=16, stop=[stop]))
     assert stop not in cut.text and full.text.startswith(cut.text)
