@@ -1,10 +1,12 @@
 """A real effect on the real model, measured the way every gap is: a short LoRA SFT of the
 embedded SmolLM2-135M-Instruct on GSM8K solutions (which end in "#### N") raises its held-out
 format compliance, paired exact McNemar p < 0.05; the exported GGUF gives the HF checkpoint's
-greedy tokens. About five CPU minutes."""
+greedy tokens; `openparity gap --base` reports it, with MMLU as the regression guard. About six
+CPU minutes."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,12 +14,8 @@ from pathlib import Path
 import pytest
 
 from openparity.align import AlignSettings, train
-from openparity.bench.compare import load_scores
-from openparity.bench.runner import run_task
-from openparity.bench.stats import mcnemar_exact
-from openparity.bench.store import RunStore
-from openparity.bench.tasks import get_task
 from openparity.models import ChatRequest, open_model
+from tests.cli import openparity
 
 ROOT = Path(__file__).resolve().parents[2]
 HELD_OUT = 20
@@ -41,24 +39,28 @@ def trained(tmp_path_factory) -> tuple[Path, object]:
 
 
 @pytest.mark.timeout(900)
-async def test_sft_raises_held_out_format_compliance(trained):
+def test_sft_raises_held_out_format_compliance_and_the_report_says_so(trained):
+    """The loop closed as a user closes it: `openparity gap` of the exported checkpoint with
+    --base, on the held-out format task and MMLU as the regression guard."""
     where, result = trained
     assert result.examples == "64 examples from " + str(where / "train.jsonl")
-    task = get_task(str(where / "gsm8k-format.yaml"))
-    store = RunStore(where / "runs.sqlite")
-    scores = {}
-    for spec in ("local:smollm2-135m", f"local:{result.gguf}"):
-        async with open_model(spec) as model:
-            summary = await run_task(model, task, store)
-        scores[spec] = load_scores(store, summary.run.run_id).scores
-    before, after = scores.values()
-    ids = sorted(before)
-    assert len(ids) == HELD_OUT
-    p = mcnemar_exact([before[i] for i in ids], [after[i] for i in ids])
-    print(f"format compliance {sum(before.values())}/{HELD_OUT} -> {sum(after.values())}/"
-          f"{HELD_OUT}, McNemar p = {p:.2g}")  # fmt: skip
-    assert sum(after.values()) > sum(before.values())
-    assert p < 0.05
+    shown = openparity(
+        "gap", "--open", f"local:{result.gguf}", "--base", "local:smollm2-135m",
+        "--tasks", f"{where / 'gsm8k-format.yaml'},mmlu", "--limit", str(HELD_OUT),
+        "--store", str(where / "runs.sqlite"), "--format", "json",
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    moved = {m["task"]: m for m in report["training"]}
+    fmt, guard = moved["gsm8k-format"], moved["mmlu"]
+    print(f"format compliance {fmt['base']['mean'] * HELD_OUT:.0f}/{HELD_OUT} ->"
+          f" {fmt['trained']['mean'] * HELD_OUT:.0f}/{HELD_OUT}, McNemar p ="
+          f" {fmt['p_mcnemar']:.2g}; MMLU guard {guard['change']['mean'] * 100:+.1f} points,"
+          f" {guard['verdict']}")  # fmt: skip
+    assert fmt["change"]["n"] == HELD_OUT and fmt["verdict"] == "improved"
+    assert fmt["p_mcnemar"] < 0.05
+    assert guard["change"]["n"] == HELD_OUT and guard["gap_ratio_before"] is not None
+    assert [t["task"] for t in report["tasks"]] == ["mmlu"]  # the format task has no target
 
 
 @pytest.mark.timeout(600)

@@ -116,8 +116,12 @@ def test_items_needed_inverts_provable_margin():
 def test_holm_matches_statsmodels():
     from statsmodels.stats.multitest import multipletests
 
-    p = [0.01, 0.04, 0.03, 0.2]
-    assert stats.holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]))
+    draws = np.random.default_rng(3)
+    cases = [[0.01, 0.04, 0.03, 0.2], [0.02, 0.02, 0.5, 1.0], [0.3], [0.9, 0.001, 0.9]]
+    cases += [list(draws.random(k) ** 3) for k in (2, 5, 12)]
+    for p in cases:
+        assert stats.holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]))
+    assert stats.holm([]) == []
 
 
 def test_paired_bootstrap_agrees_with_the_score_interval():

@@ -284,34 +284,48 @@ def report(
         "--against",
         help="Closed-model run ids, paired by task: --against A,B,C or --against A --against B.",
     ),
+    base: list[str] = typer.Option(
+        [],
+        "--base",
+        help="Runs of the open model before training, paired by task (--base A,B): adds what"
+        " training moved, per task.",
+    ),
     store_path: Path = STORE_OPTION,
     fmt: str = FORMAT_OPTION,
     output: Path | None = OUTPUT_OPTION,
 ) -> None:
-    """Report open runs against closed runs of the same tasks, or against published targets."""
+    """Report open runs against closed runs of the same tasks, or against published targets;
+    with --base, also trained against base."""
     from openparity.bench.baselines import PUBLISHED_BASELINES
-    from openparity.bench.compare import build_report, compare_runs, compare_to_target
+    from openparity.bench.compare import build_report, compare_to_reference
+    from openparity.bench.movement import measure_movement
     from openparity.bench.store import RunStore
     from openparity.errors import OpenparityError
 
     against = [r for entry in against for r in entry.split(",") if r]
+    base = [r for entry in base for r in entry.split(",") if r]
     with RunStore(store_path) as store:
         closed_by_task = _one_run_per_task(store, against, "--against")
+        base_by_task = _one_run_per_task(store, base, "--base")
         _one_run_per_task(store, runs, "open")
-        comparisons = []
+
+        comparisons, movements = [], []
         for run_id in runs:
             task = store.get_run(run_id).task
-            if task in closed_by_task:
-                comparisons.append(compare_runs(store, run_id, closed_by_task[task]))
-            elif task in PUBLISHED_BASELINES:
-                t = PUBLISHED_BASELINES[task]
-                comparisons.append(compare_to_target(store, run_id, t))
-            else:
+            closed, target = closed_by_task.get(task), PUBLISHED_BASELINES.get(task)
+            if closed is None and target is None and task not in base_by_task:
                 raise OpenparityError(
                     f"no closed run and no published target for task {task}",
-                    hint="pass --against CLOSED_RUN_ID",
+                    hint="pass --against CLOSED_RUN_ID (or --base BASE_RUN_ID for before/after)",
                 )
-        _emit(build_report(comparisons), fmt, output)
+            after = compare_to_reference(store, run_id, closed, target)
+            if after is not None:
+                comparisons.append(after)
+            if task in base_by_task:
+                movements.append(
+                    measure_movement(store, run_id, base_by_task[task], closed, target)
+                )
+        _emit(build_report(comparisons, movements=movements), fmt, output)
 
 
 def gap(
@@ -327,6 +341,12 @@ def gap(
     target: list[str] = typer.Option(
         [], "--target", help="Published target: TASK=SCORE (0-100), TASK=SCORE/N or TASK=NAME."
     ),
+    base: str | None = typer.Option(
+        None,
+        "--base",
+        help="The open model before training (a model, or its finished run ids A,B,...): adds"
+        " trained-vs-base, paired, per task. Every task is then also a regression guard.",
+    ),
     concurrency: int | None = typer.Option(None, "--concurrency", min=1),
     unsafe_no_sandbox: bool = typer.Option(
         False, "--unsafe-no-sandbox", help="Run model-written code WITHOUT isolation."
@@ -335,7 +355,8 @@ def gap(
     fmt: str = FORMAT_OPTION,
     output: Path | None = OUTPUT_OPTION,
 ) -> None:
-    """Measure the gap: open model vs closed model (or published targets), with a verdict."""
+    """Measure the gap: open model vs closed model (or published targets), with a verdict;
+    with --base, also what training moved."""
     from openparity.bench.baselines import PUBLISHED_BASELINES, parse_target
     from openparity.bench.gap import GapPlan, run_gap
     from openparity.bench.store import RunStore
@@ -356,6 +377,8 @@ def gap(
 
     async def go():
         with RunStore(store_path) as store, ProgressBars() as bar:
+            if base is not None:
+                plan.base_model, plan.base_runs = _base_side(store, base)
             bars: dict = {}
 
             def on_progress(label: str, done: int, total: int) -> None:
@@ -366,6 +389,30 @@ def gap(
             return await run_gap(plan, store, on_progress=on_progress)
 
     _emit(_run_interruptibly(go(), _command_line()), fmt, output)
+
+
+def _base_side(store, value: str) -> tuple[str, dict[str, str]]:
+    """--base: run ids in the store (one model's runs, at most one per task; other tasks are run
+    on that model), or else one model spec."""
+    from openparity.bench.errors import RunStoreError
+    from openparity.errors import OpenparityError
+
+    ids = [part.strip() for part in value.split(",") if part.strip()]
+    runs = []
+    for run_id in ids:
+        try:
+            runs.append(store.get_run(run_id))
+        except RunStoreError:
+            if len(ids) == 1:
+                return value, {}  # not a run: a model spec (open_model reports a bad one)
+            raise
+    models = {r.model for r in runs}
+    if len(models) > 1:
+        raise OpenparityError(
+            f"--base runs are of different models ({', '.join(sorted(models))})",
+            hint="give the runs of one base model",
+        )
+    return models.pop(), _one_run_per_task(store, [r.run_id for r in runs], "--base")
 
 
 def _one_run_per_task(store, run_ids: list[str], side: str) -> dict[str, str]:

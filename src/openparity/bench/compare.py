@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import abc
+import functools
 import math
 import time
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,6 +15,9 @@ from openparity.bench import stats
 from openparity.bench.baselines import Published
 from openparity.bench.errors import RunStoreError
 from openparity.bench.store import RunInfo, RunStore
+
+if TYPE_CHECKING:
+    from openparity.bench.movement import Movement
 
 
 @dataclass(frozen=True)
@@ -90,8 +95,17 @@ class PairedComparison(Comparison):
 
     closed: RunScores
     closed_estimate: stats.Estimate
-    bootstrap: tuple[float, float]
     p_mcnemar: float | None  # exact McNemar, for independent 0/1 scores only
+
+    @functools.cached_property
+    def bootstrap(self) -> tuple[float, float]:
+        """Percentile bootstrap CI of the difference (a cross-check, computed when shown)."""
+        common = sorted(set(self.open.scores) & set(self.closed.scores))
+        return stats.paired_bootstrap(
+            [self.open.scores[i] for i in common],
+            [self.closed.scores[i] for i in common],
+            _clusters(self.open.clusters, common),
+        )
 
     @property
     def closed_mean(self) -> float:
@@ -127,6 +141,7 @@ class GapReport:
     comparisons: list[Comparison]
     created: float = field(default_factory=time.time)
     notes: list[str] = field(default_factory=list)
+    movements: list[Movement] = field(default_factory=list)  # trained vs base, when given
 
 
 def load_scores(store: RunStore, run_id: str) -> RunScores:
@@ -169,7 +184,11 @@ def _circular_scores(run: RunInfo, scores: dict[str, float], errors: int) -> Run
 
 def compare_runs(store: RunStore, open_run: str, closed_run: str) -> PairedComparison:
     """Paired comparison over the items both runs scored."""
-    a, b = load_scores(store, open_run), load_scores(store, closed_run)
+    return compare_scores(load_scores(store, open_run), load_scores(store, closed_run))
+
+
+def compare_scores(a: RunScores, b: RunScores) -> PairedComparison:
+    """Paired comparison of two runs' per-item scores over the items both scored."""
     if a.run.task != b.run.task:
         raise RunStoreError(
             f"runs are on different tasks ({a.run.task} vs {b.run.task})",
@@ -192,7 +211,6 @@ def compare_runs(store: RunStore, open_run: str, closed_run: str) -> PairedCompa
         **_common(a, tests, sd, stats.mean_ci(x, clusters)),
         closed=b,
         closed_estimate=stats.mean_ci(y, clusters),
-        bootstrap=stats.paired_bootstrap(x, y, clusters),
         p_mcnemar=tests.p_mcnemar,
     )
 
@@ -218,6 +236,18 @@ def compare_to_target(store: RunStore, open_run: str, target: Published) -> Targ
     )
 
 
+def compare_to_reference(
+    store: RunStore, run_id: str, closed_run: str | None, target: Published | None
+) -> Comparison | None:
+    """A run against the closed side: its closed run (paired) when there is one, else the
+    published target, else None."""
+    if closed_run is not None:
+        return compare_runs(store, run_id, closed_run)
+    if target is not None:
+        return compare_to_target(store, run_id, target)
+    return None
+
+
 def _common(a: RunScores, tests: stats.Tests, sd: float, open_estimate: stats.Estimate) -> dict:
     """The fields every comparison has, from the open run and the tests."""
     n, margin = tests.diff.n, a.run.margin
@@ -238,9 +268,14 @@ def _common(a: RunScores, tests: stats.Tests, sd: float, open_estimate: stats.Es
     }
 
 
-def build_report(comparisons: list[Comparison], notes: list[str] | None = None) -> GapReport:
+def build_report(
+    comparisons: list[Comparison],
+    notes: list[str] | None = None,
+    movements: list[Movement] | None = None,
+) -> GapReport:
     """Apply Holm's correction across tasks, to the difference tests and to the equivalence
-    claims alike, and re-derive each verdict with the corrected p-values."""
+    claims alike, and re-derive each verdict with the corrected p-values. `movements` (trained
+    vs base) are corrected as a family of their own."""
     p_diff = stats.holm([c.p_difference for c in comparisons])
     p_eq = stats.holm([c.p_equivalence for c in comparisons])
     final = []
@@ -280,7 +315,12 @@ def build_report(comparisons: list[Comparison], notes: list[str] | None = None) 
                 f" ±{c.provable * 100:.1f} points; the ±{c.margin * 100:.1f} margin cannot be"
                 " proven at this size (80% power)."
             )
-    return GapReport(final, notes=notes)
+    if movements:
+        from openparity.bench.movement import build_movements, movement_notes
+
+        movements = build_movements(movements)
+        notes.extend(movement_notes(movements))
+    return GapReport(final, notes=notes, movements=list(movements or []))
 
 
 FEW_CLUSTERS = 10

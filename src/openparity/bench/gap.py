@@ -8,8 +8,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from openparity.bench.baselines import PUBLISHED_BASELINES, Published
-from openparity.bench.compare import GapReport, build_report, compare_runs, compare_to_target
+from openparity.bench.compare import (
+    GapReport,
+    build_report,
+    compare_to_reference,
+)
 from openparity.bench.errors import TaskError
+from openparity.bench.movement import measure_movement
 from openparity.bench.runner import RunSummary, run_task
 from openparity.bench.sandbox import Sandbox
 from openparity.bench.store import RunStore
@@ -30,6 +35,8 @@ class GapPlan:
     targets: dict[str, Published] = field(default_factory=lambda: dict(PUBLISHED_BASELINES))
     concurrency: int | None = None
     isolate: bool = True
+    base_model: str | None = None  # the model before training: adds the before/after section
+    base_runs: dict[str, str] = field(default_factory=dict)  # {task: finished base run id}
 
 
 def _limit(plan: GapPlan, task: str) -> int | None:
@@ -49,13 +56,26 @@ async def run_gap(
     tasks = [get_task(name, sandbox=sandbox) for name in plan.tasks]
     if plan.closed_model is None:
         missing = [t.name for t in tasks if t.name not in plan.targets]
-        if missing:
+        if missing and plan.base_model is None:
             raise TaskError(
                 f"no closed model and no published target for: {', '.join(missing)}",
                 hint="pass --closed MODEL, or --target TASK=SCORE/N",
             )
-    models = [plan.open_model] + ([plan.closed_model] if plan.closed_model else [])
-    opened = [open_model(m) for m in models]
+    base_needed = plan.base_model is not None and any(
+        t.name not in plan.base_runs for t in tasks
+    )
+    roles = {"open": plan.open_model}
+    if plan.closed_model:
+        roles["closed"] = plan.closed_model
+    if base_needed:
+        roles["base"] = plan.base_model
+    opened = {role: open_model(spec) for role, spec in roles.items()}
+    identities = [model.identity for model in opened.values()]
+    if len(set(identities)) < len(identities):
+        raise TaskError(
+            f"the same model is given twice ({', '.join(f'--{r} {s}' for r, s in roles.items())})",
+            hint="the open, closed and base models must be different models",
+        )
 
     def progress_for(label: str) -> Callable[[int, int], None] | None:
         if on_progress is None:
@@ -63,8 +83,13 @@ async def run_gap(
         return lambda done, total: on_progress(label, done, total)
 
     try:
-        comparisons = []
+        comparisons, movements = [], []
         for task in tasks:
+            runners = {
+                role: model
+                for role, model in opened.items()
+                if not (role == "base" and task.name in plan.base_runs)
+            }
             summaries: list[RunSummary] = await asyncio.gather(
                 *(
                     run_task(
@@ -77,18 +102,23 @@ async def run_gap(
                         concurrency=plan.concurrency,
                         progress=progress_for(f"{task.name} · {model.name}"),
                     )
-                    for model in opened
+                    for model in runners.values()
                 )
             )
-            open_run = summaries[0].run.run_id
-            if plan.closed_model:
-                comparisons.append(compare_runs(store, open_run, summaries[1].run.run_id))
-            else:
-                target = plan.targets[task.name]
-                comparisons.append(compare_to_target(store, open_run, target))
+            run_of = {role: s.run.run_id for role, s in zip(runners, summaries, strict=True)}
+            if task.name in plan.base_runs:
+                run_of["base"] = plan.base_runs[task.name]
+            closed, target = run_of.get("closed"), plan.targets.get(task.name)
+            after = compare_to_reference(store, run_of["open"], closed, target)
+            if after is not None:
+                comparisons.append(after)
+            if "base" in run_of:
+                movements.append(
+                    measure_movement(store, run_of["open"], run_of["base"], closed, target)
+                )
     finally:
-        for model in opened:
+        for model in opened.values():
             await model.aclose()
         for task in tasks:
             await task.aclose()
-    return build_report(comparisons)
+    return build_report(comparisons, movements=movements)

@@ -60,6 +60,34 @@ def verification_rows(report: GapReport) -> list[dict[str, str]]:
     return rows
 
 
+def movement_rows(report: GapReport) -> list[dict[str, str]]:
+    """Trained against base on the same items, and the gap to the reference before → after."""
+    after = {c.task: c for c in report.comparisons}
+    rows = []
+    for m in report.movements:
+        c = m.change
+        gap_after = after[m.task].gap_ratio if m.task in after else math.nan
+        gaps = (m.before.gap_ratio if m.before else math.nan, gap_after)
+        rows.append(
+            {
+                "task": m.task,
+                "base": f"{_pts(c.closed_estimate.mean)}"
+                f" {_ci(c.closed_estimate.low, c.closed_estimate.high)}",
+                "trained": f"{_pts(c.open_estimate.mean)}"
+                f" {_ci(c.open_estimate.low, c.open_estimate.high)}",
+                "change [95% CI]": f"{_pts(c.diff.mean, True)} {_ci(c.diff.low, c.diff.high)}",
+                "p (Holm)": f"{_first(c.p_difference_holm, c.p_difference):.3g}",
+                "gap ratio before → after": " → ".join(
+                    "-" if math.isnan(g) else f"{g * 100:.1f}%" for g in gaps
+                ),
+                "n": str(c.diff.n),
+                "verdict": m.verdict,
+                "why": c.verdict.explanation,
+            }
+        )
+    return rows
+
+
 def _first(*values: float | None) -> float:
     return next(v for v in values if v is not None)
 
@@ -68,22 +96,9 @@ def run_rows(report: GapReport) -> list[dict[str, str]]:
     """Which model ran what, on which data: the provenance of every number above."""
     rows = []
     for c in report.comparisons:
-        sides = [("open", c.open)]
+        rows.append(_run_row(c.task, "open", c.open))
         if isinstance(c, PairedComparison):
-            sides.append(("closed", c.closed))
-        for side, scores in sides:
-            rows.append(
-                {
-                    "task": c.task,
-                    "side": side,
-                    "model": scores.run.model,
-                    "run": scores.run.run_id,
-                    "data": scores.run.source,
-                    "settings": ", ".join(
-                        f"{k}={v}" for k, v in scores.run.settings.items() if k != "command"
-                    ),
-                }
-            )
+            rows.append(_run_row(c.task, "closed", c.closed))
         if isinstance(c, TargetComparison):
             rows.append(
                 {
@@ -95,7 +110,23 @@ def run_rows(report: GapReport) -> list[dict[str, str]]:
                     "settings": c.target.shots or "-",
                 }
             )
+    compared = {c.task for c in report.comparisons}
+    for m in report.movements:
+        if m.task not in compared:  # no reference: the trained run is listed here
+            rows.append(_run_row(m.task, "open (trained)", m.change.open))
+        rows.append(_run_row(m.task, "base", m.change.closed))
     return rows
+
+
+def _run_row(task: str, side: str, scores) -> dict[str, str]:
+    return {
+        "task": task,
+        "side": side,
+        "model": scores.run.model,
+        "run": scores.run.run_id,
+        "data": scores.run.source,
+        "settings": ", ".join(f"{k}={v}" for k, v in scores.run.settings.items() if k != "command"),
+    }
 
 
 def to_dict(report: GapReport) -> dict[str, Any]:
@@ -118,6 +149,24 @@ def to_dict(report: GapReport) -> dict[str, Any]:
         "openparity": __version__,
         "created": dt.datetime.fromtimestamp(report.created, dt.UTC).isoformat(),
         "notes": report.notes,
+        "training": [
+            {
+                "task": m.task,
+                "verdict": m.verdict,
+                "why": m.change.verdict.explanation,
+                "base": {"model": m.change.closed.run.model, "run_id": m.change.closed.run.run_id,
+                         **estimate(m.change.closed_estimate)},
+                "trained": {"model": m.change.open.run.model, "run_id": m.change.open.run.run_id,
+                            **estimate(m.change.open_estimate)},
+                "change": {**estimate(m.change.diff), "bootstrap_ci95": m.change.bootstrap},
+                "p_mcnemar": m.change.p_mcnemar,
+                "p_difference": m.change.p_difference,
+                "p_difference_holm": m.change.p_difference_holm,
+                "p_equivalence_holm": m.change.p_equivalence_holm,
+                "gap_ratio_before": _number(m.before.gap_ratio) if m.before else None,
+            }
+            for m in report.movements
+        ],
         "tasks": [
             {
                 "task": c.task,
@@ -155,6 +204,10 @@ def to_dict(report: GapReport) -> dict[str, Any]:
             for c in report.comparisons
         ],
     }
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else value
 
 
 def _closed(c: Comparison, estimate) -> dict[str, Any] | None:
@@ -202,6 +255,9 @@ def to_markdown(report: GapReport) -> str:
         "\n## Verification\n",
         _md_table(verification_rows(report)),
     ]
+    if report.movements:
+        parts += ["\n## What training moved (trained − base, paired)\n"]
+        parts += [_md_table(movement_rows(report))]
     if report.notes:
         parts += ["\n## Notes\n"] + [f"- {n}\n" for n in report.notes]
     return "".join(parts)
@@ -216,10 +272,15 @@ def render_terminal(report: GapReport) -> None:
 
     from openparity.console import Column, out, print_table
 
-    for title, rows in (
+    tables = [
         ("Gap (points, 95% CI)", gap_rows(report)),
         ("Verification", verification_rows(report)),
-    ):
+    ]
+    if report.movements:
+        tables.append(("What training moved (trained − base, paired)", movement_rows(report)))
+    for title, rows in tables:
+        if not rows:
+            continue
         headers = [h for h in (rows[0] if rows else {}) if h != "why"]  # "why" comes below
         columns = [
             Column(h, numeric=h not in _TEXT_COLUMNS, optional=h in _OPTIONAL_COLUMNS)
@@ -229,6 +290,11 @@ def render_terminal(report: GapReport) -> None:
     for c in report.comparisons:
         out.print(
             f"[bold]{escape(c.task)}[/]: {escape(c.verdict.word)}: {escape(c.verdict.explanation)}"
+        )
+    for m in report.movements:
+        out.print(
+            f"[bold]{escape(m.task)}[/] after training: {escape(m.verdict)}:"
+            f" {escape(m.change.verdict.explanation)}"
         )
     for note in report.notes:
         out.print(f"[yellow]note:[/] {escape(note)}")
@@ -309,6 +375,11 @@ def to_html(report: GapReport) -> str:
         [
             ("Gap", htmlpage.table(gap_rows(report), "no tasks")),
             ("Verification", htmlpage.table(verification_rows(report), "no tasks")),
+            *(
+                [("What training moved", htmlpage.table(movement_rows(report), "no tasks"))]
+                if report.movements
+                else []
+            ),
             ("Notes", htmlpage.bullet_list(report.notes)),
             ("Runs", htmlpage.table(run_rows(report), "no runs")),
             ("Plots", plots),

@@ -69,7 +69,7 @@ def _nothing_to_resume(store: RunStore, model: str, task: str) -> RunStoreError:
 
 
 def run_id_for(model: str, task: Task, settings: PromptSettings, item_ids: list[str]) -> str:
-    """Same model, task, settings and items: same run id (this is what --resume finds)."""
+    """Same model (its `identity`), task, settings and items: same run id (what --resume finds)."""
     identity = json.dumps(
         {
             "model": model,
@@ -81,7 +81,7 @@ def run_id_for(model: str, task: Task, settings: PromptSettings, item_ids: list[
         sort_keys=True,
     )
     digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
-    slug = re.sub(r"[^A-Za-z0-9.-]+", "-", model).strip("-")[:40]
+    slug = re.sub(r"[^A-Za-z0-9.-]+", "-", model.partition("#")[0]).strip("-")[:40]
     return f"{task.name}-{slug}-{digest}"
 
 
@@ -112,7 +112,7 @@ async def run_task(
         )
     items = select(task.items(), limit, seed=seed, whole_clusters=task.circular_eval)
     item_ids = [i.id for i in items]
-    run_id = run_id_for(model.name, task, settings, item_ids)
+    run_id = run_id_for(model.identity, task, settings, item_ids)
     run = store.find_run(run_id)
     if run is None and only_resume:
         raise _nothing_to_resume(store, model.name, task.name)
@@ -195,7 +195,7 @@ async def _run_generative(
     to_generate: list[int] = []
     try:
         for index, request in enumerate(requests):
-            hit = store.cached(request.cache_key(model.name)) if use_cache else None
+            hit = store.cached(request.cache_key(model.identity)) if use_cache else None
             if hit is None:
                 to_generate.append(index)
                 continue
@@ -215,7 +215,7 @@ async def _run_generative(
                 )
                 continue
             if use_cache:
-                store.cache(requests[index].cache_key(model.name), result)
+                store.cache(requests[index].cache_key(model.identity), result)
             scoring.add(
                 asyncio.ensure_future(
                     _score(task, run_id, item, sample, requests[index], result, finish)

@@ -355,11 +355,13 @@ def paired_sd(accuracy: float, correlation: float) -> float:
 
 def holm(pvalues: Sequence[float]) -> list[float]:
     """Holm-adjusted p-values (family-wise error across tasks)."""
-    if not pvalues:
-        return []
-    from statsmodels.stats.multitest import multipletests
-
-    return [float(p) for p in multipletests(list(pvalues), method="holm")[1]]
+    p = np.asarray(pvalues, dtype=float)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    stepped = np.maximum.accumulate((m - np.arange(m)) * p[order])  # step-down, monotone
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(stepped, 1.0)
+    return [float(v) for v in adjusted]
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -26,6 +26,7 @@ class ChatModel(abc.ABC):
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
+        self.identity = spec.identity()  # the name + a weights digest for local checkpoints
 
     @property
     def name(self) -> str:

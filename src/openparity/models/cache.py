@@ -24,7 +24,7 @@ class CachedModel(ChatModel):
         self.inner, self.cache = model, cache
 
     async def generate(self, request: ChatRequest) -> Completion:
-        key = request.cache_key(self.inner.name)
+        key = request.cache_key(self.inner.identity)
         hit = self.cache.cached(key)
         if hit is not None:
             return hit

@@ -17,6 +17,7 @@ as values, so they stay out of argv, logs and run records.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -64,6 +65,22 @@ class ModelSpec:
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         """USD for one call, or None when the model has no known price."""
         return None if self.price is None else self.price.cost(prompt_tokens, completion_tokens)
+
+    def identity(self) -> str:
+        """What run ids and cached answers are keyed by: the name, plus a digest of the weight
+        files' names, sizes and modification times when the weights are local files, so a
+        checkpoint retrained in place is a new model, never answered from the old one's runs."""
+        if self.backend == "openai":
+            return self.name
+        path = Path(self.model)
+        if not path.exists():  # an embedded alias or a hub id
+            return self.name
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        digest = hashlib.sha256()
+        for file in files:
+            stat = file.stat()
+            digest.update(f"{file.relative_to(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        return f"{self.name}#{digest.hexdigest()[:12]}"
 
     def api_key(self) -> str | None:
         """The API key from the configured file or environment variable (None when unset)."""

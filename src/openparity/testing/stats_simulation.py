@@ -159,3 +159,35 @@ def target_interval_coverage(
                 tests = stats.target_tests([1.0] * k + [0.0] * (n - k), published, 0.01, target_n)
                 covered += tests.diff.low <= 0 <= tests.diff.high
             yield Rate(f"accuracy {acc} n {n} vs {target_n}", covered / reps, reps)
+
+
+def movement_false_claims(
+    settings=((20, 0.5, 0.2), (40, 0.5, 0.05), (40, 0.2, 0.2), (100, 0.5, 0.2)),
+    tasks: int = 3, reps: int = 300, seed: int = 5,
+) -> Iterator[Rate]:  # fmt: skip
+    """P(the before/after report says "improved" or "regressed" on any of `tasks` tasks | training
+    changed nothing), for each (items, accuracy, discordance) setting: base and trained disagree
+    on `discordance` of the items, half each way, so both keep the accuracy. Runs the shipped
+    path: paired comparisons, then Holm across the tasks."""
+    from openparity.bench.compare import RunScores, compare_scores
+    from openparity.bench.movement import Movement, build_movements
+    from openparity.bench.store import RunInfo
+
+    def scores(model: str, values: np.ndarray) -> RunScores:
+        run = RunInfo(model, model, "t", {}, [], "sim", False, "accuracy", 0.05)
+        per_item = {f"q{i}": float(v) for i, v in enumerate(values)}
+        return RunScores(run, per_item, dict.fromkeys(per_item), 0, 0)
+
+    rng = np.random.default_rng(seed)
+    kinds = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], dtype=float)  # (base, trained)
+    for n, acc, disc in settings:
+        p = [disc / 2, disc / 2, acc - disc / 2, 1 - acc - disc / 2]
+        claims = 0
+        for _ in range(reps):
+            movements = []
+            for _ in range(tasks):
+                pairs = kinds[rng.choice(4, size=n, p=p)]
+                change = compare_scores(scores("trained", pairs[:, 1]), scores("base", pairs[:, 0]))
+                movements.append(Movement(change, before=None))
+            claims += any(m.verdict in ("improved", "regressed") for m in build_movements(movements))
+        yield Rate(f"n {n} accuracy {acc} discordance {disc}", claims / reps, reps)
