@@ -64,7 +64,9 @@ def test_report_says_what_training_moved_and_flags_the_regression(tmp_path):
     assert fmt["p_difference_holm"] >= fmt["p_difference"]  # Holm across the three tasks
     assert fmt["gap_ratio_before"] == pytest.approx((38 - 2) / 38)
     after = {t["task"]: t for t in data["tasks"]}
-    assert after["fmt"]["gap_ratio"] == pytest.approx((38 - 32) / 38)  # the gap after, same closed run
+    assert after["fmt"]["gap_ratio"] == pytest.approx(
+        (38 - 32) / 38
+    )  # the gap after, same closed run
     assert moved["guard"]["change"]["mean"] == pytest.approx(-14 / N)
     assert any("guard: training cost 35.0 points" in n and "regression" in n
                for n in data["notes"])  # fmt: skip
@@ -82,7 +84,8 @@ def test_before_after_renders_in_markdown_and_chromium(tmp_path):
     store = before_and_after(tmp_path / "runs.sqlite")
     comparisons = [compare_runs(store, f"{t}-trained", f"{t}-closed") for t in ("fmt", "guard")]
     movements = [
-        measure_movement(store, f"{t}-trained", f"{t}-base", f"{t}-closed") for t in ("fmt", "guard")
+        measure_movement(store, f"{t}-trained", f"{t}-base", f"{t}-closed")
+        for t in ("fmt", "guard")
     ]
     report = build_report(comparisons, movements=movements)
     markdown = render.to_markdown(report)

@@ -61,9 +61,7 @@ async def run_gap(
                 f"no closed model and no published target for: {', '.join(missing)}",
                 hint="pass --closed MODEL, or --target TASK=SCORE/N",
             )
-    base_needed = plan.base_model is not None and any(
-        t.name not in plan.base_runs for t in tasks
-    )
+    base_needed = plan.base_model is not None and any(t.name not in plan.base_runs for t in tasks)
     roles = {"open": plan.open_model}
     if plan.closed_model:
         roles["closed"] = plan.closed_model

@@ -79,7 +79,9 @@ class ModelSpec:
         digest = hashlib.sha256()
         for file in files:
             stat = file.stat()
-            digest.update(f"{file.relative_to(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            digest.update(
+                f"{file.relative_to(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
+            )
         return f"{self.name}#{digest.hexdigest()[:12]}"
 
     def api_key(self) -> str | None:

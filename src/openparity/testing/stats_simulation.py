@@ -189,5 +189,7 @@ def movement_false_claims(
                 pairs = kinds[rng.choice(4, size=n, p=p)]
                 change = compare_scores(scores("trained", pairs[:, 1]), scores("base", pairs[:, 0]))
                 movements.append(Movement(change, before=None))
-            claims += any(m.verdict in ("improved", "regressed") for m in build_movements(movements))
+            claims += any(
+                m.verdict in ("improved", "regressed") for m in build_movements(movements)
+            )
         yield Rate(f"n {n} accuracy {acc} discordance {disc}", claims / reps, reps)
