@@ -32,4 +32,9 @@ fi
 printf '%s\n' "$cmake_args" >"$wheels/CMAKE_ARGS"
 .venv/bin/pip install --quiet --force-reinstall --no-deps "$wheels"/llama_cpp_python-*.whl
 .venv/bin/pip install --quiet -e ".[all,dev]"
+# DeepSpeed (`openparity align --deepspeed zero2|zero3`) ships only as source, and its build
+# imports torch: without build isolation it uses the torch above instead of fetching a CUDA one.
+# Its kernels are compiled on first use (ninja), not here.
+.venv/bin/pip install --quiet setuptools wheel
+DS_BUILD_OPS=0 .venv/bin/pip install --quiet --no-build-isolation "deepspeed==0.19.8"
 .venv/bin/openparity bench install-data               # benchmark files with conflicting pins

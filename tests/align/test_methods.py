@@ -124,33 +124,62 @@ def test_the_checkpoint_opens_as_an_hf_model_and_says_where_it_came_from(tiny_ba
     assert (result.checkpoint / "config.json").is_file()
 
 
-def test_two_processes_end_where_one_process_ends(tiny_base, tmp_path):
-    """`--processes 2` (accelerate, gloo on CPU) with the same global batch and seed: the same
-    examples per step, the same losses and, within float tolerance, the same weights."""
+def sft_run(tiny_base: Path, data: Path, out: Path, *extra: str) -> tuple[list[float], dict]:
+    """`openparity align sft` as a subprocess, 3 steps of global batch 4: losses and weights."""
     import subprocess
     import sys
 
+    done = subprocess.run(
+        [sys.executable, "-m", "openparity.cli", "align", "sft", "--data", str(data),
+         "--base", str(tiny_base), "-o", str(out), "--steps", "3", "--batch-size", "4",
+         "--lr", "1e-3", "--decontaminate", "", "--max-length", "64", "--save-steps", "3",
+         "--json", *extra],
+        capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout[done.stdout.index("{") :])
+    state = json.loads((out / "checkpoints/checkpoint-3/trainer_state.json").read_text())
+    losses = [h["loss"] for h in state["log_history"] if "loss" in h]
+    return losses, {"processes": summary["processes"], **weights(out / "final")}
+
+
+@pytest.mark.parametrize(
+    "launch",
+    [
+        ("--lora-r", "0", "--processes", "2"),
+        ("--lora-r", "0", "--processes", "2", "--deepspeed", "zero2"),
+        ("--lora-r", "4", "--processes", "2", "--deepspeed", "zero3"),
+    ],
+    ids=["ddp", "zero2", "zero3-lora"],
+)
+def test_two_processes_end_where_one_process_ends(tiny_base, tmp_path, launch):
+    """Two processes (torch.distributed, gloo on CPU; DeepSpeed ZeRO-2 / ZeRO-3 sharding) with
+    the same global batch and seed: the same examples per step, the same losses and, within
+    float tolerance, the same weights as one plain process. ZeRO-3's shards are gathered for
+    the merged, saved checkpoint."""
     data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(16))
-    results = {}
-    for processes in (1, 2):
-        out = tmp_path / f"p{processes}"
-        done = subprocess.run(
-            [sys.executable, "-m", "openparity.cli", "align", "sft", "--data", str(data),
-             "--base", str(tiny_base), "-o", str(out), "--steps", "3", "--batch-size", "4",
-             "--lr", "1e-3", "--decontaminate", "", "--max-length", "64", "--lora-r", "0",
-             "--save-steps", "3", "--processes", str(processes), "--json"],
-            capture_output=True, text=True, timeout=240,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-2000:]
-        summary = json.loads(done.stdout[done.stdout.index("{") :])
-        assert summary["processes"] == processes
-        state = json.loads((out / "checkpoints/checkpoint-3/trainer_state.json").read_text())
-        results[processes] = ([h["loss"] for h in state["log_history"] if "loss" in h],
-                              weights(out / "final"))  # fmt: skip
-    (loss_1, w_1), (loss_2, w_2) = results[1], results[2]
+    lora = launch[:2]
+    loss_1, w_1 = sft_run(tiny_base, data, tmp_path / "one", *lora)
+    loss_2, w_2 = sft_run(tiny_base, data, tmp_path / "two", *launch)
+    assert (w_1.pop("processes"), w_2.pop("processes")) == (1, 2)
     assert loss_2 == pytest.approx(loss_1, abs=1e-5)
+    assert set(w_1) == set(w_2)
     for name in w_1:
+        assert w_1[name].shape == w_2[name].shape, name  # ZeRO-3: not a rank's empty shard
         assert (w_1[name] - w_2[name]).abs().max().item() <= 1e-5, name
+
+
+def test_a_bad_deepspeed_choice_is_one_line_before_any_launch(tiny_base, tmp_path):
+    from tests.cli import openparity
+
+    data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(4))
+    (tmp_path / "x.json").write_text("{not json")
+    for choice, message in (("zero4", "no such preset or file"),
+                            (str(tmp_path / "x.json"), "not a JSON file")):
+        shown = openparity("align", "sft", "--data", str(data), "--base", str(tiny_base),
+                           "-o", str(tmp_path / "o"), "--deepspeed", choice)  # fmt: skip
+        assert shown.returncode == 2 and message in shown.stderr, shown.stderr
+        assert "Traceback" not in shown.stderr and not (tmp_path / "o").exists()
 
 
 def test_kill_9_then_resume_ends_at_the_uninterrupted_weights(tiny_base, tmp_path):

@@ -43,6 +43,10 @@ CHECKPOINTING = typer.Option(
     False, "--activation-checkpointing",
     help="Recompute activations in backward: less memory, about 30 % more compute.",
 )  # fmt: skip
+DEEPSPEED = typer.Option(
+    None, "--deepspeed",
+    help="DeepSpeed ZeRO: zero2, zero3 or a DeepSpeed JSON file (GPUs; CPU works, slowly).",
+)  # fmt: skip
 STORE = typer.Option(Path(".openparity/runs.sqlite"), "--store", help="Run store (--curriculum).")
 
 _CHILD = "OPENPARITY_ALIGN_CHILD"
@@ -58,7 +62,8 @@ def sft_command(
     base: str = BASE, output: Path = OUTPUT, steps: int = STEPS, batch_size: int = BATCH,
     grad_accum: int = ACCUM, lr: float = LR, lora_r: int = LORA_R, max_length: int = MAX_LEN,
     seed: int = SEED, decontaminate: str = DECONTAM, save_steps: int = SAVE,
-    resume: bool = RESUME, gguf: bool = GGUF, processes: int = PROCESSES, as_json: bool = AS_JSON,
+    resume: bool = RESUME, gguf: bool = GGUF, processes: int = PROCESSES,
+    deepspeed: str | None = DEEPSPEED, as_json: bool = AS_JSON,
     curriculum: str | None = CURRICULUM, store: Path = STORE,
     gradient_checkpointing: bool = CHECKPOINTING,
 ) -> None:  # fmt: skip
@@ -73,7 +78,7 @@ def dpo_command(
     grad_accum: int = ACCUM, lr: float = LR, lora_r: int = LORA_R, max_length: int = MAX_LEN,
     seed: int = SEED, beta: float = BETA, decontaminate: str = DECONTAM,
     save_steps: int = SAVE, resume: bool = RESUME, gguf: bool = GGUF,
-    processes: int = PROCESSES, as_json: bool = AS_JSON,
+    processes: int = PROCESSES, deepspeed: str | None = DEEPSPEED, as_json: bool = AS_JSON,
     curriculum: str | None = CURRICULUM, store: Path = STORE,
     gradient_checkpointing: bool = CHECKPOINTING,
 ) -> None:  # fmt: skip
@@ -95,7 +100,7 @@ def grpo_command(
     grad_accum: int = ACCUM, lr: float = LR, lora_r: int = LORA_R, max_length: int = MAX_LEN,
     seed: int = SEED, beta: float = typer.Option(0.0, "--beta", help="KL weight."),
     save_steps: int = SAVE, resume: bool = RESUME, gguf: bool = GGUF,
-    processes: int = PROCESSES, as_json: bool = AS_JSON,
+    processes: int = PROCESSES, deepspeed: str | None = DEEPSPEED, as_json: bool = AS_JSON,
     curriculum: str | None = CURRICULUM, store: Path = STORE,
     gradient_checkpointing: bool = CHECKPOINTING,
 ) -> None:  # fmt: skip
@@ -126,8 +131,13 @@ def _run(options: dict, method: str) -> None:
     from openparity.align.training import AlignSettings, train
 
     processes = options.pop("processes")
-    if processes > 1 and not os.environ.get(_CHILD):
-        _launch(processes)
+    if options.get("deepspeed"):
+        _check_deepspeed(options["deepspeed"])
+    launched = os.environ.get("WORLD_SIZE")  # under torchrun / accelerate launch already
+    if launched and not os.environ.get(_CHILD):
+        processes = int(launched)
+    elif (processes > 1 or options.get("deepspeed")) and not os.environ.get(_CHILD):
+        _launch(processes)  # DeepSpeed wants a launcher's environment even for one process
         return
     as_json, resume, gguf = options.pop("as_json"), options.pop("resume"), options.pop("gguf")
     options["learning_rate"] = options.pop("lr")
@@ -154,6 +164,22 @@ def _run(options: dict, method: str) -> None:
     console.print(
         f"measure it: openparity gap --open hf:{result.checkpoint} --closed BASE_OR_CLOSED_MODEL"
     )
+
+
+def _check_deepspeed(choice: str) -> None:
+    """A bad --deepspeed fails here, in one line, before any process is launched."""
+    import importlib.util
+
+    from openparity.align.errors import AlignError
+    from openparity.align.training import deepspeed_config
+
+    deepspeed_config(choice)
+    if importlib.util.find_spec("deepspeed") is None:
+        raise AlignError(
+            "--deepspeed needs the deepspeed package",
+            hint="pip install --no-build-isolation deepspeed (after torch; scripts/install.sh"
+            " does this)",
+        )
 
 
 def _launch(processes: int) -> None:

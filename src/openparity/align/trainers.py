@@ -7,7 +7,7 @@ from typing import Any
 
 from openparity.align.errors import AlignError
 from openparity.align.examples import Examples, dpo_examples, sft_examples, task_prompts
-from openparity.align.training import AlignSettings, Progress
+from openparity.align.training import AlignSettings, Progress, deepspeed_config
 
 
 @dataclass
@@ -193,6 +193,7 @@ def _common_args(settings: AlignSettings, torch: Any) -> dict[str, Any]:
         "include_num_input_tokens_seen": "all",
         # a curriculum is an order: read the examples as given instead of shuffling them
         "train_sampling_strategy": "sequential" if settings.curriculum else "random",
+        "deepspeed": str(deepspeed_config(settings.deepspeed)) if settings.deepspeed else None,
     }
 
 

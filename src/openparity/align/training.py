@@ -12,6 +12,7 @@ one (a kill -9 during a save). `final/` is written beside its place and renamed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -59,6 +60,7 @@ class AlignSettings:
     curriculum: str | None = None  # run id of the base model's results: easiest items first
     store: Path = Path(".openparity/runs.sqlite")  # the run store the curriculum run is in
     processes: int = 1
+    deepspeed: str | None = None  # zero2, zero3 or a DeepSpeed JSON file (see deepspeed_config)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -104,6 +106,28 @@ class AlignResult:
 Progress = Callable[[int, int, dict[str, float]], None]
 
 
+DEEPSPEED_PRESETS = ("zero2", "zero3")
+
+
+def deepspeed_config(choice: str) -> Path:
+    """The DeepSpeed JSON for `--deepspeed`: a shipped preset (zero2: optimizer states and
+    gradients sharded; zero3: parameters too) or the user's own file. "auto" values in it are
+    filled from the training settings by the Trainer."""
+    if choice in DEEPSPEED_PRESETS:
+        return Path(__file__).parent / "deepspeed" / f"{choice}.json"
+    path = Path(choice).expanduser()
+    if not path.is_file():
+        raise AlignError(
+            f"--deepspeed {choice}: no such preset or file",
+            hint=f"use {' or '.join(DEEPSPEED_PRESETS)}, or a DeepSpeed JSON config file",
+        )
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AlignError(f"--deepspeed {path}: not a JSON file ({exc})") from None
+    return path.resolve()
+
+
 def template_gguf(base: str) -> Path | None:
     """The GGUF a base model came from (its tokenizer and metadata serve the export)."""
     if base in EMBEDDED_MODELS:
@@ -116,6 +140,17 @@ def template_gguf(base: str) -> Path | None:
         template = json.loads(meta.read_text()).get("template_gguf")
         return Path(template) if template else None
     return None
+
+
+def _full_weights(trainer: Any) -> contextlib.AbstractContextManager:
+    """Under ZeRO-3 each rank holds a shard of every weight: gather them all (a collective, so
+    every rank enters) for rank 0 to merge and save; elsewhere nothing to do."""
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    if plugin is None or plugin.zero_stage != 3:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(list(trainer.model.parameters()), modifier_rank=None)
 
 
 def last_complete_checkpoint(directory: Path) -> Path | None:
@@ -171,9 +206,10 @@ def train(settings: AlignSettings, *, resume: bool = False, gguf: bool = False,
     finally:
         run.close()
     seconds = time.perf_counter() - started
-    if not run.trainer.is_world_process_zero():
-        return AlignResult(settings.output / "final", None, settings.steps, seconds, "", logs)
-    final = save_final(run.trainer.model, run.tokenizer, settings, seconds)
+    with _full_weights(run.trainer):
+        if not run.trainer.is_world_process_zero():
+            return AlignResult(settings.output / "final", None, settings.steps, seconds, "", logs)
+        final = save_final(run.trainer.model, run.tokenizer, settings, seconds)
     gguf_path = export_checkpoint(final, settings.output / "final.gguf") if gguf else None
     return AlignResult(
         final, gguf_path, run.trainer.state.global_step, seconds, run.examples.summary(), logs,
