@@ -174,8 +174,10 @@ def test_a_bad_deepspeed_choice_is_one_line_before_any_launch(tiny_base, tmp_pat
 
     data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(4))
     (tmp_path / "x.json").write_text("{not json")
-    for choice, message in (("zero4", "no such preset or file"),
-                            (str(tmp_path / "x.json"), "not a JSON file")):
+    for choice, message in (
+        ("zero4", "no such preset or file"),
+        (str(tmp_path / "x.json"), "not a JSON file"),
+    ):
         shown = openparity("align", "sft", "--data", str(data), "--base", str(tiny_base),
                            "-o", str(tmp_path / "o"), "--deepspeed", choice)  # fmt: skip
         assert shown.returncode == 2 and message in shown.stderr, shown.stderr

@@ -162,7 +162,8 @@ def _run(options: dict, method: str) -> None:
     if result.gguf:
         console.print(f"GGUF: {result.gguf} (model spec local:{result.gguf})")
     console.print(
-        f"measure it: openparity gap --open hf:{result.checkpoint} --closed BASE_OR_CLOSED_MODEL"
+        f"measure what it moved: openparity gap --open hf:{result.checkpoint}"
+        f" --base hf:{settings.base} --tasks YOUR_TASK,A_GUARD_TASK [--closed CLOSED_MODEL]"
     )
 
 
