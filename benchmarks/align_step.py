@@ -3,9 +3,12 @@ model, same data, same LoRA, same batch, each configuration in its own process (
 per process). Prints tokens/s, peak memory and the ratios; and GRPO's step split into
 generation / reward / update with the rewards/s of the sandboxed MBPP reward.
 
-  openparity   align's settings (bf16 only on GPUs that have it, no activation checkpointing)
+  openparity       align's defaults: LoRA r=16, bf16 only on GPUs that have it, no activation
+                   checkpointing
   openparity-ckpt  the same with --activation-checkpointing (memory for compute)
-  trl          TRL's SFTConfig / DPOConfig defaults (bf16 on, activation checkpointing on)
+  trl              TRL's SFTConfig / DPOConfig defaults (bf16 on, activation checkpointing on)
+                   with the same LoRA: the engine alone
+  trl-full         TRL exactly as its README shows it: no LoRA, full fine-tuning
 
     python benchmarks/align_step.py [--base smollm2-135m] [--steps 3] [--batch 4]
 
@@ -54,7 +57,7 @@ def child(args: argparse.Namespace) -> None:
         result = train(settings)
         logs = result.logs
     else:
-        logs = plain_trl(settings)
+        logs = plain_trl(settings, lora=args.kind == "trl")
     final = next(log for log in reversed(logs) if "train_runtime" in log)
     tokens = max(log.get("num_input_tokens_seen", 0) for log in logs)
     print(json.dumps({
@@ -63,9 +66,9 @@ def child(args: argparse.Namespace) -> None:
     }))  # fmt: skip
 
 
-def plain_trl(settings) -> list[dict]:
-    """TRL as its README shows it: the config's defaults, our LoRA and batch (and use_cpu,
-    which TRL's default bf16 demands on a CPU)."""
+def plain_trl(settings, lora: bool) -> list[dict]:
+    """TRL with the config's defaults and our batch (and use_cpu, which TRL's default bf16
+    demands on a CPU); with our LoRA, or none (full fine-tuning, TRL's default)."""
     import datasets
     import torch
     import trl
@@ -94,7 +97,7 @@ def plain_trl(settings) -> list[dict]:
                     report_to=[], logging_steps=1, include_num_input_tokens_seen="all",
                     save_strategy="no", use_cpu=not torch.cuda.is_available()),
         train_dataset=datasets.Dataset.from_list(rows), processing_class=tokenizer,
-        peft_config=lora_config(settings), callbacks=[Keep()],
+        peft_config=lora_config(settings) if lora else None, callbacks=[Keep()],
     )  # fmt: skip
     trainer.train()
     return logs
@@ -169,7 +172,7 @@ def main() -> None:
     sft, dpo = write_data(Path(tempfile.mkdtemp(prefix="align-data-")))
     for method, data in (("sft", sft), ("dpo", dpo)):
         figures = {}
-        for kind in ("openparity", "openparity-ckpt", "trl"):
+        for kind in ("openparity", "openparity-ckpt", "trl", "trl-full"):
             done = subprocess.run(
                 [sys.executable, __file__, "--child", "--kind", kind, "--method", method,
                  "--data", str(data), "--base", args.base, "--steps", str(args.steps),
@@ -177,13 +180,14 @@ def main() -> None:
                 capture_output=True, text=True, check=True,
             )  # fmt: skip
             figures[kind] = json.loads(done.stdout.strip().splitlines()[-1])
-        ours, theirs = figures["openparity"], figures["trl"]
-        print(f"{method.upper()}, {args.steps} steps x {args.batch}, LoRA r=16, {args.base}:")
+        print(f"{method.upper()}, {args.steps} steps x {args.batch}, {args.base}:")
         for kind, f in figures.items():
             print(f"  {kind:<15} {f['tokens_per_s']:8.1f} tok/s  peak {f['peak_rss_gb']:.2f} GB")
-        speed = ours["tokens_per_s"] / theirs["tokens_per_s"]
-        memory = ours["peak_rss_gb"] / theirs["peak_rss_gb"]
-        print(f"  openparity / trl: speed {speed:.2f}x, peak memory {memory:.2f}x")
+        ours = figures["openparity"]
+        for theirs in ("trl", "trl-full"):
+            speed = ours["tokens_per_s"] / figures[theirs]["tokens_per_s"]
+            memory = ours["peak_rss_gb"] / figures[theirs]["peak_rss_gb"]
+            print(f"  openparity / {theirs}: speed {speed:.2f}x, peak memory {memory:.2f}x")
     subprocess.run([sys.executable, __file__, "--grpo", "--base", args.base,
                     "--steps", str(args.steps)], check=True)  # fmt: skip
 

@@ -39,22 +39,24 @@ def main() -> None:
     parser.add_argument("--heldout", default="0:40", help="START:END of GSM8K test items")
     args = parser.parse_args()
     _, records = GSM8K(None).records()
-    train = records[slice(*map(int, args.train.split(":")))]
+    first, last = map(int, args.train.split(":"))
     start, end = map(int, args.heldout.split(":"))
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "train.jsonl", "w", encoding="utf-8") as handle:
-        for record in train:
+        for index in range(first, last):
+            record = records[index]
             messages = [
                 {"role": "user", "content": record["question"]},
                 {"role": "assistant", "content": record["answer"]},
             ]
-            handle.write(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
+            row = {"id": f"gsm8k/{index}", "messages": messages}  # ids: --curriculum matches them
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     with open(args.out / "heldout.jsonl", "w", encoding="utf-8") as handle:
         for index in range(start, end):
             row = {"id": f"gsm8k/{index}", **records[index]}
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     (args.out / "gsm8k-format.yaml").write_text(TASK, encoding="utf-8")
-    print(f"{len(train)} training records, {end - start} held-out items in {args.out}")
+    print(f"{last - first} training records, {end - start} held-out items in {args.out}")
 
 
 if __name__ == "__main__":

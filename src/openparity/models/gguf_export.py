@@ -1,17 +1,20 @@
-"""Write a trained Hugging Face Llama-family checkpoint as a GGUF file llama.cpp runs.
+"""Write a trained Hugging Face checkpoint (Llama family or Gemma 3) as a GGUF file llama.cpp
+runs.
 
 The tokenizer, chat template and hyper-parameters come from a template GGUF of the same model
-family (the file the checkpoint was trained from, e.g. the embedded SmolLM2): only the weights
-are new. Tensors are named with the `gguf` package's own name map, and the query / key
-projections get back llama.cpp's rotary layout (transformers undoes it when it loads a GGUF).
-Norms stay float32; matrices are float32 or float16. The file is written beside its target and
-renamed, so a crash never leaves a half-written model.
+(the file the checkpoint was trained from, e.g. the embedded SmolLM2): only the weights are new.
+Tensors are named with the `gguf` package's own name map, and each architecture's layout
+differences are undone (transformers applies them when it loads a GGUF): Llama's query / key
+rows go back to llama.cpp's rotary layout, Gemma's norm weights get their +1 back. Norms stay
+float32; matrices are float32 or float16. The file is written beside its target and renamed, so
+a crash never leaves a half-written model.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +36,22 @@ class GgufExportError(OpenparityError):
     """The checkpoint does not fit the template GGUF."""
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """How transformers holds an architecture's tensors differently from llama.cpp."""
+
+    model_arch: str  # the gguf package's MODEL_ARCH member
+    rotary_rows: bool = False  # q / k rows half-split (HF) instead of interleaved (llama.cpp)
+    norm_shift: float = 0.0  # HF computes x * (shift + w) where llama.cpp computes x * w
+
+
+# Architectures whose export is tested token for token against llama.cpp.
+_LAYOUTS = {
+    "llama": _Layout("LLAMA", rotary_rows=True),
+    "gemma3": _Layout("GEMMA3", norm_shift=1.0),
+}
+
+
 def export_gguf(
     state_dict: dict[str, Any],
     template: Path,
@@ -47,16 +66,18 @@ def export_gguf(
 
     reader = gguf.GGUFReader(template)
     arch = str(reader.fields["general.architecture"].contents())
-    if arch != "llama":
+    layout = _LAYOUTS.get(arch)
+    if layout is None:
         raise GgufExportError(
-            f"GGUF export supports llama-architecture models; {template.name} is {arch!r}",
+            f"GGUF export supports {', '.join(sorted(_LAYOUTS))} models;"
+            f" {template.name} is {arch!r}",
             hint="export the HF checkpoint with llama.cpp's convert_hf_to_gguf.py instead",
         )
     n_head = int(reader.fields[f"{arch}.attention.head_count"].contents())
     n_kv = int(reader.fields[f"{arch}.attention.head_count_kv"].contents())
     n_blocks = int(reader.fields[f"{arch}.block_count"].contents())
     expected = {t.name: tuple(int(d) for d in reversed(t.shape.tolist())) for t in reader.tensors}
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, n_blocks)
+    names = gguf.get_tensor_name_map(getattr(gguf.MODEL_ARCH, layout.model_arch), n_blocks)
 
     tensors: dict[str, Any] = {}
     for hf_name, tensor in state_dict.items():
@@ -65,12 +86,7 @@ def export_gguf(
         gguf_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if gguf_name is None:
             raise GgufExportError(f"no GGUF name for tensor {hf_name!r}")
-        array = tensor.detach().to("cpu").float().numpy()
-        if gguf_name.endswith("attn_q.weight"):
-            array = _rotary_layout(array, n_head)
-        elif gguf_name.endswith("attn_k.weight"):
-            array = _rotary_layout(array, n_kv)
-        tensors[gguf_name] = array
+        tensors[gguf_name] = _to_llama_cpp(tensor, gguf_name, layout, n_head, n_kv)
     if "output.weight" not in expected:
         tensors.pop("output.weight", None)  # a head tied to the embedding is not stored
     missing = sorted(set(expected) - set(tensors))
@@ -123,6 +139,17 @@ def export_gguf(
     finally:
         Path(tmp).unlink(missing_ok=True)
     return out
+
+
+def _to_llama_cpp(tensor: Any, gguf_name: str, layout: _Layout, n_head: int, n_kv: int) -> Any:
+    array = tensor.detach().to("cpu").float().numpy()
+    if layout.rotary_rows and gguf_name.endswith("attn_q.weight"):
+        return _rotary_layout(array, n_head)
+    if layout.rotary_rows and gguf_name.endswith("attn_k.weight"):
+        return _rotary_layout(array, n_kv)
+    if layout.norm_shift and gguf_name.endswith("norm.weight"):
+        return array + layout.norm_shift
+    return array
 
 
 def _rotary_layout(weight: Any, n_heads: int) -> Any:
