@@ -118,14 +118,14 @@ async def test_every_tier_failing_raises_with_all_reasons(upstreams):
 async def collect(hybrid: HybridRouter, content: str = "hello") -> tuple[list[str], RouteResult]:
     request = ChatRequest.from_prompt(content)
     result = RouteResult(request)
-    pieces = [p async for p in hybrid.stream(request, result)]
+    pieces = [p.text async for p in hybrid.stream(request, result) if p.text]
     return pieces, result
 
 
 async def test_stream_holds_back_until_precommit_then_streams(upstreams):
     async with router(upstreams, precommit_tokens=2) as hybrid:
         pieces, result = await collect(hybrid)
-    assert pieces == ["open says", " four"]
+    assert pieces == ["open", " says", " four"]
     assert result.route == "direct" and result.completion.text == "open says four"
 
 
@@ -185,7 +185,8 @@ async def test_stream_failure_after_commit_raises_stream_broken(upstreams):
         received = []
         with pytest.raises(StreamBrokenError):
             async for piece in hybrid.stream(request, result):
-                received.append(piece)
+                if piece.text:
+                    received.append(piece.text)
     assert received[0] == "open"  # committed after one piece, then the upstream broke
     assert result.route == "broken" and result.attempts[-1].reason == "stream_cut"
     assert result.attempts[-1].completion_tokens >= len(received)  # sent pieces are costed
@@ -204,7 +205,7 @@ async def test_embedded_model_streams_through_the_router(upstreams):
     async with HybridRouter(config) as hybrid:
         request = ChatRequest.from_prompt("Say hello.", max_tokens=12)
         result = RouteResult(request)
-        pieces = [p async for p in hybrid.stream(request, result)]
+        pieces = [p.text async for p in hybrid.stream(request, result) if p.text]
     assert len(pieces) > 1 and result.answered_by == "local:smollm2-135m"
     assert result.completion.completion_tokens == 12
 

@@ -151,3 +151,48 @@ def test_config_round_trips_and_reports_mistakes(tmp_path):
     path.write_text("tiers:\n  - model: x\n    checks: [telepathy]\n", encoding="utf-8")
     with pytest.raises(GatewayConfigError, match=r"tiers\.0\.checks\.0"):
         load_gateway_config(path)
+
+
+TOOLS = [
+    {"type": "function", "function": {"name": "search", "parameters": {
+        "type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}}},
+]  # fmt: skip
+
+
+def tool_answer(calls, prompt="查一下天气", **extra) -> Answer:
+    request = ChatRequest.from_prompt(prompt, extra={"tools": TOOLS, **extra})
+    tool_calls = tuple(
+        {"id": f"c{i}", "type": "function", "function": {"name": n, "arguments": a}}
+        for i, (n, a) in enumerate(calls)
+    )
+    return Answer(
+        request, Completion("", "tool_calls", 3, 3, 0.0, "m", None, tool_calls=tool_calls)
+    )
+
+
+@pytest.mark.parametrize(
+    "calls, extra, passed",
+    [
+        ([("search", '{"q": "天气"}')], {}, True),
+        ([("search", '{"q": "天气"}'), ("search", '{"q": 1}')], {}, False),  # the second is bad
+        ([("search", '{"q": "x"}')], {"tool_choice": "none"}, False),
+        ([("search", '{"q": "x"}')], {"tool_choice": {"type": "function",
+                                                      "function": {"name": "other"}}}, False),
+        ([], {"tool_choice": "required"}, False),
+        ([], {"tool_choice": "auto"}, True),
+        ([("search", "")], {}, False),
+    ],
+)  # fmt: skip
+async def test_tool_call_check(calls, extra, passed):
+    (check,) = CHECKS.validate_python(["tool_call"])
+    (result,) = await run_checks([check], tool_answer(calls, **extra))
+    assert result.passed is passed, result.reason
+
+
+async def test_text_checks_pass_a_tool_call_answer():
+    """A tool call has no text: refusal, language, JSON and non-empty checks do not judge it."""
+    checks = CHECKS.validate_python(
+        ["non_empty", "refusal", "language", {"type": "json", "always": True}]
+    )
+    results = await run_checks(checks, tool_answer([("search", '{"q": "天气"}')]))
+    assert [r.passed for r in results] == [True] * 4

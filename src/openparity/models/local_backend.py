@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from openparity.models.base import ChatModel
+from openparity.models.chat_body import chat_logprobs
 from openparity.models.embedded import EMBEDDED_MODELS
 from openparity.models.errors import (
     MissingDependencyError,
@@ -34,7 +35,6 @@ from openparity.models.types import (
     Loglikelihood,
     LoglikelihoodRequest,
     StreamChunk,
-    TokenLogprob,
 )
 
 
@@ -114,6 +114,9 @@ class LocalModel(ChatModel):
         }
         if request.seed is not None:
             kwargs["seed"] = request.seed
+        grammar = _llama_response_format(request.extra.get("response_format"))
+        if grammar is not None:
+            kwargs["response_format"] = grammar
         return kwargs
 
     def _call_error(self, exc: ValueError) -> ModelCallError:
@@ -143,7 +146,7 @@ class LocalModel(ChatModel):
             latency_s=latency,
             model=self.name,
             cost_usd=self.spec.cost(usage["prompt_tokens"], usage["completion_tokens"]),
-            logprobs=_chat_logprobs(choice) if request.logprobs else None,
+            logprobs=chat_logprobs(choice) if request.logprobs else None,
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
@@ -289,15 +292,10 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def _chat_logprobs(choice: dict[str, Any]) -> tuple[TokenLogprob, ...]:
-    content = (choice.get("logprobs") or {}).get("content") or []
-    return tuple(
-        TokenLogprob(
-            token=item["token"],
-            logprob=float(item["logprob"]),
-            top=tuple(
-                (alt["token"], float(alt["logprob"])) for alt in item.get("top_logprobs", [])
-            ),
-        )
-        for item in content
-    )
+def _llama_response_format(fmt: Any) -> dict[str, Any] | None:
+    """OpenAI's response_format as llama.cpp's (JSON constrained by a grammar, from the schema
+    when one is given); None for plain text."""
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("json_object", "json_schema"):
+        return None
+    schema = (fmt.get("json_schema") or {}).get("schema") if fmt["type"] == "json_schema" else None
+    return {"type": "json_object", "schema": schema} if schema else {"type": "json_object"}

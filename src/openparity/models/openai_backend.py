@@ -11,6 +11,7 @@ from typing import Any
 
 from openparity.errors import OpenparityError
 from openparity.models.base import ChatModel
+from openparity.models.chat_body import completion_from_body, first_choice_text
 from openparity.models.errors import (
     BackendUnavailableError,
     MissingAPIKeyError,
@@ -26,7 +27,6 @@ from openparity.models.types import (
     Loglikelihood,
     LoglikelihoodRequest,
     StreamChunk,
-    TokenLogprob,
 )
 from openparity.models.wire import (
     WireClient,
@@ -80,29 +80,25 @@ class OpenAICompatibleModel(ChatModel):
         data = await self._call("/chat/completions", body)
         latency = time.perf_counter() - started
         try:
-            choice = data["choices"][0]
-            text = choice["message"].get("content") or ""
-            finish = choice.get("finish_reason") or "unknown"
+            return completion_from_body(
+                data, model=self.name, latency_s=latency, cost=self.spec.cost,
+                want_logprobs=request.logprobs,
+            )  # fmt: skip
         except (KeyError, IndexError, TypeError, AttributeError):
             raise ModelCallError(
                 f"{self.name} answered without a chat completion: {str(data)[:160]}"
             ) from None
-        usage = data.get("usage") or {}
-        prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        completion_tokens = int(usage.get("completion_tokens") or 0)
-        return Completion(
-            text=text,
-            finish_reason=finish,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            latency_s=latency,
-            model=self.name,
-            cost_usd=self.spec.cost(prompt_tokens, completion_tokens) if usage else None,
-            logprobs=_chat_logprobs(choice) if request.logprobs else None,
-        )
+
+    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Any other endpoint of the API (/embeddings, /completions), body and answer as JSON."""
+        try:
+            return await self._call(path, {**body, "model": self.spec.model})
+        except (ValueError, TypeError) as exc:  # a body that cannot be sent as JSON
+            raise ModelCallError(f"cannot send that body to {self.name} ({exc})") from None
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
-        """Server-sent events from /chat/completions. A stream is not retried once it has begun.
+        """Server-sent events from /chat/completions, one chunk each (the event included; the
+        text is the first choice's content). A stream is not retried once it has begun.
         A stream that delivered a `finish_reason` is complete even when the server closes it
         without `data: [DONE]` (some do; the `openai` SDK accepts it); one that ends without a
         `finish_reason` raises ModelCallError(reason="stream_cut")."""
@@ -126,11 +122,9 @@ class OpenAICompatibleModel(ChatModel):
                         int(counts.get("prompt_tokens") or 0),
                         int(counts.get("completion_tokens") or 0),
                     )
-                for choice in (event.get("choices") or ())[:1]:
+                for choice in event.get("choices") or ():
                     finish = choice.get("finish_reason") or finish
-                    text = (choice.get("delta") or {}).get("content")
-                    if text:
-                        yield StreamChunk(text)
+                yield StreamChunk(first_choice_text(event), event=event)
         except WireStatusError as exc:
             raise self._status_error(exc) from None
         except WireStreamCutError as exc:
@@ -261,20 +255,6 @@ class OpenAICompatibleModel(ChatModel):
 
     async def aclose(self) -> None:
         await self._client.close()
-
-
-def _chat_logprobs(choice: dict[str, Any]) -> tuple[TokenLogprob, ...]:
-    content = (choice.get("logprobs") or {}).get("content") or []
-    return tuple(
-        TokenLogprob(
-            token=item["token"],
-            logprob=float(item["logprob"]),
-            top=tuple(
-                (alt["token"], float(alt["logprob"])) for alt in item.get("top_logprobs") or []
-            ),
-        )
-        for item in content
-    )
 
 
 def _short(value: object, limit: int = 160) -> str:

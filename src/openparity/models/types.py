@@ -85,6 +85,10 @@ class Completion:
     model: str
     cost_usd: float | None
     logprobs: tuple[TokenLogprob, ...] | None = None
+    tool_calls: tuple[Mapping[str, Any], ...] = ()  # OpenAI-style {id, type, function}
+    raw: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    """The upstream's chat.completion body as received (OpenAI-compatible backends), so that a
+    gateway can pass every field it does not model back to its client."""
 
     @property
     def mean_logprob(self) -> float | None:
@@ -105,6 +109,7 @@ class Completion:
             "logprobs": None
             if self.logprobs is None
             else [{"token": t.token, "logprob": t.logprob, "top": t.top} for t in self.logprobs],
+            "tool_calls": [dict(c) for c in self.tool_calls],
         }
 
     @classmethod
@@ -116,17 +121,22 @@ class Completion:
                 TokenLogprob(t["token"], t["logprob"], tuple(map(tuple, t["top"])))
                 for t in logprobs
             )
-        return cls(**{**data, "logprobs": logprobs})
+        return cls(
+            **{**data, "logprobs": logprobs, "tool_calls": tuple(data.get("tool_calls", ()))}
+        )
 
 
 @dataclass(frozen=True)
 class StreamChunk:
     """One piece of a streamed answer. The last chunk has `finish_reason`; `usage` (prompt,
-    completion tokens) comes on the last chunk when the backend reports it."""
+    completion tokens) comes on the last chunk when the backend reports it. OpenAI-compatible
+    backends give one chunk per server-sent event, with the event itself (tool-call deltas and
+    every other field travel there); `text` is its first choice's content."""
 
     text: str
     finish_reason: str | None = None
     usage: tuple[int, int] | None = None
+    event: Mapping[str, Any] | None = None  # the upstream's chat.completion.chunk, as received
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ failed check or on any failure. The gateway server and library users share this 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
@@ -17,6 +18,14 @@ from typing import Any
 
 from openparity.errors import OpenparityError
 from openparity.models import ChatModel, open_model, resolve_model
+from openparity.models.chat_body import (
+    assemble_chunks,
+    choices_of,
+    chunks_of,
+    completion_from_body,
+    first_choice_text,
+    tool_call_deltas,
+)
 from openparity.models.errors import (
     BackendUnavailableError,
     MissingAPIKeyError,
@@ -25,8 +34,8 @@ from openparity.models.errors import (
 )
 from openparity.models.retry import RETRYABLE_STATUS, RetryPolicy
 from openparity.models.spec import ModelSpec, with_overrides
-from openparity.models.types import ChatRequest, Completion, Message
-from openparity.route.checks import Answer, Check, run_checks
+from openparity.models.types import ChatRequest, Completion, Message, StreamChunk
+from openparity.route.checks import Answer, Check, CheckResult, run_checks
 from openparity.route.config import GatewayConfig, TierConfig, load_gateway_config
 from openparity.route.outcome import AllTiersFailedError, Attempt, RouteResult, StreamBrokenError
 from openparity.route.resilience import CircuitBreaker, Slots
@@ -51,6 +60,23 @@ class Tier:
     @property
     def checks(self) -> list[Check]:
         return self.config.checks
+
+    def cannot_serve(self, request: ChatRequest) -> str | None:
+        """What in `request` this tier's backend cannot honour (tools, n > 1, images); None
+        when it can serve it. OpenAI-compatible upstreams get every field as sent."""
+        if self.spec.backend == "openai":
+            return None
+        if request.extra.get("tools") or request.extra.get("functions"):
+            return "tools"
+        if int(request.extra.get("n") or 1) > 1:
+            return "n > 1"
+        for message in request.messages:
+            content = message.get("content")
+            if isinstance(content, list) and any(
+                isinstance(p, dict) and p.get("type") not in (None, "text") for p in content
+            ):
+                return "image or audio content"
+        return None
 
     def redact(self, text: str) -> str:
         """`text` without the upstream's API key (an upstream may echo it in an error)."""
@@ -86,7 +112,7 @@ class HybridRouter:
         result = result or RouteResult(request)
         started = time.perf_counter()
         try:
-            for tier in self.tiers:
+            for tier in self._tiers_for(result):
                 completion = await self._try_tier(tier, request, result)
                 if completion is not None:
                     self._answered(result, tier, completion)
@@ -96,19 +122,21 @@ class HybridRouter:
         finally:
             result.latency_s = time.perf_counter() - started
 
-    async def stream(self, request: ChatRequest, result: RouteResult) -> AsyncIterator[str]:
-        """Text pieces of the answer. Output is held back until the tier's pre-commit point
-        and checked; a failure before it falls back invisibly. Raises AllTiersFailedError
-        before anything was sent, StreamBrokenError after."""
+    async def stream(self, request: ChatRequest, result: RouteResult) -> AsyncIterator[StreamChunk]:
+        """The answer's chunks (an OpenAI-compatible tier's own events, text otherwise). Output
+        is held back until the tier's pre-commit point and checked; a failure before it falls
+        back invisibly. Requests with tools or n > 1 are checked whole before anything is sent.
+        Raises AllTiersFailedError before anything was sent, StreamBrokenError after."""
         result.stream = True
         started = time.perf_counter()
         try:
-            for tier in self.tiers:
+            for tier in self._tiers_for(result):
                 if tier.config.precommit_tokens == "all":
                     completion = await self._try_tier(tier, request, result)
                     if completion is not None:
                         self._answered(result, tier, completion)
-                        yield completion.text
+                        for chunk in _whole_answer_chunks(completion):
+                            yield chunk
                         return
                     continue
                 async for piece in self._stream_tier(tier, request, result):
@@ -119,6 +147,38 @@ class HybridRouter:
             raise AllTiersFailedError(result)
         finally:
             result.latency_s = time.perf_counter() - started
+
+    async def forward(
+        self, endpoint: str, body: dict[str, Any], result: RouteResult
+    ) -> dict[str, Any] | None:
+        """Another endpoint of the API (/embeddings, /completions) through the first tier that
+        serves it: no quality checks, the next tier on any failure, every attempt costed.
+        None when no tier answered (the attempts say why)."""
+        started = time.perf_counter()
+        try:
+            for tier in self._tiers_for(result):
+                if tier.spec.backend != "openai":
+                    result.attempts.append(
+                        Attempt(tier.index, tier.name, "skipped", "unsupported",
+                                f"{tier.spec.backend} models do not serve {endpoint}")
+                    )  # fmt: skip
+                    continue
+                answer = await self._forward_tier(tier, endpoint, body, result)
+                if answer is not None:
+                    self._answered(result, tier, answer)
+                    return dict(answer.raw or {})
+            self._failed(result)
+            return None
+        finally:
+            result.latency_s = time.perf_counter() - started
+
+    def tier_named(self, name: str) -> int | None:
+        """The index of the tier whose model spec is `name`, if any."""
+        return next((t.index for t in self.tiers if t.name == name), None)
+
+    def _tiers_for(self, result: RouteResult) -> list[Tier]:
+        pinned = result.pinned_tier
+        return self.tiers if pinned is None else [self.tiers[pinned]]
 
     async def warm(self) -> None:
         """Load in-process models now, so the first request does not pay for it."""
@@ -181,7 +241,46 @@ class HybridRouter:
         finally:
             tier.slots.release()
 
+    async def _forward_tier(
+        self, tier: Tier, endpoint: str, body: dict[str, Any], result: RouteResult
+    ) -> Completion | None:
+        """The tier's answer to a forwarded request (the body in `raw`, the tokens counted)."""
+        if not await self._admit(tier, result):
+            return None
+        try:
+            for retry in range(tier.config.retries + 1):
+                attempt = Attempt(tier.index, tier.name)
+                result.attempts.append(attempt)
+                started = time.perf_counter()
+                try:
+                    async with asyncio.timeout(tier.config.timeout_s):
+                        answer = await tier.model.post(endpoint, body)  # type: ignore[attr-defined]
+                except TimeoutError:
+                    detail = f"no answer within {tier.config.timeout_s:g}s"
+                    self._error(tier, attempt, "timeout", detail)
+                except OpenparityError as exc:
+                    reason, detail = _classify(exc)
+                    self._error(tier, attempt, reason, detail, retry_after_s=_retry_after(exc))
+                else:
+                    attempt.latency_s = time.perf_counter() - started
+                    tier.breaker.record_success()
+                    return _forwarded(tier, attempt, answer)
+                finally:
+                    attempt.latency_s = time.perf_counter() - started
+                if not await self._wait_to_retry(tier, attempt, retry):
+                    return None
+            return None
+        finally:
+            tier.slots.release()
+
     async def _admit(self, tier: Tier, result: RouteResult) -> bool:
+        missing = tier.cannot_serve(result.request)
+        if missing:
+            result.attempts.append(
+                Attempt(tier.index, tier.name, "skipped", "unsupported",
+                        f"{tier.spec.backend} models cannot answer requests with {missing}")
+            )  # fmt: skip
+            return False
         if not await tier.slots.acquire():
             result.attempts.append(
                 Attempt(tier.index, tier.name, "skipped", "saturated",
@@ -218,7 +317,7 @@ class HybridRouter:
         finally:
             attempt.latency_s = time.perf_counter() - started
         _charge(attempt, tier, completion.prompt_tokens, completion.completion_tokens)
-        if not completion.text.strip() and completion.finish_reason != "length":
+        if _is_empty(completion.text, completion.tool_calls, completion.finish_reason):
             self._error(tier, attempt, "empty", "the upstream answered 200 with no content")
             return None
         return completion
@@ -229,7 +328,12 @@ class HybridRouter:
     ) -> bool:  # fmt: skip
         """Run the tier's checks (only the prefix-capable ones on a `partial` answer); a failure
         marks the attempt check_failed with its reason."""
-        results = await run_checks(tier.checks, Answer(request, completion, tier.model, partial))
+        results: list[CheckResult] = []
+        for choice in choices_of(completion):
+            results += await run_checks(tier.checks, Answer(request, choice, tier.model, partial))
+            if not results[-1:] or results[-1].passed:
+                continue
+            break
         attempt.checks = results
         attempt.cost_usd += sum(r.cost_usd for r in results)
         failed = next((r for r in results if not r.passed), None)
@@ -264,7 +368,7 @@ class HybridRouter:
 
     async def _stream_tier(
         self, tier: Tier, request: ChatRequest, result: RouteResult
-    ) -> AsyncIterator[str]:
+    ) -> AsyncIterator[StreamChunk]:
         """Stream one tier; on success sets result.completion. Falls through (yielding nothing)
         when the tier fails before its pre-commit point, after its retries."""
         if not await self._admit(tier, result):
@@ -284,10 +388,11 @@ class HybridRouter:
 
     async def _stream_attempt(
         self, tier: Tier, request: ChatRequest, result: RouteResult, attempt: Attempt
-    ) -> AsyncIterator[str]:
-        precommit = int(tier.config.precommit_tokens)
-        pieces: list[str] = []
-        sent = 0  # pieces already sent to the client
+    ) -> AsyncIterator[StreamChunk]:
+        precommit = None if _checked_whole(request) else int(tier.config.precommit_tokens)
+        received: list[StreamChunk] = []  # the answer's chunks so far (text or events)
+        outputs = 0  # chunks with text or tool-call output
+        sent = 0  # chunks already sent to the client
         finish, usage = None, None
         started = time.perf_counter()
         chunks = tier.model.stream(_for_tier(tier, request))
@@ -300,31 +405,34 @@ class HybridRouter:
                     finish = "stop"
                     break
                 except TimeoutError:
-                    reason = "first_token_timeout" if not pieces else "timeout"
+                    reason = "first_token_timeout" if not outputs else "timeout"
                     raise _StreamFailed(reason, f"no token within {wait:g}s") from None
                 except OpenparityError as exc:
                     raise _StreamFailed(*_classify(exc), _retry_after(exc)) from None
-                if chunk.text:
-                    pieces.append(chunk.text)
-                    wait = tier.config.timeout_s
                 finish, usage = chunk.finish_reason, chunk.usage or usage
+                if chunk.text or chunk.event is not None:
+                    received.append(chunk)
+                if chunk.text or tool_call_deltas(chunk.event):
+                    outputs += 1
+                    wait = tier.config.timeout_s
                 if finish is not None:
                     break
                 if sent:
-                    if chunk.text:
-                        yield chunk.text
-                        sent = len(pieces)
-                elif len(pieces) >= precommit:
-                    prefix = _assembled(tier, pieces, "partial", None, 0.0)
+                    yield chunk
+                    sent = len(received)
+                elif precommit is not None and outputs >= precommit:
+                    prefix = _assembled(tier, received, "partial", None, 0.0)
                     if not await self._check(tier, request, prefix, attempt, partial=True):
                         break
                     result.tier = tier.index  # committed: this tier answers
-                    yield "".join(pieces)
-                    sent = len(pieces)
-            if not "".join(pieces).strip() and attempt.outcome == "ok" and finish != "length":
-                raise _StreamFailed("empty", "the upstream streamed no content")
+                    for ready in received:
+                        yield ready
+                    sent = len(received)
             attempt.latency_s = time.perf_counter() - started
-            completion = _assembled(tier, pieces, finish or "stop", usage, attempt.latency_s)
+            completion = _assembled(tier, received, finish or "stop", usage, attempt.latency_s)
+            empty = _is_empty(completion.text, completion.tool_calls, completion.finish_reason)
+            if empty and attempt.outcome == "ok":
+                raise _StreamFailed("empty", "the upstream streamed no content")
             _charge(attempt, tier, completion.prompt_tokens, completion.completion_tokens)
             tier.breaker.record_success()
             if attempt.outcome == "check_failed":  # failed on a prefix: the next tier answers
@@ -333,17 +441,18 @@ class HybridRouter:
                 if not await self._check(tier, request, completion, attempt):
                     return
                 result.tier = tier.index
-                yield completion.text
+                for ready in received:
+                    yield ready
             else:  # committed early: checks on the whole answer can only be recorded now
-                if pieces[sent:]:
-                    yield "".join(pieces[sent:])
+                for ready in received[sent:]:
+                    yield ready
                 await self._check(tier, request, completion, attempt)
                 if attempt.outcome == "check_failed":
                     attempt.outcome, attempt.reason = "ok", "post_commit_" + attempt.reason
             self._answered(result, tier, completion)
         except _StreamFailed as failure:
             attempt.latency_s = time.perf_counter() - started
-            _charge(attempt, tier, usage[0] if usage else 0, usage[1] if usage else len(pieces))
+            _charge(attempt, tier, usage[0] if usage else 0, usage[1] if usage else outputs)
             self._error(
                 tier, attempt, failure.reason, failure.detail, retry_after_s=failure.retry_after_s
             )
@@ -433,17 +542,59 @@ def _charge(attempt: Attempt, tier: Tier, prompt_tokens: int, completion_tokens:
 
 
 def _assembled(
-    tier: Tier, pieces: list[str], finish: str, usage: tuple[int, int] | None, latency: float
-) -> Completion:
-    prompt_tokens, completion_tokens = usage or (0, len(pieces))
+    tier: Tier, received: list[StreamChunk], finish: str, usage: tuple[int, int] | None,
+    latency: float,
+) -> Completion:  # fmt: skip
+    """The streamed answer so far as a Completion: from the upstream's own events when it sent
+    them (tool calls, n choices and every other field kept), from the text otherwise."""
+    events = [c.event for c in received if c.event is not None]
+    texts = [c.text for c in received if c.text]
+    if events and finish != "partial":
+        with contextlib.suppress(KeyError, IndexError, TypeError, AttributeError, ValueError):
+            return completion_from_body(
+                assemble_chunks(events), model=tier.name, latency_s=latency,
+                cost=tier.spec.cost, want_logprobs=False, usage_fallback=usage or (0, len(texts)),
+            )  # fmt: skip
+    prompt_tokens, completion_tokens = usage or (0, len(texts))
     return Completion(
-        text="".join(pieces),
+        text="".join(texts),
         finish_reason=finish,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         latency_s=latency,
         model=tier.name,
         cost_usd=tier.spec.cost(prompt_tokens, completion_tokens),
+    )
+
+
+def _forwarded(tier: Tier, attempt: Attempt, answer: dict[str, Any]) -> Completion:
+    """A forwarded endpoint's answer, costed from its usage, as the Completion the ledger keeps."""
+    usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+    prompt_tokens = int(usage.get("prompt_tokens") or 0)
+    completion_tokens = int(usage.get("completion_tokens") or 0)
+    _charge(attempt, tier, prompt_tokens, completion_tokens)
+    return Completion(
+        text="", finish_reason="stop", prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens, latency_s=attempt.latency_s, model=tier.name,
+        cost_usd=attempt.cost_usd, raw=answer,
+    )  # fmt: skip
+
+
+def _whole_answer_chunks(completion: Completion) -> list[StreamChunk]:
+    """A whole answer as stream chunks: the upstream's body as events when there is one."""
+    if completion.raw is None:
+        return [StreamChunk(completion.text)]
+    return [StreamChunk(first_choice_text(e), event=e) for e in chunks_of(completion.raw)]
+
+
+def _is_empty(text: str, tool_calls: Sequence[Any], finish_reason: str) -> bool:
+    return not text.strip() and not tool_calls and finish_reason != "length"
+
+
+def _checked_whole(request: ChatRequest) -> bool:
+    """Tool calls and several choices are only checked whole, so nothing streams early."""
+    return bool(request.extra.get("tools") or request.extra.get("functions")) or (
+        int(request.extra.get("n") or 1) > 1
     )
 
 
@@ -463,6 +614,6 @@ def request_from_params(messages: Sequence[Message], params: dict[str, Any]) -> 
             extra.pop(name, None)
     if isinstance(known.get("stop"), str):
         known["stop"] = [known["stop"]]
-    for name in ("model", "stream", "stream_options", "n", "user"):
+    for name in ("model", "stream", "stream_options"):
         extra.pop(name, None)
     return ChatRequest(messages=list(messages), extra=extra, **known)

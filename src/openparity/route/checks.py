@@ -53,6 +53,11 @@ class Answer:
         return self.completion.text
 
     @property
+    def is_tool_call(self) -> bool:
+        """The answer calls tools instead of (or before) writing text."""
+        return bool(self.completion.tool_calls)
+
+    @property
     def mean_logprob(self) -> float | None:
         if self.recorded_logprob is not None:
             return self.recorded_logprob
@@ -96,7 +101,7 @@ class NonEmpty(Check):
     type: Literal["non_empty"] = "non_empty"
 
     def check(self, answer: Answer) -> CheckResult:
-        return self.verdict(bool(answer.text.strip()), "empty answer")
+        return self.verdict(bool(answer.text.strip()) or answer.is_tool_call, "empty answer")
 
 
 class NotTruncated(Check):
@@ -118,6 +123,8 @@ class Refusal(Check):
         return _compile("|".join(f"(?:{p})" for p in self.patterns), re.IGNORECASE)
 
     def check(self, answer: Answer) -> CheckResult:
+        if answer.is_tool_call:
+            return self.verdict(True, "")
         found = self._compiled.search(answer.text[:300])
         return self.verdict(found is None, f"refusal ({found.group(0) if found else ''!r})")
 
@@ -133,7 +140,7 @@ class JsonValid(Check):
     def check(self, answer: Answer) -> CheckResult:
         fmt = answer.request.extra.get("response_format") or {}
         kind = fmt.get("type") if isinstance(fmt, dict) else None
-        if not self.always and kind not in ("json_object", "json_schema"):
+        if answer.is_tool_call or (not self.always and kind not in ("json_object", "json_schema")):
             return self.verdict(True, "")
         try:
             value = json.loads(answer.text)
@@ -142,17 +149,44 @@ class JsonValid(Check):
         schema = self.schema_
         if kind == "json_schema":
             schema = (fmt.get("json_schema") or {}).get("schema") or schema
-        if schema:
-            import jsonschema
+        problem = _schema_problem(schema, value) if schema else None
+        return self.verdict(problem is None, problem or "")
 
+
+class ToolCallValid(Check):
+    """When the request offers tools: every call names one of them, its arguments are a JSON
+    object that fits that tool's `parameters` schema, and `tool_choice` is honoured ("required"
+    or a named function means a text answer fails; "none" means a call fails)."""
+
+    type: Literal["tool_call"] = "tool_call"
+
+    def check(self, answer: Answer) -> CheckResult:
+        tools = _offered_tools(answer.request)
+        choice = answer.request.extra.get("tool_choice")
+        calls = answer.completion.tool_calls
+        if not calls:
+            forced = choice == "required" or isinstance(choice, dict)
+            return self.verdict(
+                not (tools and forced), f"tool_choice={_short_json(choice)} but no tool call"
+            )
+        if choice == "none":
+            return self.verdict(False, 'a tool call although tool_choice="none"')
+        for call in calls:
+            function = call.get("function") if isinstance(call, dict) else None
+            name = function.get("name") if isinstance(function, dict) else None
+            if name not in tools:
+                return self.verdict(False, f"call to unknown tool {name!r}")
+            if isinstance(choice, dict) and (choice.get("function") or {}).get("name") != name:
+                return self.verdict(False, f"called {name!r}, tool_choice named another")
             try:
-                error = jsonschema.exceptions.best_match(
-                    jsonschema.Draft202012Validator(schema).iter_errors(value)
-                )
-            except jsonschema.SchemaError as exc:
-                return self.verdict(False, f"the request's JSON schema is invalid ({exc.message})")
-            if error is not None:
-                return self.verdict(False, f"JSON does not fit the schema ({error.message[:160]})")
+                arguments = json.loads(function.get("arguments") or "")
+            except (TypeError, json.JSONDecodeError) as exc:
+                return self.verdict(False, f"{name}: arguments are not JSON ({exc})")
+            if not isinstance(arguments, dict):
+                return self.verdict(False, f"{name}: arguments are not a JSON object")
+            problem = _schema_problem(tools[name], arguments)
+            if problem:
+                return self.verdict(False, f"{name}: {problem}")
         return self.verdict(True, "")
 
 
@@ -222,7 +256,7 @@ class Language(Check):
 
     def check(self, answer: Answer) -> CheckResult:
         wanted = self.expect or dominant_script(_last_user_text(answer.request))
-        if wanted is None or (wanted == "Latin" and self.expect is None):
+        if answer.is_tool_call or wanted is None or (wanted == "Latin" and self.expect is None):
             return self.verdict(True, "")
         share = script_shares(answer.text).get(wanted, 0.0)
         got = dominant_script(answer.text) or "no letters"
@@ -332,18 +366,51 @@ class PythonCheck(Check):
         return self.verdict(bool(passed), reason or f"{self.function} rejected the answer")
 
 
+def _schema_problem(schema: dict[str, Any], value: Any) -> str | None:
+    """Why `value` does not fit the JSON schema (or why the schema is invalid); None if it fits."""
+    import jsonschema
+
+    try:
+        error = jsonschema.exceptions.best_match(
+            jsonschema.Draft202012Validator(schema).iter_errors(value)
+        )
+    except jsonschema.SchemaError as exc:
+        return f"the request's JSON schema is invalid ({exc.message})"
+    return None if error is None else f"JSON does not fit the schema ({error.message[:160]})"
+
+
+def _offered_tools(request: ChatRequest) -> dict[str, dict[str, Any]]:
+    """The request's tools (and legacy `functions`): name -> parameters schema."""
+    offered: dict[str, dict[str, Any]] = {}
+    for tool in request.extra.get("tools") or ():
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and function.get("name"):
+            offered[function["name"]] = function.get("parameters") or {}
+    for function in request.extra.get("functions") or ():
+        if isinstance(function, dict) and function.get("name"):
+            offered[function["name"]] = function.get("parameters") or {}
+    return offered
+
+
+def _short_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)[:80]
+
+
 def _bare_name(value: Any) -> Any:
     return {"type": value} if isinstance(value, str) else value
 
 
 AnyCheck = Annotated[
-    NonEmpty | NotTruncated | Refusal | JsonValid | Regex | Length | Repetition | Language
+    NonEmpty | NotTruncated | Refusal | JsonValid | ToolCallValid | Regex | Length | Repetition
+    | Language
     | MeanLogprob | SelfConsistency | Judge | PythonCheck,
     Field(discriminator="type"),
     BeforeValidator(_bare_name),
 ]  # fmt: skip
 
-DEFAULT_CHECKS: tuple[Check, ...] = (NonEmpty(), NotTruncated(), Refusal(), JsonValid())
+DEFAULT_CHECKS: tuple[Check, ...] = (
+    NonEmpty(), NotTruncated(), Refusal(), JsonValid(), ToolCallValid(),
+)  # fmt: skip
 
 
 async def run_checks(checks: list[Check], answer: Answer) -> list[CheckResult]:

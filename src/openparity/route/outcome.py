@@ -61,6 +61,8 @@ class RouteResult:
     closed_cost_usd: float | None = None  # what the last tier would have cost for this answer
     latency_s: float = 0.0
     error: str | None = None  # set when the request ended without (a whole) answer
+    pinned_tier: int | None = None  # the client named one tier's model: that tier only
+    endpoint: str = "/chat/completions"
 
     @property
     def answered_by(self) -> str | None:

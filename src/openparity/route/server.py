@@ -1,6 +1,8 @@
 """`openparity serve`: the HybridRouter behind an OpenAI-compatible HTTP API (FastAPI).
 
-POST /v1/chat/completions (streamed or not), GET /v1/models, /health, /metrics. Every answer
+POST /v1/chat/completions (streamed or not; tools, n choices, response_format and every other
+field passed on), /v1/embeddings and /v1/completions (forwarded to the first tier that serves
+them), GET /v1/models, /health, /metrics. Every answer
 names the model that gave it and the route taken (x-openparity-model, x-openparity-route,
 x-openparity-request-id headers; an `openparity` object in JSON bodies), and every routed
 request becomes one ledger row.
@@ -13,12 +15,13 @@ import json
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 
+from openparity.models.types import ChatRequest, StreamChunk
 from openparity.route.cascade import HybridRouter, request_from_params
 from openparity.route.config import GatewayConfig, GatewayConfigError
 from openparity.route.keys import ApiKey, KeyRing
@@ -81,10 +84,13 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
         body, refusal = await _read_body(request, config.max_request_bytes)
         if refusal is not None:
             return refusal
-        chat, refusal = _parse_chat(body, config.name)
+        pinned, refusal = _pinned_tier(body, config.name, router)
         if refusal is not None:
             return refusal
-        result = RouteResult(chat, stream=bool(body.get("stream")))
+        chat, refusal = _parse_chat(body)
+        if refusal is not None:
+            return refusal
+        result = RouteResult(chat, stream=bool(body.get("stream")), pinned_tier=pinned)
         if result.stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return await _stream(router, result, include_usage, finish, key)
@@ -102,9 +108,54 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
             media_type=JSON,
         )
 
+    async def forward(request: Request, endpoint: str) -> Response:
+        key, refusal = _authorize(request, keys)
+        if refusal is not None:
+            return refusal
+        body, refusal = await _read_body(request, config.max_request_bytes)
+        if refusal is not None:
+            return refusal
+        pinned, refusal = _pinned_tier(body, config.name, router)
+        if refusal is not None:
+            return refusal
+        if body.get("stream"):
+            return error_response(
+                400, f"the gateway does not stream {endpoint}; send stream: false",
+                kind="invalid_request_error", code="unsupported_stream",
+            )  # fmt: skip
+        stand_in = ChatRequest(messages=(), extra={"endpoint": endpoint})
+        result = RouteResult(stand_in, pinned_tier=pinned, endpoint=endpoint)
+        answer = await router.forward(endpoint, body, result)
+        if answer is None:
+            finish(result, 502, key)
+            return error_response(
+                502, result.error or "every tier failed", kind="upstream_error",
+                code="all_tiers_failed", headers=_headers(result),
+            )  # fmt: skip
+        finish(result, 200, key)
+        answer = {**answer, "model": result.answered_by, "openparity": result.summary()}
+        return Response(
+            json.dumps(answer, ensure_ascii=False), headers=_headers(result), media_type=JSON
+        )
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Response:
+        return await forward(request, "/embeddings")
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await forward(request, "/completions")
+
     @app.get("/v1/models")
     async def list_models() -> Response:
+        """The cascade under the gateway's name, then each tier (a request naming a tier's
+        model goes to that tier only, without fallback)."""
         data = [{"id": config.name, "object": "model", "created": 0, "owned_by": "openparity"}]
+        data += [
+            {"id": t.name, "object": "model", "created": 0, "owned_by": t.spec.backend,
+             "openparity": {"tier": t.index}}
+            for t in router.tiers
+        ]  # fmt: skip
         return Response(json.dumps({"object": "list", "data": data}), media_type=JSON)
 
     @app.get("/health")
@@ -175,22 +226,36 @@ async def _read_body(request: Request, limit: int) -> tuple[dict[str, Any], Resp
     return body, None
 
 
-def _parse_chat(body: dict[str, Any], name: str) -> tuple[Any, Response | None]:
+def _pinned_tier(
+    body: dict[str, Any], name: str, router: HybridRouter
+) -> tuple[int | None, Response | None]:
+    """None for the cascade (the gateway's name, or no model), a tier's index when the request
+    names that tier's model; a 404 for any other name."""
+    model = body.get("model")
+    if model in (name, None):
+        return None, None
+    tier = router.tier_named(model) if isinstance(model, str) else None
+    if tier is None:
+        return None, error_response(
+            404, f"model {model!r} is not served here; this gateway serves {name!r}"
+            " (GET /v1/models lists its tiers too)",
+            kind="invalid_request_error", code="model_not_found",
+        )  # fmt: skip
+    return tier, None
+
+
+def _parse_chat(body: dict[str, Any]) -> tuple[Any, Response | None]:
     def bad(message: str, code: str = "invalid_request") -> tuple[None, Response]:
         return None, error_response(400, message, kind="invalid_request_error", code=code)
 
-    if body.get("model") not in (name, None):
-        return None, error_response(
-            404, f"model {body.get('model')!r} is not served here; this gateway serves {name!r}",
-            kind="invalid_request_error", code="model_not_found",
-        )  # fmt: skip
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return bad("`messages` must be a non-empty list")
     if not all(isinstance(m, dict) and "role" in m for m in messages):
         return bad("each message needs a `role` (and `content`)")
-    if body.get("n", 1) != 1:
-        return bad("the gateway returns one choice per request (n=1)", "unsupported_n")
+    n = body.get("n", 1)
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 128):
+        return bad("`n` must be an integer from 1 to 128", "invalid_n")
     params = {k: v for k, v in body.items() if k != "messages"}
     try:
         return request_from_params(messages, params), None
@@ -209,8 +274,17 @@ def _headers(result: RouteResult) -> dict[str, str]:
 
 
 def _completion_body(result: RouteResult) -> dict[str, Any]:
+    """The answer as a chat.completion: the upstream's own body when it sent one (tool calls,
+    n choices, usage details and every unknown field intact), built from the text otherwise."""
     completion = result.completion
     assert completion is not None
+    ours = {"id": "chatcmpl-" + result.request_id, "object": "chat.completion",
+            "created": int(result.created), "model": completion.model}  # fmt: skip
+    if completion.raw is not None:
+        body = {**completion.raw, **ours, "openparity": result.summary()}
+        if not result.request.logprobs:  # asked for by a check, not by the client
+            body["choices"] = [{**c, "logprobs": None} for c in body.get("choices") or ()]
+        return body
     choice: dict[str, Any] = {
         "index": 0,
         "message": {"role": "assistant", "content": completion.text},
@@ -225,15 +299,7 @@ def _completion_body(result: RouteResult) -> dict[str, Any]:
                 for t in completion.logprobs
             ]
         }  # fmt: skip
-    return {
-        "id": "chatcmpl-" + result.request_id,
-        "object": "chat.completion",
-        "created": int(result.created),
-        "model": completion.model,
-        "choices": [choice],
-        "usage": _usage(result),
-        "openparity": result.summary(),
-    }
+    return ours | {"choices": [choice], "usage": _usage(result), "openparity": result.summary()}
 
 
 def _usage(result: RouteResult) -> dict[str, int]:
@@ -262,35 +328,25 @@ async def _stream(
         return error_response(502, "no answer", kind="upstream_error", code="all_tiers_failed")
     base = {"id": "chatcmpl-" + result.request_id, "object": "chat.completion.chunk",
             "created": int(time.time()), "model": result.attempts[-1].model}  # fmt: skip
-
-    def event(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
-        return (
-            b"data: "
-            + json.dumps(base | {"choices": [choice]}, ensure_ascii=False).encode()
-            + b"\n\n"
-        )
+    sse = _SseWriter(base, include_usage, logprobs=result.request.logprobs)
 
     async def events() -> AsyncIterator[bytes]:
         status = 200
         try:
-            yield event({"role": "assistant", "content": first})
+            for event in sse.chunk(first):
+                yield event
             try:
-                async for piece in pieces:
-                    yield event({"content": piece})
+                async for chunk in pieces:
+                    for event in sse.chunk(chunk):
+                        yield event
             except StreamBrokenError as exc:
                 status = 502
                 error = {"message": exc.message, "type": "upstream_error", "code": "stream_broken"}
-                yield (
-                    b"data: " + json.dumps({"error": error}, ensure_ascii=False).encode() + b"\n\n"
-                )
+                yield _data({"error": error})
                 return
             completion = result.completion
-            yield event({}, completion.finish_reason if completion else "stop")
-            if include_usage:
-                usage = base | {"choices": [], "usage": _usage(result)}
-                yield b"data: " + json.dumps(usage).encode() + b"\n\n"
-            yield b"data: [DONE]\n\n"
+            for event in sse.end(completion.finish_reason if completion else "stop", result):
+                yield event
         except BaseException:
             status = 499  # the client went away mid-stream
             raise
@@ -299,6 +355,53 @@ async def _stream(
             finish(result, status, key)
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=_headers(result))
+
+
+class _SseWriter:
+    """The server-sent events of one streamed answer. An upstream's own events are passed on
+    with the gateway's id and model (tool-call deltas and unknown fields intact); text from
+    other backends becomes content deltas. The finish and usage events are added only when the
+    upstream's were not passed on; usage only when the client asked for it."""
+
+    def __init__(self, base: dict[str, Any], include_usage: bool, *, logprobs: bool) -> None:
+        self.base, self.include_usage, self.logprobs = base, include_usage, logprobs
+        self.started = self.finished = self.usage_sent = False
+
+    def chunk(self, chunk: StreamChunk) -> list[bytes]:
+        if chunk.event is not None:
+            return self._forward(chunk.event)
+        if not chunk.text:
+            return []
+        delta = {"content": chunk.text} | ({} if self.started else {"role": "assistant"})
+        self.started = True
+        return [self._choice(delta)]
+
+    def end(self, finish_reason: str, result: RouteResult) -> list[bytes]:
+        events = [] if self.finished else [self._choice({}, finish_reason)]
+        if self.include_usage and not self.usage_sent:
+            events.append(_data(self.base | {"choices": [], "usage": _usage(result)}))
+        return [*events, b"data: [DONE]\n\n"]
+
+    def _forward(self, event: Mapping[str, Any]) -> list[bytes]:
+        choices = event.get("choices") or []
+        if not choices and event.get("usage") is not None:
+            if not self.include_usage:  # the gateway asked for it to cost the answer
+                return []
+            self.usage_sent = True
+        if any(c.get("finish_reason") for c in choices):
+            self.finished = True
+        if not self.logprobs:
+            choices = [{**c, "logprobs": None} if c.get("logprobs") else c for c in choices]
+        self.started = True
+        return [_data({**event, **self.base, "choices": choices})]
+
+    def _choice(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+        return _data(self.base | {"choices": [choice]})
+
+
+def _data(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
 
 
 def serve(app: FastAPI, *, host: str, port: int) -> None:

@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hashlib
 import json
 import random
+import struct
 import threading
 import time
 from collections import deque
@@ -46,7 +49,12 @@ class StubServer:
     (before answering), "text" (the answer; "" for an empty 200), "raw" (a 200 whose body is
     this string, not JSON), "first_token_delay_s", "cut_after" and "end_after" (streams: wait
     before the first token; drop the connection after N events; end the body cleanly after N
-    events, so the events from N on, [DONE] included, are never sent).
+    events, so the events from N on, [DONE] included, are never sent), "tool_calls" (a list of
+    {"name", "arguments"}: the answer calls them, streamed as argument pieces), "extra" (fields
+    added to the body and to every streamed event), "message_extra" (added to the message or
+    the first delta) and "choice_extra" (added to each choice, or to each streamed content
+    event's choice: `logprobs`, say). `n` in the request gives n choices; /v1/embeddings
+    answers with small deterministic vectors.
     """
 
     FAULTS: tuple[Mapping[str, Any], ...] = (
@@ -216,16 +224,18 @@ class StubServer:
         if "raw" in step:
             return 200, {}, str(step["raw"])
         text = step.get("text", self.text)
+        if path.endswith("/embeddings"):
+            return 200, {}, _embeddings_body(request)
         if path.endswith("/completions") and "chat" not in path:
             return 200, {}, _completion_body(request, text)
         if request.get("stream"):
             return _Stream(
-                _chat_events(request, text),
+                _chat_events(request, text, step),
                 first_token_delay_s=float(step.get("first_token_delay_s", 0.0)),
                 cut_after=step.get("cut_after"),
                 end_after=step.get("end_after"),
             )
-        return 200, {}, _chat_body(request, text)
+        return 200, {}, _chat_body(request, text, step)
 
 
 @dataclass
@@ -236,45 +246,98 @@ class _Stream:
     end_after: int | None = None
 
 
-def _chat_events(request: dict[str, Any], text: str) -> list[bytes]:
-    """The SSE events of a streamed chat answer: role, one event per word, finish, usage, DONE."""
-    body = _chat_body(request, text)
+def _chat_events(request: dict[str, Any], text: str, step: Mapping[str, Any]) -> list[bytes]:
+    """The SSE events of a streamed chat answer: role, one event per word (or per argument
+    piece of each tool call), finish, usage, DONE; for each of the n choices."""
+    body = _chat_body(request, text, step)
     base = {k: body[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+    base |= dict(step.get("extra") or {})
 
-    def event(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish}
-        return json.dumps(base | {"choices": [choice]} | extra).encode()
+    def event(index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": index, "delta": delta, "finish_reason": finish}
+        if delta.get("content"):
+            choice |= dict(step.get("choice_extra") or {})
+        return json.dumps(base | {"choices": [choice]}).encode()
 
-    words = text.split(" ") if text else []
-    events = [event({"role": "assistant", "content": ""})]
-    events += [event({"content": w if i == 0 else " " + w}) for i, w in enumerate(words)]
-    events.append(event({}, "stop"))
+    events = []
+    for choice in body["choices"]:
+        index, message = choice["index"], choice["message"]
+        opening = {"role": "assistant", "content": ""} | dict(step.get("message_extra") or {})
+        events.append(event(index, opening))
+        words = text.split(" ") if message["content"] else []
+        events += [event(index, {"content": w if i == 0 else " " + w}) for i, w in enumerate(words)]
+        for position, call in enumerate(message.get("tool_calls") or ()):
+            head = {"index": position, "id": call["id"], "type": "function",
+                    "function": {"name": call["function"]["name"], "arguments": ""}}  # fmt: skip
+            events.append(event(index, {"tool_calls": [head]}))
+            arguments = call["function"]["arguments"]
+            for start in range(0, len(arguments), 7):
+                piece = {"index": position, "function": {"arguments": arguments[start : start + 7]}}
+                events.append(event(index, {"tool_calls": [piece]}))
+        events.append(event(index, {}, choice["finish_reason"]))
     if (request.get("stream_options") or {}).get("include_usage"):
         events.append(json.dumps(base | {"choices": [], "usage": body["usage"]}).encode())
     events.append(b"[DONE]")
     return events
 
 
-def _chat_body(request: dict[str, Any], text: str) -> dict[str, Any]:
+def _chat_body(request: dict[str, Any], text: str, step: Mapping[str, Any]) -> dict[str, Any]:
     prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in request.get("messages", []))
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    finish = "stop"
+    if step.get("tool_calls"):
+        message["content"] = None
+        message["tool_calls"] = [
+            {"id": f"call_{i}", "type": "function",
+             "function": {"name": call["name"], "arguments": call["arguments"]}}
+            for i, call in enumerate(step["tool_calls"])
+        ]  # fmt: skip
+        finish = "tool_calls"
+    message |= dict(step.get("message_extra") or {})
+    completion_tokens = 8 if step.get("tool_calls") else len(text.split())
+    choice_extra = dict(step.get("choice_extra") or {})
+    choices = [
+        {"index": i, "message": dict(message), "finish_reason": finish, "logprobs": None}
+        | choice_extra
+        for i in range(int(request.get("n") or 1))
+    ]
     return {
         "id": "chatcmpl-stub",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": request.get("model", "stub"),
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
-                "logprobs": None,
-            }
-        ],
+        "choices": choices,
         "usage": {
             "prompt_tokens": prompt_tokens,
-            "completion_tokens": len(text.split()),
-            "total_tokens": prompt_tokens + len(text.split()),
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
         },
+        **dict(step.get("extra") or {}),
+    }
+
+
+def _embeddings_body(request: dict[str, Any]) -> dict[str, Any]:
+    """One 8-dimensional vector per input, derived from its text's hash; base64 of
+    little-endian float32 when the request says `encoding_format: base64` (as the openai SDK
+    asks by default)."""
+    inputs = request.get("input")
+    texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+    data = []
+    for index, text in enumerate(texts):
+        digest = hashlib.sha256(str(text).encode()).digest()
+        vector = [round(b / 255 - 0.5, 6) for b in digest[:8]]
+        if request.get("encoding_format") == "base64":
+            packed = struct.pack(f"<{len(vector)}f", *vector)
+            data.append({"object": "embedding", "index": index,
+                         "embedding": base64.b64encode(packed).decode()})  # fmt: skip
+        else:
+            data.append({"object": "embedding", "index": index, "embedding": vector})
+    tokens = sum(len(str(t).split()) for t in texts)
+    return {
+        "object": "list",
+        "data": data,
+        "model": request.get("model", "stub"),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
 
 
