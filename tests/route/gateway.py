@@ -23,9 +23,18 @@ def running_gateway(directory: Path, config: dict, *, key_args: tuple[str, ...] 
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     added = openparity("route", "keys", "add", "tester", "-c", str(path), *key_args)
     assert added.returncode == 0, added.stderr
-    key = added.stdout.strip()
-    log = (directory / "gateway.log").open("wb")
-    process = subprocess.Popen([*CLI, "serve", "-c", str(path)], stdout=log, stderr=log)
+    with serving(path, port) as base_url:
+        yield base_url, added.stdout.strip(), path
+
+
+@contextmanager
+def serving(path: Path, port: int, *serve_args: str, log_name: str = "gateway.log"):
+    """`openparity serve -c PATH --port PORT ...` until its /health answers; yields its base
+    URL and stops it (SIGTERM) on exit."""
+    log_path = path.parent / log_name
+    log = log_path.open("wb")
+    command = [*CLI, "serve", "-c", str(path), "--port", str(port), *serve_args]
+    process = subprocess.Popen(command, stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -33,10 +42,10 @@ def running_gateway(directory: Path, config: dict, *, key_args: tuple[str, ...] 
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).read()
                 break
             except OSError:
-                assert process.poll() is None, (directory / "gateway.log").read_text()
+                assert process.poll() is None, log_path.read_text()
                 assert time.monotonic() < deadline, "the gateway did not start"
                 time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/v1", key, path
+        yield f"http://127.0.0.1:{port}/v1"
     finally:
         process.terminate()
         process.wait(timeout=30)

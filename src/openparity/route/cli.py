@@ -22,26 +22,40 @@ def serve(
     config: Path = CONFIG,
     host: str | None = typer.Option(None, "--host", help="Overrides the config's host."),
     port: int | None = typer.Option(None, "--port", help="Overrides the config's port."),
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="Worker processes on the port (needs shared_state.redis_url)."
+    ),
 ) -> None:
     """Run the OpenAI-compatible hybrid gateway (open model first, checked fallback)."""
     from openparity.console import err
     from openparity.models.endpoint import require_free_port
     from openparity.models.llama_probe import ensure_build_runs
     from openparity.models.local_backend import gguf_path
-    from openparity.route.config import load_gateway_config
+    from openparity.route.config import GatewayConfigError, load_gateway_config
     from openparity.route.server import create_app
     from openparity.route.server import serve as run_server
 
     settings = load_gateway_config(config)
     host, port = host or settings.host, port or settings.port
+    if workers > 1 and settings.shared_state is None:
+        raise GatewayConfigError(
+            f"--workers {workers} needs shared_state.redis_url in {config}: without it each"
+            " worker would keep its own rate limits, budgets and circuit breakers",
+            hint="add `shared_state: {redis_url: redis://127.0.0.1:6379/0}`, or run one worker",
+        )
     app = create_app(settings)  # bad keys, missing upstream keys: one line, before the banner
     for tier in app.state.router.tiers:  # a llama.cpp build that crashes here: one line too
         if tier.spec.backend == "local":
             ensure_build_runs(gguf_path(tier.spec))
     require_free_port(host, port)
     tiers = " -> ".join(t.model for t in settings.tiers)
-    err.print(f"openparity gateway {settings.name!r} on http://{host}:{port}/v1: {tiers}")
-    run_server(app, host=host, port=port)
+    plural = f", {workers} workers" if workers > 1 else ""
+    err.print(f"openparity gateway {settings.name!r} on http://{host}:{port}/v1{plural}: {tiers}")
+    if workers > 1:  # each worker builds its own app from the config file
+        app.state.ledger.close()
+        run_server(None, host=host, port=port, workers=workers, config=config.resolve())
+    else:
+        run_server(app, host=host, port=port)
 
 
 @route_app.command()

@@ -52,6 +52,13 @@ class LedgerConfig(_Strict):
     store_prompts: bool = False  # prompts and answers stay out of the ledger unless set
 
 
+class SharedStateConfig(_Strict):
+    """Rate limits, budgets and circuit breakers shared by every replica (`serve --workers N`,
+    or several hosts) through Redis; without it they live in the one process."""
+
+    redis_url: str = Field(pattern=r"^(redis|rediss|unix)://")
+
+
 class Calibration(_Strict):
     """What `openparity route calibrate` guaranteed, written next to the thresholds it chose."""
 
@@ -78,6 +85,7 @@ class GatewayConfig(_Strict):
     serve_unchecked: bool = False  # when every tier fails, never serve a check-failed answer
     auth: AuthConfig = Field(default_factory=AuthConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    shared_state: SharedStateConfig | None = None
     calibration: Calibration | None = None
 
     @field_validator("tiers")

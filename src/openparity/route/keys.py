@@ -102,13 +102,18 @@ def revoke_key(path: Path, name: str) -> None:
         raise GatewayKeyError(f"no active key named {name!r} in {path}")
 
 
-def load_keys(path: Path) -> dict[str, ApiKey]:
-    """Active keys by hash, with what each has spent so far (from the ledger)."""
+def load_keys(path: Path, *, spending: bool = True) -> dict[str, ApiKey]:
+    """Active keys by hash, with what each has spent so far (from the ledger; 0 without
+    `spending`, which skips summing the ledger)."""
+    spent = (
+        "COALESCE((SELECT SUM(cost_usd) FROM requests r WHERE r.key_id = k.key_id), 0)"
+        if spending
+        else "0"
+    )
     db = _db(path)
     try:
         rows = db.execute(
-            "SELECT k.hash, k.key_id, k.name, k.rate_per_s, k.budget_usd,"
-            " COALESCE((SELECT SUM(cost_usd) FROM requests r WHERE r.key_id = k.key_id), 0)"
+            f"SELECT k.hash, k.key_id, k.name, k.rate_per_s, k.budget_usd, {spent}"
             " FROM api_keys k WHERE k.revoked IS NULL"
         ).fetchall()
     finally:
@@ -128,10 +133,12 @@ def list_keys(path: Path) -> list[dict[str, object]]:
 
 
 class KeyRing:
-    """The server's view of the keys: look one up by the bearer secret."""
+    """The server's view of the keys: look one up by the bearer secret. The database is read
+    again at most every `refresh_s` seconds when a request comes, so a key added or revoked
+    (by any replica's operator) takes effect on every replica within `refresh_s`."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, refresh_s: float = 5.0) -> None:
+        self.path, self.refresh_s = path, refresh_s
         self._keys = load_keys(path)
         self._loaded = time.monotonic()
 
@@ -139,14 +146,14 @@ class KeyRing:
         return len(self._keys)
 
     def find(self, secret: str) -> ApiKey | None:
-        key = self._keys.get(_hash(secret))
-        if key is None and time.monotonic() - self._loaded > 5.0:
-            self.reload()  # a key added since start-up works within seconds
-            key = self._keys.get(_hash(secret))
-        return key
+        if time.monotonic() - self._loaded > self.refresh_s:
+            self.reload()
+        return self._keys.get(_hash(secret))
 
     def reload(self) -> None:
-        fresh = load_keys(self.path)
+        """Read the keys again (the ledger is summed only at start: spending since then is
+        counted here, or in the shared state)."""
+        fresh = load_keys(self.path, spending=False)
         for h, key in fresh.items():  # keep live buckets and in-memory spending
             old = self._keys.get(h)
             if old is not None:

@@ -13,9 +13,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -23,11 +26,12 @@ from fastapi.responses import Response, StreamingResponse
 
 from openparity.models.types import ChatRequest, StreamChunk
 from openparity.route.cascade import HybridRouter, request_from_params
-from openparity.route.config import GatewayConfig, GatewayConfigError
+from openparity.route.config import GatewayConfig, GatewayConfigError, load_gateway_config
 from openparity.route.keys import ApiKey, KeyRing
 from openparity.route.ledger import Ledger
 from openparity.route.metrics import GatewayMetrics
 from openparity.route.outcome import AllTiersFailedError, RouteResult, StreamBrokenError
+from openparity.route.shared import SharedState, shared_state_for
 
 JSON = "application/json"
 ACCESS_LOG = logging.getLogger("openparity.gateway.access")
@@ -53,19 +57,27 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
     router = router or HybridRouter(config)
     ledger = Ledger(config.ledger.path, store_prompts=config.ledger.store_prompts)
     metrics = GatewayMetrics(router)
+    shared = shared_state_for(config.shared_state and config.shared_state.redis_url, config.name)
+    replica = f"{socket.gethostname()}:{os.getpid()}"
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if shared is not None:
+            await shared.start(router)
         await router.warm()
         yield
         await router.aclose()
+        if shared is not None:
+            await shared.close()
         ledger.close()
 
     app = FastAPI(title="openparity gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.router, app.state.ledger, app.state.metrics = router, ledger, metrics
 
     def finish(result: RouteResult, status: int, key: ApiKey | None) -> None:
-        if key is not None:
+        if key is not None and shared is not None:
+            shared.spend(key, result.cost_usd)
+        elif key is not None:
             key.spent_usd += result.cost_usd
         ledger.record(result, status=status, key_id=key.key_id if key else None)
         metrics.observe(result, status)
@@ -78,7 +90,7 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        key, refusal = _authorize(request, keys)
+        key, refusal = await _authorize(request, keys, shared)
         if refusal is not None:
             return refusal
         body, refusal = await _read_body(request, config.max_request_bytes)
@@ -109,7 +121,7 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
         )
 
     async def forward(request: Request, endpoint: str) -> Response:
-        key, refusal = _authorize(request, keys)
+        key, refusal = await _authorize(request, keys, shared)
         if refusal is not None:
             return refusal
         body, refusal = await _read_body(request, config.max_request_bytes)
@@ -161,7 +173,7 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
     @app.get("/health")
     async def health() -> Response:
         """200 while some tier admits requests, 503 when every breaker is open."""
-        state = router.health()
+        state = router.health() | {"replica": replica, "shared_state": shared is not None}
         status = 200 if state["status"] == "ok" else 503
         return Response(json.dumps(state), status, media_type=JSON)
 
@@ -172,7 +184,11 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
     return app
 
 
-def _authorize(request: Request, keys: KeyRing | None) -> tuple[ApiKey | None, Response | None]:
+async def _authorize(
+    request: Request, keys: KeyRing | None, shared: SharedState | None
+) -> tuple[ApiKey | None, Response | None]:
+    """The request's key, or the refusal: unknown key, budget spent, over its rate (across
+    every replica when the state is shared)."""
     if keys is None:
         return None, None
     header = request.headers.get("authorization", "")
@@ -180,15 +196,20 @@ def _authorize(request: Request, keys: KeyRing | None) -> tuple[ApiKey | None, R
     key = keys.find(secret) if secret else None
     if key is None:
         return None, error_response(
-            401, "missing or unknown gateway API key (Authorization: Bearer op-...)",
+            401, "missing, unknown or revoked gateway API key (Authorization: Bearer op-...)",
             kind="invalid_request_error", code="invalid_api_key",
         )  # fmt: skip
-    if key.over_budget:
+    if shared is not None and (key.rate_per_s is not None or key.budget_usd is not None):
+        admission = await shared.admit(key)
+        over_budget, wait = admission.over_budget, admission.wait_s
+    else:
+        over_budget = key.over_budget
+        wait = 0.0 if over_budget else key.take()
+    if over_budget:
         return key, error_response(
             429, f"key {key.name} has spent its budget of ${key.budget_usd:g}",
             kind="insufficient_quota", code="insufficient_quota",
         )  # fmt: skip
-    wait = key.take()
     if wait:
         retry = {"retry-after": f"{max(1, round(wait))}", "retry-after-ms": f"{wait * 1000:.0f}"}
         return key, error_response(
@@ -404,19 +425,45 @@ def _data(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
 
 
-def serve(app: FastAPI, *, host: str, port: int) -> None:
-    """Run the gateway app with uvicorn until interrupted; one access line per request."""
+CONFIG_ENV = "OPENPARITY_GATEWAY_CONFIG"
+
+
+def app_from_environment() -> FastAPI:
+    """One worker of `serve --workers N`: the app for the config file named by
+    $OPENPARITY_GATEWAY_CONFIG (uvicorn calls this in each worker process)."""
+    _log_access()
+    return create_app(load_gateway_config(Path(os.environ[CONFIG_ENV])))
+
+
+def serve(
+    app: FastAPI | None, *, host: str, port: int, workers: int = 1, config: Path | None = None
+) -> None:
+    """Run the gateway with uvicorn until interrupted; one access line per request. With
+    `workers` > 1, `app` is None and each worker process builds its own from `config`."""
     import uvicorn
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    ACCESS_LOG.addHandler(handler)
-    ACCESS_LOG.setLevel(logging.INFO)
+    _log_access()
+    if workers > 1:
+        assert config is not None
+        os.environ[CONFIG_ENV] = str(config)
+        target: Any = "openparity.route.server:app_from_environment"
+    else:
+        target = app
     uvicorn.run(
-        app,
+        target,
+        factory=workers > 1,
+        workers=workers if workers > 1 else None,
         host=host,
         port=port,
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+
+
+def _log_access() -> None:
+    if not ACCESS_LOG.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        ACCESS_LOG.addHandler(handler)
+        ACCESS_LOG.setLevel(logging.INFO)

@@ -1,0 +1,184 @@
+"""Several gateway replicas, one state: two `openparity serve` processes (and one with
+`--workers 2`) on one config, sharing a real redis-server and one ledger. A key's rate limit and
+budget hold across replicas, a breaker opened on one is open on the other, a revoked key stops
+working on every replica within the key ring's refresh time."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import yaml
+
+from openparity.models.local_server import free_port
+from tests.cli import openparity
+from tests.route.gateway import serving
+from tests.route.redis_server import running_redis
+
+PRICE = 100_000.0  # USD per million tokens: each answer (1 + 1 tokens) costs $0.2
+
+
+@pytest.fixture(scope="module")
+def stub():
+    from openparity.testing.stub_server import StubServer
+
+    with StubServer(text="four") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, stub):
+    """The config, the keys, Redis; replicas are started by the tests that need them."""
+    directory = tmp_path_factory.mktemp("replicas")
+    models = directory / "models.yaml"
+    models.write_text(
+        yaml.safe_dump({"models": {"upstream": {
+            "backend": "openai", "model": "stub", "base_url": stub.base_url,
+            "price": {"input": PRICE, "output": PRICE},
+        }}}),
+        encoding="utf-8",
+    )  # fmt: skip
+    with running_redis(directory) as redis_url:
+        config = {
+            "models_file": str(models),
+            "tiers": [{"model": "upstream", "checks": ["non_empty"], "retries": 0,
+                       "breaker_failures": 2, "breaker_cooldown_s": 3}],
+            "ledger": {"path": str(directory / "ledger.sqlite")},
+            "shared_state": {"redis_url": redis_url},
+        }  # fmt: skip
+        path = directory / "gateway.yaml"
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        keys = {}
+        for name, args in {"limited": ["--rate", "2"], "budgeted": ["--budget-usd", "0.3"],
+                           "free": [], "doomed": []}.items():  # fmt: skip
+            added = openparity("route", "keys", "add", name, "-c", str(path), *args)
+            assert added.returncode == 0, added.stderr
+            keys[name] = added.stdout.strip()
+        yield path, keys
+
+
+@pytest.fixture(scope="module")
+def replicas(setup):
+    path, _ = setup
+    with (
+        serving(path, free_port(), log_name="a.log") as a,
+        serving(path, free_port(), log_name="b.log") as b,
+    ):
+        yield a, b
+
+
+def call(base_url: str, key: str) -> int:
+    """One chat request with a fresh connection; its HTTP status."""
+    body = json.dumps({"model": "openparity-hybrid", "max_tokens": 4,
+                       "messages": [{"role": "user", "content": "2+2?"}]}).encode()  # fmt: skip
+    request = urllib.request.Request(
+        base_url + "/chat/completions", body,
+        {"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def health(base_url: str) -> dict:
+    url = base_url.removesuffix("/v1") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return json.loads(answer.read())
+    except urllib.error.HTTPError as error:  # 503: every breaker open
+        return json.loads(error.read())
+
+
+def test_two_replicas_share_one_rate_limit(replicas, setup):
+    _, keys = setup
+    a, b = replicas
+    started = time.monotonic()
+    statuses = [
+        (side, call(url, keys["limited"])) for _ in range(6) for side, url in (("a", a), ("b", b))
+    ]
+    elapsed = time.monotonic() - started
+    allowed = sum(status == 200 for _, status in statuses)
+    # a token bucket of 2/s with a burst of 2, across both replicas together
+    assert allowed <= 2 + 2 * elapsed, (statuses, elapsed)
+    assert {side for side, status in statuses if status == 429} == {"a", "b"}
+    assert {status for _, status in statuses} == {200, 429}
+
+
+def test_two_replicas_share_one_budget(replicas, setup):
+    _, keys = setup
+    a, b = replicas
+    assert call(a, keys["budgeted"]) == 200  # $0.2 spent
+    time.sleep(0.3)  # the spending lands in Redis after the answer
+    assert call(b, keys["budgeted"]) == 200  # $0.4: over, but admitted at $0.2
+    time.sleep(0.3)
+    assert call(a, keys["budgeted"]) == 429  # A alone has seen only its own $0.2
+    assert call(b, keys["budgeted"]) == 429
+
+
+def test_a_revoked_key_stops_on_every_replica(replicas, setup):
+    path, keys = setup
+    a, b = replicas
+    assert call(a, keys["doomed"]) == 200 and call(b, keys["doomed"]) == 200
+    revoked = openparity("route", "keys", "revoke", "doomed", "-c", str(path))
+    assert revoked.returncode == 0, revoked.stderr
+    started, refused = time.monotonic(), set()
+    while refused != {"a", "b"} and time.monotonic() - started < 10:
+        for side, url in (("a", a), ("b", b)):
+            if call(url, keys["doomed"]) == 401:
+                refused.add(side)
+        time.sleep(0.2)
+    assert refused == {"a", "b"}
+    assert time.monotonic() - started <= 5.0 + 2.0  # the key ring's refresh time, plus slack
+
+
+def test_a_breaker_opened_on_one_replica_is_open_on_the_other(replicas, setup, stub):
+    _, keys = setup
+    a, b = replicas
+    stub.script({"status": 500}, {"status": 500})
+    assert [call(a, keys["free"]) for _ in range(2)] == [502, 502]  # two failures: open
+    assert health(a)["tiers"][0]["breaker"] == "open"
+    deadline = time.monotonic() + 2
+    while health(b)["tiers"][0]["breaker"] != "open":
+        assert time.monotonic() < deadline, health(b)
+        time.sleep(0.05)
+    before = len(stub.requests)
+    assert call(b, keys["free"]) == 502  # refused by the breaker, the upstream never asked
+    assert len(stub.requests) == before
+    time.sleep(3.2)  # the cooldown: one probe goes through, succeeds, closes it everywhere
+    assert call(b, keys["free"]) == 200
+    deadline = time.monotonic() + 2
+    while health(a)["tiers"][0]["breaker"] != "closed":
+        assert time.monotonic() < deadline, health(a)
+        time.sleep(0.05)
+
+
+def test_workers_share_the_state_too(setup):
+    path, keys = setup
+    with serving(path, free_port(), "--workers", "2", log_name="workers.log") as url:
+        seen = set()
+        for _ in range(400):  # each request opens a new connection: either worker may take it
+            seen.add(health(url)["replica"])
+            if len(seen) == 2:
+                break
+        assert len(seen) == 2, "the second worker never answered"
+        time.sleep(1.5)  # the limited key's bucket refills
+        started = time.monotonic()
+        statuses = [call(url, keys["limited"]) for _ in range(12)]
+        elapsed = time.monotonic() - started
+    assert statuses.count(200) <= 2 + 2 * elapsed, statuses
+
+
+def test_several_workers_without_shared_state_is_refused(tmp_path):
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        yaml.safe_dump({"tiers": [{"model": "local:smollm2-135m"}], "auth": {"required": False}}),
+        encoding="utf-8",
+    )
+    result = openparity("serve", "-c", str(config), "--workers", "2", timeout=60)
+    assert result.returncode != 0
+    assert "needs shared_state.redis_url" in result.stderr
