@@ -15,7 +15,7 @@ from openparity.models.local_server import free_port
 
 @contextmanager
 def running_redis(directory: Path):
-    """Yields the redis:// URL of a fresh, unpersisted server; stops it on exit."""
+    """Yields (the redis:// URL, the process) of a fresh, unpersisted server; stops it on exit."""
     binary = shutil.which("redis-server")
     assert binary, (
         "redis-server is not installed (apt-get install redis-server; scripts/test.sh does)"
@@ -37,7 +37,8 @@ def running_redis(directory: Path):
                 assert process.poll() is None, "redis-server exited at start"
                 assert time.monotonic() < deadline, "redis-server did not start"
                 time.sleep(0.05)
-        yield url
+        yield url, process
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=10)

@@ -41,7 +41,7 @@ def setup(tmp_path_factory, stub):
         }}}),
         encoding="utf-8",
     )  # fmt: skip
-    with running_redis(directory) as redis_url:
+    with running_redis(directory) as (redis_url, _):
         config = {
             "models_file": str(models),
             "tiers": [{"model": "upstream", "checks": ["non_empty"], "retries": 0,
@@ -182,3 +182,21 @@ def test_several_workers_without_shared_state_is_refused(tmp_path):
     result = openparity("serve", "-c", str(config), "--workers", "2", timeout=60)
     assert result.returncode != 0
     assert "needs shared_state.redis_url" in result.stderr
+
+
+def test_a_lost_redis_degrades_to_per_replica_state_and_keeps_answering(setup, tmp_path):
+    path, keys = setup
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    with running_redis(tmp_path) as (redis_url, redis_process):
+        config["shared_state"] = {"redis_url": redis_url}
+        own = tmp_path / "gateway.yaml"
+        own.write_text(yaml.safe_dump(config), encoding="utf-8")
+        with serving(own, free_port(), log_name="degraded.log") as url:
+            assert call(url, keys["free"]) == 200
+            redis_process.kill()
+            redis_process.wait()
+            assert call(url, keys["free"]) == 200
+            time.sleep(2.5)  # the limited key's own bucket, now per replica, refills
+            assert [call(url, keys["limited"]) for _ in range(4)].count(429) >= 1
+    log = (tmp_path / "degraded.log").read_text()
+    assert "limits and breakers are per replica until it is back" in log
