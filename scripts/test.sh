@@ -8,12 +8,14 @@ bash scripts/install.sh
 
 # The HTML report test renders pages in Debian's headless Chromium; the sandbox tests also run
 # every hostile program as the user nobody (setpriv), with Debian's python3.11; the gateway's
-# replica tests start a real redis-server.
+# replica and ledger tests start a real redis-server and PostgreSQL server.
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 [ -x /usr/bin/python3.11 ] || missing+=(python3.11)
 command -v setpriv >/dev/null || missing+=(util-linux)
 command -v redis-server >/dev/null || missing+=(redis-server)  # gateway replicas' shared state
+command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+  || missing+=(postgresql)                                      # the gateway's PostgreSQL ledger
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -61,8 +61,10 @@ def cost(
     utilisation: float = typer.Option(0.6, "--utilisation"),
     ops_overhead: float = typer.Option(0.2, "--ops-overhead"),
     open_share: float = typer.Option(1.0, "--open-share", help="Share answered open-first."),
-    open_share_from: Path | None = typer.Option(
-        None, "--open-share-from", help="Gateway ledger: use the open share it measured."
+    open_share_from: str | None = typer.Option(
+        None,
+        "--open-share-from",
+        help="Gateway ledger (file or postgresql:// URL): use the open share it measured.",
     ),
     models_file: Path | None = typer.Option(None, "--models", help="models.yaml to read."),
     fmt: str = typer.Option("terminal", "--format", help="terminal, json or html."),
@@ -87,11 +89,12 @@ def cost(
     traffic = Traffic(requests, prompt_tokens, completion_tokens)
     share_source = "assumed"
     if open_share_from is not None:
+        from openparity.route.ledger_db import as_target
         from openparity.route.stats import ledger_stats
 
-        measured = ledger_stats(open_share_from)
+        measured = ledger_stats(as_target(open_share_from))
         if not measured.answered:
-            raise OpenparityError(f"the ledger {open_share_from} has no answered requests yet")
+            raise OpenparityError(f"the ledger {measured.path} has no answered requests yet")
         open_share = measured.open_share
         share_source = f"measured on {measured.answered} gateway requests"
     study = cost_report.CostStudy(

@@ -61,14 +61,17 @@ def serve(
 @route_app.command()
 def stats(
     config: Path = CONFIG,
-    ledger: Path | None = typer.Option(None, "--ledger", help="Ledger file (default: config's)."),
+    ledger: str | None = typer.Option(
+        None, "--ledger", help="Ledger file or postgresql:// URL (default: the config's)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Open share, fallback reasons and cost vs all-closed, from the gateway's ledger."""
     from openparity.console import print_json
+    from openparity.route.ledger_db import as_target
     from openparity.route.stats import ledger_stats, render
 
-    result = ledger_stats(ledger or _ledger_path(config))
+    result = ledger_stats(as_target(ledger) if ledger else _ledger_target(config))
     if as_json:
         print_json(result.to_dict())
     else:
@@ -120,7 +123,7 @@ def keys_add(
     from openparity.console import err, out
     from openparity.route.keys import add_key
 
-    secret = add_key(_ledger_path(config), name, rate_per_s=rate, budget_usd=budget)
+    secret = add_key(_ledger_target(config), name, rate_per_s=rate, budget_usd=budget)
     out.print(secret, soft_wrap=True)
     err.print("store it now: it cannot be shown again")
 
@@ -133,7 +136,7 @@ def keys_list(
     from openparity.console import Column, print_json, print_table
     from openparity.route.keys import list_keys
 
-    keys = list_keys(_ledger_path(config))
+    keys = list_keys(_ledger_target(config))
     if as_json:
         print_json(keys)
         return
@@ -157,11 +160,12 @@ def keys_revoke(name: str = typer.Argument(...), config: Path = CONFIG) -> None:
     from openparity.console import out
     from openparity.route.keys import revoke_key
 
-    revoke_key(_ledger_path(config), name)
+    revoke_key(_ledger_target(config), name)
     out.print(f"revoked {name}")
 
 
-def _ledger_path(config: Path) -> Path:
+def _ledger_target(config: Path) -> Path | str:
+    """The config's ledger: its SQLite file, or its PostgreSQL URL."""
     from openparity.route.config import load_gateway_config
 
-    return load_gateway_config(config).ledger.path
+    return load_gateway_config(config).ledger.target

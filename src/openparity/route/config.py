@@ -3,6 +3,7 @@ settings. `openparity route calibrate` rewrites the thresholds in it, atomically
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,8 +49,17 @@ class AuthConfig(_Strict):
 
 
 class LedgerConfig(_Strict):
+    """Where requests, attempts and keys are stored: the SQLite file `path`, or the PostgreSQL
+    database `url` (one store for several replicas; `${VAR}` takes the password from the
+    environment)."""
+
     path: Path = Path(".openparity/gateway.sqlite")
+    url: str | None = Field(None, pattern=r"^postgres(ql)?://")
     store_prompts: bool = False  # prompts and answers stay out of the ledger unless set
+
+    @property
+    def target(self) -> Path | str:
+        return os.path.expandvars(self.url) if self.url else self.path
 
 
 class SharedStateConfig(_Strict):

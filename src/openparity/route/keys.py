@@ -1,24 +1,26 @@
-"""Gateway API keys: stored as SHA-256 hashes in the ledger database, each with a rate limit
-(token bucket) and a spending budget in USD checked against the ledger's costs."""
+"""Gateway API keys: stored as SHA-256 hashes in the ledger database (the one store every
+replica reads), each with a rate limit (token bucket) and a spending budget in USD checked
+against the ledger's costs."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from openparity.errors import OpenparityError
-from openparity.route.ledger import connect
+from openparity.route.ledger_db import (
+    LedgerConflict,
+    LedgerDB,
+    LedgerStoreError,
+    LedgerTarget,
+    describe,
+)
 
-KEYS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_keys (
-    key_id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, hash TEXT NOT NULL UNIQUE,
-    rate_per_s REAL, budget_usd REAL, created REAL NOT NULL, revoked REAL
-);
-"""
+LOG = logging.getLogger("openparity.gateway.keys")
+
 PREFIX = "op-"
 
 
@@ -59,28 +61,22 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _db(path: Path) -> sqlite3.Connection:
-    db = connect(path)
-    db.executescript(KEYS_SCHEMA)
-    return db
-
-
 def add_key(
-    path: Path, name: str, *, rate_per_s: float | None = None, budget_usd: float | None = None
-) -> str:
+    target: LedgerTarget, name: str, *, rate_per_s: float | None = None,
+    budget_usd: float | None = None,
+) -> str:  # fmt: skip
     """Create a key and return its secret (shown once; only its hash is stored)."""
     secret = PREFIX + secrets.token_urlsafe(32)
-    db = _db(path)
+    db = LedgerDB(target)
     try:
-        with db:
-            db.execute(
-                "INSERT INTO api_keys VALUES (?,?,?,?,?,?,NULL)",
-                ("key-" + secrets.token_hex(6), name, _hash(secret), rate_per_s, budget_usd,
-                 time.time()),
-            )  # fmt: skip
-    except sqlite3.IntegrityError:
+        db.execute(
+            "INSERT INTO api_keys VALUES (?,?,?,?,?,?,NULL)",
+            ("key-" + secrets.token_hex(6), name, _hash(secret), rate_per_s, budget_usd,
+             time.time()),
+        )  # fmt: skip
+    except LedgerConflict:
         raise GatewayKeyError(
-            f"a key named {name!r} already exists in {path}",
+            f"a key named {name!r} already exists in {db.label}",
             hint="pick another name, or revoke it first: openparity route keys revoke NAME",
         ) from None
     finally:
@@ -88,21 +84,19 @@ def add_key(
     return secret
 
 
-def revoke_key(path: Path, name: str) -> None:
-    db = _db(path)
+def revoke_key(target: LedgerTarget, name: str) -> None:
+    db = LedgerDB(target)
     try:
-        with db:
-            found = db.execute(
-                "UPDATE api_keys SET revoked=? WHERE name=? AND revoked IS NULL",
-                (time.time(), name),
-            ).rowcount
+        found = db.execute(
+            "UPDATE api_keys SET revoked=? WHERE name=? AND revoked IS NULL", (time.time(), name)
+        )
     finally:
         db.close()
     if not found:
-        raise GatewayKeyError(f"no active key named {name!r} in {path}")
+        raise GatewayKeyError(f"no active key named {name!r} in {describe(target)}")
 
 
-def load_keys(path: Path, *, spending: bool = True) -> dict[str, ApiKey]:
+def load_keys(target: LedgerTarget, *, spending: bool = True) -> dict[str, ApiKey]:
     """Active keys by hash, with what each has spent so far (from the ledger; 0 without
     `spending`, which skips summing the ledger)."""
     spent = (
@@ -110,25 +104,25 @@ def load_keys(path: Path, *, spending: bool = True) -> dict[str, ApiKey]:
         if spending
         else "0"
     )
-    db = _db(path)
+    db = LedgerDB(target)
     try:
-        rows = db.execute(
+        rows = db.query(
             f"SELECT k.hash, k.key_id, k.name, k.rate_per_s, k.budget_usd, {spent}"
             " FROM api_keys k WHERE k.revoked IS NULL"
-        ).fetchall()
+        )
     finally:
         db.close()
     return {
-        h: ApiKey(key_id, name, rate, budget, spent, tokens=max(1.0, rate or 1.0))
+        h: ApiKey(key_id, name, rate, budget, float(spent), tokens=max(1.0, rate or 1.0))
         for h, key_id, name, rate, budget, spent in rows
     }
 
 
-def list_keys(path: Path) -> list[dict[str, object]]:
+def list_keys(target: LedgerTarget) -> list[dict[str, object]]:
     return [
         {"key_id": k.key_id, "name": k.name, "rate_per_s": k.rate_per_s,
          "budget_usd": k.budget_usd, "spent_usd": round(k.spent_usd, 6)}
-        for k in load_keys(path).values()
+        for k in load_keys(target).values()
     ]  # fmt: skip
 
 
@@ -137,9 +131,9 @@ class KeyRing:
     again at most every `refresh_s` seconds when a request comes, so a key added or revoked
     (by any replica's operator) takes effect on every replica within `refresh_s`."""
 
-    def __init__(self, path: Path, refresh_s: float = 5.0) -> None:
-        self.path, self.refresh_s = path, refresh_s
-        self._keys = load_keys(path)
+    def __init__(self, target: LedgerTarget, refresh_s: float = 5.0) -> None:
+        self.target, self.refresh_s = target, refresh_s
+        self._keys = load_keys(target)
         self._loaded = time.monotonic()
 
     def __len__(self) -> int:
@@ -147,13 +141,17 @@ class KeyRing:
 
     def find(self, secret: str) -> ApiKey | None:
         if time.monotonic() - self._loaded > self.refresh_s:
-            self.reload()
+            try:
+                self.reload()
+            except LedgerStoreError as exc:  # the database is away: keep the keys we know
+                self._loaded = time.monotonic()
+                LOG.warning("keys not re-read: %s", exc.message)
         return self._keys.get(_hash(secret))
 
     def reload(self) -> None:
         """Read the keys again (the ledger is summed only at start: spending since then is
         counted here, or in the shared state)."""
-        fresh = load_keys(self.path, spending=False)
+        fresh = load_keys(self.target, spending=False)
         for h, key in fresh.items():  # keep live buckets and in-memory spending
             old = self._keys.get(h)
             if old is not None:

@@ -1,5 +1,6 @@
-"""The gateway's ledger: one SQLite (WAL) row per request and one per attempt, with tokens,
-cost, latency, outcome and check reasons; failed attempts are costed too.
+"""The gateway's ledger: one row per request and one per attempt, with tokens, cost, latency,
+outcome and check reasons; failed attempts are costed too. A SQLite file (WAL) by default, or
+PostgreSQL (`ledger.url`) for several replicas: the same rows, the same guarantees.
 
 Rows are written by one background thread in batches (one transaction each), so a request
 never waits on the disk. A batch that fails (disk full) is kept and retried, and one line
@@ -8,56 +9,32 @@ says why; `close()` drains everything. A kill -9 loses at most the last batch in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
-import sqlite3
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from openparity.route.ledger_db import LedgerDB, LedgerStoreError, LedgerTarget, describe
 from openparity.route.outcome import RouteResult
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS requests (
-    request_id TEXT PRIMARY KEY, created REAL NOT NULL, key_id TEXT, stream INTEGER NOT NULL,
-    status INTEGER NOT NULL, route TEXT NOT NULL, answered_by TEXT, tier INTEGER,
-    prompt_tokens INTEGER, completion_tokens INTEGER, cost_usd REAL NOT NULL,
-    closed_cost_usd REAL, latency_s REAL NOT NULL, error TEXT, prompt TEXT, answer TEXT
-);
-CREATE TABLE IF NOT EXISTS attempts (
-    request_id TEXT NOT NULL, n INTEGER NOT NULL, tier INTEGER NOT NULL, model TEXT NOT NULL,
-    outcome TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, prompt_tokens INTEGER,
-    completion_tokens INTEGER, cost_usd REAL NOT NULL, latency_s REAL NOT NULL, checks TEXT,
-    PRIMARY KEY (request_id, n)
-);
-CREATE INDEX IF NOT EXISTS requests_key ON requests (key_id);
-CREATE INDEX IF NOT EXISTS requests_created ON requests (created);
-"""
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    """The ledger database (created with its schema), WAL mode."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, check_same_thread=False, timeout=30)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.executescript(SCHEMA)
-    return db
 
 
 class Ledger:
-    """Append-only request log; `record()` never blocks on SQLite."""
+    """Append-only request log; `record()` never blocks on the database."""
 
-    def __init__(self, path: Path, *, store_prompts: bool = False, flush_s: float = 0.05):
-        self.path = Path(path)
+    def __init__(
+        self, target: LedgerTarget, *, store_prompts: bool = False, flush_s: float = 0.05
+    ) -> None:
+        self.target = target if isinstance(target, str) else Path(target)
         self.store_prompts = store_prompts
         self._flush_s = flush_s
         self._queue: queue.SimpleQueue[tuple[tuple[Any, ...], list[tuple[Any, ...]]] | None] = (
             queue.SimpleQueue()
         )
-        self._db = connect(self.path)
+        self._db: LedgerDB | None = LedgerDB(self.target)
         self._pending = 0
         self._idle = threading.Condition()
         self._thread = threading.Thread(target=self._write_loop, name="ledger", daemon=True)
@@ -107,7 +84,8 @@ class Ledger:
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(30)
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
 
     def _write_loop(self) -> None:
         batch: list[tuple[tuple[Any, ...], list[tuple[Any, ...]]]] = []
@@ -138,21 +116,23 @@ class Ledger:
 
     def _write(self, batch: list[tuple[tuple[Any, ...], list[tuple[Any, ...]]]]) -> bool:
         try:
-            with self._db:
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [request for request, _ in batch],
-                )
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [row for _, rows in batch for row in rows],
-                )
+            if self._db is None:  # a lost server connection: open a new one
+                self._db = LedgerDB(self.target)
+            with self._db.transaction():
+                self._db.insert("requests", [request for request, _ in batch])
+                self._db.insert("attempts", [row for _, rows in batch for row in rows])
             return True
-        except sqlite3.Error as exc:
+        except LedgerStoreError as exc:
+            where = describe(self.target)
             print(
-                f"error: the ledger {self.path} cannot be written ({exc}); {len(batch)} requests"
-                " are kept in memory and retried: free disk space or fix the path",
+                f"error: the ledger {where} cannot be written ({exc.message}); {len(batch)}"
+                " requests are kept in memory and retried: free disk space, fix the path or"
+                " bring the database back",
                 file=sys.stderr,
             )
+            if self._db is not None and self._db.postgres:
+                with contextlib.suppress(Exception):
+                    self._db.close()
+                self._db = None
             time.sleep(1.0)
             return False

@@ -29,6 +29,7 @@ from openparity.route.cascade import HybridRouter, request_from_params
 from openparity.route.config import GatewayConfig, GatewayConfigError, load_gateway_config
 from openparity.route.keys import ApiKey, KeyRing
 from openparity.route.ledger import Ledger
+from openparity.route.ledger_db import describe
 from openparity.route.metrics import GatewayMetrics
 from openparity.route.outcome import AllTiersFailedError, RouteResult, StreamBrokenError
 from openparity.route.shared import SharedState, shared_state_for
@@ -47,15 +48,15 @@ def error_response(
 
 def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> FastAPI:
     """The gateway app. Raises GatewayConfigError when keys are required and none exist."""
-    keys = KeyRing(config.ledger.path) if config.auth.required else None
+    keys = KeyRing(config.ledger.target) if config.auth.required else None
     if keys is not None and not len(keys):
         raise GatewayConfigError(
-            f"the gateway requires API keys and {config.ledger.path} holds none",
+            f"the gateway requires API keys and {describe(config.ledger.target)} holds none",
             hint="create one: openparity route keys add NAME --config gateway.yaml"
             " (or set auth.required: false for a loopback-only test)",
         )
     router = router or HybridRouter(config)
-    ledger = Ledger(config.ledger.path, store_prompts=config.ledger.store_prompts)
+    ledger = Ledger(config.ledger.target, store_prompts=config.ledger.store_prompts)
     metrics = GatewayMetrics(router)
     shared = shared_state_for(config.shared_state and config.shared_state.redis_url, config.name)
     replica = f"{socket.gethostname()}:{os.getpid()}"

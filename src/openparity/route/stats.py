@@ -3,7 +3,6 @@ closed (last) tier. `openparity route stats`; `openparity cost --open-share` can
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,6 +11,13 @@ from typing import Any
 import numpy as np
 
 from openparity.errors import OpenparityError
+from openparity.route.ledger_db import (
+    LedgerDB,
+    LedgerStoreError,
+    LedgerTarget,
+    describe,
+    is_postgres,
+)
 
 
 @dataclass(frozen=True)
@@ -41,28 +47,36 @@ class LedgerStats:
         return asdict(self) | {"saving_share": self.saving_share}
 
 
-def ledger_stats(path: Path, *, since: float | None = None) -> LedgerStats:
-    """Summarise the ledger at `path` (requests created at or after `since`, if given)."""
-    if not Path(path).is_file():
+def ledger_stats(target: LedgerTarget, *, since: float | None = None) -> LedgerStats:
+    """Summarise the ledger (a SQLite file or a postgresql:// URL); requests created at or
+    after `since`, if given."""
+    if not is_postgres(target) and not Path(target).is_file():
         raise OpenparityError(
-            f"no gateway ledger at {path}", hint="run openparity serve first, or pass --ledger"
+            f"no gateway ledger at {target}", hint="run openparity serve first, or pass --ledger"
         )
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        db = LedgerDB(target, read_only=True)
+    except LedgerStoreError as exc:
+        raise OpenparityError(
+            f"{describe(target)} is not a readable gateway ledger ({exc})"
+        ) from None
     try:
         where, args = ("WHERE created >= ?", (since,)) if since is not None else ("", ())
-        rows = db.execute(
+        rows = db.query(
             f"SELECT request_id, route, answered_by, tier, cost_usd, closed_cost_usd, latency_s"
             f" FROM requests {where}",
             args,
-        ).fetchall()
-        reasons = db.execute(
+        )
+        reasons = db.query(
             "SELECT a.reason, COUNT(*) FROM attempts a JOIN requests r USING (request_id)"
             f" {where.replace('created', 'r.created')} {'AND' if where else 'WHERE'}"
             " a.outcome NOT IN ('ok', 'cancelled') GROUP BY a.reason ORDER BY 2 DESC",
             args,
-        ).fetchall()
-    except sqlite3.DatabaseError as exc:
-        raise OpenparityError(f"{path} is not a readable gateway ledger ({exc})") from None
+        )
+    except LedgerStoreError as exc:
+        raise OpenparityError(
+            f"{describe(target)} is not a readable gateway ledger ({exc})"
+        ) from None
     finally:
         db.close()
     answered = [r for r in rows if r[3] is not None and r[1] not in ("failed", "broken")]
@@ -71,7 +85,7 @@ def ledger_stats(path: Path, *, since: float | None = None) -> LedgerStats:
     if any(r[5] is None for r in answered):
         notes.append("the last tier has no price: cost against all-closed is incomplete")
     return LedgerStats(
-        path=str(path),
+        path=describe(target),
         requests=len(rows),
         answered=len(answered),
         failed=sum(r[1] == "failed" for r in rows),
