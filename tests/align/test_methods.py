@@ -233,7 +233,8 @@ def test_curriculum_orders_examples_by_the_base_models_measured_difficulty(tmp_p
     store = RunStore(store_path)
     run = RunInfo("base-run", "local:smollm2-135m", "t", {"samples": 2}, [], "t", False, "acc", 0)
     store.create_run(run)
-    solved = {"q0": (0, 0), "q1": (1, 1), "q2": (1, 0), "q4": (0, 1)}  # q3: never scored
+    # q3: never scored; a custom task's ids carry its name
+    solved = {"q0": (0, 0), "q1": (1, 1), "t/q2": (1, 0), "t/q4": (0, 1)}
     for item, results in solved.items():
         for sample, score in enumerate(results):
             store.put(Record("base-run", item, sample, "h", score=float(score)))

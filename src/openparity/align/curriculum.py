@@ -29,7 +29,10 @@ class Curriculum:
                 f"no run store at {self.store} for --curriculum",
                 hint="run the base model first: openparity bench run BASE TASK (or pass --store)",
             )
-        return load_scores(RunStore(self.store), self.run_id).scores
+        scores = load_scores(RunStore(self.store), self.run_id).scores
+        # a custom task's item ids carry the task's name ("task/<record id>"): match both
+        aliases = {i.split("/", 1)[1]: v for i, v in scores.items() if "/" in i}
+        return aliases | scores
 
     def order(self, examples: Examples, seed: int) -> Examples:
         """The examples easiest first; counts the ones the run did not score."""
