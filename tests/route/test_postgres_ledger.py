@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from openparity.models.local_server import free_port
+from openparity.testing.servers import running_postgres
 from tests.cli import CLI, openparity
 from tests.route.gateway import serving
-from tests.route.postgres_server import running_postgres
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from openparity.models.local_server import free_port
+from openparity.testing.servers import running_redis
 from tests.cli import openparity
 from tests.route.gateway import serving
-from tests.route.redis_server import running_redis
 
 PRICE = 100_000.0  # USD per million tokens: each answer (1 + 1 tokens) costs $0.2
 
