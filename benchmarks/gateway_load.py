@@ -1,5 +1,6 @@
-"""Load test: 10,000 requests through `openparity serve` while both upstreams inject 20 % random
-faults (500, 503, 429, empty 200, malformed JSON), one in five requests streamed.
+"""Load test: 10,000 requests through `openparity serve --workers 2` (shared state in a real
+redis-server, the ledger in a real PostgreSQL) while both upstreams inject 20 % random faults
+(500, 503, 429, empty 200, malformed JSON), one in five requests streamed.
 
 Checks and prints: every request got an answer or a well-formed OpenAI-style error (no hang,
 no malformed reply), ledger rows = requests, and the gateway's open sockets return to their
@@ -7,13 +8,14 @@ idle level afterwards (no leaked connections). Also the share answered by each t
 fallback reasons, from `openparity route stats`.
 
     python benchmarks/gateway_load.py [--requests 10000] [--concurrency 100] [--fault-rate 0.2]
+        [--workers 2] [--sqlite]     (--sqlite: the SQLite ledger and in-process state instead)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import sqlite3
+import contextlib
 import subprocess
 import tempfile
 import time
@@ -21,6 +23,9 @@ from collections import Counter
 from pathlib import Path
 
 from gateway_procs import OPENPARITY, load, open_sockets, percentile, start_gateway, start_stub
+
+from openparity.route.ledger_db import LedgerDB
+from openparity.testing.servers import running_postgres, running_redis
 
 POOL = 64  # max_concurrency per tier: bounds the upstream connections the gateway keeps
 SECOND_ROUND = 2000
@@ -31,10 +36,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--fault-rate", type=float, default=0.2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--sqlite", action="store_true", help="SQLite ledger, one process's state")
     args = parser.parse_args()
     processes = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as servers:
         directory = Path(tmp)
+        shared: dict = {}
+        if not args.sqlite:
+            redis_url, _ = servers.enter_context(running_redis(directory))
+            postgres = servers.enter_context(running_postgres())
+            shared = {"shared_state": {"redis_url": redis_url}, "ledger": {"url": postgres.url}}
         try:
             open_url, open_stub = start_stub(args.fault_rate, seed=1)
             closed_url, closed_stub = start_stub(args.fault_rate, seed=2)
@@ -53,8 +65,10 @@ def main() -> None:
             config = {
                 "models_file": str(models),
                 "tiers": [{"model": "open", **tier}, {"model": "closed", **tier}],
+                **shared,
             }
-            url, key, gateway = start_gateway(directory, config)
+            workers = 1 if args.sqlite else args.workers
+            url, key, gateway = start_gateway(directory, config, workers=workers)
             processes.append(gateway)
             idle = open_sockets(gateway.pid)
             wall, outcomes = asyncio.run(
@@ -72,13 +86,13 @@ def main() -> None:
             gateway.terminate()  # graceful: drains the ledger
             gateway.wait(60)
             processes.remove(gateway)
-            ledger = directory / "ledger.sqlite"
-            db = sqlite3.connect(ledger)
-            rows = db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
-            attempts = db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0]
+            ledger = shared["ledger"]["url"] if shared else str(directory / "gateway.sqlite")
+            db = LedgerDB(ledger if shared else Path(ledger))
+            ((rows,),) = db.query("SELECT COUNT(*) FROM requests")
+            ((attempts,),) = db.query("SELECT COUNT(*) FROM attempts")
             db.close()
             stats = subprocess.run(
-                [*OPENPARITY, "route", "stats", "--ledger", str(ledger)],
+                [*OPENPARITY, "route", "stats", "--ledger", ledger],
                 capture_output=True, text=True,
             ).stdout  # fmt: skip
         finally:
@@ -89,8 +103,9 @@ def main() -> None:
     statuses = Counter(o.status for o in outcomes)
     latencies = [o.latency_s * 1000 for o in outcomes]
     rate = len(outcomes) / wall
+    where = "SQLite, one process" if args.sqlite else f"{args.workers} workers, Redis, PostgreSQL"
     print(f"{len(outcomes)} requests in {wall:.1f} s ({rate:.0f} req/s), concurrency"
-          f" {args.concurrency}, upstream fault rate {args.fault_rate:.0%} each")  # fmt: skip
+          f" {args.concurrency}, upstream faults {args.fault_rate:.0%} each ({where})")  # fmt: skip
     print(f"replies: {dict(kinds)}; HTTP statuses: {dict(sorted(statuses.items()))}")
     print(f"latency p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms,"
           f" max {max(latencies):.1f} ms")  # fmt: skip
@@ -98,11 +113,12 @@ def main() -> None:
     print(f"ledger: {rows} request rows ({attempts} attempts) for {sent} requests (both rounds)")
     print(
         f"gateway sockets: {idle} idle before, {after} after the load, {settled} after a second"
-        f" round of 2,000 (bound: listener + 2 tiers x {POOL} pooled upstream connections)"
+        f" round of 2,000 (bound per worker: listener + 2 tiers x {POOL} pooled upstream"
+        " connections, + Redis and database connections)"
     )
     print(stats)
     ok = kinds.get("bad", 0) == 0 and len(outcomes) == args.requests and rows == sent
-    ok = ok and settled <= idle + 2 * POOL and settled <= after + 2  # bounded, not growing
+    ok = ok and settled <= idle + 2 * POOL * workers and settled <= after + 2 * workers
     print("PASS" if ok else "FAIL")
     raise SystemExit(0 if ok else 1)
 

@@ -1,15 +1,22 @@
-"""Latency the gateway adds over calling a zero-latency upstream directly, side by side with
-LiteLLM's proxy on the same upstream, at concurrency 100.
+"""Latency the gateway adds over calling a zero-latency upstream directly, and requests/s as
+workers are added, side by side with LiteLLM's proxy on the same upstream, at concurrency 100.
 
-Same run, same stub process, same load generator (aiohttp):
-  direct      the stub itself (the floor)
-  openparity  `openparity serve`, one worker: auth, two tiers, default checks, ledger, metrics
-  litellm     `litellm --config ... --num_workers 1` (skipped when not installed)
-Prints p50 / p99 latency, added latency over direct, requests/s, and openparity vs LiteLLM.
-The load generator shares the machine's cores with the servers: on 2 cores the absolute
-figures include that contention; the ratios are what to compare.
+Same run, same stub process, same load generator (aiohttp); each server runs alone while it is
+measured, then stops:
+  direct                the stub itself (the floor)
+  openparity 1w         `openparity serve`, one worker, state in the process: auth, two tiers,
+                        default checks, ledger, metrics
+  openparity Nw+redis   `serve --workers N` with shared_state in a real redis-server (the key
+                        has a rate limit, so every request runs the shared limiter)
+  litellm Nw+redis      `litellm --num_workers N` with its router state in the same Redis
+                        (skipped when LiteLLM is not installed; --litellm PATH)
+Prints p50 / p99 latency alone and under load, added latency over direct, requests/s, the
+scaling from 1 to N workers, and openparity vs LiteLLM at equal workers. The load generator
+shares the machine's cores with the servers: on 2 cores the absolute figures include that
+contention, and a second worker competes with the load generator; the ratios are what to
+compare.
 
-    python benchmarks/gateway_overhead.py [--requests 5000] [--concurrency 100]
+    python benchmarks/gateway_overhead.py [--requests 5000] [--concurrency 100] [--workers 1,2]
         [--litellm /path/to/venv/bin/litellm]
 """
 
@@ -22,6 +29,8 @@ import tempfile
 from pathlib import Path
 
 from gateway_procs import LITELLM_KEY, load, percentile, start_gateway, start_litellm, start_stub
+
+from openparity.testing.servers import running_redis
 
 
 def measure(name: str, base_url: str, key: str | None, model: str, args) -> dict:
@@ -56,49 +65,75 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--workers", default="1,2", help="Worker counts, comma-separated.")
     parser.add_argument("--litellm", default=shutil.which("litellm"))
     args = parser.parse_args()
-    processes = []
-    with tempfile.TemporaryDirectory() as tmp:
+    counts = [int(w) for w in args.workers.split(",")]
+    rows: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp, running_redis(Path(tmp)) as (redis_url, _):
         directory = Path(tmp)
+        upstream, stub = start_stub()
         try:
-            upstream, stub = start_stub()
-            processes.append(stub)
-            config = {
-                "auth": {"required": True},
-                "tiers": [
-                    {"model": f"openai:open@{upstream}", "max_concurrency": 256},
-                    {"model": f"openai:closed@{upstream}", "max_concurrency": 256},
-                ],
-            }
-            gateway_url, key, gateway = start_gateway(directory, config)
-            processes.append(gateway)
-            rows = [measure("direct", upstream, None, "stub", args)]
-            rows.append(measure("openparity", gateway_url, key, "openparity-hybrid", args))
-            if args.litellm:
-                litellm_url, litellm = start_litellm(directory, upstream, args.litellm)
-                processes.append(litellm)
-                rows.append(measure("litellm", litellm_url, LITELLM_KEY, "bench", args))
+            rows["direct"] = measure("direct", upstream, None, "stub", args)
+            tiers = [
+                {"model": f"openai:open@{upstream}", "max_concurrency": 256},
+                {"model": f"openai:closed@{upstream}", "max_concurrency": 256},
+            ]
+            arms = [("openparity 1w", 1, {})] + [
+                (f"openparity {n}w+redis", n, {"shared_state": {"redis_url": redis_url}})
+                for n in counts
+            ]
+            for name, workers, extra in arms:
+                url, key, gateway = start_gateway(
+                    directory, {"auth": {"required": True}, "tiers": tiers, **extra},
+                    workers=workers, key_args=("--rate", "1000000"), name=f"gw{len(rows)}",
+                )  # fmt: skip
+                try:
+                    rows[name] = measure(name, url, key, "openparity-hybrid", args)
+                finally:
+                    gateway.terminate()
+                    gateway.wait(60)
+            for workers in counts if args.litellm else []:
+                url, litellm = start_litellm(
+                    directory, upstream, args.litellm, workers=workers, redis_url=redis_url
+                )
+                try:
+                    name = f"litellm {workers}w+redis"
+                    rows[name] = measure(name, url, LITELLM_KEY, "bench", args)
+                finally:
+                    litellm.terminate()
+                    litellm.wait(60)
         finally:
-            for process in processes:
-                process.terminate()
-                process.wait(30)
-    direct = rows[0]
+            stub.terminate()
+            stub.wait(30)
+    report(rows, counts, args.concurrency)
+
+
+def report(rows: dict[str, dict], counts: list[int], concurrency: int) -> None:
+    direct = rows["direct"]
     print()
-    for row in rows[1:]:
+    for name, row in rows.items():
+        if name == "direct":
+            continue
         print(
-            f"{row['name']}: adds alone p50 {row['single_p50'] - direct['single_p50']:.2f} ms,"
+            f"{name}: adds alone p50 {row['single_p50'] - direct['single_p50']:.2f} ms,"
             f" p99 {row['single_p99'] - direct['single_p99']:.2f} ms;"
-            f" at {args.concurrency}: p50 {row['p50'] - direct['p50']:.2f} ms,"
+            f" at {concurrency}: p50 {row['p50'] - direct['p50']:.2f} ms,"
             f" p99 {row['p99'] - direct['p99']:.2f} ms; {row['rps']:.0f} req/s"
         )
-    if len(rows) == 3:
-        ours, theirs = rows[1], rows[2]
-        print(
-            f"openparity vs litellm: {ours['rps'] / theirs['rps']:.1f}x the requests/s,"
-            f" p50 {theirs['p50'] / ours['p50']:.1f}x lower, p99 {theirs['p99'] / ours['p99']:.1f}x"
-            " lower"
-        )
+    for side in ("openparity", "litellm"):
+        first, last = f"{side} {counts[0]}w+redis", f"{side} {counts[-1]}w+redis"
+        if first in rows and last in rows and first != last:
+            ratio = rows[last]["rps"] / rows[first]["rps"]
+            print(f"{side}: {counts[-1]} workers give {ratio:.2f}x the requests/s of {counts[0]}")
+    for n in counts:
+        ours, theirs = rows.get(f"openparity {n}w+redis"), rows.get(f"litellm {n}w+redis")
+        if ours and theirs:
+            print(
+                f"openparity vs litellm, {n} worker(s) + redis: {ours['rps'] / theirs['rps']:.1f}x"
+                f" the requests/s, p50 {theirs['p50'] / ours['p50']:.1f}x lower,"
+                f" p99 {theirs['p99'] / ours['p99']:.1f}x lower"
+            )
 
 
 if __name__ == "__main__":

@@ -44,17 +44,22 @@ def start_stub(fault_rate: float = 0.0, seed: int = 0) -> tuple[str, subprocess.
     return base, process
 
 
-def start_gateway(directory: Path, config: dict) -> tuple[str, str, subprocess.Popen]:
-    """`openparity serve` with a fresh ledger and one key; returns (base_url, key, process)."""
+def start_gateway(
+    directory: Path, config: dict, *, workers: int = 1, key_args: tuple[str, ...] = (),
+    name: str = "gateway",
+) -> tuple[str, str, subprocess.Popen]:  # fmt: skip
+    """`openparity serve` (with `workers` processes) with a fresh ledger, unless the config
+    names one, and one key; returns (base_url, key, process)."""
     port = free_port()
-    config = {"port": port, "ledger": {"path": str(directory / "ledger.sqlite")}, **config}
-    path = directory / "gateway.yaml"
+    ledger = {"path": str(directory / f"{name}.sqlite")}
+    config = {"port": port, "ledger": ledger, **config}
+    path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     key = subprocess.run(
-        [*OPENPARITY, "route", "keys", "add", "bench", "-c", str(path)],
+        [*OPENPARITY, "route", "keys", "add", f"bench-{port}", "-c", str(path), *key_args],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
-    process = subprocess.Popen([*OPENPARITY, "serve", "-c", str(path)])
+    process = subprocess.Popen([*OPENPARITY, "serve", "-c", str(path), "--workers", str(workers)])
     wait_until_up(f"http://127.0.0.1:{port}/health", process, "the gateway")
     return f"http://127.0.0.1:{port}/v1", key, process
 
@@ -62,22 +67,28 @@ def start_gateway(directory: Path, config: dict) -> tuple[str, str, subprocess.P
 LITELLM_KEY = "sk-openparity-bench-0123456789abcdef0123456789abcdef"
 
 
-def start_litellm(directory: Path, upstream: str, litellm: str) -> tuple[str, subprocess.Popen]:
-    """LiteLLM's proxy (one worker, master-key auth) in front of the same upstream."""
+def start_litellm(
+    directory: Path, upstream: str, litellm: str, *, workers: int = 1, redis_url: str | None = None
+) -> tuple[str, subprocess.Popen]:
+    """LiteLLM's proxy (`workers` processes, master-key auth; its router's shared state in
+    Redis when `redis_url` is given) in front of the same upstream."""
     port = free_port()
-    config = {
+    config: dict = {
         "model_list": [
             {"model_name": "bench",
              "litellm_params": {"model": "openai/stub", "api_base": upstream, "api_key": "x"}}
         ],
         "litellm_settings": {"drop_params": True, "set_verbose": False},
     }  # fmt: skip
-    path = directory / "litellm.yaml"
+    if redis_url:
+        host, redis_port = redis_url.removeprefix("redis://").split("/")[0].split(":")
+        config["router_settings"] = {"redis_host": host, "redis_port": int(redis_port)}
+    path = directory / f"litellm-{port}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_MODE": "PRODUCTION",
            "LITELLM_MASTER_KEY": LITELLM_KEY}  # fmt: skip
     process = subprocess.Popen(
-        [litellm, "--config", str(path), "--port", str(port), "--num_workers", "1"],
+        [litellm, "--config", str(path), "--port", str(port), "--num_workers", str(workers)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     wait_until_up(f"http://127.0.0.1:{port}/health/liveliness", process, "litellm", 300)
@@ -142,9 +153,19 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def open_sockets(pid: int) -> int:
-    fds = Path(f"/proc/{pid}/fd")
+    """Sockets open in the process and its children (the workers of `serve --workers N`)."""
     count = 0
-    for fd in fds.iterdir():
+    for member in [pid, *children(pid)]:
         with contextlib.suppress(OSError):
-            count += os.readlink(fd).startswith("socket:")
+            for fd in Path(f"/proc/{member}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    count += os.readlink(fd).startswith("socket:")
     return count
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found + [grandchild for child in found for grandchild in children(child)]

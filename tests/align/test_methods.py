@@ -137,7 +137,7 @@ def sft_run(tiny_base: Path, data: Path, out: Path, *extra: str) -> tuple[list[f
         capture_output=True, text=True, timeout=400,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    summary = json.loads(done.stdout[done.stdout.index("{") :])
+    summary = json.loads(done.stdout)  # nothing but the result on stdout
     state = json.loads((out / "checkpoints/checkpoint-3/trainer_state.json").read_text())
     losses = [h["loss"] for h in state["log_history"] if "loss" in h]
     return losses, {"processes": summary["processes"], **weights(out / "final")}

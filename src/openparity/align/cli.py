@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -145,7 +146,9 @@ def _run(options: dict, method: str) -> None:
         t for t in (options.get("decontaminate") or "").split(",") if t
     )
     settings = AlignSettings(method=method, processes=processes, **options)  # type: ignore[arg-type]
-    with _progress(method) as report:
+    # stdout carries only the result: what the libraries print while training (DeepSpeed's
+    # logger, trainer prints) goes to stderr, so `--json` output parses
+    with _progress(method) as report, contextlib.redirect_stdout(sys.stderr):
         result = train(settings, resume=resume, gguf=gguf, progress=report)
     if os.environ.get("RANK", "0") != "0":
         return
