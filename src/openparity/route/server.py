@@ -221,18 +221,20 @@ async def _authorize(
 
 
 async def _read_body(request: Request, limit: int) -> tuple[dict[str, Any], Response | None]:
-    too_big = error_response(
-        413, f"request body over the gateway's limit of {limit} bytes",
-        kind="invalid_request_error", code="request_too_large",
-    )  # fmt: skip
+    def too_big() -> Response:
+        return error_response(
+            413, f"request body over the gateway's limit of {limit} bytes",
+            kind="invalid_request_error", code="request_too_large",
+        )  # fmt: skip
+
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        return {}, too_big
+        return {}, too_big()
     raw = b""
     async for part in request.stream():
         raw += part
         if len(raw) > limit:
-            return {}, too_big
+            return {}, too_big()
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from openparity.route.keys import ApiKey
 
 LOG = logging.getLogger("openparity.gateway.shared")
+POOL_SIZE = 64  # Redis connections per replica (one of them holds the breaker subscription)
 
 # KEYS: bucket, spent. ARGV: rate (0: none), burst, budget (-1: none), the spending to start
 # from when Redis has none (the ledger's). Returns {"ok", wait_s} or {"budget", spent}.
@@ -125,6 +127,7 @@ class SharedState:
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set, init=False, repr=False)
     _breakers: dict[str, SharedBreaker] = field(default_factory=dict, init=False, repr=False)
     _degraded: bool = field(default=False, init=False)
+    _warned: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
         try:
@@ -133,9 +136,13 @@ class SharedState:
             raise SharedStateError(
                 "shared_state needs the redis package", hint="pip install 'openparity[serve]'"
             ) from exc
-        self._client = aioredis.Redis.from_url(
-            self.url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
-        )
+        # a bounded pool that makes a request wait for a free connection (up to 2 s) rather
+        # than fail: one replica never opens more than POOL_SIZE connections to Redis
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url, max_connections=POOL_SIZE, timeout=2, decode_responses=True,
+            socket_timeout=2, socket_connect_timeout=2,
+        )  # fmt: skip
+        self._client = aioredis.Redis(connection_pool=pool)
         self._admit = self._client.register_script(_ADMIT)
         self._channel = f"{self.prefix}:breakers"
 
@@ -249,7 +256,9 @@ class SharedState:
             self._lost(task.exception())
 
     def _lost(self, exc: BaseException | None) -> None:
-        if not self._degraded:
+        now = time.monotonic()
+        if not self._degraded or now - self._warned > 30:  # one line per outage, or per 30 s
+            self._warned = now
             LOG.warning(
                 "shared state at %s unavailable (%s): limits and breakers are per replica until"
                 " it is back", self.url, exc,
