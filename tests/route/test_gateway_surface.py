@@ -307,3 +307,18 @@ def test_a_forwarded_request_is_one_ledger_row(client, gateway, upstreams):
             break
         time.sleep(0.2)
     assert row == (200, tier_name(open_, "open"), 1)
+
+
+def test_image_parts_skip_the_text_only_tier_and_reach_the_upstream_intact(client, upstreams):
+    open_, _ = upstreams
+    content = [
+        {"type": "text", "text": "这张图里有什么？"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=",
+                                            "detail": "low"}},
+    ]  # fmt: skip
+    completion = client.chat.completions.create(
+        model="openparity-hybrid", messages=[{"role": "user", "content": content}]
+    )
+    assert completion.choices[0].message.content == "open text"
+    assert attempts(completion)[0] == (0, "skipped", "unsupported")
+    assert open_.requests[-1]["body"]["messages"][0]["content"] == content
