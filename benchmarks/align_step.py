@@ -84,6 +84,13 @@ def plain_trl(settings, lora: bool) -> list[dict]:
         rows, config, cls = sft_examples(settings.data, None).rows, trl.SFTConfig, trl.SFTTrainer
     else:
         rows, config, cls = dpo_examples(settings.data, None).rows, trl.DPOConfig, trl.DPOTrainer
+    # full-fine-tuning DPO needs a frozen reference copy; TRL would load it from the model's
+    # path, which for the embedded GGUF only transformers' gguf_file= loader can read
+    extra = (
+        {"ref_model": load_hf_model(settings.base)[0]}
+        if settings.method == "dpo" and not lora
+        else {}
+    )
     logs: list[dict] = []
 
     class Keep(TrainerCallback):
@@ -97,7 +104,7 @@ def plain_trl(settings, lora: bool) -> list[dict]:
                     report_to=[], logging_steps=1, include_num_input_tokens_seen="all",
                     save_strategy="no", use_cpu=not torch.cuda.is_available()),
         train_dataset=datasets.Dataset.from_list(rows), processing_class=tokenizer,
-        peft_config=lora_config(settings) if lora else None, callbacks=[Keep()],
+        peft_config=lora_config(settings) if lora else None, callbacks=[Keep()], **extra,
     )  # fmt: skip
     trainer.train()
     return logs
