@@ -136,11 +136,21 @@ def sft_run(tiny_base: Path, data: Path, out: Path, *extra: str) -> tuple[list[f
          "--json", *extra],
         capture_output=True, text=True, timeout=400,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 0, _why(done.stderr)
     summary = json.loads(done.stdout)  # nothing but the result on stdout
     state = json.loads((out / "checkpoints/checkpoint-3/trainer_state.json").read_text())
     losses = [h["loss"] for h in state["log_history"] if "loss" in h]
     return losses, {"processes": summary["processes"], **weights(out / "final")}
+
+
+def _why(stderr: str) -> str:
+    """A failed launch's error lines (a rank's own error comes long before the launcher's
+    summary), then the end of its stderr."""
+    errors = [
+        line for line in stderr.splitlines()
+        if any(w in line for w in ("Error", "error:", "terminate called", "what()", "Abort"))
+    ]  # fmt: skip
+    return "\n".join(errors[:20]) + "\n...\n" + stderr[-1500:]
 
 
 @pytest.mark.parametrize(
