@@ -89,31 +89,43 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
             key.name if key else "-", " stream" if result.stream else "",
         )  # fmt: skip
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> Response:
+    async def admitted(request: Request) -> tuple[Any, Response | None]:
+        """Authorize, read the body and resolve a pinned tier: `((key, body, pinned), None)`,
+        or `(None, refusal)` for the first step that refuses."""
         key, refusal = await _authorize(request, keys, shared)
         if refusal is not None:
-            return refusal
+            return None, refusal
         body, refusal = await _read_body(request, config.max_request_bytes)
         if refusal is not None:
-            return refusal
+            return None, refusal
         pinned, refusal = _pinned_tier(body, config.name, router)
         if refusal is not None:
+            return None, refusal
+        return (key, body, pinned), None
+
+    def all_failed(result: RouteResult, key: ApiKey | None, message: str | None) -> Response:
+        finish(result, 502, key)
+        return error_response(
+            502, message or "every tier failed", kind="upstream_error",
+            code="all_tiers_failed", headers=_headers(result),
+        )  # fmt: skip
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        admission, refusal = await admitted(request)
+        if refusal is not None:
             return refusal
+        key, body, pinned = admission
         chat, refusal = _parse_chat(body)
         if refusal is not None:
             return refusal
         result = RouteResult(chat, stream=bool(body.get("stream")), pinned_tier=pinned)
         if result.stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return await _stream(router, result, include_usage, finish, key)
+            return await _stream(router, result, include_usage, finish, all_failed, key)
         await router.route(chat, result)
         if result.completion is None:
-            finish(result, 502, key)
-            return error_response(
-                502, result.error or "every tier failed", kind="upstream_error",
-                code="all_tiers_failed", headers=_headers(result),
-            )  # fmt: skip
+            return all_failed(result, key, result.error)
         finish(result, 200, key)
         return Response(
             json.dumps(_completion_body(result), ensure_ascii=False),
@@ -122,15 +134,10 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
         )
 
     async def forward(request: Request, endpoint: str) -> Response:
-        key, refusal = await _authorize(request, keys, shared)
+        admission, refusal = await admitted(request)
         if refusal is not None:
             return refusal
-        body, refusal = await _read_body(request, config.max_request_bytes)
-        if refusal is not None:
-            return refusal
-        pinned, refusal = _pinned_tier(body, config.name, router)
-        if refusal is not None:
-            return refusal
+        key, body, pinned = admission
         if body.get("stream"):
             return error_response(
                 400, f"the gateway does not stream {endpoint}; send stream: false",
@@ -140,11 +147,7 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
         result = RouteResult(stand_in, pinned_tier=pinned, endpoint=endpoint)
         answer = await router.forward(endpoint, body, result)
         if answer is None:
-            finish(result, 502, key)
-            return error_response(
-                502, result.error or "every tier failed", kind="upstream_error",
-                code="all_tiers_failed", headers=_headers(result),
-            )  # fmt: skip
+            return all_failed(result, key, result.error)
         finish(result, 200, key)
         answer = {**answer, "model": result.answered_by, "openparity": result.summary()}
         return Response(
@@ -334,7 +337,12 @@ def _usage(result: RouteResult) -> dict[str, int]:
 
 
 async def _stream(
-    router: HybridRouter, result: RouteResult, include_usage: bool, finish: Any, key: Any
+    router: HybridRouter,
+    result: RouteResult,
+    include_usage: bool,
+    finish: Any,
+    all_failed: Any,
+    key: Any,
 ) -> Response:
     """Wait for the pre-commit point (so the headers can name the answering model), then send
     server-sent events. A failure after that is sent as an SSE error event, never a silent cut."""
@@ -342,14 +350,9 @@ async def _stream(
     try:
         first = await anext(pieces)
     except AllTiersFailedError as exc:
-        finish(result, 502, key)
-        return error_response(
-            502, exc.message, kind="upstream_error", code="all_tiers_failed",
-            headers=_headers(result),
-        )  # fmt: skip
+        return all_failed(result, key, exc.message)
     except StopAsyncIteration:  # cannot happen: the router either yields or raises
-        finish(result, 502, key)
-        return error_response(502, "no answer", kind="upstream_error", code="all_tiers_failed")
+        return all_failed(result, key, "no answer")
     base = {"id": "chatcmpl-" + result.request_id, "object": "chat.completion.chunk",
             "created": int(time.time()), "model": result.attempts[-1].model}  # fmt: skip
     sse = _SseWriter(base, include_usage, logprobs=result.request.logprobs)
