@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from openparity.errors import OpenparityError
 from openparity.models import ChatModel, open_model, resolve_model
@@ -39,6 +39,8 @@ from openparity.route.checks import Answer, Check, CheckResult, run_checks
 from openparity.route.config import GatewayConfig, TierConfig, load_gateway_config
 from openparity.route.outcome import AllTiersFailedError, Attempt, RouteResult, StreamBrokenError
 from openparity.route.resilience import CircuitBreaker, Slots
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -224,49 +226,47 @@ class HybridRouter:
         self, tier: Tier, request: ChatRequest, result: RouteResult
     ) -> Completion | None:
         """The tier's answer if it passed its checks (with retries on retryable errors)."""
-        if not await self._admit(tier, result):
-            return None
-        try:
-            for retry in range(tier.config.retries + 1):
-                attempt = Attempt(tier.index, tier.name)
-                result.attempts.append(attempt)
-                completion = await self._generate(tier, request, attempt)
-                if completion is not None:
-                    tier.breaker.record_success()
-                    checked = await self._check(tier, request, completion, attempt)
-                    return completion if checked else None
-                if not await self._wait_to_retry(tier, attempt, retry):
-                    return None
-            return None
-        finally:
-            tier.slots.release()
+
+        async def answer(attempt: Attempt) -> Completion | None:
+            return await self._generate(tier, request, attempt)
+
+        async def passes(completion: Completion, attempt: Attempt) -> bool:
+            return await self._check(tier, request, completion, attempt)
+
+        return await self._with_retries(tier, result, answer, passes)
 
     async def _forward_tier(
         self, tier: Tier, endpoint: str, body: dict[str, Any], result: RouteResult
     ) -> Completion | None:
         """The tier's answer to a forwarded request (the body in `raw`, the tokens counted)."""
+
+        async def answer(attempt: Attempt) -> Completion | None:
+            post = tier.model.post  # type: ignore[attr-defined]
+            posted = await self._timed(tier, attempt, lambda: post(endpoint, body))
+            return None if posted is None else _forwarded(tier, attempt, posted)
+
+        return await self._with_retries(tier, result, answer)
+
+    async def _with_retries(
+        self,
+        tier: Tier,
+        result: RouteResult,
+        answer: Callable[[Attempt], Awaitable[Completion | None]],
+        passes: Callable[[Completion, Attempt], Awaitable[bool]] | None = None,
+    ) -> Completion | None:
+        """One tier's attempts: admit, call `answer` until it gives a completion or retrying is
+        pointless, then let `passes` (the checks) accept it; the tier's slot is held throughout."""
         if not await self._admit(tier, result):
             return None
         try:
             for retry in range(tier.config.retries + 1):
                 attempt = Attempt(tier.index, tier.name)
                 result.attempts.append(attempt)
-                started = time.perf_counter()
-                try:
-                    async with asyncio.timeout(tier.config.timeout_s):
-                        answer = await tier.model.post(endpoint, body)  # type: ignore[attr-defined]
-                except TimeoutError:
-                    detail = f"no answer within {tier.config.timeout_s:g}s"
-                    self._error(tier, attempt, "timeout", detail)
-                except OpenparityError as exc:
-                    reason, detail = _classify(exc)
-                    self._error(tier, attempt, reason, detail, retry_after_s=_retry_after(exc))
-                else:
-                    attempt.latency_s = time.perf_counter() - started
+                completion = await answer(attempt)
+                if completion is not None:
                     tier.breaker.record_success()
-                    return _forwarded(tier, attempt, answer)
-                finally:
-                    attempt.latency_s = time.perf_counter() - started
+                    accepted = passes is None or await passes(completion, attempt)
+                    return completion if accepted else None
                 if not await self._wait_to_retry(tier, attempt, retry):
                     return None
             return None
@@ -299,10 +299,26 @@ class HybridRouter:
     async def _generate(
         self, tier: Tier, request: ChatRequest, attempt: Attempt
     ) -> Completion | None:
+        completion = await self._timed(
+            tier, attempt, lambda: tier.model.generate(_for_tier(tier, request))
+        )
+        if completion is None:
+            return None
+        _charge(attempt, tier, completion.prompt_tokens, completion.completion_tokens)
+        if _is_empty(completion.text, completion.tool_calls, completion.finish_reason):
+            self._error(tier, attempt, "empty", "the upstream answered 200 with no content")
+            return None
+        return completion
+
+    async def _timed(
+        self, tier: Tier, attempt: Attempt, call: Callable[[], Awaitable[T]]
+    ) -> T | None:
+        """`call()` under the tier's timeout, timed on the attempt; a failure is recorded on the
+        attempt (and the breaker) and gives None."""
         started = time.perf_counter()
         try:
             async with asyncio.timeout(tier.config.timeout_s):
-                completion = await tier.model.generate(_for_tier(tier, request))
+                return await call()
         except TimeoutError:
             self._error(tier, attempt, "timeout", f"no answer within {tier.config.timeout_s:g}s")
             return None
@@ -316,11 +332,6 @@ class HybridRouter:
             raise
         finally:
             attempt.latency_s = time.perf_counter() - started
-        _charge(attempt, tier, completion.prompt_tokens, completion.completion_tokens)
-        if _is_empty(completion.text, completion.tool_calls, completion.finish_reason):
-            self._error(tier, attempt, "empty", "the upstream answered 200 with no content")
-            return None
-        return completion
 
     async def _check(
         self, tier: Tier, request: ChatRequest, completion: Completion, attempt: Attempt,
