@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,3 +52,18 @@ def serving(path: Path, port: int, *serve_args: str, log_name: str = "gateway.lo
         process.terminate()
         process.wait(timeout=30)
         log.close()
+
+
+def chat_status(base_url: str, key: str, content: str = "二加二？") -> int:
+    """One short chat request on a fresh connection; its HTTP status."""
+    body = json.dumps({"model": "openparity-hybrid", "max_tokens": 4,
+                       "messages": [{"role": "user", "content": content}]}).encode()  # fmt: skip
+    request = urllib.request.Request(
+        base_url + "/chat/completions", body,
+        {"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code

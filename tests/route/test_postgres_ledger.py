@@ -18,7 +18,7 @@ import yaml
 from openparity.models.local_server import free_port
 from openparity.testing.servers import running_postgres
 from tests.cli import CLI, openparity
-from tests.route.gateway import serving
+from tests.route.gateway import chat_status, serving
 
 
 @pytest.fixture(scope="module")
@@ -50,21 +50,6 @@ def write_config(directory, stub, url) -> tuple:
     return path, added.stdout.strip()
 
 
-def call(base_url: str, key: str, content: str = "二加二？") -> int:
-    body = json.dumps(
-        {"model": "openparity-hybrid", "messages": [{"role": "user", "content": content}]}
-    )
-    request = urllib.request.Request(
-        base_url + "/chat/completions", body.encode(),
-        {"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-    )  # fmt: skip
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
 def test_the_gateway_writes_its_ledger_and_reads_its_keys_in_postgres(tmp_path, stub, postgres):
     path, key = write_config(tmp_path, stub, postgres.url)
     listed = openparity("route", "keys", "list", "-c", str(path), "--json")
@@ -72,7 +57,7 @@ def test_the_gateway_writes_its_ledger_and_reads_its_keys_in_postgres(tmp_path, 
     assert not (tmp_path / ".openparity").exists()  # nothing went to a SQLite file
     stub.script({"status": 500})  # the first request falls back to the second tier
     with serving(path, free_port()) as url:
-        assert [call(url, key) for _ in range(5)] == [200] * 5
+        assert [chat_status(url, key) for _ in range(5)] == [200] * 5
     assert postgres.count("requests") == 5 and postgres.count("attempts") == 6
     stats = openparity("route", "stats", "--ledger", postgres.url, "--json")
     assert stats.returncode == 0, stats.stderr
@@ -109,7 +94,7 @@ def test_no_row_is_lost_on_shutdown(tmp_path, stub, postgres):
             assert process.poll() is None and time.monotonic() < deadline
             time.sleep(0.1)
     with ThreadPoolExecutor(8) as pool:
-        statuses = list(pool.map(lambda _: call(url, key), range(200)))
+        statuses = list(pool.map(lambda _: chat_status(url, key), range(200)))
     process.send_signal(signal.SIGTERM)  # at once, rows still queued
     assert process.wait(timeout=60) in (0, -signal.SIGTERM)  # uvicorn re-raises it when done
     log.close()
@@ -121,9 +106,9 @@ def test_no_row_is_lost_on_shutdown(tmp_path, stub, postgres):
 def test_rows_recorded_while_postgres_is_down_are_written_when_it_is_back(tmp_path, stub, postgres):
     path, key = write_config(tmp_path, stub, postgres.url)
     with serving(path, free_port()) as url:
-        assert call(url, key) == 200
+        assert chat_status(url, key) == 200
         postgres.stop()
-        assert [call(url, key) for _ in range(3)] == [200] * 3  # answers go on
+        assert [chat_status(url, key) for _ in range(3)] == [200] * 3  # answers go on
         time.sleep(1.5)
         postgres.start()
         deadline = time.monotonic() + 20

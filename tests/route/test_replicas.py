@@ -17,7 +17,7 @@ import yaml
 from openparity.models.local_server import free_port
 from openparity.testing.servers import running_redis
 from tests.cli import openparity
-from tests.route.gateway import serving
+from tests.route.gateway import chat_status, serving
 
 PRICE = 100_000.0  # USD per million tokens: each answer (1 + 1 tokens) costs $0.2
 
@@ -71,21 +71,6 @@ def replicas(setup):
         yield a, b
 
 
-def call(base_url: str, key: str) -> int:
-    """One chat request with a fresh connection; its HTTP status."""
-    body = json.dumps({"model": "openparity-hybrid", "max_tokens": 4,
-                       "messages": [{"role": "user", "content": "2+2?"}]}).encode()  # fmt: skip
-    request = urllib.request.Request(
-        base_url + "/chat/completions", body,
-        {"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-    )  # fmt: skip
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
 def health(base_url: str) -> dict:
     url = base_url.removesuffix("/v1") + "/health"
     try:
@@ -100,7 +85,9 @@ def test_two_replicas_share_one_rate_limit(replicas, setup):
     a, b = replicas
     started = time.monotonic()
     statuses = [
-        (side, call(url, keys["limited"])) for _ in range(6) for side, url in (("a", a), ("b", b))
+        (side, chat_status(url, keys["limited"]))
+        for _ in range(6)
+        for side, url in (("a", a), ("b", b))
     ]
     elapsed = time.monotonic() - started
     allowed = sum(status == 200 for _, status in statuses)
@@ -113,24 +100,24 @@ def test_two_replicas_share_one_rate_limit(replicas, setup):
 def test_two_replicas_share_one_budget(replicas, setup):
     _, keys = setup
     a, b = replicas
-    assert call(a, keys["budgeted"]) == 200  # $0.2 spent
+    assert chat_status(a, keys["budgeted"]) == 200  # $0.2 spent
     time.sleep(0.3)  # the spending lands in Redis after the answer
-    assert call(b, keys["budgeted"]) == 200  # $0.4: over, but admitted at $0.2
+    assert chat_status(b, keys["budgeted"]) == 200  # $0.4: over, but admitted at $0.2
     time.sleep(0.3)
-    assert call(a, keys["budgeted"]) == 429  # A alone has seen only its own $0.2
-    assert call(b, keys["budgeted"]) == 429
+    assert chat_status(a, keys["budgeted"]) == 429  # A alone has seen only its own $0.2
+    assert chat_status(b, keys["budgeted"]) == 429
 
 
 def test_a_revoked_key_stops_on_every_replica(replicas, setup):
     path, keys = setup
     a, b = replicas
-    assert call(a, keys["doomed"]) == 200 and call(b, keys["doomed"]) == 200
+    assert chat_status(a, keys["doomed"]) == 200 and chat_status(b, keys["doomed"]) == 200
     revoked = openparity("route", "keys", "revoke", "doomed", "-c", str(path))
     assert revoked.returncode == 0, revoked.stderr
     started, refused = time.monotonic(), set()
     while refused != {"a", "b"} and time.monotonic() - started < 10:
         for side, url in (("a", a), ("b", b)):
-            if call(url, keys["doomed"]) == 401:
+            if chat_status(url, keys["doomed"]) == 401:
                 refused.add(side)
         time.sleep(0.2)
     assert refused == {"a", "b"}
@@ -141,17 +128,17 @@ def test_a_breaker_opened_on_one_replica_is_open_on_the_other(replicas, setup, s
     _, keys = setup
     a, b = replicas
     stub.script({"status": 500}, {"status": 500})
-    assert [call(a, keys["free"]) for _ in range(2)] == [502, 502]  # two failures: open
+    assert [chat_status(a, keys["free"]) for _ in range(2)] == [502, 502]  # two failures: open
     assert health(a)["tiers"][0]["breaker"] == "open"
     deadline = time.monotonic() + 2
     while health(b)["tiers"][0]["breaker"] != "open":
         assert time.monotonic() < deadline, health(b)
         time.sleep(0.05)
     before = len(stub.requests)
-    assert call(b, keys["free"]) == 502  # refused by the breaker, the upstream never asked
+    assert chat_status(b, keys["free"]) == 502  # refused by the breaker, the upstream never asked
     assert len(stub.requests) == before
     time.sleep(3.2)  # the cooldown: one probe goes through, succeeds, closes it everywhere
-    assert call(b, keys["free"]) == 200
+    assert chat_status(b, keys["free"]) == 200
     deadline = time.monotonic() + 2
     while health(a)["tiers"][0]["breaker"] != "closed":
         assert time.monotonic() < deadline, health(a)
@@ -183,7 +170,7 @@ def test_workers_share_the_state_too(setup):
         time.sleep(1.5)  # the limited key's bucket refills
         started = time.monotonic()
         with ThreadPoolExecutor(6) as pool:
-            statuses = list(pool.map(lambda _: call(url, keys["limited"]), range(12)))
+            statuses = list(pool.map(lambda _: chat_status(url, keys["limited"]), range(12)))
         elapsed = time.monotonic() - started
     assert statuses.count(200) <= 2 + 2 * elapsed, statuses
     assert 429 in statuses
@@ -208,11 +195,11 @@ def test_a_lost_redis_degrades_to_per_replica_state_and_keeps_answering(setup, t
         own = tmp_path / "gateway.yaml"
         own.write_text(yaml.safe_dump(config), encoding="utf-8")
         with serving(own, free_port(), log_name="degraded.log") as url:
-            assert call(url, keys["free"]) == 200
+            assert chat_status(url, keys["free"]) == 200
             redis_process.kill()
             redis_process.wait()
-            assert call(url, keys["free"]) == 200
+            assert chat_status(url, keys["free"]) == 200
             time.sleep(2.5)  # the limited key's own bucket, now per replica, refills
-            assert [call(url, keys["limited"]) for _ in range(4)].count(429) >= 1
+            assert [chat_status(url, keys["limited"]) for _ in range(4)].count(429) >= 1
     log = (tmp_path / "degraded.log").read_text()
     assert "limits and breakers are per replica until it is back" in log
