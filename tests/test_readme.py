@@ -20,9 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # what makes a README line unrunnable here (the line still has to parse)
 NEEDS_KEY = re.compile(r"gpt-4o|deepseek:|qwen-vllm|openai:gpt")
-NEEDS_SERVER = re.compile(r"serve-local|^openparity serve |@http://127\.0\.0\.1:8000|postgresql://")
+NEEDS_SERVER = re.compile(
+    r"serve-local|^openparity serve |@http://127\.0\.0\.1:8000|postgresql://|federated (serve|join)"
+)
 PLACEHOLDER = re.compile(r"\bRUN_[A-Z]+\b|\bRUN_ID\b")
-NEEDS_GENERATED_DATA = re.compile(r"gen\.jsonl|cleaned/|fmt/|pairs\.jsonl|align-runs/")
+NEEDS_GENERATED_DATA = re.compile(r"gen\.jsonl|cleaned/|fmt/|pairs\.jsonl|align-runs/|fed-runs/")
 
 # long defaults, shortened for the test (what the user runs is the line as written)
 SHORTER = {

@@ -69,6 +69,7 @@ def _register_capabilities() -> None:
     from openparity.align.cli import register as register_align
     from openparity.bench.cli import register as register_bench
     from openparity.data.cli import register as register_data
+    from openparity.federated.cli import register as register_federated
     from openparity.forecast.cli import register as register_forecast
     from openparity.models.cli import register as register_models
     from openparity.moe.cli import register as register_moe
@@ -83,6 +84,7 @@ def _register_capabilities() -> None:
     register_sparse(app)
     register_data(app)
     register_align(app)
+    register_federated(app)
 
 
 _register_capabilities()

@@ -90,6 +90,11 @@ def _load_adapter(path: Path) -> tuple[Any, Any]:
     return peft.PeftModel.from_pretrained(model, path).merge_and_unload(), tokenizer
 
 
+def release_hf_model(target: str) -> None:
+    """Free a model the hf backend keeps loaded (e.g. a checkpoint measured once)."""
+    _RESIDENTS.forget(target)
+
+
 def _load(target: str) -> Loaded:
     return _RESIDENTS.get(target, lambda: load_hf_model(target))
 

@@ -47,6 +47,13 @@ class Residents(Generic[_V]):
                 self._loaded[key] = Resident(value, worker)
             return self._loaded[key]
 
+    def forget(self, key: Hashable) -> None:
+        """Drop one loaded model (its memory goes when nothing else holds it)."""
+        with self._lock:
+            resident = self._loaded.pop(key, None)
+        if resident is not None:
+            resident.worker.shutdown(wait=False)
+
     def drain(self) -> Iterator[Resident[_V]]:
         """Remove and yield every loaded model (to free it at exit)."""
         while self._loaded:

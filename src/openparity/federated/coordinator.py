@@ -1,0 +1,326 @@
+"""The coordinator's side: the strategy, the rounds, what is saved after each, the resume.
+
+Layout of the run directory (`output`):
+  settings.json          the settings the alliance was started with (a resume must match)
+  rounds/NNNN/           the global adapter after round N (a PEFT directory) + round.json
+  history.json           every round's metrics: members, losses, bytes, the global score
+  final/                 the last round's adapter: `hf:OUTPUT/final` opens it
+  runs.sqlite            the harness runs of the global evaluations
+A round's directory is complete once its round.json exists (it is written last); a restarted
+coordinator continues after the last complete round.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from openparity.atomic import write_atomic
+from openparity.federated.adapter import initial_state, save_adapter
+from openparity.federated.errors import FederatedError
+from openparity.federated.privacy import WEIGHT_KEY, spent
+from openparity.federated.settings import FederationSettings
+
+log = logging.getLogger("flwr")  # the ServerApp's log lines reach `flwr run --stream`
+ROUND_FILE = "round.json"
+RESUMABLE = ("rounds",)  # settings a restarted coordinator may change
+
+
+class RoundLog:
+    """What the members reported in the round under way (fed by the strategy's aggregators)."""
+
+    def __init__(self) -> None:
+        self.current: dict[str, Any] = {}
+
+    def train(self, records: list[Any], weighting: str) -> Any:
+        return self._aggregate("train", records, weighting)
+
+    def evaluate(self, records: list[Any], weighting: str) -> Any:
+        return self._aggregate("validation", records, weighting)
+
+    def _aggregate(self, phase: str, records: list[Any], weighting: str) -> Any:
+        from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
+
+        aggregated = aggregate_metricrecords(records, weighting)
+        self.current[phase] = {
+            "members": len(records),
+            **{k: float(v) for k, v in aggregated.items() if k != WEIGHT_KEY},
+        }
+        return aggregated
+
+
+def guarded(strategy_cls: type) -> type:
+    """`strategy_cls` that drops failed replies and skips a round with fewer than its minimum
+    of members (the global adapter then stays as it was); failures are counted, not scored."""
+
+    class Guarded(strategy_cls):  # type: ignore[misc, valid-type]
+        round_log: RoundLog
+        needed: int = 1  # members a round needs
+        wait_s: float = 600.0
+
+        def configure_train(self, server_round: int, arrays: Any, config: Any, grid: Any) -> Any:
+            _await_members(grid, self.needed, self.wait_s)
+            return super().configure_train(server_round, arrays, config, grid)
+
+        def configure_evaluate(self, server_round: int, arrays: Any, config: Any, grid: Any):
+            _await_members(grid, self.needed, self.wait_s)
+            return super().configure_evaluate(server_round, arrays, config, grid)
+
+        def aggregate_train(self, server_round: int, replies: Any) -> Any:
+            replies = list(replies)
+            ok = [m for m in replies if not m.has_error()]
+            failed = [_last_line(m.error.reason) for m in replies if m.has_error()]
+            self.round_log.current["failed"] = failed
+            if len(ok) < self.needed:
+                log.warning("round %d: %d of %d members answered, fewer than %d: the global"
+                            " adapter is kept", server_round, len(ok), len(replies),
+                            self.needed)  # fmt: skip
+                self.round_log.current["skipped"] = True
+                return None, None
+            return super().aggregate_train(server_round, ok)
+
+        def aggregate_evaluate(self, server_round: int, replies: Any) -> Any:
+            ok = [m for m in replies if not m.has_error()]
+            return super().aggregate_evaluate(server_round, ok) if ok else None
+
+    Guarded.__name__ = strategy_cls.__name__
+    return Guarded
+
+
+def make_strategy(settings: FederationSettings, round_log: RoundLog, done: int = 0) -> Any:
+    """The guarded strategy of `settings`, wrapped for DP when `dp_noise` is set (`done`:
+    rounds an earlier process finished, whose privacy cost is already spent)."""
+    from flwr.serverapp.strategy import (
+        DifferentialPrivacyClientSideFixedClipping,
+        FedAdam,
+        FedAvg,
+        FedProx,
+    )
+
+    from openparity.federated.privacy import private_strategy
+
+    private = settings.dp_noise > 0
+    common = {
+        # under DP every round samples exactly min_members (the accountant's sample size)
+        "fraction_train": 1e-9 if private else settings.fraction,
+        "fraction_evaluate": settings.fraction if settings.validation_share > 0 else 0.0,
+        "min_train_nodes": settings.min_members,
+        "min_evaluate_nodes": settings.min_members,
+        "min_available_nodes": settings.min_members,
+        "train_metrics_aggr_fn": round_log.train,
+        "evaluate_metrics_aggr_fn": round_log.evaluate,
+        **({"weighted_by_key": WEIGHT_KEY} if private else {}),
+    }
+    kinds = {"fedprox": FedProx, "fedadam": FedAdam, "fedavg": FedAvg}
+    options = {"fedprox": {"proximal_mu": settings.proximal_mu},
+               "fedadam": {"eta": settings.server_lr, "tau": 1e-6}}  # fmt: skip
+    kind, extra = kinds[settings.strategy], options.get(settings.strategy, {})
+    if private:
+        inner = kind(**common, **extra)
+        strategy = private_strategy(
+            guarded(DifferentialPrivacyClientSideFixedClipping), inner, settings, done
+        )
+    else:
+        strategy = guarded(kind)(**common, **extra)
+    strategy.round_log, strategy.needed = round_log, settings.min_members
+    strategy.wait_s = settings.round_timeout
+    return strategy
+
+
+def _await_members(grid: Any, needed: int, wait_s: float) -> None:
+    """Return once `needed` members are connected; a clear stop after `wait_s` (Flower itself
+    would wait forever). Rounds already saved stay; a restart continues after them."""
+    deadline = time.monotonic() + wait_s
+    while (connected := len(list(grid.get_node_ids()))) < needed:
+        if time.monotonic() > deadline:
+            raise FederatedError(
+                f"{connected} of the {needed} members a round needs are connected after"
+                f" waiting {wait_s:g} s",
+                hint="start the missing members (or lower --min-members), then run again with"
+                " the same --output to continue after the last saved round",
+            )
+        time.sleep(1)
+
+
+class Coordinator:
+    """Runs the rounds on a Flower Grid and keeps every round on disk."""
+
+    def __init__(self, settings: FederationSettings) -> None:
+        self.settings = settings
+        self.output = Path(settings.output)
+        self.round_log = RoundLog()
+        self.history: list[dict[str, Any]] = []
+        self.offset = 0
+        self.round_started = time.monotonic()
+        self.strategy: Any = None
+
+    def run(self, grid: Any) -> Path:
+        """Every round not yet done; the final adapter's directory."""
+        import random
+
+        from flwr.app import ArrayRecord, ConfigRecord
+
+        random.seed(self.settings.seed)  # Flower samples members with `random`
+        state = self._start()
+        remaining = self.settings.rounds - self.offset
+        if remaining > 0:
+            self.strategy = make_strategy(self.settings, self.round_log, self.offset)
+            strategy = self.strategy
+            strategy.start(
+                grid=grid,
+                initial_arrays=ArrayRecord(state),
+                num_rounds=remaining,
+                timeout=self.settings.round_timeout,
+                train_config=ConfigRecord({"round-offset": self.offset}),
+                evaluate_config=ConfigRecord({"round-offset": self.offset}),
+                evaluate_fn=self._after_round,
+            )
+        return self._finish()
+
+    def _start(self) -> dict[str, Any]:
+        """The adapter to start from: the last complete round's, or the seeded initial one."""
+        self.output.mkdir(parents=True, exist_ok=True)
+        check_resumable(self.settings)
+        settings_path = self.output / "settings.json"
+        wanted = self.settings.to_run_config()
+        write_atomic(settings_path, json.dumps(wanted, indent=2, ensure_ascii=False))
+        done = completed_rounds(self.output)
+        if not done:
+            return initial_state(self.settings)
+        self.offset = done[-1]
+        self.history = [
+            _read_round(self.output, r) for r in [0, *done] if _has_round(self.output, r)
+        ]
+        log.info("continuing after round %d of %d", self.offset, self.settings.rounds)
+        from safetensors.torch import load_file
+
+        saved = load_file(str(round_dir(self.output, self.offset) / "adapter_model.safetensors"))
+        return dict(saved)  # saved under the names get_peft_model_state_dict gives
+
+    def _after_round(self, server_round: int, arrays: Any) -> Any:
+        """Flower's evaluate_fn: save the round, score the global model, record the round."""
+        from flwr.app import MetricRecord
+
+        number = self.offset + server_round
+        if server_round == 0 and self.offset:
+            return None  # a restart: round `offset` was measured before the stop
+        entry: dict[str, Any] = {"round": number, **self.round_log.current}
+        self.round_log.current = {}
+        state = arrays.to_torch_state_dict()
+        entry["adapter_bytes"] = sum(t.numel() * t.element_size() for t in state.values())
+        entry["seconds"] = round(time.monotonic() - self.round_started, 2)
+        directory = round_dir(self.output, number)
+        if number > 0:
+            save_adapter(self.settings, state, directory)
+        else:
+            directory.mkdir(parents=True, exist_ok=True)
+        privacy = spent(self.strategy) if number > 0 else None
+        if privacy is not None:
+            entry["privacy"] = privacy
+        if self.settings.eval_task:
+            target = str(directory) if number > 0 else self.settings.base
+            entry["global"] = global_score(self.settings, target, self.output / "runs.sqlite")
+        write_atomic(directory / ROUND_FILE, json.dumps(entry, indent=2, ensure_ascii=False))
+        self.history.append(entry)
+        write_atomic(self.output / "history.json", json.dumps(self.history, indent=2))
+        self.round_started = time.monotonic()
+        score = entry.get("global", {}).get("score")
+        return MetricRecord({"round": number, **({"score": score} if score is not None else {})})
+
+    def _finish(self) -> Path:
+        done = completed_rounds(self.output)
+        if not done:
+            raise FederatedError("no round finished", hint="see the coordinator's log")
+        final = self.output / "final"
+        partial = self.output / "final.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(round_dir(self.output, done[-1]), partial)
+        if final.exists():
+            shutil.rmtree(final)
+        partial.rename(final)
+        return final
+
+
+def check_resumable(settings: FederationSettings) -> None:
+    """A run directory already holding a run with other settings is refused, in one line,
+    before anything starts (only --rounds may change between a run and its continuation)."""
+    settings_path = Path(settings.output) / "settings.json"
+    if not settings_path.exists():
+        return
+    saved = json.loads(settings_path.read_text(encoding="utf-8"))
+    wanted = settings.to_run_config()
+    differ = sorted(k for k in wanted if k not in RESUMABLE and saved.get(k) != wanted[k])
+    if differ:
+        raise FederatedError(
+            f"{settings.output} holds a run with other settings ({', '.join(differ)})",
+            hint="give a new --output, or the same settings to continue it",
+        )
+
+
+def global_score(settings: FederationSettings, target: str, store_path: Path) -> dict[str, Any]:
+    """The harness score of `hf:target` on the coordinator's task, with its 95 % CI."""
+    import asyncio
+
+    from openparity.bench.compare import load_scores
+    from openparity.bench.runner import run_task
+    from openparity.bench.store import RunStore
+    from openparity.bench.tasks import get_task
+    from openparity.models import open_model
+    from openparity.models.hf_backend import release_hf_model
+
+    task = get_task(settings.eval_task)
+    model = open_model(f"hf:{target}")
+    try:
+        with RunStore(store_path) as store:
+            summary = asyncio.run(
+                run_task(model, task, store, limit=settings.eval_items or None, resume=True)
+            )
+            estimate = load_scores(store, summary.run.run_id).estimate
+    finally:
+        release_hf_model(target)
+    return {
+        "task": task.name, "score": estimate.mean, "low": estimate.low, "high": estimate.high,
+        "n": estimate.n, "errors": summary.errors, "run_id": summary.run.run_id,
+    }  # fmt: skip
+
+
+def round_dir(output: Path, number: int) -> Path:
+    return output / "rounds" / f"{number:04d}"
+
+
+def completed_rounds(output: Path) -> list[int]:
+    """Rounds (1, 2, ...) whose adapter and round.json are both on disk, in order."""
+    rounds = output / "rounds"
+    if not rounds.is_dir():
+        return []
+    found = []
+    for entry in rounds.iterdir():
+        if entry.name.isdigit() and int(entry.name) > 0 and (entry / ROUND_FILE).is_file():
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def read_history(output: Path) -> list[dict[str, Any]]:
+    path = Path(output) / "history.json"
+    if not path.is_file():
+        raise FederatedError(f"{output} holds no history.json", hint="is it a federated run?")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _has_round(output: Path, number: int) -> bool:
+    return (round_dir(output, number) / ROUND_FILE).is_file()
+
+
+def _read_round(output: Path, number: int) -> dict[str, Any]:
+    return json.loads((round_dir(output, number) / ROUND_FILE).read_text(encoding="utf-8"))
+
+
+def _last_line(reason: str) -> str:
+    """The line of a member's error that says what went wrong (Ray wraps it in tracebacks)."""
+    lines = [line.strip() for line in reason.splitlines() if line.strip()]
+    meaningful = [line for line in lines if "Message:" in line or "Error" in line]
+    return (meaningful or lines or ["unknown error"])[-1][-300:]

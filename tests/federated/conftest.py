@@ -1,0 +1,36 @@
+"""An alliance's data: chat records on three topics (Chinese among them), split into members."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("flwr")
+pytest.importorskip("trl")
+
+TOPICS = ("addition", "中文", "doubling")
+
+
+def alliance_records(n: int = 60) -> list[dict]:
+    rows = []
+    for i in range(n):
+        topic = TOPICS[i % 3]
+        question = {"addition": f"What is {i} plus {i}?", "中文": f"{i} 加 {i} 等于多少？",
+                    "doubling": f"Double {i}."}[topic]  # fmt: skip
+        rows.append({"id": f"rec-{i}", "topic": topic, "messages": [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": f"{i} + {i} = {2 * i}. #### {2 * i}"},
+        ]})  # fmt: skip
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def alliance_data(tmp_path_factory) -> Path:
+    return write_jsonl(tmp_path_factory.mktemp("alliance") / "all.jsonl", alliance_records())

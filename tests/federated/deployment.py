@@ -1,0 +1,78 @@
+"""A deployment on loopback, as users run it: `openparity federated serve` and one
+`openparity federated join` per member, each a real process (with its Flower children)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from openparity.models.local_server import free_port
+from tests.cli import CLI
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen:
+    with log.open("wb") as handle:
+        return subprocess.Popen(
+            [*CLI, "federated", *args], stdout=handle, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    """Signal the process and every Flower process it started (one session)."""
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+    process.wait(timeout=60)
+
+
+def crash_member(join: subprocess.Popen, data: Path) -> None:
+    """A member's machine goes down: SIGKILL to its `join` and to its SuperNode's process
+    group (the SuperNode and the Flower processes it started), with no goodbye."""
+    marker = str(data.resolve()).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"flower-supernode" in command and marker in command:
+            with suppress(ProcessLookupError):
+                os.killpg(os.getpgid(int(entry.name)), signal.SIGKILL)
+    kill_group(join, signal.SIGKILL)
+
+
+@contextmanager
+def deployment(directory: Path, members: list[Path], serve_args: list[str]):
+    """Yields (coordinator process, {member index: join process}); everything is stopped on
+    exit. The coordinator's output is `directory / "run"`."""
+    port = free_port()
+    coordinator = _start(
+        ["serve", "--host", "127.0.0.1", "--port", str(port), "-o", str(directory / "run"),
+         *serve_args],
+        directory / "serve.log",
+    )  # fmt: skip
+    joins = {
+        index: _start(
+            [
+                "join",
+                "--superlink",
+                f"127.0.0.1:{port}",
+                "--data",
+                str(data),
+                "--home",
+                str(directory / f"member-{index}"),
+            ],
+            directory / f"join-{index}.log",
+        )
+        for index, data in enumerate(members)
+    }
+    try:
+        yield coordinator, joins
+    finally:
+        for process in [*joins.values(), coordinator]:
+            if process.poll() is None:
+                kill_group(process, signal.SIGTERM)

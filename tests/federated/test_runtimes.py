@@ -1,0 +1,166 @@
+"""The same ServerApp and ClientApp in Flower's simulation engine and in a deployment of
+separate processes on loopback: same global adapter, a member killed mid-run survived, a
+restarted coordinator continuing from its last saved round."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.cli import openparity
+from tests.federated.deployment import crash_member, deployment
+
+# Three members on a tiny Llama with SmolLM2's tokenizer: the mechanics in seconds per round.
+TRAINING = ["--local-steps", "2", "--batch-size", "4", "--lora-r", "4", "--decontaminate", "",
+            "--seed", "7"]  # fmt: skip
+TOLERANCE = 1e-5  # max |difference| of any adapter value between two runtimes or runs
+
+
+def adapter(run_dir):
+    from safetensors.torch import load_file
+
+    return load_file(str(run_dir / "final" / "adapter_model.safetensors"))
+
+
+def max_difference(a, b) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+def history(run_dir) -> list[dict]:
+    return json.loads((run_dir / "history.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def simulated(alliance_data, tiny_base, tmp_path_factory):
+    """Two rounds of FedAvg over three members split by topic, in the simulation engine."""
+    out = tmp_path_factory.mktemp("simulated") / "run"
+    result = openparity(
+        "federated", "simulate", "--data", str(alliance_data), "--members", "3",
+        "--split", "topic", "--base", str(tiny_base), "-o", str(out), "--rounds", "2",
+        "--min-members", "3", *TRAINING, "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, json.loads(result.stdout)
+
+
+def test_a_simulation_trains_every_member_and_saves_each_round(simulated, tiny_base):
+    out, report = simulated
+    rounds = report["rounds"]
+    assert [r["round"] for r in rounds] == [0, 1, 2]
+    for entry in rounds[1:]:
+        assert entry["train"]["members"] == 3 and entry["failed"] == []
+        assert entry["validation"]["members"] == 3
+        assert entry["adapter_bytes"] > 0
+    weights = adapter(out)
+    assert any(float(t.abs().max()) > 0 for k, t in weights.items() if "lora_B" in k)  # moved
+    config = json.loads((out / "final" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(tiny_base)  # `hf:final` finds its base
+    members = sorted((out / "members").glob("member-*.jsonl"))
+    topics = [{json.loads(line)["topic"] for line in m.read_text("utf-8").splitlines()}
+              for m in members]  # fmt: skip
+    assert sorted(len(t) for t in topics) == [1, 1, 1]  # non-IID: one topic per member
+
+
+def test_the_global_adapter_opens_as_a_model_spec(simulated):
+    from openparity.models.hf_backend import load_hf_model
+
+    out, _ = simulated
+    model, tokenizer = load_hf_model(str(out / "final"))
+    assert model.config.num_hidden_layers == 2 and tokenizer is not None
+
+
+def test_a_deployment_reaches_the_simulations_adapter(simulated, tiny_base, tmp_path):
+    out, _ = simulated
+    members = sorted((out / "members").glob("member-*.jsonl"))
+    args = ["--base", str(tiny_base), "--rounds", "2", "--min-members", "3", *TRAINING]
+    with deployment(tmp_path, members, args) as (coordinator, _):
+        assert coordinator.wait(timeout=900) == 0, (tmp_path / "serve.log").read_text()[-3000:]
+    deployed = tmp_path / "run"
+    assert [r["train"]["members"] for r in history(deployed)[1:]] == [3, 3]
+    assert max_difference(adapter(out), adapter(deployed)) <= TOLERANCE
+
+
+def test_a_member_killed_mid_run_neither_stalls_nor_corrupts_it(simulated, tiny_base, tmp_path):
+    out, _ = simulated
+    members = sorted((out / "members").glob("member-*.jsonl"))
+    args = ["--base", str(tiny_base), "--rounds", "3", "--min-members", "2",
+            "--round-timeout", "60", *TRAINING]  # fmt: skip
+    with deployment(tmp_path, members, args) as (coordinator, joins):
+        first = tmp_path / "run" / "rounds" / "0001" / "round.json"
+        deadline = time.monotonic() + 600
+        while not first.exists():
+            assert coordinator.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "round 1 never finished"
+            time.sleep(0.5)
+        crash_member(joins[2], members[2])
+        assert coordinator.wait(timeout=900) == 0, (tmp_path / "serve.log").read_text()[-3000:]
+    rounds = history(tmp_path / "run")
+    assert [r["round"] for r in rounds] == [0, 1, 2, 3]
+    assert rounds[1]["train"]["members"] == 3
+    assert all(r["train"]["members"] == 2 for r in rounds[2:])  # the rest went on without it
+    weights = adapter(tmp_path / "run")
+    assert all(bool(t.isfinite().all()) for t in weights.values())
+
+
+def test_a_restarted_coordinator_continues_from_its_last_saved_round(
+    simulated, alliance_data, tiny_base, tmp_path
+):
+    out, _ = simulated
+    members = sorted((out / "members").glob("member-*.jsonl"))
+    data = [arg for m in members for arg in ("--data", str(m))]
+    common = ["--base", str(tiny_base), "-o", str(tmp_path / "run"), "--min-members", "3",
+              *TRAINING]  # fmt: skip
+    first = openparity("federated", "simulate", *data, *common, "--rounds", "1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = openparity("federated", "simulate", *data, *common, "--rounds", "2")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "continuing after round 1" in second.stderr
+    assert [r["round"] for r in history(tmp_path / "run")] == [0, 1, 2]
+    # stopping after round 1 and continuing ends where an uninterrupted run ends
+    assert max_difference(adapter(out), adapter(tmp_path / "run")) <= TOLERANCE
+    changed = openparity("federated", "simulate", *data, *common, "--rounds", "3", "--lr", "1e-3")
+    assert changed.returncode == 2
+    assert "other settings (learning-rate)" in changed.stderr
+
+
+def rdp_bound(rounds: int, noise: float, delta: float) -> float:
+    """The classical Gaussian RDP bound, min over orders of R*a/(2 z^2) + log(1/delta)/(a-1);
+    the accountant's conversion is tighter, never looser."""
+    import math
+
+    orders = [1 + x / 10 for x in range(1, 2000)]
+    return min(rounds * a / (2 * noise**2) + math.log(1 / delta) / (a - 1) for a in orders)
+
+
+def test_dp_noise_changes_the_global_update_and_reports_epsilon(simulated, tiny_base, tmp_path):
+    from openparity.federated.coordinator import RoundLog, make_strategy
+    from openparity.federated.privacy import spent
+    from openparity.federated.settings import FederationSettings
+
+    out, _ = simulated
+    members = sorted((out / "members").glob("member-*.jsonl"))
+    data = [arg for m in members for arg in ("--data", str(m))]
+    result = openparity(
+        "federated", "simulate", *data, "--base", str(tiny_base), "-o", str(tmp_path / "run"),
+        "--rounds", "2", "--min-members", "3", *TRAINING, "--dp-noise", "0.8",
+        "--dp-clip", "0.05", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rounds = json.loads(result.stdout)["rounds"]
+    spent_per_round = [r["privacy"] for r in rounds[1:]]
+    epsilons = [p["epsilon"] for p in spent_per_round]
+    assert 0 < epsilons[0] < epsilons[1]
+    assert all(p["delta"] == 1e-5 for p in spent_per_round)
+    for number, epsilon in enumerate(epsilons, start=1):
+        assert epsilon <= rdp_bound(number, 0.8, 1e-5)
+    # same members, seed and steps as the noiseless run: the difference is the clip and noise
+    assert max_difference(adapter(out), adapter(tmp_path / "run")) > 1e-3
+    # a restarted coordinator is charged for the rounds already released
+    settings = FederationSettings(dp_noise=0.8, dp_clip=0.05, min_members=3)
+    restarted = spent(make_strategy(settings, RoundLog(), done=2))
+    assert restarted["epsilon"] == pytest.approx(epsilons[1], rel=1e-9)
+    with pytest.raises(Exception, match="averaging strategies only"):
+        FederationSettings(dp_noise=1.0, strategy="fedadam")
