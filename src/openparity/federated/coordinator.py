@@ -263,6 +263,18 @@ def check_resumable(settings: FederationSettings) -> None:
 
 def global_score(settings: FederationSettings, target: str, store_path: Path) -> dict[str, Any]:
     """The harness score of `hf:target` on the coordinator's task, with its 95 % CI."""
+    scores = harness_scores(settings, target, store_path)
+    estimate = scores.estimate
+    return {
+        "task": scores.run.task, "score": estimate.mean, "low": estimate.low,
+        "high": estimate.high, "n": estimate.n, "errors": scores.errors,
+        "run_id": scores.run.run_id,
+    }  # fmt: skip
+
+
+def harness_scores(settings: FederationSettings, target: str, store_path: Path) -> Any:
+    """Per-item scores (bench's RunScores) of `hf:target` on `settings.eval_task`; the model
+    is freed afterwards (each round's checkpoint is measured once)."""
     import asyncio
 
     from openparity.bench.compare import load_scores
@@ -279,13 +291,9 @@ def global_score(settings: FederationSettings, target: str, store_path: Path) ->
             summary = asyncio.run(
                 run_task(model, task, store, limit=settings.eval_items or None, resume=True)
             )
-            estimate = load_scores(store, summary.run.run_id).estimate
+            return load_scores(store, summary.run.run_id)
     finally:
         release_hf_model(target)
-    return {
-        "task": task.name, "score": estimate.mean, "low": estimate.low, "high": estimate.high,
-        "n": estimate.n, "errors": summary.errors, "run_id": summary.run.run_id,
-    }  # fmt: skip
 
 
 def round_dir(output: Path, number: int) -> Path:

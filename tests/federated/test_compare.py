@@ -1,0 +1,53 @@
+"""`federated compare` runs every arm on the same held-out items and compares them paired."""
+
+from __future__ import annotations
+
+import json
+
+from tests.cli import openparity
+from tests.federated.conftest import alliance_records, write_jsonl
+
+TASK = """\
+name: doubling-format
+data: heldout.jsonl
+id_field: id
+reference_field: answer
+prompt: "{question}"
+scorer:
+  type: regex
+  pattern: '####\\s*[0-9]+\\s*$'
+max_tokens: 6
+"""
+
+
+def test_compare_scores_every_arm_on_the_same_items_and_resumes(tmp_path, tiny_base):
+    data = write_jsonl(tmp_path / "all.jsonl", alliance_records(36))
+    heldout = [{"id": f"h{i}", "question": f"Double {100 + i}.", "answer": str(200 + 2 * i)}
+               for i in range(8)]  # fmt: skip
+    write_jsonl(tmp_path / "heldout.jsonl", heldout)
+    (tmp_path / "task.yaml").write_text(TASK, encoding="utf-8")
+    args = ["federated", "compare", "--data", str(data), "--members", "3", "--split", "topic",
+            "--base", str(tiny_base), "-o", str(tmp_path / "cmp"), "--rounds", "1",
+            "--local-steps", "1", "--lora-r", "4", "--decontaminate", "",
+            "--eval-task", str(tmp_path / "task.yaml"), "--json"]  # fmt: skip
+    result = openparity(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    names = [arm["arm"] for arm in report["arms"]]
+    assert names == ["base", "fedavg", "fedprox", "central", "member 0 alone",
+                     "member 1 alone", "member 2 alone"]  # fmt: skip
+    assert all(arm["n"] == 8 for arm in report["arms"])  # the same held-out items for every arm
+    steps = {arm["arm"]: arm["steps"] for arm in report["arms"]}
+    assert steps["fedavg"] == steps["central"] == 3 and steps["member 0 alone"] == 1
+    for arm in report["arms"]:
+        if arm["arm"] != "fedavg":
+            versus = arm["fedavg_minus_this"]
+            assert versus["n"] == 8 and versus["low"] <= versus["diff"] <= versus["high"]
+    assert report["arms"][1]["bytes_per_round"] > 0  # the alliance's traffic is counted
+    assert (tmp_path / "cmp" / "compare.json").is_file()
+    trained = tmp_path / "cmp" / "central" / "adapter_model.safetensors"
+    before = trained.stat().st_mtime_ns
+    again = openparity(*args, cwd=tmp_path)  # every arm is already done: only re-scored
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert trained.stat().st_mtime_ns == before
+    assert json.loads(again.stdout)["arms"] == report["arms"]
