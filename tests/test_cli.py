@@ -65,6 +65,7 @@ def test_doctor_json_finds_the_embedded_model(tmp_path):
     assert checks["model local:smollm2-135m"]["ok"]
     assert checks["model local:smollm2-135m"]["detail"].endswith("MB)")
     assert checks["package llama-cpp-python"]["ok"]
+    assert checks["federated (Flower SuperLink)"]["ok"], checks["federated (Flower SuperLink)"]
     assert not checks["backend dead"]["ok"] and "unreachable" in checks["backend dead"]["detail"]
 
 

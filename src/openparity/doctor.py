@@ -20,6 +20,7 @@ OPTIONAL_PACKAGES = (
     ("fastapi", "servers [serve]"),
     ("uvicorn", "servers [serve]"),
     ("torch", "training [train]"),
+    ("flwr", "federated fine-tuning [federated]"),
 )
 
 
@@ -64,6 +65,7 @@ def diagnose(models_file: Path | None = None) -> DoctorReport:
     report.checks.append(_embedded_model_check())
     report.checks.append(_llama_build_check())
     report.checks.append(_sandbox_check())
+    report.checks.append(_flower_check())
     report.checks.extend(_catalog_checks(models_file))
     return report
 
@@ -120,6 +122,31 @@ def _sandbox_check() -> Check:
         return Check("sandbox", False, f"a trivial program did not pass: {outcome.reason()}")
     return Check("sandbox", True, f"isolated run ok (pid {outcome.stdout.strip()} in its own"
                  f" namespace); {availability()}")  # fmt: skip
+
+
+def _flower_check() -> Check:
+    """Start a Flower SuperLink on loopback (what `federated simulate` and `serve` start) and
+    stop it: Flower's executables run here."""
+    import importlib.util
+    import tempfile
+    import time
+
+    name = "federated (Flower SuperLink)"
+    if importlib.util.find_spec("flwr") is None:
+        return Check(name, False, 'not installed: pip install "openparity[federated]"')
+    from openparity.federated.runtime import start_superlink
+    from openparity.models.local_server import free_port
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="openparity-doctor-") as home:
+        try:
+            link = start_superlink(Path(home), free_port())
+        except OpenparityError as exc:
+            return Check(name, False, exc.one_line())
+        link.stop()
+    return Check(
+        name, True, f"a SuperLink answered on loopback in {time.perf_counter() - started:.1f} s"
+    )
 
 
 def _compiled_features(system_info: str) -> str:
