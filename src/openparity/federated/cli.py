@@ -265,6 +265,9 @@ def _report(output: Path, final: Path, as_json: bool) -> None:
                Column("epsilon", optional=True), Column("MB per member", optional=True),
                Column("s", optional=True)]  # fmt: skip
     rows = [_row(entry) for entry in history]
+    if not any("privacy" in entry for entry in history):  # no DP: no epsilon column
+        columns.pop(6)
+        rows = [row[:6] + row[7:] for row in rows]
     print_table(columns, rows, title=f"federated run {output}")
     console.print(f"global adapter: {final} (model spec hf:{final})")
 
