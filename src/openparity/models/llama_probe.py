@@ -70,10 +70,9 @@ def build_id() -> str:
 
 def record_path() -> Path:
     """Where probe outcomes are kept: $OPENPARITY_CACHE_DIR, else the user's cache folder."""
-    root = os.environ.get("OPENPARITY_CACHE_DIR") or Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "openparity"
-    )
-    return Path(root) / "llama-probe.json"
+    from openparity.cachedir import user_cache_dir
+
+    return user_cache_dir() / "llama-probe.json"
 
 
 def recorded(build: str) -> ProbeResult | None:
