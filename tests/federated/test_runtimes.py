@@ -87,7 +87,7 @@ def test_a_member_killed_mid_run_neither_stalls_nor_corrupts_it(simulated, tiny_
     out, _ = simulated
     members = sorted((out / "members").glob("member-*.jsonl"))
     args = ["--base", str(tiny_base), "--rounds", "3", "--min-members", "2",
-            "--round-timeout", "60", *TRAINING]  # fmt: skip
+            "--round-timeout", "120", *TRAINING]  # fmt: skip
     with deployment(tmp_path, members, args) as (coordinator, joins):
         first = tmp_path / "run" / "rounds" / "0001" / "round.json"
         deadline = time.monotonic() + 600
