@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.cli import openparity
-from tests.federated.deployment import crash_member, deployment
+from tests.federated.deployment import crash_member, deployment, write_certificates
 
 # Three members on a tiny Llama with SmolLM2's tokenizer: the mechanics in seconds per round.
 TRAINING = ["--local-steps", "2", "--batch-size", "4", "--lora-r", "4", "--decontaminate", "",
@@ -33,14 +33,35 @@ def history(run_dir) -> list[dict]:
     return json.loads((run_dir / "history.json").read_text())
 
 
+EVAL_TASK = """\
+name: doubling
+data: heldout.jsonl
+id_field: id
+reference_field: answer
+prompt: "{question}"
+scorer:
+  type: regex
+  pattern: '####\\s*[0-9]+\\s*$'
+max_tokens: 6
+"""
+
+
 @pytest.fixture(scope="module")
 def simulated(alliance_data, tiny_base, tmp_path_factory):
-    """Two rounds of FedAvg over three members split by topic, in the simulation engine."""
+    """Two rounds of FedAvg over three members split by topic, in the simulation engine, the
+    global model scored on a held-out task after each round."""
     out = tmp_path_factory.mktemp("simulated") / "run"
+    task = out.parent / "task.yaml"
+    task.write_text(EVAL_TASK, encoding="utf-8")
+    heldout = [{"id": f"h{i}", "question": f"Double {50 + i}.", "answer": str(100 + 2 * i)}
+               for i in range(5)]  # fmt: skip
+    (out.parent / "heldout.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in heldout), encoding="utf-8"
+    )
     result = openparity(
         "federated", "simulate", "--data", str(alliance_data), "--members", "3",
         "--split", "topic", "--base", str(tiny_base), "-o", str(out), "--rounds", "2",
-        "--min-members", "3", *TRAINING, "--json",
+        "--min-members", "3", *TRAINING, "--eval-task", str(task), "--json",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return out, json.loads(result.stdout)
@@ -50,6 +71,9 @@ def test_a_simulation_trains_every_member_and_saves_each_round(simulated, tiny_b
     out, report = simulated
     rounds = report["rounds"]
     assert [r["round"] for r in rounds] == [0, 1, 2]
+    for entry in rounds:  # the base, then the global model after each round
+        score = entry["global"]
+        assert score["n"] == 5 and score["low"] <= score["score"] <= score["high"]
     for entry in rounds[1:]:
         assert entry["train"]["members"] == 3 and entry["failed"] == []
         assert entry["validation"]["members"] == 3
@@ -81,6 +105,17 @@ def test_a_deployment_reaches_the_simulations_adapter(simulated, tiny_base, tmp_
     deployed = tmp_path / "run"
     assert [r["train"]["members"] for r in history(deployed)[1:]] == [3, 3]
     assert max_difference(adapter(out), adapter(deployed)) <= TOLERANCE
+
+
+def test_a_deployment_over_tls(simulated, tiny_base, tmp_path):
+    out, _ = simulated
+    members = sorted((out / "members").glob("member-*.jsonl"))[:2]
+    ca, cert, key = write_certificates(tmp_path)
+    tls = ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key), "--ssl-ca-certfile", str(ca)]
+    args = ["--base", str(tiny_base), "--rounds", "1", "--min-members", "2", *TRAINING, *tls]
+    with deployment(tmp_path, members, args, ("--root-certificates", str(ca))) as (coordinator, _):
+        assert coordinator.wait(timeout=900) == 0, (tmp_path / "serve.log").read_text()[-3000:]
+    assert [r["train"]["members"] for r in history(tmp_path / "run")[1:]] == [2]
 
 
 def test_a_member_killed_mid_run_neither_stalls_nor_corrupts_it(simulated, tiny_base, tmp_path):
