@@ -102,3 +102,8 @@ def test_the_cli_refuses_bad_settings_in_one_line(tmp_path):
                          "-o", str(tmp_path / "run"))  # fmt: skip
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     assert not (tmp_path / "run" / "rounds").exists()  # nothing started
+    (tmp_path / "bad.jsonl").write_text('{"messages": "not a list"}\n', encoding="utf-8")
+    bad = ["--data", str(tmp_path / "bad.jsonl"), "--home", str(tmp_path / "m")]
+    joined = openparity("federated", "join", "--superlink", "127.0.0.1:9", *bad)
+    assert joined.returncode == 2 and "bad.jsonl:1" in joined.stderr
+    assert not (tmp_path / "m" / "supernode.log").exists()  # no SuperNode was started

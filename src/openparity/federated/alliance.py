@@ -69,9 +69,9 @@ def anchored(settings: FederationSettings) -> FederationSettings:
 def join(
     superlink: str, data: Path, *, home: Path, port: int, root_certificates: Path | None
 ) -> FlowerProcess:
-    """A SuperNode for this member: its ClientApp trains on `data`, which never leaves."""
-    if not data.exists():
-        raise FederatedError(f"member data {data} does not exist", hint="check --data")
+    """A SuperNode for this member: its ClientApp trains on `data`, which never leaves. The
+    data is read once here, so a malformed file fails now, in one line, not in every round."""
+    read_member_data(str(data), FederationSettings(decontaminate="", validation_share=0.0))
     return start_supernode(home, superlink, data, port, root_certificates=root_certificates)
 
 
