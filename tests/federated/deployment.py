@@ -67,6 +67,7 @@ def deployment(
                 str(data),
                 "--home",
                 str(directory / f"member-{index}"),
+                *join_args,
             ],
             directory / f"join-{index}.log",
         )
