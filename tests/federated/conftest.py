@@ -31,6 +31,30 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+HELDOUT_TASK = """\
+name: doubling-format
+data: heldout.jsonl
+id_field: id
+reference_field: answer
+prompt: "{question}"
+scorer:
+  type: regex
+  pattern: '####\\s*[0-9]+\\s*$'
+max_tokens: 6
+"""
+
+
+def write_heldout_task(directory: Path, items: int) -> Path:
+    """A held-out format task (does the answer end in "#### N"?) of `items` doubling questions,
+    unseen in training; returns its YAML file."""
+    heldout = [{"id": f"h{i}", "question": f"Double {100 + i}.", "answer": str(200 + 2 * i)}
+               for i in range(items)]  # fmt: skip
+    write_jsonl(directory / "heldout.jsonl", heldout)
+    path = directory / "task.yaml"
+    path.write_text(HELDOUT_TASK, encoding="utf-8")
+    return path
+
+
 @pytest.fixture(scope="module")
 def alliance_data(tmp_path_factory) -> Path:
     return write_jsonl(tmp_path_factory.mktemp("alliance") / "all.jsonl", alliance_records())

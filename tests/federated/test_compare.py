@@ -5,31 +5,16 @@ from __future__ import annotations
 import json
 
 from tests.cli import openparity
-from tests.federated.conftest import alliance_records, write_jsonl
-
-TASK = """\
-name: doubling-format
-data: heldout.jsonl
-id_field: id
-reference_field: answer
-prompt: "{question}"
-scorer:
-  type: regex
-  pattern: '####\\s*[0-9]+\\s*$'
-max_tokens: 6
-"""
+from tests.federated.conftest import alliance_records, write_heldout_task, write_jsonl
 
 
 def test_compare_scores_every_arm_on_the_same_items_and_resumes(tmp_path, tiny_base):
     data = write_jsonl(tmp_path / "all.jsonl", alliance_records(36))
-    heldout = [{"id": f"h{i}", "question": f"Double {100 + i}.", "answer": str(200 + 2 * i)}
-               for i in range(8)]  # fmt: skip
-    write_jsonl(tmp_path / "heldout.jsonl", heldout)
-    (tmp_path / "task.yaml").write_text(TASK, encoding="utf-8")
+    task = write_heldout_task(tmp_path, 8)
     args = ["federated", "compare", "--data", str(data), "--members", "3", "--split", "topic",
             "--base", str(tiny_base), "-o", str(tmp_path / "cmp"), "--rounds", "1",
             "--local-steps", "1", "--lora-r", "4", "--decontaminate", "",
-            "--eval-task", str(tmp_path / "task.yaml"), "--json"]  # fmt: skip
+            "--eval-task", str(task), "--json"]  # fmt: skip
     result = openparity(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from tests.cli import openparity
+from tests.federated.conftest import write_heldout_task
 from tests.federated.deployment import crash_member, deployment, write_certificates
 
 # Three members on a tiny Llama with SmolLM2's tokenizer: the mechanics in seconds per round.
@@ -33,31 +34,12 @@ def history(run_dir) -> list[dict]:
     return json.loads((run_dir / "history.json").read_text())
 
 
-EVAL_TASK = """\
-name: doubling
-data: heldout.jsonl
-id_field: id
-reference_field: answer
-prompt: "{question}"
-scorer:
-  type: regex
-  pattern: '####\\s*[0-9]+\\s*$'
-max_tokens: 6
-"""
-
-
 @pytest.fixture(scope="module")
 def simulated(alliance_data, tiny_base, tmp_path_factory):
     """Two rounds of FedAvg over three members split by topic, in the simulation engine, the
     global model scored on a held-out task after each round."""
     out = tmp_path_factory.mktemp("simulated") / "run"
-    task = out.parent / "task.yaml"
-    task.write_text(EVAL_TASK, encoding="utf-8")
-    heldout = [{"id": f"h{i}", "question": f"Double {50 + i}.", "answer": str(100 + 2 * i)}
-               for i in range(5)]  # fmt: skip
-    (out.parent / "heldout.jsonl").write_text(
-        "".join(json.dumps(r) + "\n" for r in heldout), encoding="utf-8"
-    )
+    task = write_heldout_task(out.parent, 5)
     result = openparity(
         "federated", "simulate", "--data", str(alliance_data), "--members", "3",
         "--split", "topic", "--base", str(tiny_base), "-o", str(out), "--rounds", "2",
