@@ -94,7 +94,9 @@ def validation_loss(settings: FederationSettings, state: dict[str, Any], data: M
         raise FederatedError("this member holds no validation records", hint="raise the share")
     model, tokenizer = lora_model(settings)
     load_adapter_state(model, state)
-    trainer = _trainer(settings, model, tokenizer, data.train, settings.seed, None, 0.0,
+    # the trainer only evaluates: its training rows are the validation rows, so the member's
+    # whole training set is not tokenized again every round
+    trainer = _trainer(settings, model, tokenizer, data.validation, settings.seed, None, 0.0,
                        evaluation=data.validation)  # fmt: skip
     return float(trainer.evaluate()["eval_loss"])
 
