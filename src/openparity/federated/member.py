@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,8 @@ def _trainer(
     from openparity.align.trainers import log_callback, report_logs_to
 
     config = trl.SFTConfig(
-        output_dir=tempfile.mkdtemp(prefix="openparity-member-"),
+        # nothing is saved (save_strategy "no"); one scratch folder per process, not per round
+        output_dir=str(Path(tempfile.gettempdir()) / f"openparity-member-{os.getpid()}"),
         max_steps=settings.local_steps,
         per_device_train_batch_size=settings.batch_size,
         per_device_eval_batch_size=settings.batch_size,
