@@ -17,6 +17,8 @@ from tests.federated.deployment import crash_member, deployment, write_certifica
 TRAINING = ["--local-steps", "2", "--batch-size", "4", "--lora-r", "4", "--decontaminate", "",
             "--seed", "7"]  # fmt: skip
 TOLERANCE = 1e-5  # max |difference| of any adapter value between two runtimes or runs
+SECURE = ["--secure", "--secure-max-weight", "100"]  # members hold about 18 records each
+SECURE_TOLERANCE = 5e-4  # two rounds of SecAgg+'s quantisation, trained on (measured 1.2e-4)
 
 
 def adapter(run_dir):
@@ -87,6 +89,47 @@ def test_a_deployment_reaches_the_simulations_adapter(simulated, tiny_base, tmp_
     deployed = tmp_path / "run"
     assert [r["train"]["members"] for r in history(deployed)[1:]] == [3, 3]
     assert max_difference(adapter(out), adapter(deployed)) <= TOLERANCE
+
+
+@pytest.fixture(scope="module")
+def secured(simulated, tiny_base, tmp_path_factory):
+    """The simulated run again, under secure aggregation."""
+    out, _ = simulated
+    members = sorted((out / "members").glob("member-*.jsonl"))
+    data = [arg for m in members for arg in ("--data", str(m))]
+    secure_out = tmp_path_factory.mktemp("secured") / "run"
+    result = openparity(
+        "federated", "simulate", *data, "--base", str(tiny_base), "-o", str(secure_out),
+        "--rounds", "2", "--min-members", "3", *TRAINING, *SECURE, "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return secure_out, json.loads(result.stdout)
+
+
+def test_secure_aggregation_reaches_the_plain_adapter_within_its_quantisation(
+    simulated, secured
+):
+    (out, _), (secure_out, report) = simulated, secured
+    assert [r["train"]["members"] for r in report["rounds"][1:]] == [3, 3]
+    plain, secure = adapter(out), adapter(secure_out)
+    # SecAgg+ rounds each value stochastically: close to the plain average, never equal to it
+    assert 0 < max_difference(plain, secure) <= SECURE_TOLERANCE
+    lora_b = [k for k in plain if "lora_B" in k]  # zero at the start: all of it was trained
+    error = max(float((plain[k] - secure[k]).abs().max()) for k in lora_b)
+    assert error <= 0.1 * max(float(plain[k].abs().max()) for k in lora_b)
+
+
+def test_secure_aggregation_in_a_deployment_equals_the_simulation(
+    simulated, secured, tiny_base, tmp_path
+):
+    (out, _), (secure_out, _) = simulated, secured
+    members = sorted((out / "members").glob("member-*.jsonl"))
+    args = ["--base", str(tiny_base), "--rounds", "2", "--min-members", "3", *TRAINING, *SECURE]
+    with deployment(tmp_path, members, args) as (coordinator, _):
+        assert coordinator.wait(timeout=900) == 0, (tmp_path / "serve.log").read_text()[-3000:]
+    assert [r["train"]["members"] for r in history(tmp_path / "run")[1:]] == [3, 3]
+    # members seed their stochastic rounding like their training: the same masked round
+    assert max_difference(adapter(secure_out), adapter(tmp_path / "run")) <= TOLERANCE
 
 
 def test_a_deployment_over_tls(simulated, tiny_base, tmp_path):

@@ -45,6 +45,15 @@ THREADS = typer.Option(0, "--threads", min=0, help="Torch threads per member (0:
 DP_NOISE = typer.Option(0.0, "--dp-noise", min=0, help="DP noise multiplier (0: no DP).")
 DP_CLIP = typer.Option(0.1, "--dp-clip", help="DP: L2 bound of each member's update.")
 DP_DELTA = typer.Option(1e-5, "--dp-delta", help="DP: the delta epsilon is reported at.")
+SECURE = typer.Option(
+    False, "--secure", help="SecAgg+: the coordinator sees only the sum of the updates."
+)
+SECURE_THRESHOLD = typer.Option(
+    0.6, "--secure-threshold", help="SecAgg+: share of neighbours that can unmask a dropout."
+)
+SECURE_MAX_WEIGHT = typer.Option(
+    1000.0, "--secure-max-weight", help="SecAgg+: the largest member's example count."
+)
 AS_JSON = typer.Option(False, "--json", help="Print the run's history as JSON.")
 VERBOSE = typer.Option(False, "--verbose", "-v", help="Show every line of Flower's log.")
 _SHOWN = re.compile(r"\[ROUND|Waiting for nodes|aggregate_train|ERROR|continuing|Privacy spent")
@@ -73,8 +82,9 @@ def simulate_command(
     lora_r: int = LORA_R, max_length: int = MAX_LEN, validation_share: float = VALIDATION,
     seed: int = SEED, decontaminate: str = DECONTAM, eval_task: str = EVAL_TASK,
     eval_items: int = EVAL_ITEMS, threads: int = THREADS, dp_noise: float = DP_NOISE,
-    dp_clip: float = DP_CLIP, dp_delta: float = DP_DELTA, as_json: bool = AS_JSON,
-    verbose: bool = VERBOSE,
+    dp_clip: float = DP_CLIP, dp_delta: float = DP_DELTA, secure: bool = SECURE,
+    secure_threshold: float = SECURE_THRESHOLD, secure_max_weight: float = SECURE_MAX_WEIGHT,
+    as_json: bool = AS_JSON, verbose: bool = VERBOSE,
 ) -> None:  # fmt: skip
     """Run the alliance on this machine: one simulated SuperNode per member (Flower + Ray)."""
     from openparity.federated.alliance import simulate
@@ -154,8 +164,9 @@ def serve_command(
     lora_r: int = LORA_R, max_length: int = MAX_LEN, validation_share: float = VALIDATION,
     seed: int = SEED, decontaminate: str = DECONTAM, eval_task: str = EVAL_TASK,
     eval_items: int = EVAL_ITEMS, threads: int = THREADS, dp_noise: float = DP_NOISE,
-    dp_clip: float = DP_CLIP, dp_delta: float = DP_DELTA, as_json: bool = AS_JSON,
-    verbose: bool = VERBOSE,
+    dp_clip: float = DP_CLIP, dp_delta: float = DP_DELTA, secure: bool = SECURE,
+    secure_threshold: float = SECURE_THRESHOLD, secure_max_weight: float = SECURE_MAX_WEIGHT,
+    as_json: bool = AS_JSON, verbose: bool = VERBOSE,
 ) -> None:  # fmt: skip
     """Coordinate a deployment: start a SuperLink, wait for --min-members to join, run."""
     from openparity.federated.alliance import serve
@@ -231,7 +242,9 @@ def _settings(options: dict[str, Any]) -> Any:
         seed=options["seed"], decontaminate=options["decontaminate"],
         eval_task=options["eval_task"], eval_items=options["eval_items"],
         threads=options["threads"], dp_noise=options["dp_noise"], dp_clip=options["dp_clip"],
-        dp_delta=options["dp_delta"],
+        dp_delta=options["dp_delta"], secure=options["secure"],
+        secure_threshold=options["secure_threshold"],
+        secure_max_weight=options["secure_max_weight"],
     )  # fmt: skip
 
 

@@ -16,9 +16,11 @@ from flwr.clientapp import ClientApp
 from openparity.federated.errors import FederatedError
 from openparity.federated.member import MemberData, read_member_data, train_round, validation_loss
 from openparity.federated.privacy import WEIGHT_KEY, clip_when_asked
+from openparity.federated.secure import secure_when_asked
 from openparity.federated.settings import FederationSettings
 
-app = ClientApp(mods=[clip_when_asked])
+# SecAgg+ masks what DP clipping (inside it) and training return
+app = ClientApp(mods=[secure_when_asked, clip_when_asked])
 _DATA: dict[tuple[str, str], MemberData] = {}
 
 

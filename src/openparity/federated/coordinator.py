@@ -113,7 +113,7 @@ def make_strategy(settings: FederationSettings, round_log: RoundLog, done: int =
         "min_available_nodes": settings.min_members,
         "train_metrics_aggr_fn": round_log.train,
         "evaluate_metrics_aggr_fn": round_log.evaluate,
-        **({"weighted_by_key": WEIGHT_KEY} if private else {}),
+        "weighted_by_key": weight_key(settings),
     }
     kinds = {"fedprox": FedProx, "fedadam": FedAdam, "fedavg": FedAvg}
     options = {"fedprox": {"proximal_mu": settings.proximal_mu},
@@ -129,6 +129,11 @@ def make_strategy(settings: FederationSettings, round_log: RoundLog, done: int =
     strategy.round_log, strategy.needed = round_log, settings.min_members
     strategy.wait_s = settings.round_timeout
     return strategy
+
+
+def weight_key(settings: FederationSettings) -> str:
+    """The metric members are averaged by: examples, or 1 each under DP."""
+    return WEIGHT_KEY if settings.dp_noise > 0 else "num-examples"
 
 
 def _await_members(grid: Any, needed: int, wait_s: float) -> None:
@@ -171,7 +176,7 @@ class Coordinator:
             self.strategy = make_strategy(self.settings, self.round_log, self.offset)
             strategy = self.strategy
             strategy.start(
-                grid=grid,
+                grid=self._secured(grid),
                 initial_arrays=ArrayRecord(state),
                 num_rounds=remaining,
                 timeout=self.settings.round_timeout,
@@ -180,6 +185,16 @@ class Coordinator:
                 evaluate_fn=self._after_round,
             )
         return self._finish()
+
+    def _secured(self, grid: Any) -> Any:
+        """`grid`, its training rounds run under SecAgg+ when the settings ask for it."""
+        if not self.settings.secure:
+            return grid
+        from openparity.federated.secure import SecureGrid
+
+        settings = self.settings
+        return SecureGrid(grid, weight_key(settings), settings.secure_threshold,
+                          settings.secure_max_weight, settings.round_timeout)  # fmt: skip
 
     def _start(self) -> dict[str, Any]:
         """The adapter to start from: the last complete round's, or the seeded initial one."""
@@ -251,7 +266,8 @@ def check_resumable(settings: FederationSettings) -> None:
     settings_path = Path(settings.output) / "settings.json"
     if not settings_path.exists():
         return
-    saved = json.loads(settings_path.read_text(encoding="utf-8"))
+    # a setting added after the run was saved has its default there
+    saved = {**FederationSettings().to_run_config(), **json.loads(settings_path.read_text("utf-8"))}
     wanted = settings.to_run_config()
     differ = sorted(k for k in wanted if k not in RESUMABLE and saved.get(k) != wanted[k])
     if differ:

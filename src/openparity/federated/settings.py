@@ -42,6 +42,9 @@ class FederationSettings:
     dp_noise: float = 0.0  # DP noise multiplier (0: no differential privacy)
     dp_clip: float = 0.1  # DP: L2 bound of each member's adapter update
     dp_delta: float = 1e-5  # DP: the delta epsilon is reported at
+    secure: bool = False  # SecAgg+: the coordinator sees only the sum of the members' updates
+    secure_threshold: float = 0.6  # SecAgg+: share of a member's neighbours that can unmask it
+    secure_max_weight: float = 1000.0  # SecAgg+: the largest weight (examples) a member may have
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -56,9 +59,11 @@ class FederationSettings:
             raise FederatedError("min members must be at least 1")
         if not 0 <= self.validation_share < 1:
             raise FederatedError(f"validation share {self.validation_share} is not in [0, 1)")
-        from openparity.federated.privacy import check
+        from openparity.federated import privacy, secure
 
-        check(self)
+        privacy.check(self)
+        if self.secure:
+            secure.check(self.min_members, self.secure_threshold, self.secure_max_weight)
 
     def to_run_config(self) -> dict[str, Any]:
         """Flower's run config: kebab-case keys, scalar values."""
@@ -74,6 +79,8 @@ class FederationSettings:
             if name not in known:
                 raise FederatedError(f"unknown federated setting {key!r}")
             default = getattr(cls, name)
+            if isinstance(default, bool) and not isinstance(value, bool):
+                raise FederatedError(f"federated setting {key!r} must be true or false")
             values[name] = type(default)(value)
         return cls(**values)
 
