@@ -132,6 +132,23 @@ def test_secure_aggregation_in_a_deployment_equals_the_simulation(
     assert max_difference(adapter(secure_out), adapter(tmp_path / "run")) <= TOLERANCE
 
 
+def test_dp_and_secure_aggregation_combine(simulated, secured, tiny_base, tmp_path):
+    (out, _), (secure_out, _) = simulated, secured
+    members = sorted((out / "members").glob("member-*.jsonl"))
+    data = [arg for m in members for arg in ("--data", str(m))]
+    result = openparity(
+        "federated", "simulate", *data, "--base", str(tiny_base), "-o", str(tmp_path / "run"),
+        "--rounds", "2", "--min-members", "3", *TRAINING, *SECURE, "--dp-noise", "0.8",
+        "--dp-clip", "0.05", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rounds = json.loads(result.stdout)["rounds"]
+    assert [r["train"]["members"] for r in rounds[1:]] == [3, 3]
+    assert 0 < rounds[1]["privacy"]["epsilon"] < rounds[2]["privacy"]["epsilon"]
+    # members clipped before masking, the coordinator noised the unmasked average
+    assert max_difference(adapter(secure_out), adapter(tmp_path / "run")) > 1e-3
+
+
 def test_a_deployment_over_tls(simulated, tiny_base, tmp_path):
     out, _ = simulated
     members = sorted((out / "members").glob("member-*.jsonl"))[:2]
