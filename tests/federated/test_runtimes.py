@@ -106,9 +106,7 @@ def secured(simulated, tiny_base, tmp_path_factory):
     return secure_out, json.loads(result.stdout)
 
 
-def test_secure_aggregation_reaches_the_plain_adapter_within_its_quantisation(
-    simulated, secured
-):
+def test_secure_aggregation_reaches_the_plain_adapter_within_its_quantisation(simulated, secured):
     (out, _), (secure_out, report) = simulated, secured
     assert [r["train"]["members"] for r in report["rounds"][1:]] == [3, 3]
     plain, secure = adapter(out), adapter(secure_out)

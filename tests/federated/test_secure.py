@@ -48,14 +48,13 @@ class LoopbackGrid:
             replies.append(reply)
         return replies
 
-
     def deliver(self, message):
         """The member's reply; an exception becomes an error reply, as on Flower's runtimes."""
         from flwr.app import Error, Message
 
         try:
             return wire(self.app(message, self.contexts[message.metadata.dst_node_id]))
-        except Exception as error:  # noqa: BLE001 - the runtime reports any ClientApp error
+        except Exception as error:
             return Message(Error(code=0, reason=f"{type(error).__name__}: {error}"),
                            reply_to=message)  # fmt: skip
 
@@ -166,12 +165,17 @@ def test_the_coordinator_gets_the_average_and_no_member_update(alliance, plain_u
             if np.abs(array).max() > 0:
                 assert not any(array.tobytes()[:64] in blob for blob in blobs)
     # the masked vectors are noise: uncorrelated with the member's quantised update
-    masked = [r for r in grid.received
-              if Key.MASKED_PARAMETERS in r.content.config_records[RECORD_KEY_CONFIGS]]
+    masked = [
+        r
+        for r in grid.received
+        if Key.MASKED_PARAMETERS in r.content.config_records[RECORD_KEY_CONFIGS]
+    ]
     assert len(masked) == 3
     for reply in masked:
-        vector = [bytes_to_ndarray(b) for b in
-                  reply.content.config_records[RECORD_KEY_CONFIGS][Key.MASKED_PARAMETERS]]
+        vector = [
+            bytes_to_ndarray(b)
+            for b in reply.content.config_records[RECORD_KEY_CONFIGS][Key.MASKED_PARAMETERS]
+        ]
         arrays, weight = plain_updates[reply.metadata.src_node_id]
         sent = np.concatenate([v.ravel() for v in vector[1:]]).astype(np.float64)
         own = np.concatenate([a.ravel() for a in arrays]) * weight / MAX_WEIGHT
