@@ -5,9 +5,11 @@ same data, same LoRA, in the same run:
               steps per round; the round's wall time from the coordinator's history, and the
               bytes that travel (the adapter down to and back from each member)
   deployment  (--deployment) the same round with a SuperLink and M SuperNodes as processes
+  secure      (--secure, M >= 3) the simulated round under SecAgg+: its time, and the bytes
+              the members upload (keys, shares, masked vectors) as counted by the coordinator
   central     one process training the pooled data for M x S steps (all the steps of a round)
 
-    python benchmarks/federated_round.py [--base smollm2-135m] [--members 2] [--steps 2]
+    python benchmarks/federated_round.py [--base smollm2-135m] [--members 3] [--steps 2]
 
 Prints seconds per round, the ratio to central, MB per round and per member, and how that
 compares with sending the whole model.
@@ -40,13 +42,14 @@ def write_data(where: Path, n: int) -> Path:
     return path
 
 
-def federated(args, data: Path, out: Path, *, deployment: bool) -> dict:
+def federated(args, data: Path, out: Path, *, deployment: bool, secure: bool = False) -> dict:
     from openparity.federated.partition import split_members
 
     members = split_members(data, args.members, "iid", out / "members")
     common = ["--base", args.base, "--rounds", str(args.rounds), "--local-steps",
               str(args.steps), "--batch-size", str(args.batch), "--min-members",
-              str(args.members), "--decontaminate", "", "--validation-share", "0"]  # fmt: skip
+              str(args.members), "--decontaminate", "", "--validation-share", "0",
+              *(["--secure"] if secure else [])]  # fmt: skip
     run = out / "run"
     if not deployment:
         data_args = [a for m in members for a in ("--data", str(m))]
@@ -65,6 +68,7 @@ def federated(args, data: Path, out: Path, *, deployment: bool) -> dict:
         "seconds": [entry["seconds"] for entry in rounds],
         "adapter_bytes": rounds[0]["adapter_bytes"],
         "members": rounds[0]["train"]["members"],
+        "uploaded": rounds[0].get("secure_upload_bytes"),  # all members, all protocol stages
     }
 
 
@@ -88,12 +92,13 @@ def central(args, data: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="smollm2-135m")
-    parser.add_argument("--members", type=int, default=2)
+    parser.add_argument("--members", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=2, help="local steps per member per round")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--examples", type=int, default=64)
     parser.add_argument("--deployment", action="store_true", help="also time a deployment")
+    parser.add_argument("--secure", action="store_true", help="also time a SecAgg+ round")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         where = Path(tmp)
@@ -101,6 +106,10 @@ def main() -> None:
         arms = {"federated (simulation)": federated(args, data, where / "sim", deployment=False)}
         if args.deployment:
             arms["federated (deployment)"] = federated(args, data, where / "dep", deployment=True)
+        if args.secure:
+            arms["federated (simulation, SecAgg+)"] = federated(
+                args, data, where / "secure", deployment=False, secure=True
+            )
         central_s = central(args, data)
     from openparity.federated.adapter import libraries
 
@@ -112,11 +121,12 @@ def main() -> None:
     for name, arm in arms.items():
         per_round = arm["seconds"]
         mean = sum(per_round) / len(per_round)
-        traffic = 2 * arm["adapter_bytes"] * arm["members"]
+        down = arm["adapter_bytes"] * arm["members"]
+        up = arm["uploaded"] or down
         print(f"{name}: rounds {', '.join(f'{s:.1f}' for s in per_round)} s; mean {mean:.1f} s"
-              f" = {mean / central_s:.2f}x central; {traffic / 1e6:.2f} MB per round"
-              f" ({arm['adapter_bytes'] / 1e6:.2f} MB each way per member;"
-              f" the whole model would be {model_bytes / 1e6:.0f} MB)")  # fmt: skip
+              f" = {mean / central_s:.2f}x central; {(up + down) / 1e6:.2f} MB per round"
+              f" ({arm['adapter_bytes'] / 1e6:.2f} MB down, {up / arm['members'] / 1e6:.2f} MB"
+              f" up per member; the whole model would be {model_bytes / 1e6:.0f} MB)")  # fmt: skip
 
 
 def _model_bytes(base: str) -> int:

@@ -109,6 +109,7 @@ def secured(simulated, tiny_base, tmp_path_factory):
 def test_secure_aggregation_reaches_the_plain_adapter_within_its_quantisation(simulated, secured):
     (out, _), (secure_out, report) = simulated, secured
     assert [r["train"]["members"] for r in report["rounds"][1:]] == [3, 3]
+    assert all(r["secure_upload_bytes"] > 3 * r["adapter_bytes"] for r in report["rounds"][1:])
     plain, secure = adapter(out), adapter(secure_out)
     # SecAgg+ rounds each value stochastically: close to the plain average, never equal to it
     assert 0 < max_difference(plain, secure) <= SECURE_TOLERANCE

@@ -121,7 +121,8 @@ def plain_updates(alliance):
 def secure_round(settings, data, crash=None):
     grid = LoopbackGrid(contexts(settings, data), crash)
     secure = SecureGrid(grid, "num-examples", settings.secure_threshold, MAX_WEIGHT, 60.0)
-    return grid, secure.send_and_receive(train_messages(settings, data))
+    replies = secure.send_and_receive(train_messages(settings, data))
+    return grid, replies, secure.uploaded
 
 
 def weighted_average(updates, nodes):
@@ -145,7 +146,7 @@ def test_the_coordinator_gets_the_average_and_no_member_update(alliance, plain_u
     from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 
     settings, data = alliance
-    grid, replies = secure_round(settings, data)
+    grid, replies, uploaded = secure_round(settings, data)
     assert [r.has_error() for r in replies] == [False] * 3
     expected, total = weighted_average(plain_updates, list(data))
     close_to(replies, expected, total, 3)
@@ -183,6 +184,13 @@ def test_the_coordinator_gets_the_average_and_no_member_update(alliance, plain_u
         assert abs(np.corrcoef(sent, own)[0, 1]) < 0.15
         assert 0.4 < sent.mean() / 2**32 < 0.6  # uniform over the 2**32 modulus
         assert sent.max() >= QUANTIZATION_RANGE  # beyond anything a quantised update reaches
+    masked_bytes = sum(
+        len(b)
+        for r in masked
+        for b in r.content.config_records[RECORD_KEY_CONFIGS][Key.MASKED_PARAMETERS]
+    )
+    adapter_bytes = sum(a.nbytes for a in plain_updates[100][0])
+    assert uploaded > masked_bytes > 3 * adapter_bytes  # the round's traffic, counted
 
 
 def test_a_member_lost_after_sharing_keys_is_unmasked_and_the_round_completes(
@@ -197,7 +205,7 @@ def test_a_member_lost_after_sharing_keys_is_unmasked_and_the_round_completes(
         config = message.content.config_records.get(RECORD_KEY_CONFIGS, {})
         return node == lost and config.get(Key.STAGE) == Stage.COLLECT_MASKED_VECTORS
 
-    _, replies = secure_round(settings, data, crash)
+    _, replies, _ = secure_round(settings, data, crash)
     by_node = {r.metadata.src_node_id: r for r in replies}
     assert by_node[lost].has_error() and "crashed" in by_node[lost].error.reason
     survivors = [n for n in data if n != lost]

@@ -162,6 +162,7 @@ class Coordinator:
         self.offset = 0
         self.round_started = time.monotonic()
         self.strategy: Any = None
+        self.grid: Any = None
 
     def run(self, grid: Any) -> Path:
         """Every round not yet done; the final adapter's directory."""
@@ -175,8 +176,9 @@ class Coordinator:
         if remaining > 0:
             self.strategy = make_strategy(self.settings, self.round_log, self.offset)
             strategy = self.strategy
+            self.grid = self._secured(grid)
             strategy.start(
-                grid=self._secured(grid),
+                grid=self.grid,
                 initial_arrays=ArrayRecord(state),
                 num_rounds=remaining,
                 timeout=self.settings.round_timeout,
@@ -227,6 +229,8 @@ class Coordinator:
         self.round_log.current = {}
         state = arrays.to_torch_state_dict()
         entry["adapter_bytes"] = sum(t.numel() * t.element_size() for t in state.values())
+        if number > 0 and self.settings.secure:
+            entry["secure_upload_bytes"] = self.grid.uploaded
         entry["seconds"] = round(time.monotonic() - self.round_started, 2)
         directory = round_dir(self.output, number)
         if number > 0:

@@ -79,18 +79,22 @@ class _FixedSample:
         return (results[0][1].parameters if results else None), {}
 
 
-class _ErrorLog:
-    """The coordinator's Grid, remembering why each member failed a stage."""
+class _Relay:
+    """The coordinator's Grid, remembering why each member failed a stage and counting the
+    protocol's bytes the members sent (keys, shares, masked vectors)."""
 
     def __init__(self, grid: Any) -> None:
         self.grid = grid
         self.reasons: dict[int, str] = {}
+        self.uploaded = 0
 
     def send_and_receive(self, messages: Any, *, timeout: float | None = None) -> Any:
         replies = list(self.grid.send_and_receive(messages, timeout=timeout))
         for reply in replies:
             if reply.has_error():
                 self.reasons.setdefault(reply.metadata.src_node_id, reply.error.reason)
+            else:
+                self.uploaded += sum(map(_byte_size, reply.content.config_records.values()))
         return replies
 
     def __getattr__(self, name: str) -> Any:
@@ -109,6 +113,7 @@ class SecureGrid:
         self.max_weight = max_weight
         self.timeout = timeout
         self.rounds = 0
+        self.uploaded = 0  # bytes the members sent in the last secure round, all stages
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.grid, name)
@@ -148,9 +153,17 @@ class SecureGrid:
             quantization_range=QUANTIZATION_RANGE,
             timeout=self.timeout,
         )
-        relay = _ErrorLog(self.grid)
+        relay = _Relay(self.grid)
         workflow(relay, context)
+        self.uploaded = relay.uploaded
         return _replies(messages, sample.results, names, arrays, relay.reasons)
+
+
+def _byte_size(record: Any) -> int:
+    values = [
+        v for value in record.values() for v in (value if isinstance(value, list) else [value])
+    ]
+    return sum(len(v) for v in values if isinstance(v, bytes))
 
 
 def _blank_context() -> Any:
