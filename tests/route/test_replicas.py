@@ -127,17 +127,41 @@ def test_a_revoked_key_stops_on_every_replica(replicas, setup):
 def test_a_breaker_opened_on_one_replica_is_open_on_the_other(replicas, setup, stub):
     _, keys = setup
     a, b = replicas
-    stub.script({"status": 500}, {"status": 500})
-    assert [chat_status(a, keys["free"]) for _ in range(2)] == [502, 502]  # two failures: open
+    open_on_both(a, b, keys["free"], stub)
     assert health(a)["tiers"][0]["breaker"] == "open"
-    deadline = time.monotonic() + 2
-    while health(b)["tiers"][0]["breaker"] != "open":
-        assert time.monotonic() < deadline, health(b)
-        time.sleep(0.05)
     before = len(stub.requests)
     assert chat_status(b, keys["free"]) == 502  # refused by the breaker, the upstream never asked
     assert len(stub.requests) == before
     time.sleep(3.2)  # the cooldown: one probe goes through, succeeds, closes it everywhere
+    assert chat_status(b, keys["free"]) == 200
+    deadline = time.monotonic() + 2
+    while health(a)["tiers"][0]["breaker"] != "closed":
+        assert time.monotonic() < deadline, health(a)
+        time.sleep(0.05)
+
+
+def open_on_both(a, b, key, stub) -> None:
+    """Two failures on `a` open the breaker; wait until `b` has it open too."""
+    stub.script({"status": 500}, {"status": 500})
+    assert [chat_status(a, key) for _ in range(2)] == [502, 502]
+    deadline = time.monotonic() + 2
+    while health(b)["tiers"][0]["breaker"] != "open":
+        assert time.monotonic() < deadline, health(b)
+        time.sleep(0.05)
+
+
+def test_after_the_cooldown_one_replica_alone_probes_the_upstream(replicas, setup, stub):
+    _, keys = setup
+    a, b = replicas
+    open_on_both(a, b, keys["free"], stub)
+    time.sleep(3.2)  # the cooldown is over on both replicas
+    stub.script({"status": 500, "delay_s": 1.0})  # a slow failing probe; then healthy again
+    before = len(stub.requests)
+    with ThreadPoolExecutor(2) as pool:
+        statuses = list(pool.map(lambda url: chat_status(url, keys["free"]), [a, b]))
+    assert statuses == [502, 502]  # the probe failed; the other replica did not probe
+    assert len(stub.requests) == before + 1
+    time.sleep(3.2)  # reopened by the failed probe: after its cooldown, a probe closes it
     assert chat_status(b, keys["free"]) == 200
     deadline = time.monotonic() + 2
     while health(a)["tiers"][0]["breaker"] != "closed":

@@ -294,6 +294,13 @@ class HybridRouter:
                         f"circuit open for {tier.breaker.retry_in():.1f}s more")
             )  # fmt: skip
             return False
+        if not await tier.breaker.claim_probe():
+            tier.slots.release()
+            result.attempts.append(
+                Attempt(tier.index, tier.name, "skipped", "breaker_open",
+                        "circuit half-open: another replica is probing the upstream")
+            )  # fmt: skip
+            return False
         return True
 
     async def _generate(

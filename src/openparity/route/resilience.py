@@ -67,6 +67,11 @@ class CircuitBreaker:
         """The probe ended without a verdict on the upstream (e.g. the client left)."""
         self.probing = False
 
+    async def claim_probe(self) -> bool:
+        """After `allow()`: may this request be the half-open probe? Always, in one process;
+        replicas sharing a breaker let only one of them probe (SharedBreaker)."""
+        return True
+
     def hold(self, seconds: float) -> None:
         self.held_until = max(self.held_until, self.clock() + seconds)
 

@@ -9,6 +9,9 @@
   across replicas and a breaker opened on one is open on all within milliseconds. An opening
   and a hold also leave a key with a TTL, so a replica started later begins with them.
   A healthy upstream costs no Redis traffic: a success is published only after a failure.
+  When the cooldown ends, one replica alone probes the upstream: the probe is claimed with a
+  Redis key (SET NX, expiring after a cooldown), and the others keep the breaker open until
+  the probe's verdict reaches them.
 
 When Redis is unreachable, requests keep flowing: each replica falls back to its own buckets
 and breakers (the limits then hold per replica, not across them) and says so in its log.
@@ -97,6 +100,18 @@ class SharedBreaker(CircuitBreaker):
     def hold(self, seconds: float) -> None:
         super().hold(seconds)
         self._shared.publish(self._tier, "hold", seconds)
+
+    async def claim_probe(self) -> bool:
+        if not self.probing:
+            return True
+        if await self._shared.claim_probe(self._tier, self.cooldown_s):
+            return True
+        self.probing = False  # another replica's probe: wait for its verdict
+        return False
+
+    def release_probe(self) -> None:
+        super().release_probe()
+        self._shared.release_probe(self._tier)
 
     def apply(self, event: str, seconds: float = 0.0) -> None:
         """Another replica's observation of this upstream."""
@@ -204,6 +219,21 @@ class SharedState:
 
     # --- breakers -----------------------------------------------------------------------
 
+    async def claim_probe(self, tier: str, seconds: float) -> bool:
+        """The right to probe `tier`'s upstream for `seconds` (or until released), for one
+        replica; every replica may probe while Redis is lost."""
+        try:
+            claimed = await self._client.set(
+                self._key("probe", tier), self.replica, nx=True, px=max(1, int(seconds * 1000))
+            )
+        except Exception as exc:
+            self._lost(exc)
+            return True
+        return bool(claimed)
+
+    def release_probe(self, tier: str) -> None:
+        self._spawn(self._client.delete(self._key("probe", tier)))
+
     def publish(self, tier: str, event: str, seconds: float = 0.0) -> None:
         message = json.dumps({"from": self.replica, "tier": tier, "event": event, "s": seconds})
         self._spawn(self._publish(tier, event, seconds, message))
@@ -212,7 +242,7 @@ class SharedState:
         if event in ("open", "hold") and seconds > 0:
             await self._client.set(self._key(event, tier), "1", px=max(1, int(seconds * 1000)))
         elif event == "success":
-            await self._client.delete(self._key("open", tier))
+            await self._client.delete(self._key("open", tier), self._key("probe", tier))
         await self._client.publish(self._channel, message)
 
     async def _listen(self, pubsub: Any) -> None:
