@@ -110,6 +110,8 @@ def test_secure_aggregation_reaches_the_plain_adapter_within_its_quantisation(si
     (out, _), (secure_out, report) = simulated, secured
     assert [r["train"]["members"] for r in report["rounds"][1:]] == [3, 3]
     assert all(r["secure_upload_bytes"] > 3 * r["adapter_bytes"] for r in report["rounds"][1:])
+    table = openparity("federated", "report", str(secure_out))
+    assert table.returncode == 0 and " up" in table.stdout, table.stdout  # what members send
     plain, secure = adapter(out), adapter(secure_out)
     # SecAgg+ rounds each value stochastically: close to the plain average, never equal to it
     assert 0 < max_difference(plain, secure) <= SECURE_TOLERANCE

@@ -301,6 +301,15 @@ def _row(entry: dict[str, Any]) -> list[str]:
         f"{validation['validation-loss']:.4f}" if "validation-loss" in validation else "-",
         shown,
         f"{entry['privacy']['epsilon']:.2f}" if "privacy" in entry else "-",
-        f"{entry.get('adapter_bytes', 0) / 1e6:.2f}",
+        _megabytes(entry),
         f"{entry.get('seconds', 0):.0f}",
     ]
+
+
+def _megabytes(entry: dict[str, Any]) -> str:
+    """MB a member receives (the adapter); under SecAgg+ also what it sends (masked, larger)."""
+    down = f"{entry.get('adapter_bytes', 0) / 1e6:.2f}"
+    members = entry.get("train", {}).get("members")
+    if "secure_upload_bytes" not in entry or not members:
+        return down
+    return f"{down} down, {entry['secure_upload_bytes'] / members / 1e6:.2f} up"
