@@ -107,7 +107,10 @@ def compare_command(
     members: int = typer.Option(4, "--members", min=2, help="Members to split it into."),
     split: str = typer.Option("topic", "--split", help="A record field (non-IID) or iid."),
     base: str = BASE, output: Path = OUTPUT, rounds: int = ROUNDS, mu: float = MU,
-    round_timeout: float = TIMEOUT, local_steps: int = LOCAL_STEPS, batch_size: int = BATCH,
+    round_timeout: float = typer.Option(
+        3600.0, "--round-timeout", help="Seconds to wait for a round's replies."
+    ),
+    local_steps: int = LOCAL_STEPS, batch_size: int = BATCH,
     lr: float = LR, lora_r: int = LORA_R, max_length: int = MAX_LEN,
     validation_share: float = VALIDATION, seed: int = SEED, decontaminate: str = DECONTAM,
     eval_task: str = typer.Option(..., "--eval-task", help="The held-out metric's task."),
@@ -119,7 +122,8 @@ def compare_command(
     from openparity.federated.compare import compare
 
     fixed = {"strategy": "fedavg", "server_lr": 0.001, "fraction": 1.0, "min_members": members,
-             "dp_noise": 0.0, "dp_clip": 0.1, "dp_delta": 1e-5}  # fmt: skip
+             "dp_noise": 0.0, "dp_clip": 0.1, "dp_delta": 1e-5, "secure": False,
+             "secure_threshold": 0.6, "secure_max_weight": 1000.0}  # fmt: skip
     options = {**locals(), **fixed}
     _stop_on_sigterm()
     with contextlib.redirect_stdout(sys.stderr):  # what the libraries print while training

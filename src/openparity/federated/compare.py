@@ -87,6 +87,13 @@ def _alliance(
     if not final.is_dir():
         final = simulate(arm, paths, on_line)
     history = read_history(run)
+    skipped = [entry for entry in history if entry.get("skipped")]
+    if skipped:  # its adapter missed those rounds' training: not a measure of the alliance
+        first = skipped[0]
+        raise FederatedError(
+            f"{strategy}: round {first['round']} was skipped ({'; '.join(first['failed'])})",
+            hint=f"remove {run}, raise --round-timeout if members were too slow, and run again",
+        )
     adapter_bytes = history[-1].get("adapter_bytes", 0)
     return ArmResult(strategy, str(final), settings.rounds * settings.local_steps * len(paths),
                      settings.rounds, 2 * adapter_bytes * len(paths),

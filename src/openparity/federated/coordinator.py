@@ -61,10 +61,13 @@ def guarded(strategy_cls: type) -> type:
         round_log: RoundLog
         needed: int = 1  # members a round needs
         wait_s: float = 600.0
+        asked: int = 0  # members asked to train this round
 
         def configure_train(self, server_round: int, arrays: Any, config: Any, grid: Any) -> Any:
             _await_members(grid, self.needed, self.wait_s)
-            return super().configure_train(server_round, arrays, config, grid)
+            messages = list(super().configure_train(server_round, arrays, config, grid))
+            self.asked = len(messages)
+            return messages
 
         def configure_evaluate(self, server_round: int, arrays: Any, config: Any, grid: Any):
             _await_members(grid, self.needed, self.wait_s)
@@ -74,10 +77,12 @@ def guarded(strategy_cls: type) -> type:
             replies = list(replies)
             ok = [m for m in replies if not m.has_error()]
             failed = [_last_line(m.error.reason) for m in replies if m.has_error()]
+            silent = self.asked - len(replies)  # Flower stops waiting after the round timeout
+            failed += [f"no reply within the round timeout ({self.wait_s:g} s)"] * silent
             self.round_log.current["failed"] = failed
             if len(ok) < self.needed:
                 log.warning("round %d: %d of %d members answered, fewer than %d: the global"
-                            " adapter is kept", server_round, len(ok), len(replies),
+                            " adapter is kept", server_round, len(ok), self.asked,
                             self.needed)  # fmt: skip
                 self.round_log.current["skipped"] = True
                 return None, None
