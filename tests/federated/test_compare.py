@@ -36,3 +36,11 @@ def test_compare_scores_every_arm_on_the_same_items_and_resumes(tmp_path, tiny_b
     assert again.returncode == 0, again.stderr[-3000:]
     assert trained.stat().st_mtime_ns == before
     assert json.loads(again.stdout)["arms"] == report["arms"]
+
+    # an alliance arm whose round was skipped is no measure of the alliance: refused
+    history_path = tmp_path / "cmp" / "fedavg" / "history.json"
+    history = json.loads(history_path.read_text())
+    history[1].update(skipped=True, failed=["no reply within the round timeout (600 s)"] * 3)
+    history_path.write_text(json.dumps(history))
+    refused = openparity(*args, cwd=tmp_path)
+    assert refused.returncode != 0 and "round 1 was skipped" in refused.stderr
