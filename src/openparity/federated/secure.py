@@ -187,6 +187,12 @@ def _set_round(context: Any, number: int, parameters: Any) -> None:
     )
 
 
+_NOT_UNMASKED = (
+    "left the secure round: no reply in time, or too few members answered for the sum to be"
+    " unmasked (see --secure-threshold)"
+)
+
+
 def _replies(
     messages: list[Any], results: list, names: list[str], arrays: Any, reasons: dict[int, str]
 ) -> list[Any]:
@@ -203,8 +209,7 @@ def _replies(
         node = message.metadata.dst_node_id
         fitres = by_node.get(node)
         if fitres is None:
-            reason = reasons.get(node) or "left the secure round (no reply in time, or too"
-            reason += "" if node in reasons else " few members for its shares to unmask it)"
+            reason = reasons.get(node, _NOT_UNMASKED)
             replies.append(Message(Error(code=0, reason=reason), reply_to=message))
             continue
         record = ArrayRecord(
