@@ -110,8 +110,10 @@ class SharedBreaker(CircuitBreaker):
         return False
 
     def release_probe(self) -> None:
+        was_probing = self.probing  # only the replica holding the claim gives it back
         super().release_probe()
-        self._shared.release_probe(self._tier)
+        if was_probing:
+            self._shared.release_probe(self._tier)
 
     def apply(self, event: str, seconds: float = 0.0) -> None:
         """Another replica's observation of this upstream."""
