@@ -58,3 +58,13 @@ def write_heldout_task(directory: Path, items: int) -> Path:
 @pytest.fixture(scope="module")
 def alliance_data(tmp_path_factory) -> Path:
     return write_jsonl(tmp_path_factory.mktemp("alliance") / "all.jsonl", alliance_records())
+
+
+@pytest.fixture(scope="module")
+def coordinator_identity():
+    """Flower's task identity as a ServerApp process has it (messages can then be made)."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
+    yield
+    TaskIdentity._run_id = TaskIdentity._node_id = TaskIdentity._task_id = None

@@ -109,26 +109,21 @@ def test_the_cli_refuses_bad_settings_in_one_line(tmp_path):
     assert not (tmp_path / "m" / "supernode.log").exists()  # no SuperNode was started
 
 
-def test_members_silent_past_the_round_timeout_are_counted_as_failed():
+def test_members_silent_past_the_round_timeout_are_counted_as_failed(coordinator_identity):
     """Flower returns only the replies that came in time; the round says who never answered
     and keeps the global adapter when too few did."""
     import torch
     from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
     from flwr.app.message_type import MessageType
-    from flwr.supercore.task_identity import TaskIdentity
 
     from openparity.federated.coordinator import RoundLog, make_strategy
 
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
-    try:
-        round_log = RoundLog()
-        strategy = make_strategy(FederationSettings(min_members=2), round_log)
-        strategy.asked = 3  # three members were asked; one answered in time
-        asked = Message(RecordDict(), dst_node_id=7, message_type=MessageType.TRAIN)
-        content = RecordDict({"arrays": ArrayRecord({"w": torch.ones(2)}),
-                              "metrics": MetricRecord({"num-examples": 4.0})})  # fmt: skip
-        arrays, _ = strategy.aggregate_train(1, [Message(content, reply_to=asked)])
-    finally:
-        TaskIdentity._run_id = TaskIdentity._node_id = TaskIdentity._task_id = None
+    round_log = RoundLog()
+    strategy = make_strategy(FederationSettings(min_members=2), round_log)
+    strategy.asked = 3  # three members were asked; one answered in time
+    asked = Message(RecordDict(), dst_node_id=7, message_type=MessageType.TRAIN)
+    content = RecordDict({"arrays": ArrayRecord({"w": torch.ones(2)}),
+                          "metrics": MetricRecord({"num-examples": 4.0})})  # fmt: skip
+    arrays, _ = strategy.aggregate_train(1, [Message(content, reply_to=asked)])
     assert arrays is None and round_log.current["skipped"]
     assert round_log.current["failed"] == ["no reply within the round timeout (600 s)"] * 2

@@ -67,10 +67,8 @@ def wire(message):
 
 
 @pytest.fixture(scope="module")
-def alliance(alliance_data, tiny_base, tmp_path_factory):
+def alliance(alliance_data, tiny_base, tmp_path_factory, coordinator_identity):
     """Three members' data and settings; Flower's task identity as in a ServerApp process."""
-    from flwr.supercore.task_identity import TaskIdentity
-
     directory = tmp_path_factory.mktemp("secure")
     paths = split_members(alliance_data, 3, "topic", directory / "members")
     settings = FederationSettings(
@@ -78,9 +76,7 @@ def alliance(alliance_data, tiny_base, tmp_path_factory):
         lora_r=4, lora_alpha=8, decontaminate="", seed=7, secure=True,
         secure_max_weight=MAX_WEIGHT,
     )  # fmt: skip
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
-    yield settings, {100 + i: str(p) for i, p in enumerate(paths)}
-    TaskIdentity._run_id = TaskIdentity._node_id = TaskIdentity._task_id = None
+    return settings, {100 + i: str(p) for i, p in enumerate(paths)}
 
 
 def contexts(settings, data):

@@ -120,11 +120,13 @@ def compare_command(
     """Alliance (FedAvg, FedProx) vs central training vs each member alone vs the base, on
     the same held-out items, paired. Takes minutes per arm: progress goes to stderr."""
     from openparity.federated.compare import compare
+    from openparity.federated.settings import FederationSettings
 
-    fixed = {"strategy": "fedavg", "server_lr": 0.001, "fraction": 1.0, "min_members": members,
-             "dp_noise": 0.0, "dp_clip": 0.1, "dp_delta": 1e-5, "secure": False,
-             "secure_threshold": 0.6, "secure_max_weight": 1000.0}  # fmt: skip
-    options = {**locals(), **fixed}
+    defaults = FederationSettings()  # what compare does not let the user change
+    fixed = {name: getattr(defaults, name) for name in (
+        "server_lr", "fraction", "dp_noise", "dp_clip", "dp_delta", "secure",
+        "secure_threshold", "secure_max_weight")}  # fmt: skip
+    options = {**locals(), **fixed, "strategy": "fedavg", "min_members": members}
     _stop_on_sigterm()
     with contextlib.redirect_stdout(sys.stderr):  # what the libraries print while training
         report = compare(_settings(options), data, members, split, output, _log_line(verbose))
