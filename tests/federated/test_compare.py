@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import torch
+from safetensors.torch import load_file
+
 from tests.cli import openparity
 from tests.federated.conftest import alliance_records, write_heldout_task, write_jsonl
 
@@ -14,21 +17,30 @@ def test_compare_scores_every_arm_on_the_same_items_and_resumes(tmp_path, tiny_b
     args = ["federated", "compare", "--data", str(data), "--members", "3", "--split", "topic",
             "--base", str(tiny_base), "-o", str(tmp_path / "cmp"), "--rounds", "1",
             "--local-steps", "1", "--lora-r", "4", "--decontaminate", "",
-            "--eval-task", str(task), "--json"]  # fmt: skip
+            "--eval-task", str(task), "--alliance", "fedavgm", "--server-step", "2",
+            "--json"]  # fmt: skip
     result = openparity(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
     names = [arm["arm"] for arm in report["arms"]]
-    assert names == ["base", "fedavg", "fedprox", "central", "member 0 alone",
+    assert names == ["base", "fedavg", "fedprox", "fedavgm", "central", "member 0 alone",
                      "member 1 alone", "member 2 alone"]  # fmt: skip
+    assert report["alliance"] == "fedavgm"
     assert all(arm["n"] == 8 for arm in report["arms"])  # the same held-out items for every arm
     steps = {arm["arm"]: arm["steps"] for arm in report["arms"]}
     assert steps["fedavg"] == steps["central"] == 3 and steps["member 0 alone"] == 1
     for arm in report["arms"]:
-        if arm["arm"] != "fedavg":
-            versus = arm["fedavg_minus_this"]
+        if arm["arm"] != "fedavgm":
+            versus = arm["alliance_minus_this"]
             assert versus["n"] == 8 and versus["low"] <= versus["diff"] <= versus["high"]
     assert report["arms"][1]["bytes_per_round"] > 0  # the alliance's traffic is counted
+    # FedAvgM's global update is --server-step times FedAvg's (LoRA's B starts at zero)
+    plain, stepped = (load_file(tmp_path / "cmp" / arm / "final" / "adapter_model.safetensors")
+                      for arm in ("fedavg", "fedavgm"))  # fmt: skip
+    lora_b = [name for name in plain if "lora_B" in name]
+    assert lora_b and all(plain[name].abs().max() > 0 for name in lora_b)
+    for name in lora_b:
+        torch.testing.assert_close(stepped[name], 2 * plain[name], rtol=1e-4, atol=1e-8)
     assert (tmp_path / "cmp" / "compare.json").is_file()
     trained = tmp_path / "cmp" / "central" / "adapter_model.safetensors"
     before = trained.stat().st_mtime_ns

@@ -22,9 +22,16 @@ federated_app = typer.Typer(
 BASE = typer.Option("smollm2-135m", "--base", help="Shared base model (alias, GGUF, dir, hub id).")
 OUTPUT = typer.Option(..., "--output", "-o", help="Coordinator's run directory (rounds, final/).")
 ROUNDS = typer.Option(3, "--rounds", min=1, help="Federated rounds.")
-STRATEGY = typer.Option("fedavg", "--strategy", help="fedavg, fedprox or fedadam.")
+STRATEGY = typer.Option("fedavg", "--strategy", help="fedavg, fedprox, fedadam or fedavgm.")
 MU = typer.Option(0.01, "--mu", help="FedProx proximal weight.")
 SERVER_LR = typer.Option(0.001, "--server-lr", help="FedAdam server step size.")
+SERVER_STEP = typer.Option(
+    1.0, "--server-step", help="FedAvgM: the global update is this multiple of the average."
+)
+SERVER_MOMENTUM = typer.Option(
+    0.0, "--server-momentum",
+    help="FedAvgM: momentum of the global updates (a resumed run restarts it at 0).",
+)  # fmt: skip
 FRACTION = typer.Option(1.0, "--fraction", help="Share of members asked to train each round.")
 MIN_MEMBERS = typer.Option(2, "--min-members", min=1, help="Members a round needs.")
 TIMEOUT = typer.Option(600.0, "--round-timeout", help="Seconds to wait for a round's replies.")
@@ -76,7 +83,8 @@ def simulate_command(
         help="With --members: iid (by record id) or a record field (non-IID, e.g. topic).",
     ),
     base: str = BASE, output: Path = OUTPUT, rounds: int = ROUNDS, strategy: str = STRATEGY,
-    mu: float = MU, server_lr: float = SERVER_LR, fraction: float = FRACTION,
+    mu: float = MU, server_lr: float = SERVER_LR, server_step: float = SERVER_STEP,
+    server_momentum: float = SERVER_MOMENTUM, fraction: float = FRACTION,
     min_members: int = MIN_MEMBERS, round_timeout: float = TIMEOUT,
     local_steps: int = LOCAL_STEPS, batch_size: int = BATCH, lr: float = LR,
     lora_r: int = LORA_R, max_length: int = MAX_LEN, validation_share: float = VALIDATION,
@@ -106,7 +114,13 @@ def compare_command(
     data: Path = typer.Option(..., "--data", help="One dataset to deal to the members."),
     members: int = typer.Option(4, "--members", min=2, help="Members to split it into."),
     split: str = typer.Option("topic", "--split", help="A record field (non-IID) or iid."),
+    alliance: str = typer.Option(
+        "fedavg", "--alliance",
+        help="The strategy judged against every arm (fedavg and fedprox always run).",
+    ),
     base: str = BASE, output: Path = OUTPUT, rounds: int = ROUNDS, mu: float = MU,
+    server_lr: float = SERVER_LR, server_step: float = SERVER_STEP,
+    server_momentum: float = SERVER_MOMENTUM,
     round_timeout: float = typer.Option(
         3600.0, "--round-timeout", help="Seconds to wait for a round's replies."
     ),
@@ -117,16 +131,16 @@ def compare_command(
     eval_items: int = EVAL_ITEMS, threads: int = THREADS, as_json: bool = AS_JSON,
     verbose: bool = VERBOSE,
 ) -> None:  # fmt: skip
-    """Alliance (FedAvg, FedProx) vs central training vs each member alone vs the base, on
-    the same held-out items, paired. Takes minutes per arm: progress goes to stderr."""
+    """Alliance (FedAvg, FedProx, and --alliance) vs central training vs each member alone vs
+    the base, on the same held-out items, paired. Minutes per arm: progress goes to stderr."""
     from openparity.federated.compare import compare
     from openparity.federated.settings import FederationSettings
 
     defaults = FederationSettings()  # what compare does not let the user change
     fixed = {name: getattr(defaults, name) for name in (
-        "server_lr", "fraction", "dp_noise", "dp_clip", "dp_delta", "secure",
+        "fraction", "dp_noise", "dp_clip", "dp_delta", "secure",
         "secure_threshold", "secure_max_weight")}  # fmt: skip
-    options = {**locals(), **fixed, "strategy": "fedavg", "min_members": members}
+    options = {**locals(), **fixed, "strategy": alliance, "min_members": members}
     _stop_on_sigterm()
     with contextlib.redirect_stdout(sys.stderr):  # what the libraries print while training
         report = compare(_settings(options), data, members, split, output, _log_line(verbose))
@@ -135,11 +149,11 @@ def compare_command(
         return
     columns = [Column("arm", identifier=True), Column("steps", numeric=True),
                Column("rounds", numeric=True), Column("score (95% CI)"),
-               Column("fedavg - arm (95% CI), p"),
+               Column(f"{alliance} - arm (95% CI), p"),
                Column("MB per round", optional=True)]  # fmt: skip
     rows = []
     for arm in report["arms"]:
-        versus = arm.get("fedavg_minus_this")
+        versus = arm.get("alliance_minus_this")
         rows.append([
             arm["arm"], str(arm["steps"]), str(arm["rounds"]),
             f"{arm['score']:.3f} [{arm['low']:.3f}, {arm['high']:.3f}] n={arm['n']}",
@@ -148,7 +162,7 @@ def compare_command(
         ])  # fmt: skip
     print_table(columns, rows, title=f"federated compare: {report['task']}, split {split}")
     verdict = "beats" if report["alliance_beats_every_member_alone"] else "does not beat"
-    console.print(f"FedAvg {verdict} every member alone (95 % CIs above 0); report: "
+    console.print(f"{alliance} {verdict} every member alone (95 % CIs above 0); report: "
                   f"{output / 'compare.json'}")  # fmt: skip
 
 
@@ -164,7 +178,8 @@ def serve_command(
     ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="TLS key."),
     ssl_ca_certfile: Path | None = typer.Option(None, "--ssl-ca-certfile", help="TLS CA."),
     base: str = BASE, output: Path = OUTPUT, rounds: int = ROUNDS, strategy: str = STRATEGY,
-    mu: float = MU, server_lr: float = SERVER_LR, fraction: float = FRACTION,
+    mu: float = MU, server_lr: float = SERVER_LR, server_step: float = SERVER_STEP,
+    server_momentum: float = SERVER_MOMENTUM, fraction: float = FRACTION,
     min_members: int = MIN_MEMBERS, round_timeout: float = TIMEOUT,
     local_steps: int = LOCAL_STEPS, batch_size: int = BATCH, lr: float = LR,
     lora_r: int = LORA_R, max_length: int = MAX_LEN, validation_share: float = VALIDATION,
@@ -240,7 +255,8 @@ def _settings(options: dict[str, Any]) -> Any:
     return FederationSettings(
         base=options["base"], output=str(options["output"]), rounds=options["rounds"],
         strategy=options["strategy"], proximal_mu=options["mu"],
-        server_lr=options["server_lr"], fraction=options["fraction"],
+        server_lr=options["server_lr"], server_step=options["server_step"],
+        server_momentum=options["server_momentum"], fraction=options["fraction"],
         min_members=options["min_members"], round_timeout=options["round_timeout"],
         local_steps=options["local_steps"], batch_size=options["batch_size"],
         learning_rate=options["lr"], lora_r=options["lora_r"], lora_alpha=2 * options["lora_r"],

@@ -1,13 +1,14 @@
 """`openparity federated compare`: what the alliance buys. On one dataset split into members
 (non-IID by a field, e.g. topic), the same base, LoRA, batch and learning rate:
 
-  fedavg / fedprox   R rounds of S local steps per member (Flower's simulation engine)
+  fedavg / fedprox   R rounds of S local steps per member (Flower's simulation engine), and
+                     the judged alliance's strategy (`settings.strategy`) if it is another
   central            the pooled data for R x S x M steps (what pooling would give; the bound)
   member i alone     its own data for R x S steps (the compute it spends in the alliance)
   base               no training
 
 Every arm's adapter is scored on the same held-out items of the coordinator's task, and the
-alliance is compared with every other arm on those items, paired (exact McNemar and Tango's
+judged alliance is compared with every other arm on those items, paired (exact McNemar and Tango's
 interval for 0/1 scores, the cluster-robust t otherwise).
 """
 
@@ -64,7 +65,8 @@ def compare(
     arms = [ArmResult("base", settings.base, 0, 0, 0,
                       harness_scores(scored, settings.base, store))]  # fmt: skip
     per_member = settings.rounds * settings.local_steps
-    for strategy in ALLIANCES:
+    judged = settings.strategy
+    for strategy in ALLIANCES + (() if judged in ALLIANCES else (judged,)):
         arms.append(_alliance(settings, strategy, paths, out, store, on_line))
     pooled = out / "members" / "pooled.jsonl"
     write_atomic(pooled, "".join(p.read_text(encoding="utf-8") for p in paths))
@@ -121,7 +123,7 @@ def _report(
 
     margin = get_task(settings.eval_task).equivalence_margin
     rows = [arm.to_dict() for arm in arms]
-    alliance = next(arm for arm in arms if arm.name == "fedavg")
+    alliance = next(arm for arm in arms if arm.name == settings.strategy)
     for row, arm in zip(rows, arms, strict=True):
         if arm is alliance:
             continue
@@ -130,7 +132,7 @@ def _report(
             [alliance.scores.scores[i] for i in items], [arm.scores.scores[i] for i in items],
             margin,
         )  # fmt: skip
-        row["fedavg_minus_this"] = {
+        row["alliance_minus_this"] = {
             "diff": tests.diff.mean, "low": tests.diff.low, "high": tests.diff.high,
             "p": tests.p_difference, "method": tests.method, "n": len(items),
         }  # fmt: skip
@@ -139,9 +141,10 @@ def _report(
     return {
         "task": settings.eval_task, "members": members, "split": split,
         "rounds": settings.rounds, "local_steps": settings.local_steps,
-        "batch_size": settings.batch_size, "base": settings.base, "arms": rows,
+        "batch_size": settings.batch_size, "base": settings.base,
+        "alliance": settings.strategy, "arms": rows,
         "best_member_alone": best["arm"],
         "alliance_beats_every_member_alone": all(
-            r["fedavg_minus_this"]["low"] > 0 for r in alone
+            r["alliance_minus_this"]["low"] > 0 for r in alone
         ),
     }  # fmt: skip

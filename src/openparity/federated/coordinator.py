@@ -103,6 +103,7 @@ def make_strategy(settings: FederationSettings, round_log: RoundLog, done: int =
         DifferentialPrivacyClientSideFixedClipping,
         FedAdam,
         FedAvg,
+        FedAvgM,
         FedProx,
     )
 
@@ -120,9 +121,11 @@ def make_strategy(settings: FederationSettings, round_log: RoundLog, done: int =
         "evaluate_metrics_aggr_fn": round_log.evaluate,
         "weighted_by_key": weight_key(settings),
     }
-    kinds = {"fedprox": FedProx, "fedadam": FedAdam, "fedavg": FedAvg}
+    kinds = {"fedprox": FedProx, "fedadam": FedAdam, "fedavg": FedAvg, "fedavgm": FedAvgM}
     options = {"fedprox": {"proximal_mu": settings.proximal_mu},
-               "fedadam": {"eta": settings.server_lr, "tau": 1e-6}}  # fmt: skip
+               "fedadam": {"eta": settings.server_lr, "tau": 1e-6},
+               "fedavgm": {"server_learning_rate": settings.server_step,
+                           "server_momentum": settings.server_momentum}}  # fmt: skip
     kind, extra = kinds[settings.strategy], options.get(settings.strategy, {})
     if private:
         inner = kind(**common, **extra)

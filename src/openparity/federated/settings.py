@@ -12,7 +12,7 @@ from typing import Any
 
 from openparity.federated.errors import FederatedError
 
-STRATEGIES = ("fedavg", "fedprox", "fedadam")
+STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedavgm")
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,8 @@ class FederationSettings:
     strategy: str = "fedavg"
     proximal_mu: float = 0.01  # fedprox: weight of the proximal term
     server_lr: float = 0.001  # fedadam: the server optimizer's step size (eta)
+    server_step: float = 1.0  # fedavgm: the global update is this multiple of the average update
+    server_momentum: float = 0.0  # fedavgm: momentum of the global updates (0: none)
     fraction: float = 1.0  # of connected members asked to train each round
     min_members: int = 2  # a round needs this many; fewer replies and the round is skipped
     round_timeout: float = 600.0  # seconds the coordinator waits for a round's replies
@@ -53,6 +55,11 @@ class FederationSettings:
             )
         if self.rounds < 1 or self.local_steps < 1 or self.batch_size < 1:
             raise FederatedError("rounds, local steps and batch size must be at least 1")
+        if self.server_step <= 0 or not 0 <= self.server_momentum < 1:
+            raise FederatedError(
+                f"server step {self.server_step} must be above 0 and server momentum"
+                f" {self.server_momentum} in [0, 1)"
+            )
         if not 0 < self.fraction <= 1:
             raise FederatedError(f"fraction {self.fraction} is not in (0, 1]")
         if self.min_members < 1:
