@@ -98,6 +98,8 @@ class Ledger:
                         stopping = True
                     else:
                         batch.append(item)
+                        if len(batch) == 1:  # let the interval's requests gather: one
+                            time.sleep(self._flush_s)  # wake-up and transaction, not one each
                         while len(batch) < 1000:
                             more = self._queue.get_nowait()
                             if more is None:
