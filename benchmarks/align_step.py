@@ -3,8 +3,8 @@ model, same data, same LoRA, same batch, each configuration in its own process (
 per process). Prints tokens/s, peak memory and the ratios; and GRPO's step split into
 generation / reward / update with the rewards/s of the sandboxed MBPP reward.
 
-  openparity       align's defaults: LoRA r=16, bf16 only on GPUs that have it, no activation
-                   checkpointing
+  openparity       align's defaults: LoRA r=16, bf16 where the hardware has it (GPUs, CPUs
+                   with AMX or AVX512-BF16; fp32 elsewhere), no activation checkpointing
   openparity-ckpt  the same with --activation-checkpointing (memory for compute)
   trl              TRL's SFTConfig / DPOConfig defaults (bf16 on, activation checkpointing on)
                    with the same LoRA: the engine alone

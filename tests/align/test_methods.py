@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from openparity.align import AlignError, AlignSettings, train
+from openparity.align.training import check_output
 from tests.align.conftest import chat_rows, write_jsonl
 
 
 def settings(base: Path, out: Path, **changes) -> AlignSettings:
+    """A tiny run in fp32: these tests compare runs to float tolerance, which bf16 autocast
+    (auto's choice on CPUs with AVX512-BF16 or AMX) would loosen."""
     values = dict(method="sft", base=str(base), output=out, steps=4, batch_size=2,
-                  learning_rate=1e-3, decontaminate=(), max_length=64, save_steps=2)  # fmt: skip
+                  learning_rate=1e-3, decontaminate=(), max_length=64, save_steps=2,
+                  precision="fp32")  # fmt: skip
     values.update(changes)
     return AlignSettings(**values)
 
@@ -70,6 +75,35 @@ def test_resume_after_an_interruption_ends_at_the_same_weights(tiny_base, tmp_pa
         assert (a[name] - b[name]).abs().max().item() <= 1e-6, name
 
 
+def test_bf16_trains_under_autocast_and_stays_close_to_fp32(tiny_base, tmp_path):
+    """--precision bf16 really changes the arithmetic (the losses differ from fp32's), trains
+    to nearly the same losses, and saves fp32 weights that transformers loads as before."""
+    data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(8))
+    runs = {p: train(settings(tiny_base, tmp_path / p, data=data, steps=2, precision=p))
+            for p in ("fp32", "bf16")}  # fmt: skip
+    losses = {p: [log["loss"] for log in run.logs if "loss" in log] for p, run in runs.items()}
+    assert losses["bf16"] != losses["fp32"]
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.02)
+    saved = weights(runs["bf16"].checkpoint)
+    assert {tensor.dtype for tensor in saved.values()} == {
+        tensor.dtype for tensor in weights(runs["fp32"].checkpoint).values()
+    }
+    with pytest.raises(AlignError, match="--precision 'fp16'"):
+        train(settings(tiny_base, tmp_path / "bad", data=data, precision="fp16"))
+
+
+def test_auto_precision_is_bf16_only_where_the_hardware_computes_it():
+    import torch
+
+    from openparity.align.trainers import uses_bf16
+
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert uses_bf16("auto", torch) == (
+        torch.cuda.is_bf16_supported() if torch.cuda.is_available() else native
+    )
+    assert uses_bf16("bf16", torch) and not uses_bf16("fp32", torch)
+
+
 def test_a_finished_run_is_not_overwritten_and_resume_must_match(tiny_base, tmp_path):
     data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(4))
     run = settings(tiny_base, tmp_path / "run", data=data, steps=1)
@@ -80,6 +114,14 @@ def test_a_finished_run_is_not_overwritten_and_resume_must_match(tiny_base, tmp_
         train(settings(tiny_base, run.output, data=data, steps=1, learning_rate=0.5), resume=True)
     with pytest.raises(AlignError, match="nothing to resume"):
         train(settings(tiny_base, tmp_path / "new", data=data), resume=True)
+    # a run saved before a setting existed resumes with that setting's default
+    saved = run.output / "settings.json"
+    before = json.loads(saved.read_text())
+    del before["precision"]
+    saved.write_text(json.dumps(before))
+    assert check_output(replace(run, precision="auto"), resume=True) is not None
+    with pytest.raises(AlignError, match=r"other settings.*precision"):
+        check_output(run, resume=True)
 
 
 @pytest.mark.parametrize(
@@ -133,7 +175,7 @@ def sft_run(tiny_base: Path, data: Path, out: Path, *extra: str) -> tuple[list[f
         [sys.executable, "-m", "openparity.cli", "align", "sft", "--data", str(data),
          "--base", str(tiny_base), "-o", str(out), "--steps", "3", "--batch-size", "4",
          "--lr", "1e-3", "--decontaminate", "", "--max-length", "64", "--save-steps", "3",
-         "--json", *extra],
+         "--precision", "fp32", "--json", *extra],
         capture_output=True, text=True, timeout=400,
     )  # fmt: skip
     assert done.returncode == 0, _why(done.stderr)
@@ -207,7 +249,7 @@ def test_kill_9_then_resume_ends_at_the_uninterrupted_weights(tiny_base, tmp_pat
         return [sys.executable, "-m", "openparity.cli", "align", "sft", "--data", str(data),
                 "--base", str(tiny_base), "-o", str(out), "--steps", "60", "--batch-size", "2",
                 "--lr", "1e-3", "--decontaminate", "", "--max-length", "64", "--lora-r", "0",
-                "--save-steps", "5", *extra]  # fmt: skip
+                "--save-steps", "5", "--precision", "fp32", *extra]  # fmt: skip
 
     straight = tmp_path / "straight"
     subprocess.run(command(straight), check=True, capture_output=True, timeout=300)

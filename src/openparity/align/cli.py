@@ -48,6 +48,11 @@ DEEPSPEED = typer.Option(
     None, "--deepspeed",
     help="DeepSpeed ZeRO: zero2, zero3 or a DeepSpeed JSON file (GPUs; CPU works, slowly).",
 )  # fmt: skip
+PRECISION = typer.Option(
+    "auto", "--precision",
+    help="bf16, fp32, or auto: bf16 where the hardware has it (GPUs, CPUs with AMX or"
+    " AVX512-BF16), fp32 elsewhere.",
+)  # fmt: skip
 STORE = typer.Option(Path(".openparity/runs.sqlite"), "--store", help="Run store (--curriculum).")
 
 _CHILD = "OPENPARITY_ALIGN_CHILD"
@@ -66,7 +71,7 @@ def sft_command(
     resume: bool = RESUME, gguf: bool = GGUF, processes: int = PROCESSES,
     deepspeed: str | None = DEEPSPEED, as_json: bool = AS_JSON,
     curriculum: str | None = CURRICULUM, store: Path = STORE,
-    gradient_checkpointing: bool = CHECKPOINTING,
+    gradient_checkpointing: bool = CHECKPOINTING, precision: str = PRECISION,
 ) -> None:  # fmt: skip
     """Supervised fine-tuning on chat records (loss on the answers only)."""
     _run(locals(), method="sft")
@@ -81,7 +86,7 @@ def dpo_command(
     save_steps: int = SAVE, resume: bool = RESUME, gguf: bool = GGUF,
     processes: int = PROCESSES, deepspeed: str | None = DEEPSPEED, as_json: bool = AS_JSON,
     curriculum: str | None = CURRICULUM, store: Path = STORE,
-    gradient_checkpointing: bool = CHECKPOINTING,
+    gradient_checkpointing: bool = CHECKPOINTING, precision: str = PRECISION,
 ) -> None:  # fmt: skip
     """Direct preference optimisation on preference pairs."""
     _run(locals(), method="dpo")
@@ -103,7 +108,7 @@ def grpo_command(
     save_steps: int = SAVE, resume: bool = RESUME, gguf: bool = GGUF,
     processes: int = PROCESSES, deepspeed: str | None = DEEPSPEED, as_json: bool = AS_JSON,
     curriculum: str | None = CURRICULUM, store: Path = STORE,
-    gradient_checkpointing: bool = CHECKPOINTING,
+    gradient_checkpointing: bool = CHECKPOINTING, precision: str = PRECISION,
 ) -> None:  # fmt: skip
     """Group-relative policy optimisation with the task's scorer as the reward."""
     _run(locals(), method="grpo")

@@ -165,6 +165,21 @@ def lora_config(settings: AlignSettings) -> Any:
     )
 
 
+def uses_bf16(precision: str, torch: Any) -> bool:
+    """Whether a run of `precision` trains under bf16 autocast. `auto`: where the hardware
+    computes bf16 natively (a GPU that has it; a CPU with AMX or AVX512-BF16). Elsewhere bf16
+    is emulated, tens of times slower than fp32, so auto stays in fp32 there."""
+    if precision != "auto":
+        return precision == "bf16"
+    if torch.cuda.is_available():
+        return bool(torch.cuda.is_bf16_supported())
+    cpu = torch.cpu
+    return any(
+        getattr(cpu, probe, lambda: False)()
+        for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    )
+
+
 def _common_args(settings: AlignSettings, torch: Any) -> dict[str, Any]:
     return {
         "output_dir": str(settings.output / "checkpoints"),
@@ -185,8 +200,7 @@ def _common_args(settings: AlignSettings, torch: Any) -> dict[str, Any]:
         "report_to": [],
         "disable_tqdm": True,
         "use_cpu": not torch.cuda.is_available(),
-        # TRL turns bf16 on by default; CPUs without bf16 units run it tens of times slower.
-        "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        "bf16": uses_bf16(settings.precision, torch),
         "fp16": False,
         "activation_checkpointing": settings.gradient_checkpointing,
         "dataloader_num_workers": 0,

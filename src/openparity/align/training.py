@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -61,6 +61,7 @@ class AlignSettings:
     store: Path = Path(".openparity/runs.sqlite")  # the run store the curriculum run is in
     processes: int = 1
     deepspeed: str | None = None  # zero2, zero3 or a DeepSpeed JSON file (see deepspeed_config)
+    precision: str = "auto"  # bf16, fp32, or auto: bf16 where the hardware computes it natively
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -104,6 +105,8 @@ class AlignResult:
 
 
 Progress = Callable[[int, int, dict[str, float]], None]
+PRECISIONS = ("auto", "bf16", "fp32")
+_DEFAULTS = {f.name: f.default for f in fields(AlignSettings) if f.default is not MISSING}
 
 
 DEEPSPEED_PRESETS = ("zero2", "zero3")
@@ -172,7 +175,8 @@ def check_output(settings: AlignSettings, resume: bool) -> Path | None:
                 f"{out} already holds a training run",
                 hint="pass --resume to continue it, or choose another --output",
             )
-        before = json.loads(saved.read_text())
+        # a setting added after the run was saved has its default there
+        before = {**_DEFAULTS, **json.loads(saved.read_text())}
         now = settings.fingerprint()
         changed = sorted(k for k in now if before.get(k) != now[k])
         if changed:
@@ -193,6 +197,8 @@ def train(settings: AlignSettings, *, resume: bool = False, gguf: bool = False,
 
     if settings.steps < 1:
         raise AlignError("--steps must be at least 1")
+    if settings.precision not in PRECISIONS:
+        raise AlignError(f"--precision {settings.precision!r}: use " + ", ".join(PRECISIONS))
     checkpoint = check_output(settings, resume)
     run = trainers.build(settings)  # bad data or a bad base model fail here, before any write
     saved = settings.output / "settings.json"
