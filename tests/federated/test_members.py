@@ -24,6 +24,9 @@ def test_settings_travel_through_flowers_run_config_unchanged():
         FederationSettings.from_run_config({"roundz": 3})
     with pytest.raises(FederatedError, match="unknown strategy 'fedsgd'"):
         FederationSettings(strategy="fedsgd")
+    for step, momentum in ((0.0, 0.0), (1.0, 1.0), (1.0, -0.1)):
+        with pytest.raises(FederatedError, match="server step .* server momentum"):
+            FederationSettings(strategy="fedavgm", server_step=step, server_momentum=momentum)
 
 
 def test_an_iid_split_is_stable_and_a_topic_split_gives_each_member_its_own_topics(tmp_path):
