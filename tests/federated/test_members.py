@@ -25,7 +25,7 @@ def test_settings_travel_through_flowers_run_config_unchanged():
     with pytest.raises(FederatedError, match="unknown strategy 'fedsgd'"):
         FederationSettings(strategy="fedsgd")
     for step, momentum in ((0.0, 0.0), (1.0, 1.0), (1.0, -0.1)):
-        with pytest.raises(FederatedError, match="server step .* server momentum"):
+        with pytest.raises(FederatedError, match=r"server step .* server momentum"):
             FederationSettings(strategy="fedavgm", server_step=step, server_momentum=momentum)
 
 

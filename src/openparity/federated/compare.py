@@ -8,8 +8,10 @@
   base               no training
 
 Every arm's adapter is scored on the same held-out items of the coordinator's task, and the
-judged alliance is compared with every other arm on those items, paired (exact McNemar and Tango's
-interval for 0/1 scores, the cluster-robust t otherwise).
+judged alliance is compared with every other arm on those items, paired (exact McNemar and
+Tango's interval for 0/1 scores, the cluster-robust t otherwise). It beats every member alone
+when all those intervals are above 0 (an intersection-union test: no multiplicity correction
+is due for an "all" claim).
 """
 
 from __future__ import annotations
