@@ -204,6 +204,32 @@ def test_a_restarted_coordinator_continues_from_its_last_saved_round(
     assert "other settings (learning-rate)" in changed.stderr
 
 
+def test_a_restarted_fedavgm_continues_with_its_server_momentum(simulated, tiny_base, tmp_path):
+    """FedAvgM's momentum lives in the coordinator: it is saved with each round, so a restart
+    ends where an uninterrupted run ends (without it, round 2 would lose 0.9 x round 1's step)."""
+    out, _ = simulated
+    members = sorted((out / "members").glob("member-*.jsonl"))
+    data = [arg for m in members for arg in ("--data", str(m))]
+
+    def run(directory, rounds):
+        done = openparity(
+            "federated", "simulate", *data, "--base", str(tiny_base), "-o", str(directory),
+            "--min-members", "3", *TRAINING, "--strategy", "fedavgm", "--server-step", "2",
+            "--server-momentum", "0.9", "--rounds", str(rounds),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    run(tmp_path / "straight", 2)
+    run(tmp_path / "restarted", 1)
+    assert (tmp_path / "restarted" / "rounds" / "0001" / "server_momentum.safetensors").is_file()
+    assert "continuing after round 1" in run(tmp_path / "restarted", 2).stderr
+    difference = max_difference(adapter(tmp_path / "straight"), adapter(tmp_path / "restarted"))
+    assert difference <= TOLERANCE
+    # FedAvgM is not FedAvg here: its adapter is far from the plain FedAvg run's
+    assert max_difference(adapter(out), adapter(tmp_path / "straight")) > 100 * TOLERANCE
+
+
 def rdp_bound(rounds: int, noise: float, delta: float) -> float:
     """The classical Gaussian RDP bound, min over orders of R*a/(2 z^2) + log(1/delta)/(a-1);
     the accountant's conversion is tighter, never looser."""

@@ -30,7 +30,7 @@ SERVER_STEP = typer.Option(
 )
 SERVER_MOMENTUM = typer.Option(
     0.0, "--server-momentum",
-    help="FedAvgM: momentum of the global updates (a resumed run restarts it at 0).",
+    help="FedAvgM: momentum of the global updates (saved with each round).",
 )  # fmt: skip
 FRACTION = typer.Option(1.0, "--fraction", help="Share of members asked to train each round.")
 MIN_MEMBERS = typer.Option(2, "--min-members", min=1, help="Members a round needs.")

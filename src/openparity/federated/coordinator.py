@@ -3,6 +3,7 @@
 Layout of the run directory (`output`):
   settings.json          the settings the alliance was started with (a resume must match)
   rounds/NNNN/           the global adapter after round N (a PEFT directory) + round.json
+                         (+ FedAvgM's momentum, so a restart continues with it)
   history.json           every round's metrics: members, losses, bytes, the global score
   final/                 the last round's adapter: `hf:OUTPUT/final` opens it
   runs.sqlite            the harness runs of the global evaluations
@@ -27,6 +28,7 @@ from openparity.federated.settings import FederationSettings
 
 log = logging.getLogger("flwr")  # the ServerApp's log lines reach `flwr run --stream`
 ROUND_FILE = "round.json"
+MOMENTUM_FILE = "server_momentum.safetensors"
 RESUMABLE = ("rounds",)  # settings a restarted coordinator may change
 
 
@@ -184,6 +186,7 @@ class Coordinator:
         if remaining > 0:
             self.strategy = make_strategy(self.settings, self.round_log, self.offset)
             strategy = self.strategy
+            _restore_momentum(strategy, round_dir(self.output, self.offset), list(state))
             self.grid = self._secured(grid)
             strategy.start(
                 grid=self.grid,
@@ -224,7 +227,9 @@ class Coordinator:
         from safetensors.torch import load_file
 
         saved = load_file(str(round_dir(self.output, self.offset) / "adapter_model.safetensors"))
-        return dict(saved)  # saved under the names get_peft_model_state_dict gives
+        # under the names get_peft_model_state_dict gives, in the members' order (the file's is
+        # sorted): FedAvgM pairs the global arrays with the members' average by position
+        return {name: saved[name] for name in initial_state(self.settings)}
 
     def _after_round(self, server_round: int, arrays: Any) -> Any:
         """Flower's evaluate_fn: save the round, score the global model, record the round."""
@@ -243,6 +248,7 @@ class Coordinator:
         directory = round_dir(self.output, number)
         if number > 0:
             save_adapter(self.settings, state, directory)
+            _save_momentum(self.strategy, directory)
         else:
             directory.mkdir(parents=True, exist_ok=True)
         privacy = spent(self.strategy) if number > 0 else None
@@ -349,6 +355,39 @@ def read_history(output: Path) -> list[dict[str, Any]]:
 
 def _has_round(output: Path, number: int) -> bool:
     return (round_dir(output, number) / ROUND_FILE).is_file()
+
+
+def _save_momentum(strategy: Any, directory: Path) -> None:
+    """FedAvgM's server momentum after a round, beside its adapter (written before round.json,
+    which completes the round)."""
+    inner = _inner(strategy)
+    momentum = getattr(inner, "momentum_vector", None)
+    if momentum is None:
+        return
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    # FedAvgM keeps a list in the order of the arrays it aggregated: save it by their names
+    names = list(inner.current_arrays.keys())
+    partial = directory / (MOMENTUM_FILE + ".partial")
+    save_file({n: np.ascontiguousarray(v) for n, v in zip(names, momentum, strict=True)}, partial)
+    partial.replace(directory / MOMENTUM_FILE)
+
+
+def _restore_momentum(strategy: Any, directory: Path, names: list[str]) -> None:
+    """A restarted FedAvgM continues with the momentum the last saved round left, listed in
+    the order of the arrays it starts from (`names`)."""
+    path = directory / MOMENTUM_FILE
+    if path.is_file():
+        from safetensors.numpy import load_file
+
+        saved = load_file(str(path))
+        _inner(strategy).momentum_vector = [saved[name] for name in names]
+
+
+def _inner(strategy: Any) -> Any:
+    """The aggregating strategy (under DP, the one the DP wrapper wraps)."""
+    return getattr(strategy, "strategy", strategy)
 
 
 def _read_round(output: Path, number: int) -> dict[str, Any]:
