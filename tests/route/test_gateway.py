@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 import urllib.request
 
 import openai
@@ -234,7 +235,13 @@ def test_every_request_gets_one_access_log_line(gateway):
     _, _, path = gateway
     raw = ask(gateway, max_tokens=3)
     request_id = raw.headers["x-openparity-request-id"]
-    log = (path.parent / "gateway.log").read_text(encoding="utf-8")
-    [line] = [line for line in log.splitlines() if request_id in line]
+    deadline = time.monotonic() + 10  # the line is written once the answer is on its way
+    while True:
+        log = (path.parent / "gateway.log").read_text(encoding="utf-8")
+        lines = [line for line in log.splitlines() if request_id in line]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    [line] = lines
     assert " 200 fallback model=openai:closed@" in line and "key=tester" in line
     assert "attempts=2" in line and "s $" in line

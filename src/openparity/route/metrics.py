@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -18,6 +18,7 @@ class GatewayMetrics:
     def __init__(self, router: HybridRouter) -> None:
         self.router = router
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.requests = Counter(
             "openparity_requests", "Gateway requests by route and status",
             ["route", "status"], registry=self.registry,
@@ -45,12 +46,21 @@ class GatewayMetrics:
         )  # fmt: skip
 
     def observe(self, result: RouteResult, status: int) -> None:
-        self.requests.labels(result.route, str(status)).inc()
+        self._child(self.requests, result.route, str(status)).inc()
         self.latency.observe(result.latency_s)
         for attempt in result.attempts:
-            self.attempts.labels(attempt.model, attempt.outcome, attempt.reason).inc()
+            self._child(self.attempts, attempt.model, attempt.outcome, attempt.reason).inc()
             if attempt.cost_usd:
-                self.cost.labels(attempt.model).inc(attempt.cost_usd)
+                self._child(self.cost, attempt.model).inc(attempt.cost_usd)
+
+    def _child(self, metric: Any, *values: str) -> Any:
+        """`metric.labels(*values)`, looked up once per label set (prometheus_client takes a
+        lock and rebuilds the key on every call)."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def render(self) -> bytes:
         for tier in self.router.tiers:

@@ -10,6 +10,7 @@ request becomes one ledger row.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -105,11 +106,18 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
         return (key, body, pinned), None
 
     def all_failed(result: RouteResult, key: ApiKey | None, message: str | None) -> Response:
-        finish(result, 502, key)
-        return error_response(
+        response = error_response(
             502, message or "every tier failed", kind="upstream_error",
             code="all_tiers_failed", headers=_headers(result),
         )  # fmt: skip
+        return afterwards(response, result, 502, key)
+
+    def afterwards(response: Response, result: RouteResult, status: int, key: Any) -> Response:
+        """`response`; the request's bookkeeping (spend, ledger row, metrics, access line) runs
+        on the event loop's next turn, once the response is on its way: off the client's
+        latency, and run even when the client has gone away before reading it."""
+        asyncio.get_running_loop().call_soon(finish, result, status, key)
+        return response
 
     @_post(app, "/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -127,12 +135,9 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
         await router.route(chat, result)
         if result.completion is None:
             return all_failed(result, key, result.error)
-        finish(result, 200, key)
-        return Response(
-            json.dumps(_completion_body(result), ensure_ascii=False),
-            headers=_headers(result),
-            media_type=JSON,
-        )
+        body = json.dumps(_completion_body(result), ensure_ascii=False)
+        response = Response(body, headers=_headers(result), media_type=JSON)
+        return afterwards(response, result, 200, key)
 
     async def forward(request: Request, endpoint: str) -> Response:
         admission, refusal = await admitted(request)
@@ -149,11 +154,11 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
         answer = await router.forward(endpoint, body, result)
         if answer is None:
             return all_failed(result, key, result.error)
-        finish(result, 200, key)
         answer = {**answer, "model": result.answered_by, "openparity": result.summary()}
-        return Response(
+        response = Response(
             json.dumps(answer, ensure_ascii=False), headers=_headers(result), media_type=JSON
         )
+        return afterwards(response, result, 200, key)
 
     @_post(app, "/v1/embeddings")
     async def embeddings(request: Request) -> Response:
@@ -475,6 +480,7 @@ def serve(
         port=port,
         log_level="warning",
         access_log=False,
+        proxy_headers=False,  # nothing reads the client address; it cost 50 µs per request
         timeout_graceful_shutdown=10,
     )
 
