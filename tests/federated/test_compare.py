@@ -51,6 +51,17 @@ def test_compare_scores_every_arm_on_the_same_items_and_resumes(tmp_path, tiny_b
     assert trained.stat().st_mtime_ns == before
     assert json.loads(again.stdout)["arms"] == report["arms"]
 
+    # arms left by a run with other settings are refused in one line, before anything trains
+    other = openparity(*args, "--lr", "1e-3", cwd=tmp_path)
+    assert other.returncode != 0 and "other settings (learning-rate)" in other.stderr
+    arm_file = tmp_path / "cmp" / "member-1-alone" / "arm.json"
+    saved = json.loads(arm_file.read_text())
+    arm_file.write_text(json.dumps({**saved, "max_length": 64}))
+    moved = openparity(*args, cwd=tmp_path)
+    assert moved.returncode != 0 and "member-1-alone holds an arm trained" in moved.stderr
+    assert "(max_length)" in moved.stderr and trained.stat().st_mtime_ns == before
+    arm_file.write_text(json.dumps(saved))
+
     # an alliance arm whose round was skipped is no measure of the alliance: refused
     history_path = tmp_path / "cmp" / "fedavg" / "history.json"
     history = json.loads(history_path.read_text())

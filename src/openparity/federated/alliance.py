@@ -34,12 +34,19 @@ def simulate(
         raise FederatedError("a simulation needs at least one member's data")
     for location in member_data:
         read_member_data(str(location), settings)  # a bad file fails here, before any process
-    settings = replace(
+    settings = simulation_settings(settings, member_data)
+    return _run(settings, simulation_members=len(member_data), on_line=on_line)
+
+
+def simulation_settings(
+    settings: FederationSettings, member_data: list[Path]
+) -> FederationSettings:
+    """The settings a simulation of these members runs (and saves) under."""
+    return replace(
         anchored(settings),
         member_data=";".join(str(p.resolve()) for p in member_data),
         min_members=min(settings.min_members, len(member_data)),
     )
-    return _run(settings, simulation_members=len(member_data), on_line=on_line)
 
 
 def serve(

@@ -16,22 +16,32 @@ is due for an "all" claim).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from openparity.atomic import write_atomic
 from openparity.federated.adapter import initial_state, save_adapter
-from openparity.federated.alliance import anchored, simulate
-from openparity.federated.coordinator import harness_scores, read_history
+from openparity.federated.alliance import anchored, simulate, simulation_settings
+from openparity.federated.coordinator import (
+    check_resumable,
+    completed_rounds,
+    harness_scores,
+    read_history,
+)
 from openparity.federated.errors import FederatedError
 from openparity.federated.member import read_member_data, train_round
 from openparity.federated.partition import split_members
 from openparity.federated.settings import FederationSettings
 
 ALLIANCES = ("fedavg", "fedprox")
+ARM_FILE = "arm.json"  # a local arm's settings, written once its adapter is saved
+# the settings a local arm's training depends on (one round of `local_steps` from the seed)
+LOCAL_SETTINGS = ("base", "local_steps", "batch_size", "learning_rate", "lora_r", "lora_alpha",
+                  "max_length", "validation_share", "seed", "decontaminate")  # fmt: skip
 
 
 @dataclass
@@ -63,18 +73,25 @@ def compare(
     settings = anchored(replace(settings, output=str(out)))
     paths = split_members(source, members, split, out / "members")
     store = out / "runs.sqlite"
-    scored = replace(settings, eval_task=settings.eval_task)
-    arms = [ArmResult("base", settings.base, 0, 0, 0,
-                      harness_scores(scored, settings.base, store))]  # fmt: skip
     per_member = settings.rounds * settings.local_steps
     judged = settings.strategy
-    for strategy in ALLIANCES + (() if judged in ALLIANCES else (judged,)):
-        arms.append(_alliance(settings, strategy, paths, out, store, on_line))
+    strategies = ALLIANCES + (() if judged in ALLIANCES else (judged,))
     pooled = out / "members" / "pooled.jsonl"
     write_atomic(pooled, "".join(p.read_text(encoding="utf-8") for p in paths))
-    arms.append(_local("central", settings, pooled, per_member * members, out, store))
-    for index, path in enumerate(paths):
-        arms.append(_local(f"member {index} alone", settings, path, per_member, out, store))
+    local_arms = [("central", pooled, per_member * members)] + [
+        (f"member {index} alone", path, per_member) for index, path in enumerate(paths)
+    ]
+    # an arm left by a run with other settings is refused before anything trains
+    for strategy in strategies:
+        check_resumable(simulation_settings(_alliance_settings(settings, strategy, paths), paths))
+    for name, data, steps in local_arms:
+        _check_local(out / _folder(name), _local_fingerprint(settings, data, steps))
+    arms = [ArmResult("base", settings.base, 0, 0, 0,
+                      harness_scores(settings, settings.base, store))]  # fmt: skip
+    for strategy in strategies:
+        arms.append(_alliance(settings, strategy, paths, out, store, on_line))
+    for name, data, steps in local_arms:
+        arms.append(_local(name, settings, data, steps, out, store))
     report = _report(settings, arms, members, split)
     write_atomic(out / "compare.json", json.dumps(report, indent=2, ensure_ascii=False))
     return report
@@ -85,11 +102,10 @@ def _alliance(
     on_line: Callable[[str], None],
 ) -> ArmResult:  # fmt: skip
     run = out / strategy
-    arm = replace(settings, strategy=strategy, output=str(run), eval_task="",
-                  min_members=len(paths))  # fmt: skip
+    arm = _alliance_settings(settings, strategy, paths)
     final = run / "final"
-    if not final.is_dir():
-        final = simulate(arm, paths, on_line)
+    if not final.is_dir() or completed_rounds(run)[-1:] != [settings.rounds]:
+        final = simulate(arm, paths, on_line)  # a run stopped midway continues
     history = read_history(run)
     skipped = [entry for entry in history if entry.get("skipped")]
     if skipped:  # its adapter missed those rounds' training: not a measure of the alliance
@@ -104,17 +120,55 @@ def _alliance(
                      harness_scores(settings, str(final), store))  # fmt: skip
 
 
+def _alliance_settings(
+    settings: FederationSettings, strategy: str, paths: list[Path]
+) -> FederationSettings:
+    run = Path(settings.output) / strategy
+    return replace(settings, strategy=strategy, output=str(run), eval_task="",
+                   min_members=len(paths))  # fmt: skip
+
+
 def _local(
     name: str, settings: FederationSettings, data: Path, steps: int, out: Path, store: Path
 ) -> ArmResult:
-    directory = out / name.replace(" ", "-")
-    if not (directory / "adapter_config.json").is_file():
+    """An arm trained on one file in one go; done once its `arm.json` (written last) is there."""
+    directory = out / _folder(name)
+    fingerprint = _local_fingerprint(settings, data, steps)
+    if not _check_local(directory, fingerprint):
         local = replace(settings, local_steps=steps)
         member = read_member_data(str(data), local)
         state, _ = train_round(local, initial_state(local), member, server_round=1)
         save_adapter(local, state, directory)
+        write_atomic(directory / ARM_FILE, json.dumps(fingerprint, indent=2, ensure_ascii=False))
     return ArmResult(name, str(directory), steps, 0, 0,
                      harness_scores(settings, str(directory), store))  # fmt: skip
+
+
+def _folder(name: str) -> str:
+    return name.replace(" ", "-")
+
+
+def _local_fingerprint(settings: FederationSettings, data: Path, steps: int) -> dict[str, Any]:
+    """What a local arm's adapter depends on: its data and the training settings."""
+    values = asdict(replace(settings, local_steps=steps))
+    digest = hashlib.sha256(data.read_bytes()).hexdigest()
+    return {"data_sha256": digest, **{name: values[name] for name in LOCAL_SETTINGS}}
+
+
+def _check_local(directory: Path, fingerprint: dict[str, Any]) -> bool:
+    """True when `directory` holds this arm, finished; False when it holds nothing finished;
+    a FederatedError when it holds an arm trained otherwise."""
+    path = directory / ARM_FILE
+    if not path.is_file():
+        return False
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    differ = sorted(k for k in fingerprint if saved.get(k) != fingerprint[k])
+    if differ:
+        raise FederatedError(
+            f"{directory} holds an arm trained with other settings ({', '.join(differ)})",
+            hint="give a new --output, or the same settings to reuse it",
+        )
+    return True
 
 
 def _report(

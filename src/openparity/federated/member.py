@@ -10,9 +10,12 @@ by a hash of each record's id, so the split never depends on the order of the fi
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,8 +115,6 @@ def _trainer(
     seed: int, anchor: dict[str, Any] | None, proximal_mu: float,
     evaluation: list[dict[str, Any]] | None = None,
 ) -> Any:  # fmt: skip
-    import tempfile
-
     import datasets
     import torch
     import trl
@@ -121,8 +122,7 @@ def _trainer(
     from openparity.align.trainers import log_callback, report_logs_to
 
     config = trl.SFTConfig(
-        # nothing is saved (save_strategy "no"); one scratch folder per process, not per round
-        output_dir=str(Path(tempfile.gettempdir()) / f"openparity-member-{os.getpid()}"),
+        output_dir=_scratch(),  # nothing is saved there (save_strategy "no")
         max_steps=settings.local_steps,
         per_device_train_batch_size=settings.batch_size,
         per_device_eval_batch_size=settings.batch_size,
@@ -154,6 +154,14 @@ def _trainer(
         trainer.anchor = _anchor(model, anchor or {}, proximal_mu)
     report_logs_to(trainer, log_callback([], settings.local_steps, None))  # off stdout
     return trainer
+
+
+@functools.lru_cache(maxsize=1)
+def _scratch() -> str:
+    """The trainer's output folder: one per process, removed when the process exits."""
+    folder = tempfile.mkdtemp(prefix=f"openparity-member-{os.getpid()}-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def _anchor(model: Any, state: dict[str, Any], mu: float) -> tuple[float, list[tuple[Any, Any]]]:
