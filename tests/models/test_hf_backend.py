@@ -47,6 +47,25 @@ async def test_loglikelihood_is_greedy_exactly_when_greedy_decoding_gives_it(tin
     assert greedy.text is not None
 
 
+async def test_a_chat_reply_is_scored_as_the_chat_template_writes_it(tiny_base):
+    """messages= scores the assistant turn, end-of-turn marker included, after the prompt the
+    model is generated from: the same number as the rendered text scored plainly."""
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_base)
+    messages = ({"role": "system", "content": "简短回答。"}, {"role": "user", "content": "你好"})
+    prompt = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True,
+                                           tokenize=False)  # fmt: skip
+    model = open_model(f"hf:{tiny_base}")
+    chat, plain, bare = await model.loglikelihood([
+        LoglikelihoodRequest("", "世界 hello", messages=messages),
+        LoglikelihoodRequest(prompt, "世界 hello<|im_end|>"),
+        LoglikelihoodRequest(prompt, "世界 hello"),
+    ])  # fmt: skip
+    assert chat.logprob == pytest.approx(plain.logprob, abs=1e-4)
+    assert chat.n_tokens == plain.n_tokens == bare.n_tokens + 1  # the end of the turn counts
+
+
 async def test_stop_strings_cut_the_answer(tiny_base):
     model = open_model(f"hf:{tiny_base}")
     full = await model.generate(ChatRequest.from_prompt("Hi", max_tokens=16))

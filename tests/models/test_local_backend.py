@@ -86,6 +86,22 @@ async def test_loglikelihood_matches_generation_logprobs(local):
     assert score.logprob == pytest.approx(completion.logprobs[0].logprob, abs=1e-3)
 
 
+async def test_a_chat_reply_scores_as_generation_produced_it(local):
+    """The model's own finished greedy reply, scored as the assistant turn of the same
+    messages: every token (the end of turn too) is the greedy one, and the reply's tokens
+    carry the log-probabilities generation reported."""
+    messages = ({"role": "user", "content": "Say hello in one short sentence."},)
+    request = ChatRequest(messages=list(messages), max_tokens=48, logprobs=True)
+    completion = await local.generate(request)
+    assert completion.finish_reason == "stop"
+    [turn] = await local.loglikelihood(
+        [LoglikelihoodRequest("", completion.text, messages=messages)]
+    )
+    reply = sum(token.logprob for token in completion.logprobs)
+    assert turn.is_greedy and turn.n_tokens == len(completion.logprobs) + 1
+    assert reply - 1.0 < turn.logprob <= reply + 1e-3  # plus the end of turn's log-probability
+
+
 def local_template(model, request):
     """The exact prompt text llama.cpp builds from the chat messages (its Jinja chat template)."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter

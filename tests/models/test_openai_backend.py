@@ -10,6 +10,7 @@ from openparity.models.errors import (
     MissingAPIKeyError,
     ModelCallError,
     UnknownModelError,
+    UnsupportedCapabilityError,
 )
 from openparity.models.local_server import free_port
 from openparity.models.spec import parse_spec, with_overrides
@@ -148,6 +149,15 @@ async def test_request_parameters_reach_the_server(stub):
     assert body["messages"][0] == {"role": "system", "content": "be brief"}
     assert (body["max_tokens"], body["stop"], body["seed"]) == (9, ["\n"], 3)
     assert body["response_format"] == {"type": "json_object"}
+
+
+async def test_a_chat_reply_likelihood_is_refused_not_approximated(stub):
+    """The completions endpoint cannot apply the chat template: no number is made up."""
+    async with open_model(f"openai:stub@{stub.base_url}") as model:
+        asked = ({"role": "user", "content": "hi"},)
+        with pytest.raises(UnsupportedCapabilityError, match="chat template"):
+            await model.loglikelihood([LoglikelihoodRequest("", "hello", messages=asked)])
+    assert not stub.requests
 
 
 async def test_echo_loglikelihood_in_vllm_format(stub):

@@ -241,7 +241,9 @@ async def _run_loglikelihood(
 
     async def one(item: Item, sample: int) -> None:
         requests = task.loglikelihood_requests(item)
-        key = _prompt_hash(ChatRequest(messages=[{"role": "user", "content": requests[0].context}]))
+        first = requests[0]
+        asked = first.messages or [{"role": "user", "content": first.context}]
+        key = _prompt_hash(ChatRequest(messages=list(asked)))
         async with slots:
             started = time.perf_counter()
             try:

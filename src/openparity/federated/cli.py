@@ -128,6 +128,11 @@ def compare_command(
     lr: float = LR, lora_r: int = LORA_R, max_length: int = MAX_LEN,
     validation_share: float = VALIDATION, seed: int = SEED, decontaminate: str = DECONTAM,
     eval_task: str = typer.Option(..., "--eval-task", help="The held-out metric's task."),
+    also_eval: list[str] = typer.Option(
+        [], "--also-eval",
+        help="Another task to score every arm on, with its own table (repeatable), e.g. a "
+             "reference_likelihood task next to a 0/1 one.",
+    ),
     eval_items: int = EVAL_ITEMS, threads: int = THREADS, as_json: bool = AS_JSON,
     verbose: bool = VERBOSE,
 ) -> None:  # fmt: skip
@@ -143,27 +148,39 @@ def compare_command(
     options = {**locals(), **fixed, "strategy": alliance, "min_members": members}
     _stop_on_sigterm()
     with contextlib.redirect_stdout(sys.stderr):  # what the libraries print while training
-        report = compare(_settings(options), data, members, split, output, _log_line(verbose))
+        report = compare(_settings(options), data, members, split, output, _log_line(verbose),
+                         also_eval)  # fmt: skip
     if as_json:
         print_json(report)
         return
-    columns = [Column("arm", identifier=True), Column("steps", numeric=True),
-               Column("rounds", numeric=True), Column("score (95% CI)"),
-               Column(f"{alliance} - arm (95% CI), p"),
-               Column("MB per round", optional=True)]  # fmt: skip
+    for table in [report, *report["also"]]:
+        _print_compare_table(table, alliance, f"split {split}")
+    console.print(f"report: {output / 'compare.json'}")
+
+
+def _print_compare_table(table: dict[str, Any], alliance: str, split: str) -> None:
+    """One metric's arms (with their training facts when the table carries them) and the
+    verdict on that metric."""
+    training = "steps" in table["arms"][0]
+    columns = [Column("arm", identifier=True)]
+    if training:
+        columns += [Column("steps", numeric=True), Column("rounds", numeric=True)]
+    columns += [Column(f"{table['metric']} (95% CI)"), Column(f"{alliance} - arm (95% CI), p")]
+    if training:
+        columns.append(Column("MB per round", optional=True))
     rows = []
-    for arm in report["arms"]:
+    for arm in table["arms"]:
         versus = arm.get("alliance_minus_this")
-        rows.append([
-            arm["arm"], str(arm["steps"]), str(arm["rounds"]),
-            f"{arm['score']:.3f} [{arm['low']:.3f}, {arm['high']:.3f}] n={arm['n']}",
-            "-" if versus is None else _versus(versus),
-            f"{arm['bytes_per_round'] / 1e6:.2f}",
-        ])  # fmt: skip
-    print_table(columns, rows, title=f"federated compare: {report['task']}, split {split}")
-    verdict = "beats" if report["alliance_beats_every_member_alone"] else "does not beat"
-    console.print(f"{alliance} {verdict} every member alone (95 % CIs above 0); report: "
-                  f"{output / 'compare.json'}")  # fmt: skip
+        row = [arm["arm"]] + ([str(arm["steps"]), str(arm["rounds"])] if training else [])
+        row += [f"{arm['score']:.3f} [{arm['low']:.3f}, {arm['high']:.3f}] n={arm['n']}",
+                "-" if versus is None else _versus(versus)]  # fmt: skip
+        if training:
+            row.append(f"{arm['bytes_per_round'] / 1e6:.2f}")
+        rows.append(row)
+    print_table(columns, rows, title=f"federated compare: {table['task']}, {split}")
+    verdict = "beats" if table["alliance_beats_every_member_alone"] else "does not beat"
+    console.print(f"on {table['task']}, {alliance} {verdict} every member alone"
+                  " (95 % CIs above 0)")  # fmt: skip
 
 
 def _versus(test: dict[str, Any]) -> str:

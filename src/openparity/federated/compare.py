@@ -7,18 +7,20 @@
   member i alone     its own data for R x S steps (the compute it spends in the alliance)
   base               no training
 
-Every arm's adapter is scored on the same held-out items of the coordinator's task, and the
-judged alliance is compared with every other arm on those items, paired (exact McNemar and
-Tango's interval for 0/1 scores, the cluster-robust t otherwise). It beats every member alone
-when all those intervals are above 0 (an intersection-union test: no multiplicity correction
-is due for an "all" claim).
+Every arm's adapter is scored on the same held-out items of the coordinator's task (and of
+each `also_eval` task: a second metric, e.g. a `reference_likelihood` task that measures what
+the data taught when a 0/1 metric saturates), and the judged alliance is compared with every
+other arm on those items, paired (exact McNemar and Tango's interval for 0/1 scores, the
+cluster-robust t otherwise). It beats every member alone on a metric when all those intervals
+are above 0 (an intersection-union test: no multiplicity correction is due for an "all"
+claim; each metric's verdict stands alone).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -51,25 +53,27 @@ class ArmResult:
     steps: int  # optimizer steps, all members together
     rounds: int
     bytes_per_round: int
-    scores: Any  # bench RunScores
+    scores: dict[str, Any]  # task -> bench RunScores (the eval task first)
 
     def to_dict(self) -> dict[str, Any]:
-        estimate = self.scores.estimate
         return {
             "arm": self.name, "model": f"hf:{self.target}", "steps": self.steps,
             "rounds": self.rounds, "bytes_per_round": self.bytes_per_round,
-            "score": estimate.mean, "low": estimate.low, "high": estimate.high, "n": estimate.n,
-            "run_id": self.scores.run.run_id,
         }  # fmt: skip
 
 
 def compare(
     settings: FederationSettings, source: Path, members: int, split: str, out: Path,
-    on_line: Callable[[str], None],
+    on_line: Callable[[str], None], also_eval: Sequence[str] = (),
 ) -> dict[str, Any]:  # fmt: skip
     """Run every arm (each resumable: a finished arm is not trained again); the report."""
+    from openparity.bench.tasks import get_task
+
     if not settings.eval_task:
         raise FederatedError("compare needs --eval-task (the held-out metric)")
+    tasks = list(dict.fromkeys([settings.eval_task, *also_eval]))
+    for task in tasks:
+        get_task(task)  # an unknown task or a malformed file fails before anything trains
     settings = anchored(replace(settings, output=str(out)))
     paths = split_members(source, members, split, out / "members")
     store = out / "runs.sqlite"
@@ -87,19 +91,28 @@ def compare(
     for name, data, steps in local_arms:
         _check_local(out / _folder(name), _local_fingerprint(settings, data, steps))
     arms = [ArmResult("base", settings.base, 0, 0, 0,
-                      harness_scores(settings, settings.base, store))]  # fmt: skip
+                      _scores(settings, tasks, settings.base, store))]  # fmt: skip
     for strategy in strategies:
-        arms.append(_alliance(settings, strategy, paths, out, store, on_line))
+        arms.append(_alliance(settings, strategy, paths, out, store, tasks, on_line))
     for name, data, steps in local_arms:
-        arms.append(_local(name, settings, data, steps, out, store))
-    report = _report(settings, arms, members, split)
+        arms.append(_local(name, settings, data, steps, out, store, tasks))
+    report = _report(settings, arms, members, split, tasks)
     write_atomic(out / "compare.json", json.dumps(report, indent=2, ensure_ascii=False))
     return report
 
 
+def _scores(
+    settings: FederationSettings, tasks: list[str], target: str, store: Path
+) -> dict[str, Any]:
+    """Per task, the arm's per-item scores (from the run store when already scored)."""
+    return {
+        task: harness_scores(replace(settings, eval_task=task), target, store) for task in tasks
+    }
+
+
 def _alliance(
     settings: FederationSettings, strategy: str, paths: list[Path], out: Path, store: Path,
-    on_line: Callable[[str], None],
+    tasks: list[str], on_line: Callable[[str], None],
 ) -> ArmResult:  # fmt: skip
     run = out / strategy
     arm = _alliance_settings(settings, strategy, paths)
@@ -117,7 +130,7 @@ def _alliance(
     adapter_bytes = history[-1].get("adapter_bytes", 0)
     return ArmResult(strategy, str(final), settings.rounds * settings.local_steps * len(paths),
                      settings.rounds, 2 * adapter_bytes * len(paths),
-                     harness_scores(settings, str(final), store))  # fmt: skip
+                     _scores(settings, tasks, str(final), store))  # fmt: skip
 
 
 def _alliance_settings(
@@ -129,8 +142,9 @@ def _alliance_settings(
 
 
 def _local(
-    name: str, settings: FederationSettings, data: Path, steps: int, out: Path, store: Path
-) -> ArmResult:
+    name: str, settings: FederationSettings, data: Path, steps: int, out: Path, store: Path,
+    tasks: list[str],
+) -> ArmResult:  # fmt: skip
     """An arm trained on one file in one go; done once its `arm.json` (written last) is there."""
     directory = out / _folder(name)
     fingerprint = _local_fingerprint(settings, data, steps)
@@ -141,7 +155,7 @@ def _local(
         save_adapter(local, state, directory)
         write_atomic(directory / ARM_FILE, json.dumps(fingerprint, indent=2, ensure_ascii=False))
     return ArmResult(name, str(directory), steps, 0, 0,
-                     harness_scores(settings, str(directory), store))  # fmt: skip
+                     _scores(settings, tasks, str(directory), store))  # fmt: skip
 
 
 def _folder(name: str) -> str:
@@ -172,35 +186,53 @@ def _check_local(directory: Path, fingerprint: dict[str, Any]) -> bool:
 
 
 def _report(
-    settings: FederationSettings, arms: list[ArmResult], members: int, split: str
-) -> dict[str, Any]:
-    from openparity.bench import stats
-    from openparity.bench.tasks import get_task
-
-    margin = get_task(settings.eval_task).equivalence_margin
-    rows = [arm.to_dict() for arm in arms]
-    alliance = next(arm for arm in arms if arm.name == settings.strategy)
-    for row, arm in zip(rows, arms, strict=True):
-        if arm is alliance:
-            continue
-        items = sorted(set(alliance.scores.scores) & set(arm.scores.scores))
-        tests = stats.paired_tests(
-            [alliance.scores.scores[i] for i in items], [arm.scores.scores[i] for i in items],
-            margin,
-        )  # fmt: skip
-        row["alliance_minus_this"] = {
-            "diff": tests.diff.mean, "low": tests.diff.low, "high": tests.diff.high,
-            "p": tests.p_difference, "method": tests.method, "n": len(items),
-        }  # fmt: skip
-    alone = [r for r in rows if r["arm"].endswith("alone")]
-    best = max(alone, key=lambda r: r["score"])
+    settings: FederationSettings, arms: list[ArmResult], members: int, split: str,
+    tasks: list[str],
+) -> dict[str, Any]:  # fmt: skip
+    """The eval task's table merged with each arm's training facts, then one table per
+    `also_eval` task."""
+    main, *more = (_table(task, settings.strategy, arms) for task in tasks)
+    rows = [{**arm.to_dict(), **row} for arm, row in zip(arms, main["arms"], strict=True)]
     return {
         "task": settings.eval_task, "members": members, "split": split,
         "rounds": settings.rounds, "local_steps": settings.local_steps,
         "batch_size": settings.batch_size, "base": settings.base,
-        "alliance": settings.strategy, "arms": rows,
-        "best_member_alone": best["arm"],
+        "alliance": settings.strategy, "metric": main["metric"], "arms": rows,
+        "best_member_alone": main["best_member_alone"],
+        "alliance_beats_every_member_alone": main["alliance_beats_every_member_alone"],
+        "also": more,
+    }  # fmt: skip
+
+
+def _table(task_name: str, judged: str, arms: list[ArmResult]) -> dict[str, Any]:
+    """Every arm's score on one task, and the judged alliance minus each other arm, paired."""
+    from openparity.bench import stats
+    from openparity.bench.tasks import get_task
+
+    task = get_task(task_name)
+    alliance = next(arm.scores[task_name] for arm in arms if arm.name == judged)
+    rows = []
+    for arm in arms:
+        scores = arm.scores[task_name]
+        estimate = scores.estimate
+        row = {"arm": arm.name, "score": estimate.mean, "low": estimate.low,
+               "high": estimate.high, "n": estimate.n, "run_id": scores.run.run_id}  # fmt: skip
+        if arm.name != judged:
+            items = sorted(set(alliance.scores) & set(scores.scores))
+            tests = stats.paired_tests(
+                [alliance.scores[i] for i in items], [scores.scores[i] for i in items],
+                task.equivalence_margin,
+            )  # fmt: skip
+            row["alliance_minus_this"] = {
+                "diff": tests.diff.mean, "low": tests.diff.low, "high": tests.diff.high,
+                "p": tests.p_difference, "method": tests.method, "n": len(items),
+            }  # fmt: skip
+        rows.append(row)
+    alone = [row for row in rows if row["arm"].endswith("alone")]
+    return {
+        "task": task_name, "metric": task.metric, "arms": rows,
+        "best_member_alone": max(alone, key=lambda row: row["score"])["arm"],
         "alliance_beats_every_member_alone": all(
-            r["alliance_minus_this"]["low"] > 0 for r in alone
+            row["alliance_minus_this"]["low"] > 0 for row in alone
         ),
     }  # fmt: skip

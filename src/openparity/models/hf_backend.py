@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from openparity.models.base import ChatModel
+from openparity.models.chat_turn import assistant_turn
 from openparity.models.embedded import EMBEDDED_MODELS
 from openparity.models.errors import (
     MissingDependencyError,
@@ -208,7 +209,7 @@ class HFModel(ChatModel):
     async def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
         loop = asyncio.get_running_loop()
         loaded = await loop.run_in_executor(None, _load, self.spec.model)
-        return await loaded.run(_loglikelihoods, loaded, list(requests))
+        return await loaded.run(_loglikelihoods, loaded, list(requests), self.name)
 
 
 def _settings_key(request: ChatRequest) -> tuple[Any, ...]:
@@ -267,17 +268,24 @@ def _token_logprobs(
     return tuple(result)
 
 
-def _loglikelihoods(loaded: Loaded, requests: list[LoglikelihoodRequest]) -> list[Loglikelihood]:
+def _loglikelihoods(
+    loaded: Loaded, requests: list[LoglikelihoodRequest], name: str
+) -> list[Loglikelihood]:
     """log P(continuation | context), one forward pass per request."""
     import torch
 
     model, tokenizer = loaded.value
+
+    def render(messages: list[dict[str, object]], opened: bool) -> str:
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=opened, tokenize=False)
+
     results = []
     for request in requests:
-        context = tokenizer(request.context, add_special_tokens=False)["input_ids"]
-        whole = tokenizer(request.context + request.continuation, add_special_tokens=False)[
-            "input_ids"
-        ]
+        text, continuation = request.context, request.continuation
+        if request.messages is not None:
+            text, continuation = assistant_turn(render, request.messages, continuation, name)
+        context = tokenizer(text, add_special_tokens=False)["input_ids"]
+        whole = tokenizer(text + continuation, add_special_tokens=False)["input_ids"]
         n_context = len(context)
         while n_context > 0 and whole[:n_context] != context[:n_context]:
             n_context -= 1  # the boundary token merged with the continuation's first one

@@ -20,6 +20,7 @@ from typing import Any
 
 from openparity.models.base import ChatModel
 from openparity.models.chat_body import chat_logprobs
+from openparity.models.chat_turn import Render, assistant_turn
 from openparity.models.embedded import EMBEDDED_MODELS
 from openparity.models.errors import (
     MissingDependencyError,
@@ -198,22 +199,30 @@ class LocalModel(ChatModel):
             stop.set()
             await asyncio.shield(worker)
 
-    def user_turn_prefix(self) -> tuple[str, str]:
-        """The model's chat template up to where a user message begins, and the marker that
-        ends a user message: what Magpie-style sampling completes from."""
+    def _template_renderer(self, llm: Any) -> Render:
+        """render(messages, add_generation_prompt): the GGUF's own chat template, as llama.cpp
+        renders it for generation."""
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        llm = self._model().value
         template = llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise UnsupportedCapabilityError(f"{self.name} carries no chat template")
-        formatter = Jinja2ChatFormatter(
-            template=template,
-            eos_token=llm.detokenize([llm.token_eos()], special=True).decode("utf-8", "replace"),
-            bos_token=llm.detokenize([llm.token_bos()], special=True).decode("utf-8", "replace"),
-        )
+        eos = llm.detokenize([llm.token_eos()], special=True).decode("utf-8", "replace")
+        bos = llm.detokenize([llm.token_bos()], special=True).decode("utf-8", "replace")
+        formatters = {
+            opened: Jinja2ChatFormatter(
+                template=template, eos_token=eos, bos_token=bos, add_generation_prompt=opened
+            )
+            for opened in (True, False)
+        }
+        return lambda messages, opened: formatters[opened](messages=messages).prompt
+
+    def user_turn_prefix(self) -> tuple[str, str]:
+        """The model's chat template up to where a user message begins, and the marker that
+        ends a user message: what Magpie-style sampling completes from."""
+        render = self._template_renderer(self._model().value)
         marker = "\x00openparity-split\x00"
-        rendered = formatter(messages=[{"role": "user", "content": marker}]).prompt
+        rendered = render([{"role": "user", "content": marker}], True)
         prefix, _, after = rendered.partition(marker)
         end = after.split("\n", 1)[0] or after[:12]
         return prefix, end
@@ -250,12 +259,15 @@ class LocalModel(ChatModel):
     ) -> list[Loglikelihood]:
         import numpy as np
 
+        chat = any(req.messages is not None for req in requests)
+        render = self._template_renderer(llm) if chat else None
         results = []
         for req in requests:
-            context = llm.tokenize(req.context.encode("utf-8"), add_bos=True, special=True)
-            whole = llm.tokenize(
-                (req.context + req.continuation).encode("utf-8"), add_bos=True, special=True
-            )
+            text, continuation = req.context, req.continuation
+            if req.messages is not None and render is not None:
+                text, continuation = assistant_turn(render, req.messages, continuation, self.name)
+            context = llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+            whole = llm.tokenize((text + continuation).encode("utf-8"), add_bos=True, special=True)
             start = _common_prefix(context, whole)
             start = max(1, start)  # the first token has no prediction to score
             if len(whole) > llm.n_ctx():

@@ -152,6 +152,12 @@ class OpenAICompatibleModel(ChatModel):
         return list(await asyncio.gather(*(one(r) for r in requests)))
 
     async def _loglikelihood_one(self, req: LoglikelihoodRequest) -> Loglikelihood:
+        if req.messages is not None:
+            raise UnsupportedCapabilityError(
+                f"{self.name} cannot score a chat reply's likelihood: the completions endpoint"
+                " does not apply the model's chat template",
+                hint="score the checkpoint as hf:PATH or local:PATH.gguf, or use a generative task",
+            )
         body = {
             "model": self.spec.model,
             "prompt": req.context + req.continuation,

@@ -141,10 +141,16 @@ class StreamChunk:
 
 @dataclass(frozen=True)
 class LoglikelihoodRequest:
-    """Score `continuation` given `context`: log P(continuation | context)."""
+    """Score `continuation` given `context`: log P(continuation | context).
+
+    With `messages`, `context` is ignored: the model's own chat template renders the messages
+    with the assistant's turn opened, and what is scored is the assistant turn that template
+    writes for the reply `continuation` (the reply and its end-of-turn marker). Only backends
+    that hold the template (`hf:`, `local:`) can do this."""
 
     context: str
     continuation: str
+    messages: tuple[Message, ...] | None = None
 
 
 @dataclass(frozen=True)

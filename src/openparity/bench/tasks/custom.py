@@ -8,7 +8,9 @@ how to score. Same kind of object as the built-ins, so runs, stats and reports a
     cluster_field: customer        # optional: items that share a context
     system: You route support tickets.
     prompt: "Ticket: {text}\\nWhich team? Answer with one word."
-    scorer: {type: exact}   # exact, numeric, regex, contains, json_schema, python or judge
+    scorer: {type: exact}   # exact, numeric, regex, contains, json_schema, python, judge or
+                            # reference_likelihood (no generation: how likely the model finds
+                            # the reference reply; hf: and local: models)
     max_tokens: 16
     margin: 2                      # equivalence margin in points
 """
@@ -16,8 +18,9 @@ how to score. Same kind of object as the built-ins, so runs, stats and reports a
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +31,7 @@ from openparity.bench.extract import final_number
 from openparity.bench.judge import grade
 from openparity.bench.task import DataSource, Item, Score, Task
 from openparity.bench.tasks.data_files import read_jsonl
-from openparity.models.types import Message
+from openparity.models.types import Loglikelihood, LoglikelihoodRequest, Message
 from openparity.usercode import load_function
 from openparity.yamlfile import read_validated
 
@@ -37,7 +40,10 @@ _FIELD = re.compile(r"\{(\w+)\}")
 
 class ScorerSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: Literal["exact", "numeric", "regex", "contains", "json_schema", "python", "judge"]
+    type: Literal[
+        "exact", "numeric", "regex", "contains", "json_schema", "python", "judge",
+        "reference_likelihood",
+    ]  # fmt: skip
     case_sensitive: bool = False
     tolerance: float = Field(default=1e-6, ge=0)  # numeric: absolute tolerance
     pattern: str | None = None  # regex: must match; may use {reference} and item fields
@@ -84,6 +90,9 @@ class CustomTask(Task):
         self.default_max_tokens = self.spec.max_tokens
         self.equivalence_margin = self.spec.margin / 100
         self.metric = f"{self.spec.scorer.type} score"
+        if self.spec.scorer.type == "reference_likelihood":
+            self.variants = self.loglikelihood_variants = ("reference-likelihood",)
+            self.metric = "per-token probability of the reference reply"
         self._judge = None
         if self.spec.scorer.type == "judge":
             from openparity.models import open_model
@@ -103,6 +112,8 @@ class CustomTask(Task):
             for number, record in enumerate(read_jsonl(data), 1):
                 if self.spec.reference_field not in record:
                     raise TaskError(f"{data}: record {number} lacks {self.spec.reference_field!r}")
+                if self.variants == ("reference-likelihood",):
+                    _check_reply(record[self.spec.reference_field], data, number)
                 item_id = str(
                     record.get(self.spec.id_field, number) if self.spec.id_field else number
                 )
@@ -134,9 +145,32 @@ class CustomTask(Task):
     async def score(self, item: Item, response: str) -> Score:
         return await self._score(item, response)
 
+    def loglikelihood_requests(self, item: Item) -> list[LoglikelihoodRequest]:
+        """The reference as the assistant's reply to the task's messages."""
+        if self.variants != ("reference-likelihood",):
+            return super().loglikelihood_requests(item)
+        messages = tuple(self.messages(item, self.variants[0]))
+        return [LoglikelihoodRequest("", str(item.reference), messages=messages)]
+
+    def score_loglikelihood(self, item: Item, results: Sequence[Loglikelihood]) -> Score:
+        """exp(mean log-probability per token) of the reference reply, in (0, 1]: the inverse
+        of its perplexity. Comparable between models that share a tokenizer (a base model and
+        its fine-tunes), not across tokenizers."""
+        [result] = results
+        mean = result.logprob / max(1, result.n_tokens)
+        return Score(math.exp(mean), f"{mean:.4f}", detail=f"{result.n_tokens} tokens")
+
     async def aclose(self) -> None:
         if self._judge is not None:
             await self._judge.aclose()
+
+
+def _check_reply(reference: Any, data: Path, number: int) -> None:
+    if not isinstance(reference, str) or not reference.strip():
+        raise TaskError(
+            f"{data}: record {number}: reference_likelihood scores a reference reply, and this"
+            " record's reference is not a non-empty string"
+        )
 
 
 def fill(template: str, fields: dict[str, Any]) -> str:
@@ -188,7 +222,13 @@ def _scorer(spec: ScorerSpec, base: Path, judge: Any = None) -> Scorer:
         return _json_schema_scorer(spec.schema_ or {})
     if kind == "python":
         return _python_scorer(base / str(spec.file), spec.function)
+    if kind == "reference_likelihood":
+        return _no_answers
     return _judge_scorer(spec, judge)
+
+
+async def _no_answers(item: Item, text: str) -> Score:
+    raise TaskError("a reference_likelihood task scores the reference's likelihood, not answers")
 
 
 def _norm(text: str, spec: ScorerSpec) -> str:
