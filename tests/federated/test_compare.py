@@ -86,3 +86,9 @@ def test_compare_scores_every_arm_on_the_same_items_and_resumes(tmp_path, tiny_b
     history_path.write_text(json.dumps(history))
     refused = openparity(*args, cwd=tmp_path)
     assert refused.returncode != 0 and "round 1 was skipped" in refused.stderr
+
+    # a metric task that cannot be read stops the command before anything is trained or written
+    typo = openparity(*args[:-1], "--also-eval", str(tmp_path / "nope.yaml"), "-o",
+                      str(tmp_path / "other"), cwd=tmp_path)  # fmt: skip
+    assert typo.returncode != 0 and "task file not found" in typo.stderr
+    assert not (tmp_path / "other").exists()

@@ -90,7 +90,8 @@ class CustomTask(Task):
         self.default_max_tokens = self.spec.max_tokens
         self.equivalence_margin = self.spec.margin / 100
         self.metric = f"{self.spec.scorer.type} score"
-        if self.spec.scorer.type == "reference_likelihood":
+        self._by_likelihood = self.spec.scorer.type == "reference_likelihood"
+        if self._by_likelihood:
             self.variants = self.loglikelihood_variants = ("reference-likelihood",)
             self.metric = "per-token probability of the reference reply"
         self._judge = None
@@ -112,7 +113,7 @@ class CustomTask(Task):
             for number, record in enumerate(read_jsonl(data), 1):
                 if self.spec.reference_field not in record:
                     raise TaskError(f"{data}: record {number} lacks {self.spec.reference_field!r}")
-                if self.variants == ("reference-likelihood",):
+                if self._by_likelihood:
                     _check_reply(record[self.spec.reference_field], data, number)
                 item_id = str(
                     record.get(self.spec.id_field, number) if self.spec.id_field else number
@@ -147,7 +148,7 @@ class CustomTask(Task):
 
     def loglikelihood_requests(self, item: Item) -> list[LoglikelihoodRequest]:
         """The reference as the assistant's reply to the task's messages."""
-        if self.variants != ("reference-likelihood",):
+        if not self._by_likelihood:
             return super().loglikelihood_requests(item)
         messages = tuple(self.messages(item, self.variants[0]))
         return [LoglikelihoodRequest("", str(item.reference), messages=messages)]
