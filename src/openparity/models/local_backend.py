@@ -266,8 +266,11 @@ class LocalModel(ChatModel):
             text, continuation = req.context, req.continuation
             if req.messages is not None and render is not None:
                 text, continuation = assistant_turn(render, req.messages, continuation, self.name)
-            context = llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
-            whole = llm.tokenize((text + continuation).encode("utf-8"), add_bos=True, special=True)
+            # a rendered chat template writes its own BOS, and llama.cpp's chat generation adds
+            # none: the same tokens as the prompt the model answers from
+            bos = req.messages is None
+            context = llm.tokenize(text.encode("utf-8"), add_bos=bos, special=True)
+            whole = llm.tokenize((text + continuation).encode("utf-8"), add_bos=bos, special=True)
             start = _common_prefix(context, whole)
             start = max(1, start)  # the first token has no prediction to score
             if len(whole) > llm.n_ctx():
