@@ -31,8 +31,8 @@ from openparity.federated.alliance import anchored, simulate, simulation_setting
 from openparity.federated.coordinator import (
     check_resumable,
     completed_rounds,
-    harness_scores,
     read_history,
+    tasks_scores,
 )
 from openparity.federated.errors import FederatedError
 from openparity.federated.member import read_member_data, train_round
@@ -91,7 +91,7 @@ def compare(
     for name, data, steps in local_arms:
         _check_local(out / _folder(name), _local_fingerprint(settings, data, steps))
     arms = [ArmResult("base", settings.base, 0, 0, 0,
-                      _scores(settings, tasks, settings.base, store))]  # fmt: skip
+                      tasks_scores(settings, tasks, settings.base, store))]  # fmt: skip
     for strategy in strategies:
         arms.append(_alliance(settings, strategy, paths, out, store, tasks, on_line))
     for name, data, steps in local_arms:
@@ -99,15 +99,6 @@ def compare(
     report = _report(settings, arms, members, split, tasks)
     write_atomic(out / "compare.json", json.dumps(report, indent=2, ensure_ascii=False))
     return report
-
-
-def _scores(
-    settings: FederationSettings, tasks: list[str], target: str, store: Path
-) -> dict[str, Any]:
-    """Per task, the arm's per-item scores (from the run store when already scored)."""
-    return {
-        task: harness_scores(replace(settings, eval_task=task), target, store) for task in tasks
-    }
 
 
 def _alliance(
@@ -130,7 +121,7 @@ def _alliance(
     adapter_bytes = history[-1].get("adapter_bytes", 0)
     return ArmResult(strategy, str(final), settings.rounds * settings.local_steps * len(paths),
                      settings.rounds, 2 * adapter_bytes * len(paths),
-                     _scores(settings, tasks, str(final), store))  # fmt: skip
+                     tasks_scores(settings, tasks, str(final), store))  # fmt: skip
 
 
 def _alliance_settings(
@@ -155,7 +146,7 @@ def _local(
         save_adapter(local, state, directory)
         write_atomic(directory / ARM_FILE, json.dumps(fingerprint, indent=2, ensure_ascii=False))
     return ArmResult(name, str(directory), steps, 0, 0,
-                     _scores(settings, tasks, str(directory), store))  # fmt: skip
+                     tasks_scores(settings, tasks, str(directory), store))  # fmt: skip
 
 
 def _folder(name: str) -> str:

@@ -17,6 +17,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -307,8 +308,15 @@ def global_score(settings: FederationSettings, target: str, store_path: Path) ->
 
 
 def harness_scores(settings: FederationSettings, target: str, store_path: Path) -> Any:
-    """Per-item scores (bench's RunScores) of `hf:target` on `settings.eval_task`; the model
-    is freed afterwards (each round's checkpoint is measured once)."""
+    """Per-item scores (bench's RunScores) of `hf:target` on `settings.eval_task`."""
+    return tasks_scores(settings, [settings.eval_task], target, store_path)[settings.eval_task]
+
+
+def tasks_scores(
+    settings: FederationSettings, tasks: Sequence[str], target: str, store_path: Path
+) -> dict[str, Any]:
+    """Per task, the per-item scores of `hf:target` (from the run store when already scored),
+    with the model loaded once; it is freed afterwards (each checkpoint is measured once)."""
     import asyncio
 
     from openparity.bench.compare import load_scores
@@ -318,14 +326,17 @@ def harness_scores(settings: FederationSettings, target: str, store_path: Path) 
     from openparity.models import open_model
     from openparity.models.hf_backend import release_hf_model
 
-    task = get_task(settings.eval_task)
     model = open_model(f"hf:{target}")
+    scores = {}
     try:
         with RunStore(store_path) as store:
-            summary = asyncio.run(
-                run_task(model, task, store, limit=settings.eval_items or None, resume=True)
-            )
-            return load_scores(store, summary.run.run_id)
+            for name in tasks:
+                summary = asyncio.run(
+                    run_task(model, get_task(name), store, limit=settings.eval_items or None,
+                             resume=True)
+                )  # fmt: skip
+                scores[name] = load_scores(store, summary.run.run_id)
+        return scores
     finally:
         release_hf_model(target)
 
