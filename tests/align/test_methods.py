@@ -92,6 +92,66 @@ def test_bf16_trains_under_autocast_and_stays_close_to_fp32(tiny_base, tmp_path)
         train(settings(tiny_base, tmp_path / "bad", data=data, precision="fp16"))
 
 
+def test_lora_keeps_its_frozen_base_in_bf16_and_computes_what_autocast_computes(tiny_base):
+    """Stored in bf16, the frozen linears give the same loss and the same adapter gradients as
+    fp32 weights that autocast rounds on every pass: the memory goes, the arithmetic stays."""
+    import peft
+    import torch
+
+    from openparity.align.trainers import lora_config, store_frozen_linears_in_bf16
+    from openparity.models.hf_backend import load_hf_model
+
+    models = []
+    for to_bf16 in (False, True):
+        model, _ = load_hf_model(str(tiny_base))
+        if to_bf16:
+            store_frozen_linears_in_bf16(model, torch)
+        torch.manual_seed(1)
+        models.append(peft.get_peft_model(model, lora_config(settings(tiny_base, Path("x")))))
+    stored = {n: p.dtype for n, p in models[1].named_parameters()}
+    assert stored["base_model.model.model.layers.0.mlp.up_proj.base_layer.weight"] == torch.bfloat16
+    assert stored["base_model.model.model.embed_tokens.weight"] == torch.float32
+    assert stored["base_model.model.model.layers.0.mlp.up_proj.lora_A.default.weight"] == (
+        torch.float32
+    )
+    ids = torch.randint(0, 1000, (2, 24), generator=torch.Generator().manual_seed(2))
+    losses, grads = [], []
+    for model in models:
+        model.train()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        losses.append(loss.item())
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.requires_grad})
+    assert losses[0] == losses[1]
+    assert grads[0].keys() == grads[1].keys()
+    for name, grad in grads[0].items():
+        assert torch.equal(grad, grads[1][name]), name
+
+
+def test_a_bf16_lora_run_merges_onto_the_full_precision_base(tiny_base, tmp_path):
+    """The adapters of a run whose base was stored in bf16 are merged into the original fp32
+    weights: final = base + scale * B @ A, to float precision (merged into bf16, the update
+    would be rounded to the bf16 grid, ~1e-3 of each weight)."""
+    import peft
+    import torch
+    from safetensors.torch import load_file
+
+    data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(8))
+    run = train(settings(tiny_base, tmp_path / "run", data=data, steps=2, precision="bf16"))
+    final, base = weights(run.checkpoint), weights(tiny_base)
+    adapter = load_file(tmp_path / "run/checkpoints/checkpoint-2/adapter_model.safetensors")
+    config = peft.LoraConfig.from_pretrained(tmp_path / "run/checkpoints/checkpoint-2")
+    name = "model.layers.1.mlp.down_proj"
+    a, b = (adapter[f"base_model.model.{name}.lora_{x}.weight"] for x in "AB")
+    delta = (b @ a) * (config.lora_alpha / config.r)
+    assert final[f"{name}.weight"].dtype == torch.float32
+    assert delta.abs().max() > 0
+    torch.testing.assert_close(final[f"{name}.weight"] - base[f"{name}.weight"], delta,
+                               atol=1e-6, rtol=1e-4)  # fmt: skip
+    assert torch.equal(final["model.embed_tokens.weight"], base["model.embed_tokens.weight"])
+
+
 def test_auto_precision_is_bf16_only_where_the_hardware_computes_it():
     import torch
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from openparity.align.errors import AlignError
@@ -71,8 +71,54 @@ def _policy(settings: AlignSettings, torch: Any) -> tuple[Any, Any]:
     torch.manual_seed(settings.seed)
     model, tokenizer = load_hf_model(settings.base)
     model.train()
+    # GRPO also generates, outside autocast, where fp32 activations meet the stored weights
+    if settings.lora_r and settings.method != "grpo" and uses_bf16(settings.precision, torch):
+        store_frozen_linears_in_bf16(model, torch)
     tokenizer.padding_side = "right"
     return model, tokenizer
+
+
+def store_frozen_linears_in_bf16(model: Any, torch: Any) -> None:
+    """Under LoRA the linear layers it wraps stay frozen, and bf16 autocast rounds their
+    weights to bf16 for every matmul anyway. Stored that way they take half the memory and
+    autocast stops making (and keeping for backward) a bf16 copy on every pass, while each
+    matmul sees the same numbers. The embeddings, the tied output head and the norms stay
+    fp32, and so does the residual stream. `merged` puts the adapters onto the full-precision
+    weights at the end. (SFT and DPO: every forward pass of theirs runs under autocast.)"""
+    head = model.get_output_embeddings()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and module is not head:
+            module.to(torch.bfloat16)
+    # transformers maps the weights file: one weight left as a view of it keeps every page
+    # that was read resident, the replaced fp32 weights included
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.dtype != torch.bfloat16:
+            tensor.data = tensor.data.clone()
+
+
+def merged(model: Any, settings: AlignSettings) -> Any:
+    """The trained model with LoRA merged into the base weights (a model without adapters as
+    it is). Where the frozen base was stored in bf16, the adapters go onto a fresh
+    full-precision copy of the base: merged into bf16 weights, their small updates would be
+    rounded away, and every other weight would move by the rounding. That copy takes the
+    place of the trained model's weights, which are released first: `model` is spent."""
+    if not hasattr(model, "merge_and_unload"):
+        return model
+    import torch
+
+    if all(p.dtype == torch.float32 for p in model.get_base_model().parameters()):
+        return model.merge_and_unload()
+    import peft
+
+    config = model.peft_config["default"]
+    adapter = {k: v.detach().clone() for k, v in peft.get_peft_model_state_dict(model).items()}
+    if not settings.deepspeed:  # ZeRO-3 re-partitions these weights when its gather ends
+        for param in model.parameters():
+            param.data = param.data.new_empty(0)
+    base, _ = _policy(replace(settings, lora_r=0), torch)
+    fresh = peft.get_peft_model(base, config)
+    peft.set_peft_model_state_dict(fresh, adapter)
+    return fresh.merge_and_unload()
 
 
 def _grpo(settings: AlignSettings, trl: Any, datasets: Any) -> Any:

@@ -215,7 +215,8 @@ def train(settings: AlignSettings, *, resume: bool = False, gguf: bool = False,
     with _full_weights(run.trainer):
         if not run.trainer.is_world_process_zero():
             return AlignResult(settings.output / "final", None, settings.steps, seconds, "", logs)
-        final = save_final(run.trainer.model, run.tokenizer, settings, seconds)
+        final = save_final(trainers.merged(run.trainer.model, settings), run.tokenizer,
+                           settings, seconds)  # fmt: skip
     gguf_path = export_checkpoint(final, settings.output / "final.gguf") if gguf else None
     return AlignResult(
         final, gguf_path, run.trainer.state.global_step, seconds, run.examples.summary(), logs,
@@ -224,9 +225,7 @@ def train(settings: AlignSettings, *, resume: bool = False, gguf: bool = False,
 
 
 def save_final(model: Any, tokenizer: Any, settings: AlignSettings, seconds: float) -> Path:
-    """Merge LoRA into the weights and write DIR/final atomically (rename of a full copy)."""
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
+    """Write the merged model to DIR/final atomically (rename of a full copy)."""
     final = settings.output / "final"
     partial = settings.output / ".final.partial"
     shutil.rmtree(partial, ignore_errors=True)
