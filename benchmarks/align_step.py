@@ -3,12 +3,13 @@ model, same data, same LoRA, same batch, each configuration in its own process (
 per process). Prints tokens/s, peak memory and the ratios; and GRPO's step split into
 generation / reward / update with the rewards/s of the sandboxed MBPP reward.
 
-  openparity       align's defaults: LoRA r=16, bf16 where the hardware has it (GPUs, CPUs
-                   with AMX or AVX512-BF16; fp32 elsewhere), no activation checkpointing
-  openparity-ckpt  the same with --activation-checkpointing (memory for compute)
-  trl              TRL's SFTConfig / DPOConfig defaults (bf16 on, activation checkpointing on)
-                   with the same LoRA: the engine alone
-  trl-full         TRL exactly as its README shows it: no LoRA, full fine-tuning
+  openparity          align's defaults: LoRA r=16, bf16 where the hardware has it (GPUs,
+                      CPUs with AMX or AVX512-BF16; fp32 elsewhere) with the frozen base
+                      stored in bf16, activation checkpointing
+  openparity-no-ckpt  the same with --no-activation-checkpointing (compute for memory)
+  trl                 TRL's SFTConfig / DPOConfig defaults (bf16 on, activation
+                      checkpointing on) with the same LoRA: the engine alone
+  trl-full            TRL exactly as its README shows it: no LoRA, full fine-tuning
 
     python benchmarks/align_step.py [--base smollm2-135m] [--steps 3] [--batch 4]
         [--repeats 3] [--kinds openparity,trl] [--no-grpo]
@@ -58,7 +59,7 @@ def child(args: argparse.Namespace) -> None:
     settings = AlignSettings(
         method=args.method, base=args.base, output=out / "run", data=Path(args.data),
         steps=args.steps, batch_size=args.batch, max_length=256, decontaminate=(),
-        save_steps=10_000, gradient_checkpointing=args.kind == "openparity-ckpt",
+        save_steps=10_000, gradient_checkpointing=args.kind != "openparity-no-ckpt",
     )  # fmt: skip
     if args.kind.startswith("openparity"):
         result = train(settings)
@@ -199,7 +200,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=1, help="Alternating runs of each arm.")
-    parser.add_argument("--kinds", default="openparity,openparity-ckpt,trl,trl-full",
+    parser.add_argument("--kinds", default="openparity,openparity-no-ckpt,trl,trl-full",
                         help="Arms to run, comma-separated.")  # fmt: skip
     parser.add_argument("--no-grpo", action="store_true", help="Skip the GRPO split.")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -226,8 +227,8 @@ def main() -> None:
         for kind, figures in runs.items():
             speed = statistics.median(f["tokens_per_s"] for f in figures)
             peak = statistics.median(f["peak_rss_gb"] for f in figures)
-            print(f"  {kind:<15} {speed:8.1f} tok/s  peak {peak:.2f} GB  (medians)")
-        for ours in (k for k in ("openparity", "openparity-ckpt") if k in runs):
+            print(f"  {kind:<18} {speed:8.1f} tok/s  peak {peak:.2f} GB  (medians)")
+        for ours in (k for k in ("openparity", "openparity-no-ckpt") if k in runs):
             for theirs in (k for k in ("trl", "trl-full") if k in runs):
                 pairs = list(zip(runs[ours], runs[theirs], strict=True))
                 speed = [a["tokens_per_s"] / b["tokens_per_s"] for a, b in pairs]

@@ -56,7 +56,7 @@ class AlignSettings:
     vllm_server: str | None = None  # grpo: generate on a TRL vLLM server at this URL
     decontaminate: tuple[str, ...] = ("gsm8k", "humaneval", "mbpp")
     save_steps: int = 25
-    gradient_checkpointing: bool = False  # less activation memory, about 30 % more compute
+    gradient_checkpointing: bool = True  # recompute activations in backward: less memory
     curriculum: str | None = None  # run id of the base model's results: easiest items first
     store: Path = Path(".openparity/runs.sqlite")  # the run store the curriculum run is in
     processes: int = 1
