@@ -204,9 +204,16 @@ def test_a_restarted_coordinator_continues_from_its_last_saved_round(
     assert "other settings (learning-rate)" in changed.stderr
 
 
-def test_a_restarted_fedavgm_continues_with_its_server_momentum(simulated, tiny_base, tmp_path):
-    """FedAvgM's momentum lives in the coordinator: it is saved with each round, so a restart
-    ends where an uninterrupted run ends (without it, round 2 would lose 0.9 x round 1's step)."""
+@pytest.mark.parametrize("strategy", [
+    ["--strategy", "fedavgm", "--server-step", "2", "--server-momentum", "0.9"],
+    ["--strategy", "fedadam", "--server-lr", "0.01"],
+], ids=["fedavgm", "fedadam"])  # fmt: skip
+def test_a_restarted_server_optimiser_continues_with_its_state(
+    simulated, tiny_base, tmp_path, strategy
+):
+    """FedAvgM's momentum and FedAdam's moments (and round count, which its bias correction
+    uses) live in the coordinator: they are saved with each round, so a restart ends where an
+    uninterrupted run ends (without them, round 2 would start the server optimiser afresh)."""
     out, _ = simulated
     members = sorted((out / "members").glob("member-*.jsonl"))
     data = [arg for m in members for arg in ("--data", str(m))]
@@ -214,19 +221,18 @@ def test_a_restarted_fedavgm_continues_with_its_server_momentum(simulated, tiny_
     def run(directory, rounds):
         done = openparity(
             "federated", "simulate", *data, "--base", str(tiny_base), "-o", str(directory),
-            "--min-members", "3", *TRAINING, "--strategy", "fedavgm", "--server-step", "2",
-            "--server-momentum", "0.9", "--rounds", str(rounds),
+            "--min-members", "3", *TRAINING, *strategy, "--rounds", str(rounds),
         )  # fmt: skip
         assert done.returncode == 0, done.stderr[-3000:]
         return done
 
     run(tmp_path / "straight", 2)
     run(tmp_path / "restarted", 1)
-    assert (tmp_path / "restarted" / "rounds" / "0001" / "server_momentum.safetensors").is_file()
+    assert (tmp_path / "restarted" / "rounds" / "0001" / "server_state.safetensors").is_file()
     assert "continuing after round 1" in run(tmp_path / "restarted", 2).stderr
     difference = max_difference(adapter(tmp_path / "straight"), adapter(tmp_path / "restarted"))
     assert difference <= TOLERANCE
-    # FedAvgM is not FedAvg here: its adapter is far from the plain FedAvg run's
+    # the server optimiser is not FedAvg here: its adapter is far from the plain FedAvg run's
     assert max_difference(adapter(out), adapter(tmp_path / "straight")) > 100 * TOLERANCE
 
 

@@ -3,7 +3,8 @@
 Layout of the run directory (`output`):
   settings.json          the settings the alliance was started with (a resume must match)
   rounds/NNNN/           the global adapter after round N (a PEFT directory) + round.json
-                         (+ FedAvgM's momentum, so a restart continues with it)
+                         (+ server_state.safetensors: FedAvgM's momentum or FedAdam's
+                         moments, so a restart continues with them)
   history.json           every round's metrics: members, losses, bytes, the global score
   final/                 the last round's adapter: `hf:OUTPUT/final` opens it
   runs.sqlite            the harness runs of the global evaluations
@@ -29,7 +30,8 @@ from openparity.federated.settings import FederationSettings
 
 log = logging.getLogger("flwr")  # the ServerApp's log lines reach `flwr run --stream`
 ROUND_FILE = "round.json"
-MOMENTUM_FILE = "server_momentum.safetensors"
+SERVER_STATE_FILE = "server_state.safetensors"
+LEGACY_MOMENTUM_FILE = "server_momentum.safetensors"  # FedAvgM's, before FedAdam's were kept
 RESUMABLE = ("rounds",)  # settings a restarted coordinator may change
 
 
@@ -124,7 +126,12 @@ def make_strategy(settings: FederationSettings, round_log: RoundLog, done: int =
         "evaluate_metrics_aggr_fn": round_log.evaluate,
         "weighted_by_key": weight_key(settings),
     }
-    kinds = {"fedprox": FedProx, "fedadam": FedAdam, "fedavg": FedAvg, "fedavgm": FedAvgM}
+    kinds = {
+        "fedprox": FedProx,
+        "fedadam": counting_rounds_after(FedAdam, done),
+        "fedavg": FedAvg,
+        "fedavgm": FedAvgM,
+    }
     options = {"fedprox": {"proximal_mu": settings.proximal_mu},
                "fedadam": {"eta": settings.server_lr, "tau": 1e-6},
                "fedavgm": {"server_learning_rate": settings.server_step,
@@ -140,6 +147,18 @@ def make_strategy(settings: FederationSettings, round_log: RoundLog, done: int =
     strategy.round_log, strategy.needed = round_log, settings.min_members
     strategy.wait_s = settings.round_timeout
     return strategy
+
+
+def counting_rounds_after(fedadam_cls: type, done: int) -> type:
+    """FedAdam whose bias correction (a function of the round number) goes on counting after
+    the `done` rounds of an earlier process, as one uninterrupted run counts."""
+
+    class Resumed(fedadam_cls):  # type: ignore[misc, valid-type]
+        def aggregate_train(self, server_round: int, replies: Any) -> Any:
+            return super().aggregate_train(done + server_round, replies)
+
+    Resumed.__name__ = fedadam_cls.__name__
+    return Resumed
 
 
 def weight_key(settings: FederationSettings) -> str:
@@ -187,7 +206,7 @@ class Coordinator:
         if remaining > 0:
             self.strategy = make_strategy(self.settings, self.round_log, self.offset)
             strategy = self.strategy
-            _restore_momentum(strategy, round_dir(self.output, self.offset), list(state))
+            _restore_server_state(strategy, round_dir(self.output, self.offset), list(state))
             self.grid = self._secured(grid)
             strategy.start(
                 grid=self.grid,
@@ -249,7 +268,7 @@ class Coordinator:
         directory = round_dir(self.output, number)
         if number > 0:
             save_adapter(self.settings, state, directory)
-            _save_momentum(self.strategy, directory)
+            _save_server_state(self.strategy, directory)
         else:
             directory.mkdir(parents=True, exist_ok=True)
         privacy = spent(self.strategy) if number > 0 else None
@@ -368,32 +387,46 @@ def _has_round(output: Path, number: int) -> bool:
     return (round_dir(output, number) / ROUND_FILE).is_file()
 
 
-def _save_momentum(strategy: Any, directory: Path) -> None:
-    """FedAvgM's server momentum after a round, beside its adapter (written before round.json,
-    which completes the round)."""
+def _save_server_state(strategy: Any, directory: Path) -> None:
+    """The server optimiser's state after a round, beside its adapter (written before
+    round.json, which completes the round): FedAvgM's momentum, FedAdam's first and second
+    moments. Plain FedAvg and FedProx keep none."""
     inner = _inner(strategy)
+    state = {}
     momentum = getattr(inner, "momentum_vector", None)
-    if momentum is None:
+    if momentum is not None:  # a list in the order of the arrays FedAvgM aggregated
+        names = list(inner.current_arrays.keys())
+        state.update({f"momentum/{n}": v for n, v in zip(names, momentum, strict=True)})
+    for moment in ("m_t", "v_t"):
+        state.update({f"{moment}/{n}": v for n, v in (getattr(inner, moment, None) or {}).items()})
+    if not state:
         return
     import numpy as np
     from safetensors.numpy import save_file
 
-    # FedAvgM keeps a list in the order of the arrays it aggregated: save it by their names
-    names = list(inner.current_arrays.keys())
-    partial = directory / (MOMENTUM_FILE + ".partial")
-    save_file({n: np.ascontiguousarray(v) for n, v in zip(names, momentum, strict=True)}, partial)
-    partial.replace(directory / MOMENTUM_FILE)
+    partial = directory / (SERVER_STATE_FILE + ".partial")
+    save_file({n: np.ascontiguousarray(v) for n, v in state.items()}, partial)
+    partial.replace(directory / SERVER_STATE_FILE)
 
 
-def _restore_momentum(strategy: Any, directory: Path, names: list[str]) -> None:
-    """A restarted FedAvgM continues with the momentum the last saved round left, listed in
-    the order of the arrays it starts from (`names`)."""
-    path = directory / MOMENTUM_FILE
-    if path.is_file():
-        from safetensors.numpy import load_file
+def _restore_server_state(strategy: Any, directory: Path, names: list[str]) -> None:
+    """A restarted strategy continues with the state the last saved round left; FedAvgM's
+    momentum is listed in the order of the arrays it starts from (`names`)."""
+    from safetensors.numpy import load_file
 
-        saved = load_file(str(path))
-        _inner(strategy).momentum_vector = [saved[name] for name in names]
+    inner = _inner(strategy)
+    if (directory / LEGACY_MOMENTUM_FILE).is_file():
+        saved = load_file(str(directory / LEGACY_MOMENTUM_FILE))
+        inner.momentum_vector = [saved[name] for name in names]
+    if not (directory / SERVER_STATE_FILE).is_file():
+        return
+    saved = load_file(str(directory / SERVER_STATE_FILE))
+    if "momentum/" + names[0] in saved:
+        inner.momentum_vector = [saved["momentum/" + name] for name in names]
+    for moment in ("m_t", "v_t"):
+        kept = {k.split("/", 1)[1]: v for k, v in saved.items() if k.startswith(moment + "/")}
+        if kept:
+            setattr(inner, moment, kept)
 
 
 def _inner(strategy: Any) -> Any:
