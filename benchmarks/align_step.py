@@ -183,13 +183,11 @@ def ratio_line(ratios: list[float]) -> str:
     if len(ratios) > 1:
         line += f" (range {min(ratios):.2f}-{max(ratios):.2f}"
         if len(ratios) > 2:
-            from scipy import stats
+            from openparity.bench.stats import cluster_robust, t_interval
 
-            logs = [math.log(r) for r in ratios]
-            mean, se = statistics.mean(logs), statistics.stdev(logs) / math.sqrt(len(logs))
-            half = stats.t.ppf(0.975, len(logs) - 1) * se
-            line += f", geometric mean {math.exp(mean):.2f}x [{math.exp(mean - half):.2f}, "
-            line += f"{math.exp(mean + half):.2f}]"
+            log_mean = t_interval(cluster_robust([math.log(r) for r in ratios]))
+            line += f", geometric mean {math.exp(log_mean.mean):.2f}x "
+            line += f"[{math.exp(log_mean.low):.2f}, {math.exp(log_mean.high):.2f}]"
         line += ")"
     return line
 
