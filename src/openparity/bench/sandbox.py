@@ -10,7 +10,12 @@ the kernel refuses any of that, nothing runs: `SandboxUnavailableError`, unless 
 explicitly opts out with `isolate=False` (rlimits and a temp dir only: for trusted code such as
 canonical solutions).
 
-A program passes only when it ran to its end: `sandbox_runner.py` runs it and writes a per-run
+Code answers are judged across the wall (`Sandbox.judge`): the answer runs in the sandbox as
+a callee (`sandbox_callee.py`) and the task's tests run in a trusted judge process
+(`sandbox_judge.py`) that calls it and gets only plain data back (`plain_data.py`). The answer's
+process holds no test, no expected value and no verdict to forge.
+
+`Sandbox.run` runs one whole program. It passes only when it ran to its end: `sandbox_runner.py` runs it and writes a per-run
 secret nonce to a pipe of its own after the program's last line returned; exit status 0 alone
 (an early `sys.exit(0)`) is not a pass. Setup failures come back on a status pipe that is
 closed before the program starts, so a program cannot fake one.
@@ -23,11 +28,14 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -36,6 +44,10 @@ from openparity.bench.errors import SandboxUnavailableError
 
 LAUNCHER = Path(__file__).with_name("sandbox_launcher.py")
 RUNNER = Path(__file__).with_name("sandbox_runner.py")
+CALLEE = Path(__file__).with_name("sandbox_callee.py")
+JUDGE = Path(__file__).with_name("sandbox_judge.py")
+PLAIN_DATA = Path(__file__).with_name("plain_data.py")
+ANSWER_GRACE_S = 2.0  # how long the answer's process may take to end once the verdict is in
 # what a program sees of the host, read-only; everything else does not exist for it
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", "/etc")
 Status = Literal["passed", "failed", "timeout", "memory", "output_limit", "killed"]
@@ -78,6 +90,36 @@ class SandboxOutcome:
         return self.status
 
 
+@dataclass(frozen=True)
+class TrustedTests:
+    """Tests a judge process runs against an answer in the sandbox. `prelude` and `tests` are
+    the task's own code (never the model's); `proxy` names the answer's functions the tests
+    call (None: every name the tests read that the prelude and the builtins leave undefined)."""
+
+    tests: str
+    prelude: str = ""
+    proxy: tuple[str, ...] | None = None
+    shadows: tuple[str, ...] = ()  # builtins the answer is meant to replace (MBPP's own `sum`)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A judge's verdict on an answer, and how the answer's own process ended. Only `passed`
+    means the tests ran to their end in the judge against the answer's plain-data results."""
+
+    status: Status
+    detail: str
+    calls: int
+    answer: SandboxOutcome
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    def reason(self) -> str:
+        return self.detail if self.status == "failed" else self.status
+
+
 class Sandbox:
     """Runs Python programs in isolation, at most `parallel` at a time."""
 
@@ -95,12 +137,30 @@ class Sandbox:
         # read-only by one remount per mount, as on kernels before mount_setattr (5.12)
         self.legacy_remount = False
         self._cgroups_work = True
-        self._slots = asyncio.Semaphore(parallel or os.cpu_count() or 1)
+        self.parallel = parallel or os.cpu_count() or 1
+        # one semaphore per event loop: an asyncio primitive binds to the first loop it
+        # waits on, and two reward functions may each run their own loop over one task
+        self._slots_by_loop: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, asyncio.Semaphore
+        ] = weakref.WeakKeyDictionary()
         self._python = os.path.realpath(sys.executable)  # the base interpreter, not a venv shim
 
-    def _launcher_config(self, status_fd: int, result_fd: int) -> dict[str, object]:
+    @property
+    def _slots(self) -> asyncio.Semaphore:
+        """At most `parallel` runs at a time on the running event loop."""
+        loop = asyncio.get_running_loop()
+        slots = self._slots_by_loop.get(loop)
+        if slots is None:
+            slots = self._slots_by_loop[loop] = asyncio.Semaphore(self.parallel)
+        return slots
+
+    def _launcher_config(
+        self, status_fd: int, mode: str, program_fds: tuple[int, ...]
+    ) -> dict[str, object]:
         lim = self.limits
         return {
+            "mode": mode,
+            "program_fds": list(program_fds),
             "workdir": "/tmp/sandbox",
             "expose": self._exposed(),
             "python": self._python,
@@ -111,7 +171,6 @@ class Sandbox:
             "processes": lim.processes,
             "tmpfs_mb": lim.tmpfs_mb,
             "status_fd": status_fd,
-            "result_fd": result_fd,
             "legacy_remount": self.legacy_remount,
         }
 
@@ -139,27 +198,17 @@ class Sandbox:
         async with self._slots:
             with _Pipe() as status, _Pipe() as result:
                 if self.isolate:
-                    tree = self._tree_limits()
-                    config = self._launcher_config(status.write, result.write)
-                    config["cgroup_procs"] = tree.procs if tree else []
-                    # RLIMIT_NPROC counts every process of the user (nobody), other runs' too:
-                    # only a fallback where no pids cgroup bounds this run's tree alone
-                    config["nproc_rlimit"] = tree is None
-                    argv = [self._python, "-I", "-S", str(LAUNCHER), json.dumps(config)]
-                    stdin = nonce + b"\n" + program.encode("utf-8")
-                    try:
-                        ended = await self._execute(argv, stdin, None, (status, result))
-                        out_of_memory = tree is not None and tree.oom_killed()
-                    finally:
-                        if tree is not None:
-                            tree.remove()
+                    with self._isolated(status, "program", (result.write,)) as launch:
+                        ended = await self._execute(
+                            launch.argv, nonce + b"\n" + _source(program), None, (status, result)
+                        )
                     _require_setup(status.text(), ended)
                     outcome = _outcome(ended, result.data == nonce)
-                    if out_of_memory and not outcome.passed:
+                    if launch.out_of_memory and not outcome.passed:
                         outcome = replace(outcome, status="memory")
                     return outcome
                 with tempfile.TemporaryDirectory(prefix="openparity-unsandboxed-") as workdir:
-                    Path(workdir, "main.py").write_text(program, encoding="utf-8")
+                    Path(workdir, "main.py").write_bytes(_source(program))
                     with _Pipe() as secret:
                         os.write(secret.write, nonce)
                         secret.close_write()
@@ -170,6 +219,78 @@ class Sandbox:
                         )
                     return _outcome(ended, result.data == nonce)
 
+    async def judge(self, answer: str, tests: TrustedTests) -> Judgement:
+        """Run `answer` in the sandbox as a callee and `tests` in a trusted judge process that
+        calls it across the wall with plain data (`sandbox_judge.py`). Raises only when
+        isolation is impossible or the judge itself broke."""
+        async with self._slots:
+            with _Pipe() as status, _Pipe() as verdict, _CallPipes() as wire:
+                if self.isolate:
+                    with self._isolated(status, "callee", wire.callee_fds) as launch:
+                        assert status.write is not None
+                        fds = (status.write, *wire.callee_fds)
+                        sandboxed = await self._start(
+                            launch.argv, b"\n" + _source(answer), None, fds
+                        )
+                        status.close_write()
+                        verdict_json, judged, answered = await self._judged(
+                            sandboxed, tests, wire, verdict
+                        )
+                    status.drain()
+                    _require_setup(status.text(), answered)
+                    out_of_memory = launch.out_of_memory
+                    return _judgement(verdict_json, judged, answered, out_of_memory)
+                with tempfile.TemporaryDirectory(prefix="openparity-unsandboxed-") as workdir:
+                    Path(workdir, "main.py").write_bytes(_source(answer))
+                    shutil.copy(PLAIN_DATA, Path(workdir, "plain_data.py"))
+                    argv = [self._python, "-I", "-B", str(CALLEE), *map(str, wire.callee_fds)]
+                    sandboxed = await self._start(
+                        argv, b"", workdir, wire.callee_fds, limits_in_child=True
+                    )
+                    verdict_json, judged, answered = await self._judged(
+                        sandboxed, tests, wire, verdict
+                    )
+                    return _judgement(verdict_json, judged, answered, False)
+
+    async def _judged(
+        self, sandboxed: _Running, tests: TrustedTests, wire: _CallPipes, verdict: _Pipe
+    ) -> tuple[str, _Ended, _Ended]:
+        """Start the judge beside the started callee; wait for the verdict, then the callee."""
+        assert verdict.write is not None
+        judge_fds = (wire.request_write, wire.reply_read, verdict.write)
+        argv = [self._python, "-I", "-B", str(JUDGE), *map(str, judge_fds)]
+        config = json.dumps({"prelude": tests.prelude, "tests": tests.tests,
+                             "proxy": list(tests.proxy) if tests.proxy is not None else None,
+                             "shadows": list(tests.shadows)})  # fmt: skip
+        judge = await self._start(argv, _source(config), None, judge_fds, limits_in_child=True)
+        wire.close()  # the two children hold every end now: a dead one gives the other EOF
+        verdict.close_write()
+        judged = await _finish(judge, self.limits.wall_s)
+        remaining = self.limits.wall_s - (time.monotonic() - sandboxed.started)
+        answered = await _finish(sandboxed, min(max(remaining, 0.0), ANSWER_GRACE_S))
+        verdict.drain()
+        return verdict.text(), judged, answered
+
+    @contextlib.contextmanager
+    def _isolated(
+        self, status: _Pipe, mode: str, program_fds: tuple[int, ...]
+    ) -> Iterator[_Launch]:
+        """The launcher's command line for one isolated run, inside its cgroup (removed after)."""
+        assert status.write is not None
+        tree = self._tree_limits()
+        config = self._launcher_config(status.write, mode, program_fds)
+        config["cgroup_procs"] = tree.procs if tree else []
+        # RLIMIT_NPROC counts every process of the user (nobody), other runs' too: only a
+        # fallback where no pids cgroup bounds this run's tree alone
+        config["nproc_rlimit"] = tree is None
+        launch = _Launch([self._python, "-I", "-S", str(LAUNCHER), json.dumps(config)])
+        try:
+            yield launch
+            launch.out_of_memory = tree is not None and tree.oom_killed()
+        finally:
+            if tree is not None:
+                tree.remove()
+
     async def _execute(
         self,
         argv: list[str],
@@ -179,9 +300,25 @@ class Sandbox:
         *,
         limits_in_child: bool = False,
     ) -> _Ended:
-        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-        started = time.monotonic()
         passed_fds = tuple(p.write if p.write is not None else p.read for p in pipes)
+        running = await self._start(argv, stdin, cwd, passed_fds, limits_in_child=limits_in_child)
+        for pipe in pipes:  # the child holds the write ends now: ours would hide its EOF
+            pipe.close_write()
+        ended = await _finish(running, self.limits.wall_s)
+        for pipe in pipes:
+            pipe.drain()
+        return ended
+
+    async def _start(
+        self,
+        argv: list[str],
+        stdin: bytes,
+        cwd: str | None,
+        passed_fds: tuple[int, ...],
+        *,
+        limits_in_child: bool = False,
+    ) -> _Running:
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
         process = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.PIPE,
@@ -193,28 +330,12 @@ class Sandbox:
             pass_fds=passed_fds,
             preexec_fn=self._child_limits if limits_in_child else None,
         )
-        for pipe in pipes:  # the child holds the write ends now: ours would hide its EOF
-            pipe.close_write()
-        readers = [
+        readers = tuple(
             asyncio.ensure_future(_read_bounded(s, self.limits.output_bytes))
             for s in (process.stdout, process.stderr)
-        ]
-        timed_out = False
-        try:
-            process.stdin.write(stdin)
-            await process.stdin.drain()
-            process.stdin.close()
-            await asyncio.wait_for(process.wait(), self.limits.wall_s)
-        except (TimeoutError, BrokenPipeError, ConnectionResetError):
-            timed_out = process.returncode is None
-        finally:
-            if process.returncode is None:
-                _kill_group(process.pid)
-                await process.wait()
-        stdout, stderr = [await r for r in readers]
-        for pipe in pipes:
-            pipe.drain()
-        return _Ended(process.returncode, stdout, stderr, timed_out, time.monotonic() - started)
+        )
+        writer = asyncio.ensure_future(_feed(process, stdin))
+        return _Running(process, readers, writer, time.monotonic())
 
     def _child_limits(self) -> None:  # only for the explicit unisolated mode
         import resource
@@ -224,6 +345,100 @@ class Sandbox:
         resource.setrlimit(resource.RLIMIT_AS, (self.limits.memory_mb * mb,) * 2)
         resource.setrlimit(resource.RLIMIT_FSIZE, (self.limits.file_mb * mb,) * 2)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+@dataclass
+class _Launch:
+    argv: list[str]
+    out_of_memory: bool = field(default=False)
+
+
+class _CallPipes:
+    """The two pipes between judge and callee: requests one way, replies the other (blocking:
+    each child reads its end in turn)."""
+
+    def __init__(self) -> None:
+        self.request_read, self.request_write = os.pipe()
+        self.reply_read, self.reply_write = os.pipe()
+        self._open = [self.request_read, self.request_write, self.reply_read, self.reply_write]
+
+    @property
+    def callee_fds(self) -> tuple[int, int]:
+        return self.request_read, self.reply_write
+
+    def close(self) -> None:
+        while self._open:
+            os.close(self._open.pop())
+
+    def __enter__(self) -> _CallPipes:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _source(text: str) -> bytes:
+    """Text for a child, as UTF-8; a lone surrogate (an API may send one) stays invalid bytes,
+    so the program fails to compile: a model's broken output is a wrong answer, not a crash."""
+    return text.encode("utf-8", errors="surrogatepass")
+
+
+def _judgement(verdict_json: str, judged: _Ended, answered: _Ended, oom: bool) -> Judgement:
+    answer = _outcome(answered, completed=False)
+    try:
+        verdict = json.loads(verdict_json)
+        passed, detail = verdict["passed"] is True, str(verdict["reason"])
+    except (ValueError, KeyError, TypeError):
+        if judged.timed_out:
+            return Judgement("timeout", "timeout", 0, answer)
+        last = judged.stderr.strip().splitlines()[-1:] or [f"exit {judged.code}"]
+        raise SandboxUnavailableError(
+            f"the code judge ended without a verdict ({last[0][:200]})",
+            hint="this is openparity's fault, not the answer's: please report it",
+        ) from None
+    calls = int(verdict.get("calls", 0))
+    if passed:
+        return Judgement("passed", detail, calls, answer)
+    status: Status = "failed"
+    if oom:
+        status = "memory"
+    elif answer.status in ("timeout", "memory", "output_limit"):
+        status = answer.status
+    return Judgement(status, detail, calls, answer)
+
+
+@dataclass(frozen=True)
+class _Running:
+    process: asyncio.subprocess.Process
+    readers: tuple[asyncio.Future[str], asyncio.Future[str]]
+    writer: asyncio.Future[None]
+    started: float
+
+
+async def _feed(process: asyncio.subprocess.Process, data: bytes) -> None:
+    """Write a child's whole stdin, then close it (a child that stops reading just dies)."""
+    assert process.stdin is not None
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        process.stdin.write(data)
+        await process.stdin.drain()
+        process.stdin.close()
+
+
+async def _finish(running: _Running, timeout: float) -> _Ended:
+    """Wait for a started child for at most `timeout` seconds, then kill its whole group."""
+    process, timed_out = running.process, False
+    try:
+        await asyncio.wait_for(process.wait(), max(timeout, 0.0))
+    except TimeoutError:
+        timed_out = process.returncode is None
+    finally:
+        if process.returncode is None:
+            _kill_group(process.pid)
+            await process.wait()
+        running.writer.cancel()
+    stdout, stderr = [await r for r in running.readers]
+    wall = time.monotonic() - running.started
+    return _Ended(process.returncode, stdout, stderr, timed_out, wall)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,10 @@ namespace and credential changes are safe here (they are not in a threaded paren
 Steps, each fatal on failure (never run the program half-isolated). Setup is reported on the
 status pipe (`status_fd`): a failure's reason, or `ready` just before the program starts; the
 pipe is closed on exec, so the program cannot write to it (nor fake a setup failure by
-printing the launcher's text and exiting with its code). The program runs under
-`sandbox_runner.py`, which writes the nonce to `result_fd` only when main.py ran to its end:
+printing the launcher's text and exiting with its code). In `program` mode the program runs
+under `sandbox_runner.py`, which writes the nonce to its result pipe only when main.py ran to
+its end; in `callee` mode main.py is the answer alone, loaded by `sandbox_callee.py`, which
+answers a judge's calls on two pipes (the judge, outside, holds the tests and the verdict):
 
 0. join the run's cgroups (memory and process limits for the whole tree), when given;
 1. new network, mount and PID namespaces (plus a user namespace when not root);
@@ -47,7 +49,13 @@ libc = ctypes.CDLL(None, use_errno=True)
 
 
 STATUS_FD = None  # the status pipe, set from the config in main()
-RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_runner.py")
+HERE = os.path.dirname(os.path.abspath(__file__))
+# what each mode copies into the work dir beside main.py: the program's runner (runner.py)
+# and the files it imports
+MODE_FILES = {
+    "program": {"runner.py": "sandbox_runner.py"},
+    "callee": {"runner.py": "sandbox_callee.py", "plain_data.py": "plain_data.py"},
+}
 
 
 def report(text):
@@ -195,8 +203,11 @@ def main():
     os.set_inheritable(STATUS_FD, False)  # closed when the program is exec'd
     nonce = bytearray(sys.stdin.buffer.readline().strip())
     program = sys.stdin.buffer.read()
-    with open(RUNNER, "rb") as handle:
-        runner = handle.read()
+    support = {}
+    for name, source in MODE_FILES[cfg["mode"]].items():
+        with open(os.path.join(HERE, source), "rb") as handle:
+            support[name] = handle.read()
+    program_fds = cfg["program_fds"]  # the result pipe, or the callee's request and reply pipes
     for procs in cfg["cgroup_procs"]:  # the whole tree shares the memory and pids limits
         try:
             write_file(procs, str(os.getpid()))
@@ -214,8 +225,7 @@ def main():
     child = os.fork()
     if child:  # the launcher: wait for the namespace's init and pass its exit status on
         nonce[:] = bytes(len(nonce))
-        os.close(STATUS_FD)
-        os.close(cfg["result_fd"])
+        close_all(STATUS_FD, *program_fds)
         signal.signal(signal.SIGTERM, lambda *_: os.kill(child, signal.SIGKILL))
         _, status = os.waitpid(child, 0)
         os._exit(os.waitstatus_to_exitcode(status) % 256)
@@ -226,29 +236,37 @@ def main():
     program_pid = os.fork()
     if program_pid:
         nonce[:] = bytes(len(nonce))
-        os.close(STATUS_FD)
-        os.close(cfg["result_fd"])
+        close_all(STATUS_FD, *program_fds)  # the judge sees EOF as soon as the program ends
         while True:
             pid, status = os.wait()
             if pid == program_pid:
                 os._exit(
                     128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
                 )
-    run_program(cfg, runner, program, nonce, is_root)
+    run_program(cfg, support, program, nonce, is_root)
 
 
-def run_program(cfg, runner, program, nonce, is_root):
+def close_all(*fds):
+    for fd in fds:
+        os.close(fd)
+
+
+def run_program(cfg, support, program, nonce, is_root):
     os.chdir(cfg["workdir"])
-    for name, text in (("runner.py", runner), ("main.py", program)):
+    for name, text in (*support.items(), ("main.py", program)):
         with open(name, "wb") as handle:
             handle.write(text)
         os.chmod(name, 0o444)
-    nonce_read, nonce_write = os.pipe()
-    os.write(nonce_write, bytes(nonce))
-    os.close(nonce_write)
+    args = [str(fd) for fd in cfg["program_fds"]]
+    if cfg["mode"] == "program":  # the runner proves the end with the nonce, read from a pipe
+        nonce_read, nonce_write = os.pipe()
+        os.write(nonce_write, bytes(nonce))
+        os.close(nonce_write)
+        os.set_inheritable(nonce_read, True)
+        args.insert(0, str(nonce_read))
     nonce[:] = bytes(len(nonce))
-    os.set_inheritable(nonce_read, True)
-    os.set_inheritable(cfg["result_fd"], True)
+    for fd in cfg["program_fds"]:
+        os.set_inheritable(fd, True)
     set_limits(cfg)
     if is_root:
         os.setgroups([])
@@ -259,7 +277,7 @@ def run_program(cfg, runner, program, nonce, is_root):
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": cfg["workdir"], "LANG": "C.UTF-8"}
     python = cfg["python"]
     report("ready")
-    argv = [python, "-I", "-B", "runner.py", str(nonce_read), str(cfg["result_fd"])]
+    argv = [python, "-I", "-B", "runner.py", *args]
     os.execve(python, argv, env)
 
 

@@ -9,9 +9,12 @@ from typing import Any
 
 from openparity.bench.code_answers import extract_code
 from openparity.bench.errors import TaskError
-from openparity.bench.sandbox import Sandbox
+from openparity.bench.sandbox import Sandbox, TrustedTests
 from openparity.bench.task import DataSource, Item, Score, Task
 from openparity.bench.tasks.data_files import hub_records, package_file, read_jsonl
+
+# the start of a score's detail for an item scored with its tests in the answer's own process
+IN_SANDBOX = "tests in the answer's process"
 
 
 class DataTask(Task):
@@ -79,9 +82,19 @@ class DataTask(Task):
 
 
 class CodeTask(DataTask):
-    """The answer is code: it runs with the task's tests in the sandbox; passing scores 1."""
+    """The answer is code. It runs in the sandbox as a callee; the task's tests run in a trusted
+    judge process that calls it with plain data (`Sandbox.judge`), so nothing the answer does
+    in its own process can make a test pass. Passing scores 1.
+
+    Items whose tests need objects that cannot cross as data (a class the answer defines,
+    objects the tests build from it) are listed in `in_sandbox_items`, fixed by the task and
+    never by the answer: they run the old way, the answer and the tests in one sandboxed
+    program that must run to its end. A program that shares a process with its tests can
+    forge that end, so their scores carry `IN_SANDBOX` in their detail and reports count them.
+    """
 
     metric = "pass@1"
+    in_sandbox_items: frozenset[str] = frozenset()
 
     def __init__(
         self, path: Path | None = None, *, hub: bool = False, sandbox: Sandbox | None = None
@@ -90,10 +103,21 @@ class CodeTask(DataTask):
         self.sandbox = sandbox or Sandbox()
 
     @abc.abstractmethod
+    def answer(self, item: Item, code: str) -> str:
+        """What loads in the sandbox: the model's `code` with what the prompt gave it."""
+
+    @abc.abstractmethod
+    def tests(self, item: Item) -> TrustedTests:
+        """The item's tests, run by the judge against the loaded answer."""
+
+    @abc.abstractmethod
     def program(self, item: Item, code: str) -> str:
-        """The complete test program for the model's `code`."""
+        """The answer and its tests as one program (for `in_sandbox_items` only)."""
 
     async def score(self, item: Item, response: str) -> Score:
         code = extract_code(response)
-        verdict = await self.sandbox.run(self.program(item, code))
+        if item.id in self.in_sandbox_items:
+            outcome = await self.sandbox.run(self.program(item, code))
+            return Score(float(outcome.passed), code, detail=f"{IN_SANDBOX}: {outcome.reason()}")
+        verdict = await self.sandbox.judge(self.answer(item, code), self.tests(item))
         return Score(float(verdict.passed), code, detail=verdict.reason())

