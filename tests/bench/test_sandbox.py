@@ -281,3 +281,116 @@ async def test_the_remount_fallback_for_old_kernels_is_read_only_too(canary):
     finally:
         subprocess.run(["umount", str(sub)], check=True)
         sub.rmdir()
+
+
+# ctypes access to the calls a filter must refuse; each prints NAME=errno (0: it worked)
+SYSCALL_PROBE = """
+import ctypes, os, socket, threading, subprocess
+libc = ctypes.CDLL(None, use_errno=True)
+nr = {"x86_64": dict(keyctl=250, add_key=248, ptrace=101, unshare=272, mount=165, bpf=321,
+                     perf_event_open=298, setns=308),
+      "aarch64": dict(keyctl=219, add_key=217, ptrace=117, unshare=97, mount=40, bpf=280,
+                      perf_event_open=241, setns=268)}[os.uname().machine]
+def probe(name, *args):
+    result = libc.syscall(ctypes.c_long(nr[name]), *args)
+    print(name, "=", 0 if result >= 0 else ctypes.get_errno())
+probe("keyctl", 0, -3, 0)             # KEYCTL_GET_KEYRING_ID of the session keyring
+probe("add_key", b"user", b"carry", b"data", 5, -4)   # into the user keyring
+probe("ptrace", 0, 0, 0, 0)           # PTRACE_TRACEME
+probe("unshare", 0x10000000)          # a new user namespace
+probe("mount", b"none", b"/tmp", b"tmpfs", 0, None)
+probe("bpf", 0, None, 0)
+probe("perf_event_open", None, 0, -1, -1, 0)
+probe("setns", 0, 0)
+for family, name in ((40, "vsock"), (16, "netlink")):
+    try:
+        socket.socket(family, socket.SOCK_DGRAM if family == 40 else socket.SOCK_RAW, 0).close()
+        print(name, "= 0")
+    except OSError as exc:
+        print(name, "=", exc.errno)
+box = []
+thread = threading.Thread(target=box.append, args=(1,))
+thread.start(); thread.join()
+out = subprocess.run(["/bin/echo", "child"], capture_output=True, text=True).stdout.strip()
+print("threads and children:", box == [1] and out == "child")
+"""
+
+
+async def test_kernel_facilities_past_the_namespaces_are_refused(sandbox):
+    """Keyrings, ptrace, new namespaces, mounts, bpf, perf, vsock and netlink are refused by
+    the seccomp filter; threads and child processes still work."""
+    verdict = await sandbox.run(SYSCALL_PROBE)
+    assert verdict.passed, verdict.stderr
+    seen = dict(line.split(" = ") for line in verdict.stdout.splitlines() if " = " in line)
+    assert seen and all(errno == "1" for errno in seen.values()), seen  # EPERM, every one
+    assert "threads and children: True" in verdict.stdout
+
+
+SHM_PROBE = """
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
+key = {key}
+found = libc.shmget(key, 0, 0)
+print("found" if found >= 0 else "missing")
+if {create}:
+    made = libc.shmget(key, 32 << 20, 0o1666)  # IPC_CREAT | 0666
+    address = libc.shmat(made, None, 0)
+    ctypes.memmove(address, b"left for the next run", 21)
+    print("created", made >= 0)
+"""
+
+
+async def test_shared_memory_neither_reaches_the_host_nor_outlives_a_run(sandbox):
+    """SysV IPC lives in the run's own IPC namespace: a host segment is invisible, and 32 MiB
+    one run leaves behind are gone for the next."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    key = 0x4F50_0000 + os.getpid() % 0xFFFF
+    host_segment = libc.shmget(key, 4096, 0o1600)
+    assert host_segment >= 0, os.strerror(ctypes.get_errno())
+    try:
+        first = await sandbox.run(SHM_PROBE.format(key=key, create=True))
+        assert first.stdout.split() == ["missing", "created", "True"], first.stderr
+        second = await sandbox.run(SHM_PROBE.format(key=key, create=False))
+        assert second.stdout.split() == ["missing"], second.stderr
+    finally:
+        libc.shmctl(host_segment, 0, None)  # IPC_RMID
+
+
+async def test_cpu_time_is_bounded_for_the_whole_tree(make_sandbox, mode):
+    """Four processes spinning under cpu_s=1: the tree's CPU, not each process's, is bounded
+    where a cgroup can count it."""
+    if mode == "nobody" or tree_limits(64, 16) is None:
+        pytest.skip("no cgroup for this user here: CPU time is bounded per process (warned)")
+    program = (
+        "import os, time\n"
+        "for _ in range(3):\n"
+        "    if os.fork() == 0:\n"
+        "        break\n"
+        "end = time.process_time() + 0.9\n"
+        "while time.process_time() < end:\n"
+        "    pass\n"
+        "print('spun', flush=True)\n"
+    )
+    verdict = await make_sandbox(Limits(cpu_s=1, wall_s=20, processes=16)).run(program)
+    assert verdict.status == "timeout", verdict
+
+
+async def test_per_process_limits_are_said_once_at_run_time(caplog):
+    """Where no cgroup can be made, the user hears it when the first program runs."""
+    sandbox = Sandbox(FAST)
+    sandbox._cgroups_work = True
+    with caplog.at_level("WARNING", logger="openparity.sandbox"):
+        import openparity.bench.sandbox as module
+
+        real = module.tree_limits
+        module.tree_limits = lambda *args: None
+        try:
+            for _ in range(2):
+                assert (await sandbox.run("print(1)")).passed
+        finally:
+            module.tree_limits = real
+    said = [r.getMessage() for r in caplog.records if "per process" in r.getMessage()]
+    assert len(said) == 1 and sandbox.tree_bounded is False

@@ -26,7 +26,22 @@ class TreeLimits:
     dirs: list[Path]
     procs: list[str]  # cgroup.procs files the launcher writes its pid into
     oom_file: Path  # memory.events (v2) or memory.oom_control (v1): both count "oom_kill"
+    cpu_file: Path | None = None  # cpu.stat (v2: usage_usec) or cpuacct.usage (v1: ns)
     _oom_before: int = field(default=0, repr=False)
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time the whole tree has used so far, or None where it is not counted."""
+        if self.cpu_file is None:
+            return None
+        with contextlib.suppress(OSError, ValueError):
+            text = self.cpu_file.read_text()
+            if self.version == "v1":
+                return int(text) / 1e9
+            for line in text.splitlines():
+                key, _, value = line.partition(" ")
+                if key == "usage_usec":
+                    return int(value) / 1e6
+        return None
 
     def oom_killed(self) -> bool:
         """True when the kernel killed a process of this tree for exceeding the limit."""
@@ -87,7 +102,7 @@ def tree_limits(memory_mb: int, processes: int) -> TreeLimits | None:
                 (group / "memory.swap.max").write_text("0")
             (group / "pids.max").write_text(str(processes))
             procs = [str(group / "cgroup.procs")]
-            limits = TreeLimits("v2", created, procs, group / "memory.events")
+            limits = TreeLimits("v2", created, procs, group / "memory.events", group / "cpu.stat")
         else:
             own = _own_paths()
             if "memory" not in own or "pids" not in own:
@@ -103,7 +118,20 @@ def tree_limits(memory_mb: int, processes: int) -> TreeLimits | None:
                 (memory / "memory.memsw.limit_in_bytes").write_text(limit)
             (pids / "pids.max").write_text(str(processes))
             procs = [str(memory / "cgroup.procs"), str(pids / "cgroup.procs")]
-            limits = TreeLimits("v1", created, procs, memory / "memory.oom_control")
+            cpu_file = None
+            if "cpuacct" in own:  # CPU time of the whole tree (its own mount or with cpu)
+                mount = next(
+                    (ROOT / d for d in ("cpuacct", "cpu,cpuacct", "cpuacct,cpu")
+                     if (ROOT / d / "cpuacct.usage").exists()), None,
+                )  # fmt: skip
+                if mount is not None:
+                    cpu = mount / own["cpuacct"].lstrip("/") / name
+                    cpu.mkdir()
+                    created.append(cpu)
+                    procs.append(str(cpu / "cgroup.procs"))
+                    cpu_file = cpu / "cpuacct.usage"
+            oom_file = memory / "memory.oom_control"
+            limits = TreeLimits("v1", created, procs, oom_file, cpu_file)
     except OSError:
         TreeLimits("", created, [], ROOT).remove()
         return None

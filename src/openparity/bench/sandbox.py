@@ -1,24 +1,25 @@
 """Run untrusted (model-written) Python in isolation: no network, private filesystem, limits.
 
 Each program runs in a fresh process tree set up by `sandbox_launcher.py`: its own network,
-mount and PID namespaces, a new session, a new root holding only the system and Python
-directories (read-only all the way down) with an empty work dir on a private tmpfs, a scrubbed
-environment (no API keys), the user `nobody` when started as root, rlimits on CPU, memory, file
-size and open files, memory and process limits for the whole tree through cgroups where they
-can be made (`cgroups.py`), and a wall-clock timeout after which the whole tree is killed. When
-the kernel refuses any of that, nothing runs: `SandboxUnavailableError`, unless the caller
-explicitly opts out with `isolate=False` (rlimits and a temp dir only: for trusted code such as
-canonical solutions).
+mount, PID and IPC namespaces, a new session, an empty session keyring, a seccomp filter
+(`sandbox_seccomp.py`), a new root holding only the system and Python directories (read-only all
+the way down) with an empty work dir on a private tmpfs, a scrubbed environment (no API keys),
+the user `nobody` when started as root, rlimits on CPU, memory, file size and open files,
+memory, process and CPU-time limits for the whole tree through cgroups where they can be made
+(`cgroups.py`; where not, one warning says the limits are per process), and a wall-clock timeout
+after which the whole tree is killed. When the kernel refuses any of that, nothing runs:
+`SandboxUnavailableError`, unless the caller explicitly opts out with `isolate=False` (rlimits
+and a temp dir only: for trusted code such as canonical solutions).
 
 Code answers are judged across the wall (`Sandbox.judge`): the answer runs in the sandbox as
 a callee (`sandbox_callee.py`) and the task's tests run in a trusted judge process
 (`sandbox_judge.py`) that calls it and gets only plain data back (`plain_data.py`). The answer's
 process holds no test, no expected value and no verdict to forge.
 
-`Sandbox.run` runs one whole program. It passes only when it ran to its end: `sandbox_runner.py` runs it and writes a per-run
-secret nonce to a pipe of its own after the program's last line returned; exit status 0 alone
-(an early `sys.exit(0)`) is not a pass. Setup failures come back on a status pipe that is
-closed before the program starts, so a program cannot fake one.
+`Sandbox.run` runs one whole program. It passes only when it ran to its end: `sandbox_runner.py`
+runs it and writes a per-run secret nonce to a pipe of its own after the program's last line
+returned; exit status 0 alone (an early `sys.exit(0)`) is not a pass. Setup failures come back
+on a status pipe that is closed before the program starts, so a program cannot fake one.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -48,6 +50,12 @@ CALLEE = Path(__file__).with_name("sandbox_callee.py")
 JUDGE = Path(__file__).with_name("sandbox_judge.py")
 PLAIN_DATA = Path(__file__).with_name("plain_data.py")
 ANSWER_GRACE_S = 2.0  # how long the answer's process may take to end once the verdict is in
+CPU_POLL_S = 0.05  # how often a run's cgroup CPU time is read
+PER_PROCESS_LIMITS = (
+    "no cgroup can be made here, so memory, CPU time and process count are limited per"
+    " process: a program that starts n processes may use n times each limit"
+)
+log = logging.getLogger("openparity.sandbox")
 # what a program sees of the host, read-only; everything else does not exist for it
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", "/etc")
 Status = Literal["passed", "failed", "timeout", "memory", "output_limit", "killed"]
@@ -175,12 +183,19 @@ class Sandbox:
         }
 
     def _tree_limits(self) -> TreeLimits | None:
-        """This run's cgroup; after the first refusal, per-process rlimits only."""
+        """This run's cgroup; after the first refusal, per-process rlimits only (said once)."""
         if not self._cgroups_work:
             return None
         tree = tree_limits(self.limits.memory_mb, self.limits.processes)
-        self._cgroups_work = tree is not None
+        if tree is None:
+            self._cgroups_work = False
+            log.warning("sandbox: %s", PER_PROCESS_LIMITS)
         return tree
+
+    @property
+    def tree_bounded(self) -> bool | None:
+        """Whether runs so far were bounded as a whole tree (None: nothing isolated yet)."""
+        return self._cgroups_work if self.isolate else False
 
     def _exposed(self) -> list[str]:
         """Host paths the program sees, read-only: the system dirs and the Python install."""
@@ -199,13 +214,16 @@ class Sandbox:
             with _Pipe() as status, _Pipe() as result:
                 if self.isolate:
                     with self._isolated(status, "program", (result.write,)) as launch:
+                        stdin = nonce + b"\n" + _source(program)
                         ended = await self._execute(
-                            launch.argv, nonce + b"\n" + _source(program), None, (status, result)
+                            launch.argv, stdin, None, (status, result), launch=launch
                         )
                     _require_setup(status.text(), ended)
                     outcome = _outcome(ended, result.data == nonce)
                     if launch.out_of_memory and not outcome.passed:
                         outcome = replace(outcome, status="memory")
+                    if launch.over_cpu and not outcome.passed:
+                        outcome = replace(outcome, status="timeout")
                     return outcome
                 with tempfile.TemporaryDirectory(prefix="openparity-unsandboxed-") as workdir:
                     Path(workdir, "main.py").write_bytes(_source(program))
@@ -232,14 +250,17 @@ class Sandbox:
                         sandboxed = await self._start(
                             launch.argv, b"\n" + _source(answer), None, fds
                         )
+                        launch.watch(sandboxed)
                         status.close_write()
                         verdict_json, judged, answered = await self._judged(
                             sandboxed, tests, wire, verdict
                         )
                     status.drain()
                     _require_setup(status.text(), answered)
-                    out_of_memory = launch.out_of_memory
-                    return _judgement(verdict_json, judged, answered, out_of_memory)
+                    judgement = _judgement(verdict_json, judged, answered, launch.out_of_memory)
+                    if launch.over_cpu and not judgement.passed:
+                        judgement = replace(judgement, status="timeout")
+                    return judgement
                 with tempfile.TemporaryDirectory(prefix="openparity-unsandboxed-") as workdir:
                     Path(workdir, "main.py").write_bytes(_source(answer))
                     shutil.copy(PLAIN_DATA, Path(workdir, "plain_data.py"))
@@ -283,11 +304,13 @@ class Sandbox:
         # RLIMIT_NPROC counts every process of the user (nobody), other runs' too: only a
         # fallback where no pids cgroup bounds this run's tree alone
         config["nproc_rlimit"] = tree is None
-        launch = _Launch([self._python, "-I", "-S", str(LAUNCHER), json.dumps(config)])
+        argv = [self._python, "-I", "-S", str(LAUNCHER), json.dumps(config)]
+        launch = _Launch(argv, tree, self.limits.cpu_s)
         try:
             yield launch
             launch.out_of_memory = tree is not None and tree.oom_killed()
         finally:
+            launch.stop()
             if tree is not None:
                 tree.remove()
 
@@ -299,9 +322,12 @@ class Sandbox:
         pipes: tuple[_Pipe, ...],
         *,
         limits_in_child: bool = False,
+        launch: _Launch | None = None,
     ) -> _Ended:
         passed_fds = tuple(p.write if p.write is not None else p.read for p in pipes)
         running = await self._start(argv, stdin, cwd, passed_fds, limits_in_child=limits_in_child)
+        if launch is not None:
+            launch.watch(running)
         for pipe in pipes:  # the child holds the write ends now: ours would hide its EOF
             pipe.close_write()
         ended = await _finish(running, self.limits.wall_s)
@@ -349,8 +375,34 @@ class Sandbox:
 
 @dataclass
 class _Launch:
+    """One isolated run's launcher command, and what its cgroup saw."""
+
     argv: list[str]
-    out_of_memory: bool = field(default=False)
+    tree: TreeLimits | None = None
+    cpu_s: float = 0.0
+    out_of_memory: bool = False
+    over_cpu: bool = False  # the whole tree used more than cpu_s: killed as a timeout
+    _watcher: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def watch(self, running: _Running) -> None:
+        """Kill the run once its whole tree has used more than `cpu_s` of CPU (RLIMIT_CPU
+        bounds each process alone: four processes could use four times the limit)."""
+        if self.tree is not None and self.tree.cpu_seconds() is not None:
+            self._watcher = asyncio.ensure_future(self._watch(running.process.pid))
+
+    async def _watch(self, pid: int) -> None:
+        assert self.tree is not None
+        while True:
+            await asyncio.sleep(CPU_POLL_S)
+            used = self.tree.cpu_seconds()
+            if used is not None and used > self.cpu_s:
+                self.over_cpu = True
+                _kill_group(pid)
+                return
+
+    def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
 
 
 class _CallPipes:

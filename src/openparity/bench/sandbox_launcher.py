@@ -12,7 +12,8 @@ its end; in `callee` mode main.py is the answer alone, loaded by `sandbox_callee
 answers a judge's calls on two pipes (the judge, outside, holds the tests and the verdict):
 
 0. join the run's cgroups (memory and process limits for the whole tree), when given;
-1. new network, mount and PID namespaces (plus a user namespace when not root);
+1. new network, mount, PID and IPC namespaces (plus a user namespace when not root): no SysV
+   shared memory, semaphores or message queues of the host or of another run;
 2. fork: the child is PID 1 of the new PID namespace, so when it dies every process the
    program started dies with it; it also dies if this launcher is killed (PDEATHSIG). It forks
    the program and reports its end as an exit code (128 + signal when it was killed);
@@ -22,7 +23,9 @@ answers a judge's calls on two pipes (the judge, outside, holds the tests and th
    writable submount;
 4. rlimits: CPU seconds, address space, file size, open files, no core dumps, and processes
    (per user, so only where no pids cgroup bounds the tree);
-5. drop to nobody (when root), no new privileges, scrubbed environment; exec the runner.
+5. an empty session keyring, drop to nobody (when root), no new privileges, the seccomp filter
+   (`sandbox_seccomp.py`: no keyrings, ptrace, namespaces, mounts, bpf, vsock or netlink...),
+   scrubbed environment; exec the runner.
 """
 
 import ctypes
@@ -34,6 +37,9 @@ import signal
 import sys
 
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x10000000, 0x20000000, 0x40000000
+CLONE_NEWIPC = 0x08000000
+KEYCTL_JOIN_SESSION_KEYRING = 1
+SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine, 250)
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
@@ -46,7 +52,8 @@ SETUP_FAILED = 97
 NOBODY = 65534
 
 libc = ctypes.CDLL(None, use_errno=True)
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sandbox_seccomp  # noqa: E402 - a sibling file; -I leaves the script's folder off sys.path
 
 STATUS_FD = None  # the status pipe, set from the config in main()
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -215,7 +222,8 @@ def main():
             fail("join the cgroup", str(exc))
     is_root = os.geteuid() == 0
     uid, gid = os.geteuid(), os.getegid()
-    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | (0 if is_root else CLONE_NEWUSER)
+    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC
+    flags |= 0 if is_root else CLONE_NEWUSER
     call("unshare (namespaces)", libc.unshare(flags))
     if not is_root:
         write_file("/proc/self/setgroups", "deny")
@@ -267,6 +275,11 @@ def run_program(cfg, support, program, nonce, is_root):
     nonce[:] = bytes(len(nonce))
     for fd in cfg["program_fds"]:
         os.set_inheritable(fd, True)
+    # an empty session keyring of its own, in case keyctl is reachable some other way (the
+    # seccomp filter refuses it); ENOSYS: a kernel without keys has nothing to hide
+    joined = libc.syscall(ctypes.c_long(SYS_KEYCTL), KEYCTL_JOIN_SESSION_KEYRING, None)
+    if joined < 0 and ctypes.get_errno() != ENOSYS:
+        fail("new session keyring")
     set_limits(cfg)
     if is_root:
         os.setgroups([])
@@ -274,6 +287,9 @@ def run_program(cfg, support, program, nonce, is_root):
         os.setuid(NOBODY)
     call("prctl(PDEATHSIG)", libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0))
     call("prctl(NO_NEW_PRIVS)", libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+    refused = sandbox_seccomp.install(libc)
+    if refused:
+        fail("seccomp filter", os.strerror(refused))
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": cfg["workdir"], "LANG": "C.UTF-8"}
     python = cfg["python"]
     report("ready")
