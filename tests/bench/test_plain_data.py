@@ -153,7 +153,9 @@ HOSTILE_VALUES = {
     "empty": [],
     "tag not a string": [1, 2],
     "complex with one part": ["c", "0x1p+0"],
-    "nested past the limit": json.loads('["l", [' * (MAX_DEPTH + 5) + '["N"]' + "]]" * (MAX_DEPTH + 5)),
+    "nested past the limit": json.loads(
+        '["l", [' * (MAX_DEPTH + 5) + '["N"]' + "]]" * (MAX_DEPTH + 5)
+    ),
 }
 
 
