@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from openparity.bench.sandbox import Limits, Sandbox, SandboxOutcome
+from openparity.bench.sandbox import Judgement, Limits, Sandbox, SandboxOutcome, TrustedTests
 
 SYSTEM_PYTHON = next(
     (Path(p) for p in ("/usr/bin/python3.11", "/usr/local/bin/python3.11") if Path(p).exists()),
@@ -24,12 +24,21 @@ class Unprivileged:
         self.source, self.limits, self.expose = source, limits, expose
 
     async def run(self, program: str) -> SandboxOutcome:
+        return SandboxOutcome(**await self._as_nobody({"program": program}))
+
+    async def judge(self, answer: str, tests: TrustedTests) -> Judgement:
+        import dataclasses
+
+        request = {"answer": answer, "tests": dataclasses.asdict(tests)}
+        judged = await self._as_nobody(request)
+        return Judgement(**{**judged, "answer": SandboxOutcome(**judged["answer"])})
+
+    async def _as_nobody(self, work: dict) -> dict:
         import asyncio
         import dataclasses
         import json
 
-        request = {"limits": dataclasses.asdict(self.limits), "expose": list(self.expose),
-                   "program": program}  # fmt: skip
+        request = {"limits": dataclasses.asdict(self.limits), "expose": list(self.expose), **work}
         proc = await asyncio.create_subprocess_exec(
             "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "-i",
             "HOME=/nonexistent", f"PYTHONPATH={self.source}", str(SYSTEM_PYTHON), "-c",
@@ -42,18 +51,24 @@ class Unprivileged:
         if "refused" in answer:
             pytest.skip(f"no user namespaces for a non-root user here: {answer['refused']}")
         assert "error" not in answer, answer
-        return SandboxOutcome(**answer)
+        return answer
 
 
 UNPRIVILEGED = """
 import asyncio, dataclasses, json, sys
 from openparity.bench.cgroups import tree_limits
-from openparity.bench.sandbox import Limits, Sandbox, SandboxOutcome
+from openparity.bench.sandbox import Limits, Sandbox, SandboxOutcome, TrustedTests
 from openparity.errors import OpenparityError
 request = json.load(sys.stdin)
 sandbox = Sandbox(Limits(**request["limits"]), expose=tuple(request["expose"]))
 try:
-    outcome = asyncio.run(sandbox.run(request["program"]))
+    if "program" in request:
+        outcome = asyncio.run(sandbox.run(request["program"]))
+    else:
+        tests = request["tests"]
+        tests = TrustedTests(**{**tests, "proxy": tests["proxy"] and tuple(tests["proxy"]),
+                                "shadows": tuple(tests["shadows"])})
+        outcome = asyncio.run(sandbox.judge(request["answer"], tests))
     print(json.dumps(dataclasses.asdict(outcome)))
 except OpenparityError as exc:
     print(json.dumps({"refused": exc.one_line()}))

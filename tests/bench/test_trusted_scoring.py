@@ -241,14 +241,21 @@ def mbpp_entry(item) -> str:
 
 
 @pytest.mark.parametrize("name", list(REWARD_HACKS))
-async def test_every_known_reward_hack_scores_zero(name, humaneval, mbpp):
+async def test_every_known_reward_hack_scores_zero(name, make_sandbox, mode):
+    """As root (the answer runs as nobody) and as the user nobody (a user namespace)."""
     hack = REWARD_HACKS[name]
-    for item in humaneval_items(humaneval):
+    humaneval, mbpp = get_task("humaneval"), get_task("mbpp")
+    humaneval.sandbox = mbpp.sandbox = make_sandbox(Limits(cpu_s=4, wall_s=10))
+    count = 3 if mode == "root" else 1
+    for item in humaneval_items(humaneval)[:count]:
         score = await humaneval.score(item, completion_for(item.input["entry_point"], hack))
         assert score.value == 0.0, (name, item.id, score.detail)
-    for item in mbpp.items()[:3]:
+    for item in mbpp.items()[:count]:
         score = await mbpp.score(item, completion_for(mbpp_entry(item), hack))
         assert score.value == 0.0, (name, item.id, score.detail)
+    [honest] = humaneval_items(humaneval, ("HumanEval/53",))
+    right = honest.input["prompt"] + honest.reference["canonical_solution"]
+    assert (await humaneval.score(honest, right)).value == 1.0  # the same sandbox still passes
 
 
 async def test_honest_answers_pass_and_wrong_ones_say_why(humaneval, mbpp):
