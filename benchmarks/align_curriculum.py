@@ -8,7 +8,7 @@ same held-out items.
   3. two LoRA SFT runs with the same seed, steps and batch: `--curriculum RUN` (easiest first)
      and the Trainer's random order;
   4. `openparity gap --open CURRICULUM --base RANDOM` on the held-out task: compliance of each
-     arm, the paired difference with its CI and McNemar's p.
+     arm, the paired difference with its CI and p.
 
     python benchmarks/align_curriculum.py [--train 600:728] [--heldout 0:60] [--steps 8]
 
@@ -112,7 +112,7 @@ def main() -> None:
     print(f"  random order  {moved['base']['mean']:.1%}")
     print(f"  curriculum    {moved['trained']['mean']:.1%}")
     print(f"  curriculum - random: {change['mean'] * 100:+.1f} points,"
-          f" 95% CI [{low * 100:+.1f}, {high * 100:+.1f}], McNemar p = {moved['p_mcnemar']:.3g}"
+          f" 95% CI [{low * 100:+.1f}, {high * 100:+.1f}], p = {moved['p_difference']:.3g}"
           f" ({moved['verdict']})")  # fmt: skip
     print(f"work folder: {where}")
 

@@ -66,7 +66,7 @@ def test_run_compare_and_report_two_models(tmp_path, llama_server):
     assert compared.returncode == 0, compared.stderr
     [task] = json.loads(compared.stdout)["tasks"]
     assert task["closed"]["model"] == llama_server.spec and task["difference"]["n"] == 12
-    assert task["p_mcnemar"] is not None
+    assert task["p_difference"] is not None and "Tango" in task["method"]
     md = openparity(
         "bench", "report", ids[0], "--against", ids[1], "--store", store, "--format", "markdown"
     )

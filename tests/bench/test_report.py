@@ -37,12 +37,12 @@ def test_json_report(gap_report):
     data = json.loads(report.to_json(gap_report))
     paired, target = data["tasks"]
     assert paired["open"]["n"] == 40 and paired["closed"]["model"].startswith("openai:closed")
-    assert paired["p_mcnemar"] is not None and paired["difference"]["bootstrap_ci95"]
+    assert paired["p_difference"] is not None and len(paired["equivalence_ci90"]) == 2
     published = target["target"]
     assert (published["score"], published["n"], published["model"]) == (0.885, 14042, None)
     assert published["comparison"] == "unpaired, against a published number"
     assert target["closed"] is None and not target["paired"] and paired["paired"]
-    assert "14042" in target["method"] and "McNemar" in paired["method"]
+    assert "14042" in target["method"] and "Tango score test" in paired["method"]
     assert any("unpaired, against a published number: 88.5, model not named" in n
                for n in data["notes"])  # fmt: skip
     assert paired["verdict"] in {"equivalent", "open better", "open worse", "inconclusive"}

@@ -7,11 +7,11 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats as sps
 from scipy.optimize import minimize_scalar
-from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 from statsmodels.stats.weightstats import ttost_paired
 
 from openparity.bench import stats
+from openparity.bench.errors import ScoresError
 
 rng = np.random.default_rng(7)
 
@@ -39,21 +39,34 @@ def test_clustered_se_is_cr2_with_bell_mccaffrey_df():
     assert stats.cluster_robust(rng.random(46), unequal).df < 4  # fewer df when sizes differ
 
 
-def test_unclustered_partial_credit_is_the_paired_t_test():
-    a, b = rng.random(300), rng.random(300)
+def test_unclustered_partial_credit_is_the_paired_t_test_when_the_differences_are_symmetric():
+    """Hall's skewness correction vanishes when the sample has no skewness: then this is the
+    paired t test and its TOST."""
+    half = rng.random(150) * 0.4
+    b = 0.3 + rng.random(300) * 0.4
+    a = b + np.concatenate([half, -half]) * 0.5 + 0.01
     tests = stats.paired_tests(a, b, 0.05)
+    assert "Hall" in tests.method
     assert tests.diff.mean == pytest.approx(float(np.mean(a - b)))
     assert tests.diff.se == pytest.approx(float(sps.sem(a - b)))
     assert tests.p_difference == pytest.approx(sps.ttest_rel(a, b).pvalue)
     assert tests.p_equivalence == pytest.approx(ttost_paired(a, b, -0.05, 0.05)[0])
 
 
-def test_mcnemar_exact_matches_statsmodels():
-    a = rng.random(500) < 0.6
-    b = rng.random(500) < 0.5
-    table = [[int((a & b).sum()), int((a & ~b).sum())], [int((~a & b).sum()), int((~a & ~b).sum())]]
-    expected = mcnemar(table, exact=True).pvalue
-    assert stats.mcnemar_exact(a.astype(float), b.astype(float)) == pytest.approx(expected)
+def test_the_paired_binary_verdict_and_its_interval_are_one_method():
+    """5 items only the open model got right, none the other way: the old exact McNemar said
+    "no difference" (p = 0.0625) while the printed Tango interval excluded 0. Now the test
+    is the score test the interval inverts: both say the same, for every split of 0-12
+    discordant items."""
+    for only_a in range(13):
+        for only_b in range(13 - only_a):
+            a = np.array([1.0] * only_a + [0.0] * only_b + [1.0] * 40)
+            b = np.array([0.0] * only_a + [1.0] * only_b + [1.0] * 40)
+            tests = stats.paired_tests(a, b, 0.05)
+            excludes_zero = tests.diff.low > 0 or tests.diff.high < 0
+            assert (tests.p_difference < 0.05) == excludes_zero, (only_a, only_b, tests)
+    five = stats.paired_tests([1.0] * 5 + [1.0] * 40, [0.0] * 5 + [1.0] * 40, 0.05)
+    assert five.p_difference > 0.05 and five.diff.low <= 0
 
 
 def test_tango_restricted_mle_maximises_the_constrained_likelihood():
@@ -124,17 +137,6 @@ def test_holm_matches_statsmodels():
     assert stats.holm([]) == []
 
 
-def test_paired_bootstrap_agrees_with_the_score_interval():
-    a = (rng.random(2000) < 0.6).astype(float)
-    b = (rng.random(2000) < 0.55).astype(float)
-    score = stats.paired_tests(a, b, 0.02).diff
-    low, high = stats.paired_bootstrap(a, b, resamples=4000)
-    assert low == pytest.approx(score.low, abs=0.01) and high == pytest.approx(score.high, abs=0.01)
-    clusters = [str(i // 10) for i in range(2000)]
-    c_low, c_high = stats.paired_bootstrap(a, b, clusters, resamples=4000)
-    assert c_low < c_high
-
-
 def test_pass_at_k_matches_the_combinatorial_definition():
     for n, c, k in [(10, 3, 1), (10, 3, 5), (20, 0, 3), (5, 5, 2), (200, 17, 10)]:
         exact = 1 - math.comb(n - c, k) / math.comb(n, k)
@@ -184,7 +186,7 @@ def test_a_published_number_of_known_n_brings_its_own_sampling_error():
 
 
 def test_clustered_binary_scores_get_a_cluster_aware_difference_test():
-    """McNemar treats every item as independent; with shared contexts the test is CR2."""
+    """The score test treats every item as independent; with shared contexts it is CR2."""
     clusters = [f"s{i // 6}" for i in range(60)]
     story = rng.random(10)
     a = np.array([float(rng.random() < story[i // 6]) for i in range(60)])
@@ -192,4 +194,66 @@ def test_clustered_binary_scores_get_a_cluster_aware_difference_test():
     tests = stats.paired_tests(a, b, 0.05, clusters)
     assert "CR2" in tests.method and tests.diff.clusters == 10
     assert tests.p_difference == pytest.approx(stats.t_pvalue(tests.diff))
-    assert tests.p_difference != pytest.approx(stats.mcnemar_exact(a, b))
+
+
+def test_skewed_partial_credit_gets_hall_s_correction_and_too_much_skew_claims_nothing():
+    draws = np.random.default_rng(3)
+    d = 0.05 * (1.0 - draws.gamma(1.0, 1.0, 60))  # left-skewed, skewness about -2
+    tests = stats.paired_tests(0.5 + d / 2, 0.5 - d / 2, 0.05)
+    assert "Hall" in tests.method and tests.p_difference != pytest.approx(
+        sps.ttest_rel(0.5 + d / 2, 0.5 - d / 2).pvalue
+    )
+    spike = np.array([0.0] * 19 + [0.9])  # one item moved, nineteen did not: skewness 4.5
+    found = stats.paired_tests(0.05 + spike, np.full(20, 0.05), 0.05)
+    assert "too skewed" in found.method and not found.diff.informative
+    said = stats.verdict(found.diff, found.p_difference, found.p_equivalence, 0.05, 0.2)
+    assert said.word == "inconclusive" and "too skewed for n" in said.explanation
+
+
+def test_round_off_is_not_spread():
+    """30 items all 0.3 against all 0.1: the differences are 0.2 up to round-off (SE 1e-17),
+    which used to read as "open better, p = 0, [20.0, 20.0]"."""
+    tests = stats.paired_tests([0.3] * 30, [0.1] * 30, 0.02)
+    assert not tests.diff.informative and tests.p_difference == 1.0
+    said = stats.verdict(tests.diff, tests.p_difference, tests.p_equivalence, 0.02, 0.1)
+    assert said.word == "inconclusive" and "no spread" in said.explanation
+
+
+def test_no_spread_of_its_own_is_not_replaced_by_a_published_number_s_error():
+    """Ten identical partial-credit scores of 0.885 against a published 88.5 % of 14042 used to
+    be "equivalent": the target's error stood in for the run's missing one."""
+    tests = stats.target_tests([0.885] * 10, 0.885, 0.02, target_n=14042)
+    assert not tests.diff.informative and tests.p_equivalence == 1.0
+
+
+def test_a_measured_target_s_error_gets_welch_degrees_of_freedom():
+    scores = list(np.random.default_rng(4).random(12) * 0.5 + 0.25)
+    tests = stats.target_tests(scores, 0.5, 0.05, target_n=40)
+    own = stats.cluster_robust(scores)
+    assert own.df < tests.diff.df < own.df + 39  # between the two samples' df
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [([], []), ([0.5, math.nan], [0.5, 0.5]), ([0.5, math.inf], [0.5, 0.5]),
+     ([0.5, 1.5], [0.5, 0.5]), ([0.5, -0.1], [0.5, 0.5]), ([0.5, 0.5], [0.5])],
+    ids=["empty", "nan", "inf", "above 1", "below 0", "unpaired"],
+)  # fmt: skip
+def test_scores_that_are_not_numbers_in_0_1_are_a_clear_error(a, b):
+    with pytest.raises(ScoresError) as error:
+        stats.paired_tests(a, b, 0.05)
+    assert "\n" not in error.value.one_line()
+
+
+def test_the_verdict_equivalent_names_the_interval_its_tost_inverts():
+    """TOST at alpha = 0.05 is the 90 % interval inside the margin; the 95 % interval printed
+    beside it may cross the margin, so the verdict names the 90 % one."""
+    a = np.array([1.0] * 3 + [0.0] * 3 + [1.0] * 594)
+    b = np.array([0.0] * 3 + [1.0] * 3 + [1.0] * 594)
+    tests = stats.paired_tests(a, b, 0.012)
+    said = stats.verdict(tests.diff, tests.p_difference, tests.p_equivalence, 0.012, 0.1,
+                         equivalence=tests.equivalence_interval)  # fmt: skip
+    assert said.word == "equivalent"
+    eq = tests.equivalence_interval
+    assert eq.low > -0.012 and eq.high < 0.012 and "90% CI" in said.explanation
+    assert tests.diff.low < -0.012 < eq.low  # the 95 % interval crosses the margin here

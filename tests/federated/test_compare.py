@@ -92,3 +92,26 @@ def test_compare_scores_every_arm_on_the_same_items_and_resumes(tmp_path, tiny_b
                       str(tmp_path / "other"), cwd=tmp_path)  # fmt: skip
     assert typo.returncode != 0 and "task file not found" in typo.stderr
     assert not (tmp_path / "other").exists()
+
+
+def test_the_alliance_is_compared_with_each_arm_by_cluster():
+    """Items sharing a context move together: 6 of 10 stories the alliance gets right and the
+    member wrong, 4 the other way. Item by item that is 120 against 80 ("beats", p < 0.01);
+    by story it is 6 against 4, which shows nothing. `compare` must count stories."""
+    from openparity.bench.compare import RunScores
+    from openparity.bench.store import RunInfo
+    from openparity.federated.compare import ArmResult, _table
+
+    ids = [f"s{story}/q{q}" for story in range(10) for q in range(20)]
+    clusters = {i: i.split("/")[0] for i in ids}
+
+    def arm(name: str, right_in: set[int]) -> ArmResult:
+        run = RunInfo(name, name, "gsm8k", {}, ids, "sim", False, "accuracy", 0.012)
+        scores = {i: float(int(i[1]) in right_in) for i in ids}
+        return ArmResult(name, name, 1, 1, 0, {"gsm8k": RunScores(run, scores, clusters, 0, 0)})
+
+    arms = [arm("alliance", set(range(6))), arm("member-0 alone", set(range(6, 10)))]
+    table = _table("gsm8k", "alliance", arms)
+    versus = table["arms"][1]["alliance_minus_this"]
+    assert "CR2" in versus["method"] and versus["low"] <= 0
+    assert not table["alliance_beats_every_member_alone"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import functools
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -45,7 +44,12 @@ class RunScores:
     @property
     def estimate(self) -> stats.Estimate:
         ids = sorted(self.scores)
-        return stats.mean_ci([self.scores[i] for i in ids], _clusters(self.clusters, ids))
+        return stats.mean_ci([self.scores[i] for i in ids], self.clusters_of(ids))
+
+    def clusters_of(self, ids: list[str]) -> list[str] | None:
+        """The cluster of each of `ids` (items sharing a context), for the paired statistics;
+        None when no item has one."""
+        return _clusters(self.clusters, ids)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,6 +62,7 @@ class Comparison(abc.ABC):
     open: RunScores
     open_estimate: stats.Estimate
     diff: stats.Estimate
+    equivalence_interval: stats.Estimate | None  # the (1 - 2 alpha) interval the TOST inverts
     p_difference: float
     p_equivalence: float
     method: str  # the tests behind the p-values and the difference's interval
@@ -65,6 +70,7 @@ class Comparison(abc.ABC):
     detectable: float
     provable: float
     verdict: stats.Verdict
+    exact_target: bool = False  # against a published number of unknown n, taken as exact
     p_difference_holm: float | None = None
     p_equivalence_holm: float | None = None
 
@@ -95,17 +101,6 @@ class PairedComparison(Comparison):
 
     closed: RunScores
     closed_estimate: stats.Estimate
-    p_mcnemar: float | None  # exact McNemar, for independent 0/1 scores only
-
-    @functools.cached_property
-    def bootstrap(self) -> tuple[float, float]:
-        """Percentile bootstrap CI of the difference (a cross-check, computed when shown)."""
-        common = sorted(set(self.open.scores) & set(self.closed.scores))
-        return stats.paired_bootstrap(
-            [self.open.scores[i] for i in common],
-            [self.closed.scores[i] for i in common],
-            _clusters(self.open.clusters, common),
-        )
 
     @property
     def closed_mean(self) -> float:
@@ -211,7 +206,6 @@ def compare_scores(a: RunScores, b: RunScores) -> PairedComparison:
         **_common(a, tests, sd, stats.mean_ci(x, clusters)),
         closed=b,
         closed_estimate=stats.mean_ci(y, clusters),
-        p_mcnemar=tests.p_mcnemar,
     )
 
 
@@ -230,7 +224,7 @@ def compare_to_target(store: RunStore, open_run: str, target: Published) -> Targ
         sd = math.sqrt(p * (1 - p))
     target_estimate = stats.published_interval(target.score, target.n) if target.n else None
     return TargetComparison(
-        **_common(a, tests, sd, stats.mean_ci(values, clusters)),
+        **_common(a, tests, sd, stats.mean_ci(values, clusters), exact_target=target.n is None),
         target=target,
         target_estimate=target_estimate,
     )
@@ -248,7 +242,13 @@ def compare_to_reference(
     return None
 
 
-def _common(a: RunScores, tests: stats.Tests, sd: float, open_estimate: stats.Estimate) -> dict:
+def _common(
+    a: RunScores,
+    tests: stats.Tests,
+    sd: float,
+    open_estimate: stats.Estimate,
+    exact_target: bool = False,
+) -> dict:
     """The fields every comparison has, from the open run and the tests."""
     n, margin = tests.diff.n, a.run.margin
     return {
@@ -258,14 +258,42 @@ def _common(a: RunScores, tests: stats.Tests, sd: float, open_estimate: stats.Es
         "open": a,
         "open_estimate": open_estimate,
         "diff": tests.diff,
+        "equivalence_interval": tests.equivalence_interval,
         "p_difference": tests.p_difference,
         "p_equivalence": tests.p_equivalence,
         "method": tests.method,
         "sd": sd,
         "detectable": stats.detectable_difference(sd, n),
         "provable": stats.provable_margin(sd, n),
-        "verdict": stats.verdict(tests.diff, tests.p_difference, tests.p_equivalence, margin, sd),
+        "exact_target": exact_target,
+        "verdict": _verdict(
+            tests.diff,
+            tests.p_difference,
+            tests.p_equivalence,
+            margin,
+            sd,
+            tests.equivalence_interval,
+            exact_target,
+        ),
     }
+
+
+def _verdict(
+    diff: stats.Estimate,
+    p_difference: float,
+    p_equivalence: float,
+    margin: float,
+    sd: float,
+    equivalence: stats.Estimate | None,
+    exact_target: bool,
+) -> stats.Verdict:
+    """The verdict; against a published number of unknown n it says that the number was
+    taken as exact (its own sampling error is not in the test, so the test is too bold)."""
+    found = stats.verdict(diff, p_difference, p_equivalence, margin, sd, equivalence=equivalence)
+    if exact_target:
+        why = found.explanation + "; assumes the published number is exact (its n is unknown)"
+        return replace(found, explanation=why)
+    return found
 
 
 def build_report(
@@ -280,7 +308,7 @@ def build_report(
     p_eq = stats.holm([c.p_equivalence for c in comparisons])
     final = []
     for c, pd, pe in zip(comparisons, p_diff, p_eq, strict=True):
-        v = stats.verdict(c.diff, pd, pe, c.margin, c.sd)
+        v = _verdict(c.diff, pd, pe, c.margin, c.sd, c.equivalence_interval, c.exact_target)
         final.append(replace(c, p_difference_holm=pd, p_equivalence_holm=pe, verdict=v))
     notes = list(notes or [])
     for c in final:

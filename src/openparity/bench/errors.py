@@ -13,3 +13,7 @@ class RunStoreError(OpenparityError):
 
 class SandboxUnavailableError(OpenparityError):
     """The kernel refuses the isolation the sandbox needs; nothing was run."""
+
+
+class ScoresError(OpenparityError):
+    """Scores handed to the statistics are not numbers in [0, 1] (or there are none)."""

@@ -164,8 +164,7 @@ def to_dict(report: GapReport) -> dict[str, Any]:
                     "run_id": m.change.open.run.run_id,
                     **estimate(m.change.open_estimate),
                 },
-                "change": {**estimate(m.change.diff), "bootstrap_ci95": m.change.bootstrap},
-                "p_mcnemar": m.change.p_mcnemar,
+                "change": estimate(m.change.diff),
                 "p_difference": m.change.p_difference,
                 "p_difference_holm": m.change.p_difference_holm,
                 "p_equivalence_holm": m.change.p_equivalence_holm,
@@ -193,11 +192,8 @@ def to_dict(report: GapReport) -> dict[str, Any]:
                 "gap_ratio": None if math.isnan(c.gap_ratio) else c.gap_ratio,
                 "paired": isinstance(c, PairedComparison),
                 "method": c.method,
-                "difference": {
-                    **estimate(c.diff),
-                    "bootstrap_ci95": c.bootstrap if isinstance(c, PairedComparison) else None,
-                },
-                "p_mcnemar": c.p_mcnemar if isinstance(c, PairedComparison) else None,
+                "difference": estimate(c.diff),
+                "equivalence_ci90": _interval(c.equivalence_interval),
                 "p_difference": c.p_difference,
                 "p_difference_holm": c.p_difference_holm,
                 "p_equivalence": c.p_equivalence,
@@ -210,6 +206,11 @@ def to_dict(report: GapReport) -> dict[str, Any]:
             for c in report.comparisons
         ],
     }
+
+
+def _interval(e: Any) -> list[float | None] | None:
+    """The (1 - 2 alpha) interval the TOST inverts, as [low, high]."""
+    return None if e is None else [_number(e.low), _number(e.high)]
 
 
 def _number(value: float) -> float | None:

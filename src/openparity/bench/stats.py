@@ -3,9 +3,10 @@ differences, McNemar, TOST equivalence, power, Holm correction, and the verdict 
 
 Every test here keeps its error rate at the sizes users run, shown by the seeded simulations
 in tests/bench/test_stats_simulation.py: exact or score methods for 0/1 scores (Clopper-
-Pearson, exact McNemar, Tango's score TOST and interval for paired data, Miettinen-Nurminen
-for a published number of known n), and t references with CR2 cluster-robust errors and
-Bell-McCaffrey degrees of freedom where items share a context or carry partial credit.
+Pearson, Tango's score test, TOST and interval for paired data, one method for the verdict
+and the interval it prints, Miettinen-Nurminen for a published number of known n), and t
+references with CR2 cluster-robust errors and Bell-McCaffrey degrees of freedom where items
+share a context or carry partial credit.
 
 Scores are per item in [0, 1] (an item's mean over its samples). Everything returns plain
 numbers in score units (0.01 = one point); the report turns them into points.
@@ -21,8 +22,20 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import stats as sps
 
+from openparity.bench.errors import ScoresError
+
 ALPHA = 0.05
 POWER = 0.80
+# a standard error below this (in score units) is float round-off, not spread: 30 items all
+# 0.3 against all 0.1 differ by 0.19999999999999998 or 0.2, an SE of 1e-17
+SPREAD_TOLERANCE = 1e-12
+# the continuity correction of Tango's score test of no difference and of the printed
+# interval it inverts (McNemar's classic one unit): with it the test keeps its size when the
+# models disagree on a handful of items, where the half-unit version reaches 6 %
+DIFFERENCE_CORRECTION = 1.0
+# independent continuous differences whose sample skewness exceeds this times sqrt(n) are too
+# skewed for any t-based claim at that n (Hall's correction included): "inconclusive"
+SKEW_LIMIT = 0.25
 
 
 @dataclass(frozen=True)
@@ -55,7 +68,25 @@ class Tests:
     p_difference: float
     p_equivalence: float
     method: str
-    p_mcnemar: float | None = None  # the difference test, when it is the exact McNemar
+    # the (1 - 2 alpha) interval the TOST inverts: the one to print beside "equivalent"
+    equivalence_interval: Estimate | None = None
+
+
+def checked_scores(values: Sequence[float], what: str = "scores") -> np.ndarray:
+    """`values` as floats, or a ScoresError naming what is wrong: none at all, NaN or
+    infinity, or outside [0, 1] (a scorer's bug, never something to average over)."""
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        raise ScoresError(f"no {what} to compare", hint="score at least two items")
+    bad = ~np.isfinite(x) | (x < 0) | (x > 1)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ScoresError(
+            f"{int(bad.sum())} of {x.size} {what} are not numbers in [0, 1]"
+            f" (item {first}: {float(x[first])!r})",
+            hint="a scorer must return a score in [0, 1]; rescore the run after fixing it",
+        )
+    return x
 
 
 def _independent_binary(clusters: Sequence[str] | None, *arrays: np.ndarray) -> bool:
@@ -87,6 +118,8 @@ def cluster_robust(values: Sequence[float], clusters: Sequence[str] | None = Non
     resid = np.bincount(ids, weights=x - mean)
     h = sizes / n
     se = math.sqrt(float((resid**2 / (1 - h)).sum()) / n**2)
+    if se < SPREAD_TOLERANCE:  # round-off, not spread: no estimate of precision
+        se = 0.0
     q = sizes**2 / ((1 - h) * n**3)
     t2 = float((sizes**2).sum() / n**4 + q.sum() ** 2 - (q**2).sum())
     df = 1.0 / (n**2 * t2)  # Bell-McCaffrey; exactly G - 1 for equal cluster sizes
@@ -109,10 +142,10 @@ def mean_ci(
 ) -> Estimate:
     """Mean score with its CI: Clopper-Pearson (exact, never below nominal coverage) for
     independent 0/1 scores, else the cluster-robust t interval."""
-    values = np.asarray(scores, dtype=float)
-    n = len(values)
-    if n == 0:
+    if len(scores) == 0:
         return Estimate(math.nan, math.nan, math.nan, math.nan, 0)
+    values = checked_scores(scores)
+    n = len(values)
     if _independent_binary(clusters, values):
         from statsmodels.stats.proportion import proportion_confint
 
@@ -150,7 +183,7 @@ def tango_tost(b, c, n: int, margin: float):
     return np.maximum(p_low, p_high)
 
 
-def tango_interval(b, c, n: int, alpha: float = ALPHA):
+def tango_interval(b, c, n: int, alpha: float = ALPHA, correction: float = 0.5):
     """The continuity-corrected Tango score interval of the paired difference (vectorised):
     every d0 its two-sided test does not reject, found by bisection."""
     b, c = np.asarray(b, dtype=float), np.asarray(c, dtype=float)
@@ -161,45 +194,11 @@ def tango_interval(b, c, n: int, alpha: float = ALPHA):
         inside, outside = d.copy(), np.full_like(d, sign * (1 - 1e-12))
         for _ in range(60):  # |Z| grows as d0 moves away from d: bisect to the boundary
             mid = (inside + outside) / 2
-            rejected = np.abs(_tango_z(b, c, n, mid)) > z
+            rejected = np.abs(_tango_z(b, c, n, mid, correction)) > z
             inside, outside = np.where(rejected, inside, mid), np.where(rejected, mid, outside)
         return inside
 
     return edge(-1.0), edge(1.0)
-
-
-def mcnemar_exact(a: Sequence[float], b: Sequence[float]) -> float:
-    """Exact McNemar p-value for paired 0/1 scores (binomial test on the discordant pairs)."""
-    x, y = np.asarray(a) > 0.5, np.asarray(b) > 0.5
-    only_a, only_b = int((x & ~y).sum()), int((~x & y).sum())
-    if only_a + only_b == 0:
-        return 1.0
-    return float(sps.binomtest(only_a, only_a + only_b, 0.5).pvalue)
-
-
-def paired_bootstrap(
-    a: Sequence[float],
-    b: Sequence[float],
-    clusters: Sequence[str] | None = None,
-    *,
-    resamples: int = 10_000,
-    alpha: float = ALPHA,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile CI of mean(a - b), resampling items (or whole clusters when given)."""
-    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    rng = np.random.default_rng(seed)
-    if clusters is None:
-        idx = rng.integers(0, len(diff), size=(resamples, len(diff)))
-        means = diff[idx].mean(axis=1)
-    else:
-        labels, inverse = np.unique(np.asarray(clusters), return_inverse=True)
-        sums = np.bincount(inverse, weights=diff)
-        sizes = np.bincount(inverse)
-        pick = rng.integers(0, len(labels), size=(resamples, len(labels)))
-        means = sums[pick].sum(axis=1) / sizes[pick].sum(axis=1)
-    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
 
 
 def paired_tests(
@@ -212,19 +211,78 @@ def paired_tests(
     """open (a) - closed (b) over the same items. Independent 0/1 scores: exact McNemar and
     Tango's score TOST and interval, which keep their error rates when the models rarely
     disagree. Otherwise (partial credit, or items sharing a context): the cluster-robust t."""
-    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    x, y = checked_scores(a, "open scores"), checked_scores(b, "reference scores")
+    if len(x) != len(y):
+        raise ScoresError(f"{len(x)} open scores against {len(y)} reference scores: not paired")
     n = len(x)
     if _independent_binary(clusters, x, y):
         only_a, only_b = int(((x == 1) & (y == 0)).sum()), int(((x == 0) & (y == 1)).sum())
-        low, high = tango_interval(only_a, only_b, n, alpha)
+        cc = DIFFERENCE_CORRECTION
+        low, high = tango_interval(only_a, only_b, n, alpha, correction=cc)
         mean = (only_a - only_b) / n
         se = math.sqrt(max((only_a + only_b) / n - mean**2, 0.0) / n)
-        diff = Estimate(mean, se, float(low), float(high), n, method="Tango score interval")
+        method = "Tango score test and interval"
+        diff = Estimate(mean, se, float(low), float(high), n, method=method)
+        p_diff = float(2 * sps.norm.sf(abs(float(_tango_z(only_a, only_b, n, 0.0, cc)))))
         p_eq = float(tango_tost(only_a, only_b, n, margin))
-        p_mcnemar = mcnemar_exact(x, y)
-        return Tests(diff, p_mcnemar, p_eq, "exact McNemar; Tango score TOST", p_mcnemar)
+        low90, high90 = tango_interval(only_a, only_b, n, 2 * alpha)
+        tost_ci = replace(diff, low=float(low90), high=float(high90), method="Tango score TOST")
+        return Tests(diff, p_diff, p_eq, f"{method}; Tango score TOST", tost_ci)
+    if clusters is None or len(set(clusters)) == n:
+        return skew_corrected_tests(x - y, margin, alpha)
     diff = t_interval(cluster_robust(x - y, clusters), alpha)
-    return Tests(diff, t_pvalue(diff), t_tost(diff, margin), diff.method)
+    tost_ci = t_interval(diff, 2 * alpha)
+    return Tests(diff, t_pvalue(diff), t_tost(diff, margin), diff.method, tost_ci)
+
+
+# --- independent continuous differences: the t test with Hall's skewness correction --------
+
+
+def _hall(t, a: float):
+    """Hall's (1992) monotone transformation of a studentized mean, g(T) = T + a T^2 +
+    a^2 T^3 / 3 + a / 2 with a = skewness / (3 sqrt(n)): it removes the skewness term of the
+    t statistic's Edgeworth expansion, which makes a one-sided t claim on left-skewed data
+    twice as frequent as it promises."""
+    if abs(a) < 1e-12:
+        return t
+    return ((1 + a * t) ** 3 - 1) / (3 * a) + a / 2
+
+
+def _hall_inverse(g: float, a: float) -> float:
+    if abs(a) < 1e-12:
+        return g
+    return float((np.cbrt(1 + 3 * a * (g - a / 2)) - 1) / a)
+
+
+def skew_corrected_tests(d: np.ndarray, margin: float, alpha: float = ALPHA) -> Tests:
+    """Difference test, interval and TOST for independent continuous differences `d`: the t
+    reference with Hall's skewness correction. Where the sample is too skewed for its size
+    (|skewness| > SKEW_LIMIT sqrt(n)) no claim holds its rate: no interval, no test."""
+    n = len(d)
+    est = cluster_robust(d)
+    if not est.se > 0 or est.df is None:
+        return Tests(t_interval(est, alpha), 1.0, 1.0, "t, no spread")
+    skew = float(sps.skew(d, bias=False)) if n > 2 else 0.0
+    if abs(skew) > SKEW_LIMIT * math.sqrt(n):
+        method = f"t, too skewed for n (skewness {skew:+.1f} at n={n})"
+        return Tests(replace(est, method=method), 1.0, 1.0, method)
+    a = skew / (3 * math.sqrt(n))
+    method = f"t with Hall's skewness correction ({est.df:.0f} df, skewness {skew:+.2f})"
+
+    def interval(level_alpha: float) -> Estimate:
+        c = float(sps.t.ppf(1 - level_alpha / 2, est.df))
+        t_low, t_high = _hall_inverse(-c, a), _hall_inverse(c, a)
+        low, high = est.mean - t_high * est.se, est.mean - t_low * est.se
+        return replace(est, low=low, high=high, method=method)
+
+    def studentized(null: float) -> float:
+        return float(_hall((est.mean - null) / est.se, a))
+
+    p_diff = float(2 * sps.t.sf(abs(studentized(0.0)), est.df))
+    p_low = sps.t.sf(studentized(-margin), est.df)  # H0: d <= -margin
+    p_high = sps.t.cdf(studentized(margin), est.df)  # H0: d >= +margin
+    p_eq = float(max(p_low, p_high))
+    return Tests(interval(alpha), p_diff, p_eq, method, interval(2 * alpha))
 
 
 def t_pvalue(est: Estimate, null: float = 0.0) -> float:
@@ -258,7 +316,7 @@ def target_tests(
     """open - target, unpaired. A target measured on `target_n` items is itself an estimate:
     its sampling error joins the test (Miettinen-Nurminen score tests for two independent
     proportions). Without its n the target is taken as exact (one-sample exact binomial)."""
-    x = np.asarray(scores, dtype=float)
+    x = checked_scores(scores)
     n = len(x)
     binary = _independent_binary(clusters, x)
     if binary and target_n:
@@ -267,16 +325,27 @@ def target_tests(
             return _two_proportion_tests(x, target, margin, target_n, alpha)
     if binary:
         k = int(x.sum())
-        own = mean_ci(x, alpha=alpha)
-        diff = replace(own, mean=own.mean - target, low=own.low - target, high=own.high - target)
+        diff, tost_ci = (
+            replace(own, mean=own.mean - target, low=own.low - target, high=own.high - target)
+            for own in (mean_ci(x, alpha=alpha), mean_ci(x, alpha=2 * alpha))
+        )
         p_diff, p_eq = binomial_tests(k, n, target, margin)
-        return Tests(diff, p_diff, p_eq, "exact binomial against a published number of unknown n")
+        method = "exact binomial against a published number of unknown n"
+        return Tests(diff, p_diff, p_eq, method, tost_ci)
     own = cluster_robust(x, clusters)
-    if target_n:  # partial credit against a measured number: add its (Bernoulli-bounded) error
-        own = replace(own, se=math.sqrt(own.se**2 + target * (1 - target) / target_n))
+    if target_n and own.se > 0 and own.df is not None:
+        # partial credit against a measured number: add its (Bernoulli-bounded) error, with
+        # Welch-Satterthwaite degrees of freedom for the combined variance. Without spread of
+        # its own the run says nothing about its precision: the target's error cannot stand
+        # in for it (ten identical scores are not evidence of equivalence).
+        target_var = target * (1 - target) / target_n
+        total = own.se**2 + target_var
+        df = total**2 / (own.se**4 / own.df + target_var**2 / max(target_n - 1, 1))
+        own = replace(own, se=math.sqrt(total), df=df)
     diff = t_interval(replace(own, mean=own.mean - target), alpha)
     method = diff.method + " against a published number"
-    return Tests(diff, t_pvalue(diff), t_tost(diff, margin), method)
+    tost_ci = t_interval(diff, 2 * alpha)
+    return Tests(diff, t_pvalue(diff), t_tost(diff, margin), method, tost_ci)
 
 
 def _two_proportion_tests(
@@ -290,25 +359,31 @@ def _two_proportion_tests(
     )
 
     n, k, k_t = len(x), int(x.sum()), target * target_n  # a published % need not be k/n
-    interval = "Miettinen-Nurminen score"
-    try:
-        low, high = confint_proportions_2indep(
-            k, n, k_t, target_n, method="score", compare="diff", alpha=alpha
-        )
-    except ValueError:  # statsmodels' root search fails at 0 % / 100 %: Newcombe's hybrid
-        interval = "Newcombe hybrid score"
-        low, high = confint_proportions_2indep(
-            k, n, k_t, target_n, method="newcomb", compare="diff", alpha=alpha
-        )
+
+    def bounds(level_alpha: float) -> tuple[str, float, float]:
+        try:
+            low, high = confint_proportions_2indep(
+                k, n, k_t, target_n, method="score", compare="diff", alpha=level_alpha
+            )
+            return "Miettinen-Nurminen score", float(low), float(high)
+        except ValueError:  # statsmodels' root search fails at 0 % / 100 %: Newcombe's hybrid
+            low, high = confint_proportions_2indep(
+                k, n, k_t, target_n, method="newcomb", compare="diff", alpha=level_alpha
+            )
+            return "Newcombe hybrid score", float(low), float(high)
+
+    interval, low, high = bounds(alpha)
     mean = k / n - k_t / target_n
     se = math.sqrt(k / n * (1 - k / n) / n + target * (1 - target) / target_n)
-    diff = Estimate(mean, se, float(low), float(high), n, method=interval)
+    diff = Estimate(mean, se, low, high, n, method=interval)
+    tost_interval, low90, high90 = bounds(2 * alpha)
+    tost_ci = Estimate(mean, se, low90, high90, n, method=tost_interval)
     p_diff = test_proportions_2indep(k, n, k_t, target_n, method="score", compare="diff").pvalue
     p_eq = tost_proportions_2indep(
         k, n, k_t, target_n, -margin, margin, method="score", compare="diff"
     ).pvalue
     method = f"unpaired score tests against a published {target * 100:.1f} % of {target_n}"
-    return Tests(diff, float(p_diff), float(p_eq), method)
+    return Tests(diff, float(p_diff), float(p_eq), method, tost_ci)
 
 
 def published_interval(score: float, n: int, alpha: float = ALPHA) -> Estimate:
@@ -386,11 +461,19 @@ def verdict(
     margin: float,
     sd: float,
     alpha: float = ALPHA,
+    equivalence: Estimate | None = None,
 ) -> Verdict:
-    """The verdict for open - closed (or open - target) with an equivalence margin."""
+    """The verdict for open - closed (or open - target) with an equivalence margin. An
+    "equivalent" names the (1 - 2 alpha) interval its TOST inverts (`equivalence`), not the
+    (1 - alpha) one printed beside a difference, which may cross the margin."""
     if p_equivalence < alpha:
+        shown = ""
+        if equivalence is not None and equivalence.informative:
+            level = round((1 - 2 * alpha) * 100)
+            shown = f"; {level}% CI [{equivalence.low * 100:+.1f}, {equivalence.high * 100:+.1f}]"
         return Verdict(
-            "equivalent", f"within ±{margin * 100:.1f} points (TOST p={p_equivalence:.3g})"
+            "equivalent",
+            f"within ±{margin * 100:.1f} points (TOST p={p_equivalence:.3g}{shown})",
         )
     if p_difference < alpha:
         word = "open better" if diff.mean > 0 else "open worse"
@@ -398,6 +481,8 @@ def verdict(
     needed = items_needed(sd, margin, alpha) if sd > 0 and diff.n > 0 else None
     if not diff.informative:
         why = "one cluster" if diff.clusters == 1 else "no spread in the differences"
+        if "too skewed" in diff.method:
+            why = diff.method.split(", ", 1)[1]
         return Verdict(
             "inconclusive",
             f"insufficient information ({why}): no interval, no test"

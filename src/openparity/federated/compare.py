@@ -10,7 +10,7 @@
 Every arm's adapter is scored on the same held-out items of the coordinator's task (and of
 each `also_eval` task: a second metric, e.g. a `reference_likelihood` task that measures what
 the data taught when a 0/1 metric saturates), and the judged alliance is compared with every
-other arm on those items, paired (exact McNemar and Tango's interval for 0/1 scores, the
+other arm on those items, paired (Tango's score test and interval for 0/1 scores, the
 cluster-robust t otherwise). It beats every member alone on a metric when all those intervals
 are above 0 (an intersection-union test: no multiplicity correction is due for an "all"
 claim; each metric's verdict stands alone).
@@ -212,7 +212,7 @@ def _table(task_name: str, judged: str, arms: list[ArmResult]) -> dict[str, Any]
             items = sorted(set(alliance.scores) & set(scores.scores))
             tests = stats.paired_tests(
                 [alliance.scores[i] for i in items], [scores.scores[i] for i in items],
-                task.equivalence_margin,
+                task.equivalence_margin, alliance.clusters_of(items),
             )  # fmt: skip
             row["alliance_minus_this"] = {
                 "diff": tests.diff.mean, "low": tests.diff.low, "high": tests.diff.high,
