@@ -369,10 +369,11 @@ def _method_notes(c: Comparison) -> list[str]:
         )
     g = c.diff.clusters
     if g is not None and g < FEW_CLUSTERS:
+        floor = 2 / 2**g  # the smallest two-sided p a sign-flip test over g clusters can give
         notes.append(
-            f"{c.task}: only {g} clusters of items sharing a context: intervals use CR2"
-            f" errors with {c.diff.df or 0:.1f} Bell-McCaffrey degrees of freedom and are wide;"
-            " more clusters (not more items per cluster) narrow them."
+            f"{c.task}: only {g} clusters of items sharing a context: the difference is tested"
+            f" by flipping whole clusters' signs, whose smallest p-value here is {floor:.3g},"
+            " so intervals are wide; more clusters (not more items per cluster) narrow them."
         )
     return notes
 

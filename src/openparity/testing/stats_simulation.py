@@ -91,20 +91,38 @@ def accuracy_interval_coverage(sizes=(20, 100, 164, 1319), grid: int = 199) -> I
         yield Rate(f"n {n} (worst over accuracy)", worst, 10**9)
 
 
-def _clustered_pair(rng, sizes: np.ndarray, shape: float, difference: float):
+def _clustered_pair(
+    rng, sizes: np.ndarray, shape: float, difference: float, effect: str | None = None
+):
     """Paired 0/1 scores in clusters: each cluster has its own difficulty, both models see it.
-    Accuracies stay within [0.1, 0.9], so the true difference is exactly `difference`."""
+    With `effect`, each cluster also moves the difference its own way (normal, SD 0.3, or
+    two-peaked, +-0.6: a story one model reads far better than the other), symmetric about
+    `difference`. Accuracies stay within [0, 1] without clipping, so the true difference is
+    exactly `difference`."""
     ids = np.repeat(np.arange(len(sizes)), sizes)
-    p = 0.1 + 0.8 * rng.beta(shape, shape, size=len(sizes))[ids]
-    a = (rng.random(len(ids)) < np.clip(p + difference / 2, 0, 1)).astype(float)
-    b = (rng.random(len(ids)) < np.clip(p - difference / 2, 0, 1)).astype(float)
+    g = len(sizes)
+    if effect is None:
+        p = 0.1 + 0.8 * rng.beta(shape, shape, size=g)
+        moved = np.zeros(g)
+    else:
+        p = 0.35 + 0.3 * rng.beta(shape, shape, size=g)
+        moved = (
+            rng.choice([-0.6, 0.6], size=g)
+            if effect == "two-peaked"
+            else np.clip(rng.normal(0.0, 0.3, size=g), -0.6, 0.6)
+        )
+    a = (rng.random(len(ids)) < np.clip(p + (difference + moved) / 2, 0, 1)[ids]).astype(float)
+    b = (rng.random(len(ids)) < np.clip(p - (difference + moved) / 2, 0, 1)[ids]).astype(float)
     return a, b, [f"c{i}" for i in ids]
 
 
+# (smallest cluster, largest cluster, difficulty shape, cluster effect on the difference)
 CLUSTER_DESIGNS = {
-    "4 items each": (4, 4, 1.0),
-    "2-12 items": (2, 12, 0.5),
-    "1-30 items": (1, 30, 2.0),
+    "4 items each": (4, 4, 1.0, None),
+    "2-12 items": (2, 12, 0.5, None),
+    "1-30 items": (1, 30, 2.0, None),
+    "3-30 items, effects on the difference": (3, 30, 1.0, "normal"),
+    "3-30 items, two-peaked effects": (3, 30, 1.0, "two-peaked"),
 }
 
 
@@ -114,12 +132,12 @@ def clustered_difference_test(
     """For paired 0/1 scores in G clusters with no true difference: the rate at which the
     difference test rejects (type I error), and the coverage of the printed 95% interval."""
     rng = np.random.default_rng(seed)
-    for design, (low, high, shape) in CLUSTER_DESIGNS.items():
+    for design, (low, high, shape, effect) in CLUSTER_DESIGNS.items():
         for g in clusters:
             rejected = covered = 0
             for _ in range(reps):
                 sizes = rng.integers(low, high + 1, size=g)
-                a, b, ids = _clustered_pair(rng, sizes, shape, 0.0)
+                a, b, ids = _clustered_pair(rng, sizes, shape, 0.0, effect)
                 tests = stats.paired_tests(a, b, 0.05, ids)
                 rejected += tests.p_difference < ALPHA
                 diff = tests.diff
@@ -133,14 +151,15 @@ def clustered_tost_size(
 ) -> Iterator[Rate]:
     """P(declare equivalent | true difference = margin) for clustered paired 0/1 scores."""
     rng = np.random.default_rng(seed)
-    low, high, shape = CLUSTER_DESIGNS["2-12 items"]
-    for g in clusters:
-        hits = 0
-        for _ in range(reps):
-            sizes = rng.integers(low, high + 1, size=g)
-            a, b, ids = _clustered_pair(rng, sizes, shape, margin)
-            hits += stats.paired_tests(a, b, margin, ids).p_equivalence < ALPHA
-        yield Rate(f"2-12 items, {g} clusters", hits / reps, reps)
+    for design in ("2-12 items", "3-30 items, two-peaked effects"):
+        low, high, shape, effect = CLUSTER_DESIGNS[design]
+        for g in clusters:
+            hits = 0
+            for _ in range(reps):
+                sizes = rng.integers(low, high + 1, size=g)
+                a, b, ids = _clustered_pair(rng, sizes, shape, margin, effect)
+                hits += stats.paired_tests(a, b, margin, ids).p_equivalence < ALPHA
+            yield Rate(f"{design}, {g} clusters", hits / reps, reps)
 
 
 def target_interval_coverage(
