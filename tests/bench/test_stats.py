@@ -257,3 +257,51 @@ def test_the_verdict_equivalent_names_the_interval_its_tost_inverts():
     eq = tests.equivalence_interval
     assert eq.low > -0.012 and eq.high < 0.012 and "90% CI" in said.explanation
     assert tests.diff.low < -0.012 < eq.low  # the 95 % interval crosses the margin here
+
+
+def _run_scores(model: str, values, clusters=None):
+    from openparity.bench.compare import RunScores
+    from openparity.bench.store import RunInfo
+
+    ids = [f"q{i:03d}" for i in range(len(values))]
+    run = RunInfo(model, model, "mmlu", {}, ids, "sim", False, "accuracy", 0.02)
+    cluster_of = dict(zip(ids, clusters or [None] * len(ids), strict=True))
+    return RunScores(run, dict(zip(ids, map(float, values), strict=True)), cluster_of, 0, 0)
+
+
+def test_power_notes_carry_the_cluster_design_effect():
+    """15 stories of 6 items whose two models differ story by story: planning with the
+    per-item SD alone promised far more than the data can give."""
+    from openparity.bench.compare import compare_scores
+
+    draws = np.random.default_rng(8)
+    clusters = [f"s{i // 6}" for i in range(90)]
+    story = draws.random(15)
+    a = [float(draws.random() < story[i // 6]) for i in range(90)]
+    b = [float(draws.random() < 1 - story[i // 6]) for i in range(90)]
+    clustered = compare_scores(_run_scores("open", a, clusters), _run_scores("closed", b, clusters))
+    flat = compare_scores(_run_scores("open", a), _run_scores("closed", b))
+    assert clustered.sd > 1.3 * flat.sd and clustered.provable > 1.3 * flat.provable
+
+
+def test_a_margin_smaller_than_the_published_number_s_own_error_cannot_be_proven():
+    """A published 50 % measured on 100 items carries a 5-point SE of its own: no number of
+    our items proves +-2 points against it, and the verdict says so instead of "needs ~N"."""
+    from openparity.bench.compare import _common
+
+    ours = [1.0, 0.0] * 200
+    tests = stats.target_tests(ours, 0.5, 0.02, target_n=100)
+    fields = _common(_run_scores("open", ours), tests, 0.5, stats.mean_ci(ours), False, 0.0025)
+    assert fields["verdict"].word == "inconclusive"
+    assert "cannot be proven at any number of items" in fields["verdict"].explanation
+    assert fields["provable"] > 0.1  # the target's 100 items bound what 400 of ours can show
+    assert stats.items_needed(0.5, 0.02, fixed_var=0.0025) is None
+
+
+def test_an_exact_target_is_said_in_the_verdict():
+    from openparity.bench.compare import _common
+
+    tests = stats.target_tests([1.0] * 90 + [0.0] * 10, 0.885, 0.02)
+    fields = _common(_run_scores("open", [1.0] * 90 + [0.0] * 10), tests, 0.3,
+                     stats.mean_ci([1.0] * 90 + [0.0] * 10), True)  # fmt: skip
+    assert "assumes the published number is exact" in fields["verdict"].explanation

@@ -71,6 +71,7 @@ class Comparison(abc.ABC):
     provable: float
     verdict: stats.Verdict
     exact_target: bool = False  # against a published number of unknown n, taken as exact
+    fixed_var: float = 0.0  # the reference's own sampling variance, which more items keep
     p_difference_holm: float | None = None
     p_equivalence_holm: float | None = None
 
@@ -199,7 +200,7 @@ def compare_scores(a: RunScores, b: RunScores) -> PairedComparison:
     y = [b.scores[i] for i in common]
     clusters = _clusters(a.clusters, common)
     tests = stats.paired_tests(x, y, a.run.margin, clusters)
-    sd = float(np.std(np.subtract(x, y), ddof=1))
+    sd = _planning_sd(list(np.subtract(x, y)), clusters)
     if sd == 0:  # identical answers so far: plan power with correlated 0/1 scores instead
         sd = stats.paired_sd(_smoothed_rate(x + y), correlation=0.5)
     return PairedComparison(
@@ -218,13 +219,14 @@ def compare_to_target(store: RunStore, open_run: str, target: Published) -> Targ
     values = [a.scores[i] for i in ids]
     clusters = _clusters(a.clusters, ids)
     tests = stats.target_tests(values, target.score, a.run.margin, target.n, clusters)
-    sd = float(np.std(values, ddof=1))
+    sd = _planning_sd(values, clusters)
     if sd == 0:  # every score equal: plan power with a smoothed Bernoulli SD instead of 0
         p = _smoothed_rate(values)
         sd = math.sqrt(p * (1 - p))
     target_estimate = stats.published_interval(target.score, target.n) if target.n else None
+    fixed_var = target.score * (1 - target.score) / target.n if target.n else 0.0
     return TargetComparison(
-        **_common(a, tests, sd, stats.mean_ci(values, clusters), exact_target=target.n is None),
+        **_common(a, tests, sd, stats.mean_ci(values, clusters), target.n is None, fixed_var),
         target=target,
         target_estimate=target_estimate,
     )
@@ -248,8 +250,11 @@ def _common(
     sd: float,
     open_estimate: stats.Estimate,
     exact_target: bool = False,
+    fixed_var: float = 0.0,
 ) -> dict:
-    """The fields every comparison has, from the open run and the tests."""
+    """The fields every comparison has, from the open run and the tests. `fixed_var`: the
+    reference's own sampling variance (a published number's), which more items do not
+    shrink."""
     n, margin = tests.diff.n, a.run.margin
     return {
         "task": a.run.task,
@@ -263,9 +268,10 @@ def _common(
         "p_equivalence": tests.p_equivalence,
         "method": tests.method,
         "sd": sd,
-        "detectable": stats.detectable_difference(sd, n),
-        "provable": stats.provable_margin(sd, n),
+        "detectable": stats.detectable_difference(sd, n, fixed_var=fixed_var),
+        "provable": stats.provable_margin(sd, n, fixed_var=fixed_var),
         "exact_target": exact_target,
+        "fixed_var": fixed_var,
         "verdict": _verdict(
             tests.diff,
             tests.p_difference,
@@ -274,6 +280,7 @@ def _common(
             sd,
             tests.equivalence_interval,
             exact_target,
+            fixed_var,
         ),
     }
 
@@ -286,10 +293,13 @@ def _verdict(
     sd: float,
     equivalence: stats.Estimate | None,
     exact_target: bool,
+    fixed_var: float = 0.0,
 ) -> stats.Verdict:
     """The verdict; against a published number of unknown n it says that the number was
     taken as exact (its own sampling error is not in the test, so the test is too bold)."""
-    found = stats.verdict(diff, p_difference, p_equivalence, margin, sd, equivalence=equivalence)
+    found = stats.verdict(
+        diff, p_difference, p_equivalence, margin, sd, equivalence=equivalence, fixed_var=fixed_var
+    )
     if exact_target:
         why = found.explanation + "; assumes the published number is exact (its n is unknown)"
         return replace(found, explanation=why)
@@ -308,7 +318,9 @@ def build_report(
     p_eq = stats.holm([c.p_equivalence for c in comparisons])
     final = []
     for c, pd, pe in zip(comparisons, p_diff, p_eq, strict=True):
-        v = _verdict(c.diff, pd, pe, c.margin, c.sd, c.equivalence_interval, c.exact_target)
+        v = _verdict(
+            c.diff, pd, pe, c.margin, c.sd, c.equivalence_interval, c.exact_target, c.fixed_var
+        )
         final.append(replace(c, p_difference_holm=pd, p_equivalence_holm=pe, verdict=v))
     notes = list(notes or [])
     for c in final:
@@ -376,6 +388,17 @@ def _method_notes(c: Comparison) -> list[str]:
             " so intervals are wide; more clusters (not more items per cluster) narrow them."
         )
     return notes
+
+
+def _planning_sd(values: list[float], clusters: list[str] | None) -> float:
+    """Per-item SD for power planning. Where items share a context it carries the design
+    effect (the cluster-robust variance of the mean against the naive one): 15 clustered
+    items are worth fewer than 15 independent ones."""
+    sd = float(np.std(values, ddof=1))
+    if clusters is None or len(set(clusters)) == len(values):
+        return sd
+    est = stats.cluster_robust(values, clusters)
+    return est.se * math.sqrt(len(values)) if est.se > 0 else sd
 
 
 def _smoothed_rate(values: list[float]) -> float:

@@ -536,20 +536,34 @@ def binomial_tests(successes: int, n: int, target: float, margin: float) -> tupl
     return float(p_diff), float(max(p_low, p_high))
 
 
-def detectable_difference(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
-    """Smallest true difference a two-sided test finds with `power` at this n."""
-    return (sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)) * sd / math.sqrt(n)
+def detectable_difference(
+    sd: float, n: int, alpha: float = ALPHA, power: float = POWER, fixed_var: float = 0.0
+) -> float:
+    """Smallest true difference a two-sided test finds with `power` at this n. `sd` is the
+    per-item SD for planning (times the square root of the design effect where items share
+    a context); `fixed_var` is a variance more items do not shrink (a published number's)."""
+    z = sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)
+    return z * math.sqrt(sd**2 / n + fixed_var)
 
 
-def provable_margin(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
+def provable_margin(
+    sd: float, n: int, alpha: float = ALPHA, power: float = POWER, fixed_var: float = 0.0
+) -> float:
     """Smallest equivalence margin TOST proves with `power` at this n when the truth is 0."""
-    return (sps.norm.ppf(1 - alpha) + sps.norm.ppf(1 - (1 - power) / 2)) * sd / math.sqrt(n)
-
-
-def items_needed(sd: float, margin: float, alpha: float = ALPHA, power: float = POWER) -> int:
-    """Items needed for TOST to prove `margin` with `power` (true difference 0)."""
     z = sps.norm.ppf(1 - alpha) + sps.norm.ppf(1 - (1 - power) / 2)
-    return math.ceil((z * sd / margin) ** 2)
+    return z * math.sqrt(sd**2 / n + fixed_var)
+
+
+def items_needed(
+    sd: float, margin: float, alpha: float = ALPHA, power: float = POWER, fixed_var: float = 0.0
+) -> int | None:
+    """Items needed for TOST to prove `margin` with `power` (true difference 0); None when no
+    number of items can (the fixed variance alone is too large for the margin)."""
+    z = sps.norm.ppf(1 - alpha) + sps.norm.ppf(1 - (1 - power) / 2)
+    room = margin**2 - z**2 * fixed_var
+    if room <= 0:
+        return None
+    return math.ceil(z**2 * sd**2 / room)
 
 
 def paired_sd(accuracy: float, correlation: float) -> float:
@@ -591,6 +605,7 @@ def verdict(
     sd: float,
     alpha: float = ALPHA,
     equivalence: Estimate | None = None,
+    fixed_var: float = 0.0,
 ) -> Verdict:
     """The verdict for open - closed (or open - target) with an equivalence margin. An
     "equivalent" names the (1 - 2 alpha) interval its TOST inverts (`equivalence`), not the
@@ -607,7 +622,13 @@ def verdict(
     if p_difference < alpha:
         word = "open better" if diff.mean > 0 else "open worse"
         return Verdict(word, f"difference {diff.mean * 100:+.1f} points (p={p_difference:.3g})")
-    needed = items_needed(sd, margin, alpha) if sd > 0 and diff.n > 0 else None
+    needed = items_needed(sd, margin, alpha, fixed_var=fixed_var) if sd > 0 and diff.n > 0 else 0
+    if needed is None:
+        return Verdict(
+            "inconclusive",
+            f"±{margin * 100:.1f} points cannot be proven at any number of items: the"
+            " reference number's own sampling error alone is too large for that margin",
+        )
     if not diff.informative:
         why = "one cluster" if diff.clusters == 1 else "no spread in the differences"
         if "too skewed" in diff.method or "too few clusters" in diff.method:
