@@ -17,6 +17,7 @@ import re
 import pytest
 
 from openparity.bench.sandbox import Limits, Sandbox
+from openparity.bench.task import IN_ANSWER_PROCESS
 from openparity.bench.tasks import get_task
 
 MUTATIONS = [
@@ -88,6 +89,29 @@ async def test_only_the_listed_items_keep_their_tests_in_the_answer_process():
     judged = await task.sandbox.judge(item.reference["solution"], task.tests(item))
     assert not judged.passed and "cannot cross as data" in judged.detail
     listed = await task.score(item, f"```python\n{item.reference['solution']}\n```")
-    assert listed.value == 1.0 and listed.detail.startswith("tests in the answer's process")
-    assert task.in_sandbox_items == {"mbpp/367"}
-    assert get_task("humaneval").in_sandbox_items == frozenset()
+    assert listed.value == 1.0 and listed.detail.startswith(IN_ANSWER_PROCESS)
+    assert task.shared_process_items == {"mbpp/367"}
+    assert get_task("humaneval").shared_process_items == frozenset()
+
+
+async def test_the_report_counts_items_scored_in_the_answer_process(tmp_path):
+    """A run that scored mbpp/367 says so in the gap report's notes."""
+    from openparity.bench.compare import build_report, compare_scores, load_scores
+    from openparity.bench.store import Record, RunInfo, RunStore
+
+    task = get_task("mbpp")
+    task.sandbox = Sandbox(LIMITS)
+    items = [i for i in task.items() if i.id in ("mbpp/367", "mbpp/11", "mbpp/12")]
+    store = RunStore(tmp_path / "runs.sqlite")
+    ids = [i.id for i in items]
+    runs = []
+    for model in ("open", "closed"):
+        info = RunInfo(model, model, "mbpp", {}, ids, "test", False, "pass@1", 0.02)
+        run = store.create_run(info)
+        for item in items:
+            score = await task.score(item, f"```python\n{item.reference['solution']}\n```")
+            store.put(Record(run.run_id, item.id, 0, "h", score=score.value, detail=score.detail))
+        runs.append(load_scores(store, run.run_id))
+    assert runs[0].in_answer_process == 1
+    notes = build_report([compare_scores(*runs)]).notes
+    assert any("1 open items had their tests run in the answer's own process" in n for n in notes)

@@ -14,6 +14,7 @@ from openparity.bench import stats
 from openparity.bench.baselines import Published
 from openparity.bench.errors import RunStoreError
 from openparity.bench.store import RunInfo, RunStore
+from openparity.bench.task import IN_ANSWER_PROCESS
 
 if TYPE_CHECKING:
     from openparity.bench.movement import Movement
@@ -29,6 +30,7 @@ class RunScores:
     errors: int
     missing: int
     samples: dict[str, tuple[int, int]] = field(default_factory=dict)  # item: (n, correct)
+    in_answer_process: int = 0  # items whose tests ran in the answer's own process (forgeable)
 
     def pass_at_k(self) -> dict[int, float]:
         """Unbiased pass@k for k = 1, 5, 10, ... up to the samples every item has (0/1 scores)."""
@@ -145,12 +147,15 @@ def load_scores(store: RunStore, run_id: str) -> RunScores:
     per_item: dict[str, list[float]] = {}
     clusters: dict[str, str | None] = {}
     errors = 0
+    shared_process: set[str] = set()
     for record in store.records(run.run_id):
         if not record.ok:
             errors += 1
             continue
         per_item.setdefault(record.item_id, []).append(float(record.score))
         clusters[record.item_id] = record.cluster
+        if (record.detail or "").startswith(IN_ANSWER_PROCESS):
+            shared_process.add(record.item_id)
     scores = {item: sum(v) / len(v) for item, v in per_item.items()}
     missing = len(set(run.item_ids) - set(scores))
     if run.settings.get("circular"):
@@ -160,7 +165,7 @@ def load_scores(store: RunStore, run_id: str) -> RunScores:
         x in (0.0, 1.0) for v in per_item.values() for x in v
     ):
         samples = {item: (len(v), int(sum(v))) for item, v in per_item.items()}
-    return RunScores(run, scores, clusters, errors, missing, samples)
+    return RunScores(run, scores, clusters, errors, missing, samples, len(shared_process))
 
 
 def _circular_scores(run: RunInfo, scores: dict[str, float], errors: int) -> RunScores:
@@ -343,6 +348,13 @@ def build_report(
             )
         if c.fixture:
             notes.append(f"{c.task}: ran on a small fixture, not the real benchmark data.")
+        for side, scores in (("open", c.open), ("closed", closed)):
+            if scores and scores.in_answer_process:
+                notes.append(
+                    f"{c.task}: {scores.in_answer_process} {side} items had their tests run in"
+                    " the answer's own process (their tests build the answer's objects); a"
+                    " program can forge a pass there, unlike on the other items."
+                )
         if c.open.errors or c.open.missing:
             notes.append(
                 f"{c.task}: {c.open.missing} of {len(c.open.scores) + c.open.missing}"

@@ -22,6 +22,12 @@ class Item:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
+# how a score's detail starts when the item's tests ran in the answer's own process (tests
+# that need the answer's objects): a program sharing a process with its tests can forge a
+# pass, so reports count such items
+IN_ANSWER_PROCESS = "tests in the answer's process"
+
+
 @dataclass(frozen=True)
 class Score:
     """A score in [0, 1] and the answer the scorer read out of the response."""

@@ -10,11 +10,8 @@ from typing import Any
 from openparity.bench.code_answers import extract_code
 from openparity.bench.errors import TaskError
 from openparity.bench.sandbox import Sandbox, TrustedTests
-from openparity.bench.task import DataSource, Item, Score, Task
+from openparity.bench.task import IN_ANSWER_PROCESS, DataSource, Item, Score, Task
 from openparity.bench.tasks.data_files import hub_records, package_file, read_jsonl
-
-# the start of a score's detail for an item scored with its tests in the answer's own process
-IN_SANDBOX = "tests in the answer's process"
 
 
 class DataTask(Task):
@@ -87,14 +84,15 @@ class CodeTask(DataTask):
     in its own process can make a test pass. Passing scores 1.
 
     Items whose tests need objects that cannot cross as data (a class the answer defines,
-    objects the tests build from it) are listed in `in_sandbox_items`, fixed by the task and
+    objects the tests build from it) are listed in `shared_process_items`, fixed by the task and
     never by the answer: they run the old way, the answer and the tests in one sandboxed
     program that must run to its end. A program that shares a process with its tests can
-    forge that end, so their scores carry `IN_SANDBOX` in their detail and reports count them.
+    forge that end, so their scores' details start with IN_ANSWER_PROCESS and reports count
+    them.
     """
 
     metric = "pass@1"
-    in_sandbox_items: frozenset[str] = frozenset()
+    shared_process_items: frozenset[str] = frozenset()
 
     def __init__(
         self, path: Path | None = None, *, hub: bool = False, sandbox: Sandbox | None = None
@@ -112,12 +110,13 @@ class CodeTask(DataTask):
 
     @abc.abstractmethod
     def program(self, item: Item, code: str) -> str:
-        """The answer and its tests as one program (for `in_sandbox_items` only)."""
+        """The answer and its tests as one program (for `shared_process_items` only)."""
 
     async def score(self, item: Item, response: str) -> Score:
         code = extract_code(response)
-        if item.id in self.in_sandbox_items:
+        if item.id in self.shared_process_items:
             outcome = await self.sandbox.run(self.program(item, code))
-            return Score(float(outcome.passed), code, detail=f"{IN_SANDBOX}: {outcome.reason()}")
+            detail = f"{IN_ANSWER_PROCESS}: {outcome.reason()}"
+            return Score(float(outcome.passed), code, detail=detail)
         verdict = await self.sandbox.judge(self.answer(item, code), self.tests(item))
         return Score(float(verdict.passed), code, detail=verdict.reason())

@@ -67,7 +67,7 @@ class MBPP(CodeTask):
 
     # the reference solution defines a class the tests' setup builds objects from: objects
     # cannot cross the wall, so these run with their tests in the answer's own process
-    in_sandbox_items = frozenset({"mbpp/367"})
+    shared_process_items = frozenset({"mbpp/367"})
 
     def answer(self, item: Item, code: str) -> str:
         return code
