@@ -382,3 +382,35 @@ def test_a_curriculum_run_trains_in_that_order(tiny_base, tmp_path):
     assert run.examples.ids[:3] and set(run.examples.ids[:3]) == {"q1", "q3", "q5"}
     first = [run.trainer.train_dataset[k]["input_ids"] for k in range(len(order))]
     assert [o["input_ids"] for o in order] == first  # sequential: the curriculum's order
+
+
+def test_a_grpo_run_on_a_reward_with_a_planted_hole_is_stopped_by_its_canaries(
+    tiny_base, tmp_path, monkeypatch
+):
+    """The same short GRPO run on MBPP twice. With the real scorer the random model passes
+    nothing, canaries included, and the run finishes saying so. With a planted hole (a scorer
+    that forgot to run the tests, so everything passes) the canaries pass and the run stops
+    with one line naming the hack, before it can train on it."""
+    import openparity.bench.tasks as tasks
+    from openparity.align.rewards import RewardHackingError
+    from openparity.bench.task import Score
+    from openparity.bench.tasks.mbpp import MBPP
+
+    run = dict(method="grpo", task="mbpp", items="0:8", steps=4, batch_size=4, generations=2,
+               max_completion=8, beta=0.0, canaries=1.0, hack_stop=0.2)  # fmt: skip
+    honest = train(settings(tiny_base, tmp_path / "honest", **run))
+    assert honest.rewards["canaries_scored"] >= 2 and honest.rewards["canaries_passed"] == 0
+
+    class ForgotTheTests(MBPP):
+        async def score(self, item, response):
+            return Score(1.0, response, detail="no tests were run")
+
+    real = tasks.get_task
+    monkeypatch.setattr(tasks, "get_task", lambda name, **kw: ForgotTheTests() if name == "mbpp"
+                        else real(name, **kw))  # fmt: skip
+    holed = settings(tiny_base, tmp_path / "holed", **{**run, "steps": 12})
+    with pytest.raises(RewardHackingError) as stopped:
+        train(holed)
+    assert "canaries passed" in stopped.value.one_line()
+    assert "no tests were run" in stopped.value.one_line()
+    assert not (holed.output / "final").exists()

@@ -14,6 +14,7 @@ evaluation item is dropped and counted, never trained on.
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,30 @@ def task_prompts(task: Any, items: list[Any], variant: str) -> Examples:
         for item in items
     ]
     return _nonempty(Examples(rows, f"task {task.name}", ids=[item.id for item in items]))
+
+
+def canary_items(task: Any, items: list[Any], share: float, seed: int) -> list[Any]:
+    """Canaries for `share` of the items (at least one when share > 0), chosen with `seed`:
+    the task's items with tests no consistent answer passes. Tasks without them (answers
+    that are not code) get none."""
+    if share <= 0 or not hasattr(task, "canary") or not items:
+        return []
+    count = max(1, round(share * len(items)))
+    chosen = random.Random(seed).sample(items, min(count, len(items)))
+    return [c for c in (task.canary(item) for item in chosen) if c is not None]
+
+
+def with_canaries(examples: Examples, canaries: Examples) -> Examples:
+    """The rows with the canary rows spread evenly among them (an ordered curriculum keeps
+    its order; canaries are seen throughout the run, not bunched at one end)."""
+    rows, ids = list(examples.rows), list(examples.ids)
+    step = (len(rows) + 1) / (len(canaries.rows) + 1)
+    for k, (row, item_id) in enumerate(zip(canaries.rows, canaries.ids, strict=True)):
+        at = round(step * (k + 1)) + k
+        rows.insert(at, row)
+        ids.insert(at, item_id)
+    return Examples(rows, f"{examples.source} + {len(canaries.rows)} canaries",
+                    examples.dropped, examples.items_hit, ids)  # fmt: skip
 
 
 def _record_id(path: Path, number: int, record: dict[str, Any]) -> str:

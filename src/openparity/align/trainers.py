@@ -6,7 +6,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from openparity.align.errors import AlignError
-from openparity.align.examples import Examples, dpo_examples, sft_examples, task_prompts
+from openparity.align.examples import (
+    Examples,
+    canary_items,
+    dpo_examples,
+    sft_examples,
+    task_prompts,
+    with_canaries,
+)
 from openparity.align.training import AlignSettings, Progress, deepspeed_config
 
 
@@ -20,6 +27,11 @@ class TrainingRun:
     @property
     def reward_failures(self) -> dict[str, int]:
         return {} if self.reward is None else dict(self.reward.failures)
+
+    @property
+    def reward_summary(self) -> dict[str, Any]:
+        """GRPO: the canaries' pass rate and how the scorer decided; else empty."""
+        return {} if self.reward is None else self.reward.summary()
 
     def close(self) -> None:
         if self.reward is not None:
@@ -139,7 +151,10 @@ def _grpo(settings: AlignSettings, trl: Any, datasets: Any) -> Any:
     items = select_items(task.items(), settings.items)
     variant = settings.variant or task.default_settings().variant
     examples = _curriculum(settings, task_prompts(task, items, variant))
-    reward = TaskReward(task, items)
+    canaries = canary_items(task, items, settings.canaries, settings.seed)
+    if canaries:
+        examples = with_canaries(examples, task_prompts(task, canaries, variant))
+    reward = TaskReward(task, items, canaries, settings.hack_stop)
     model, tokenizer = _policy(settings, torch)
     args = {
         "num_generations": settings.generations,

@@ -54,6 +54,8 @@ class AlignSettings:
     max_completion: int = 128  # grpo: tokens per completion
     temperature: float = 1.0  # grpo: sampling temperature
     vllm_server: str | None = None  # grpo: generate on a TRL vLLM server at this URL
+    canaries: float = 0.05  # grpo, code tasks: share of prompts whose tests contradict them
+    hack_stop: float = 0.2  # grpo: stop when more than this share of canaries pass
     decontaminate: tuple[str, ...] = ("gsm8k", "humaneval", "mbpp")
     save_steps: int = 25
     gradient_checkpointing: bool = True  # recompute activations in backward: less memory
@@ -86,6 +88,7 @@ class AlignResult:
     logs: list[dict[str, float]] = field(default_factory=list)
     reward_failures: dict[str, int] = field(default_factory=dict)
     processes: int = 1
+    rewards: dict[str, Any] = field(default_factory=dict)  # grpo: canaries and scorer outcomes
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +100,7 @@ class AlignResult:
             "final_loss": self.final("loss"),
             "reward_failures": self.reward_failures,
             "processes": self.processes,
+            "rewards": self.rewards or None,
         }
 
     def final(self, key: str) -> float | None:
@@ -220,7 +224,7 @@ def train(settings: AlignSettings, *, resume: bool = False, gguf: bool = False,
     gguf_path = export_checkpoint(final, settings.output / "final.gguf") if gguf else None
     return AlignResult(
         final, gguf_path, run.trainer.state.global_step, seconds, run.examples.summary(), logs,
-        run.reward_failures, run.trainer.args.world_size,
+        run.reward_failures, run.trainer.args.world_size, run.reward_summary,
     )  # fmt: skip
 
 

@@ -112,6 +112,10 @@ class CodeTask(DataTask):
     def program(self, item: Item, code: str) -> str:
         """The answer and its tests as one program (for `shared_process_items` only)."""
 
+    def canary(self, item: Item) -> Item | None:
+        """The item with tests no consistent answer passes (`tasks.canary`), or None."""
+        return None
+
     async def score(self, item: Item, response: str) -> Score:
         code = extract_code(response)
         if item.id in self.shared_process_items:

@@ -6,6 +6,7 @@ import re
 
 from openparity.bench.sandbox import TrustedTests
 from openparity.bench.task import Item
+from openparity.bench.tasks.canary import canary_of, negated_first_assert
 from openparity.bench.tasks.data_files import require_fields
 from openparity.bench.tasks.data_task import CodeTask
 from openparity.models.types import Message
@@ -65,6 +66,17 @@ class HumanEval(CodeTask):
 
     def program(self, item: Item, code: str) -> str:
         return program(item, code)
+
+    def canary(self, item: Item) -> Item | None:
+        """`check` runs the item's own check, then the negation of its first assertion."""
+        negated = negated_first_assert(item.reference["test"])
+        if negated is None:
+            return None
+        test = (
+            f"{item.reference['test']}\n\n_items_own_check = check\n\n\n"
+            f"def check(candidate):\n    _items_own_check(candidate)\n    {negated}\n"
+        )
+        return canary_of(item, {**item.reference, "test": test})
 
 
 def answer(item: Item, code: str) -> str:

