@@ -141,6 +141,16 @@ def test_interval_against_a_measured_published_number_covers():
     assert not low, low
 
 
+@pytest.mark.slow  # 36 settings x 2000 samples
+def test_a_difference_from_a_published_number_is_claimed_falsely_at_most_5_percent():
+    """20-50 items against a number measured on 100 to 14042: the score tests alone reached
+    6-7.6 % (0.95 accuracy, 20 items, against 14042); confirmed by the exact binomial test
+    they keep 5 % (plus Monte Carlo slack)."""
+    rates = list(sim.target_difference_size())
+    too_high = [r for r in rates if r.rate > ALPHA + slack(r)]
+    assert not too_high, too_high
+
+
 def test_before_after_claims_nothing_when_training_changed_nothing():
     """Three tasks, training moved none of them: "improved" or "regressed" on any task (after
     Holm) stays within 5%, at 20 to 100 items."""

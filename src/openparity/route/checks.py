@@ -15,6 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from openparity.bench.json_answers import schema_problem
 from openparity.errors import OpenparityError
 from openparity.models.base import ChatModel
 from openparity.models.types import ChatRequest, Completion
@@ -149,7 +150,7 @@ class JsonValid(Check):
         schema = self.schema_
         if kind == "json_schema":
             schema = (fmt.get("json_schema") or {}).get("schema") or schema
-        problem = _schema_problem(schema, value) if schema else None
+        problem = schema_problem(schema, value) if schema else None
         return self.verdict(problem is None, problem or "")
 
 
@@ -184,7 +185,7 @@ class ToolCallValid(Check):
                 return self.verdict(False, f"{name}: arguments are not JSON ({exc})")
             if not isinstance(arguments, dict):
                 return self.verdict(False, f"{name}: arguments are not a JSON object")
-            problem = _schema_problem(tools[name], arguments)
+            problem = schema_problem(tools[name], arguments)
             if problem:
                 return self.verdict(False, f"{name}: {problem}")
         return self.verdict(True, "")
@@ -364,19 +365,6 @@ class PythonCheck(Check):
             return self.verdict(False, f"{self.function} raised {type(exc).__name__}: {exc}")
         passed, reason = value if isinstance(value, tuple) else (bool(value), "")
         return self.verdict(bool(passed), reason or f"{self.function} rejected the answer")
-
-
-def _schema_problem(schema: dict[str, Any], value: Any) -> str | None:
-    """Why `value` does not fit the JSON schema (or why the schema is invalid); None if it fits."""
-    import jsonschema
-
-    try:
-        error = jsonschema.exceptions.best_match(
-            jsonschema.Draft202012Validator(schema).iter_errors(value)
-        )
-    except jsonschema.SchemaError as exc:
-        return f"the request's JSON schema is invalid ({exc.message})"
-    return None if error is None else f"JSON does not fit the schema ({error.message[:160]})"
 
 
 def _offered_tools(request: ChatRequest) -> dict[str, dict[str, Any]]:

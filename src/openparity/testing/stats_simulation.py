@@ -180,6 +180,30 @@ def target_interval_coverage(
             yield Rate(f"accuracy {acc} n {n} vs {target_n}", covered / reps, reps)
 
 
+def target_difference_size(
+    sizes=(20, 30, 50), target_ns=(100, 1319, 14042), accuracies=(0.3, 0.7, 0.885, 0.95),
+    reps: int = 2000, seed: int = 7,
+) -> Iterator[Rate]:  # fmt: skip
+    """P(difference claimed | the open model's accuracy equals the published one's) for 0/1
+    scores on `n` items against a number measured on `target_n` items."""
+    import warnings
+
+    rng = np.random.default_rng(seed)
+    for acc in accuracies:
+        for n in sizes:
+            for target_n in target_ns:
+                claims = 0
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    for _ in range(reps):
+                        k = int(rng.binomial(n, acc))
+                        published = rng.binomial(target_n, acc) / target_n
+                        scores = [1.0] * k + [0.0] * (n - k)
+                        tests = stats.target_tests(scores, published, 0.02, target_n)
+                        claims += tests.p_difference < ALPHA
+                yield Rate(f"accuracy {acc} n {n} vs {target_n}", claims / reps, reps)
+
+
 def movement_false_claims(
     settings=((20, 0.5, 0.2), (40, 0.5, 0.05), (40, 0.2, 0.2), (100, 0.5, 0.2)),
     tasks: int = 3, reps: int = 300, seed: int = 5,

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from openparity.bench.errors import TaskError
 from openparity.bench.extract import final_number
+from openparity.bench.json_answers import InvalidSchemaError, check_schema, schema_problem
 from openparity.bench.judge import grade
 from openparity.bench.task import DataSource, Item, Score, Task
 from openparity.bench.tasks.data_files import read_jsonl
@@ -248,13 +249,10 @@ def _sync(check: Callable[[Item, str], bool | float], extract: Callable[[str], A
 
 
 def _json_schema_scorer(schema: dict[str, Any]) -> Scorer:
-    import jsonschema
-
     try:
-        validator = jsonschema.Draft202012Validator(schema)
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        raise TaskError(f"scorer schema is not a valid JSON Schema ({exc.message})") from None
+        check_schema(schema)
+    except InvalidSchemaError as exc:
+        raise TaskError(f"scorer schema is not a valid JSON Schema ({exc})") from None
 
     async def score(item: Item, text: str) -> Score:
         body = text.strip()
@@ -265,9 +263,9 @@ def _json_schema_scorer(schema: dict[str, Any]) -> Scorer:
             value = json.loads(body)
         except json.JSONDecodeError as exc:
             return Score(0.0, None, detail=f"not JSON: {exc.msg}")
-        errors = sorted(validator.iter_errors(value), key=lambda e: list(e.path))
-        if errors:
-            return Score(0.0, body[:500], detail=f"schema: {errors[0].message[:200]}")
+        problem = schema_problem(schema, value)
+        if problem:
+            return Score(0.0, body[:500], detail=problem)
         return Score(1.0, body[:500])
 
     return score
