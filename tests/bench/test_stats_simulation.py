@@ -141,7 +141,7 @@ def test_interval_against_a_measured_published_number_covers():
     assert not low, low
 
 
-@pytest.mark.slow  # 36 settings x 2000 samples
+@pytest.mark.slow  # 18 settings x 2000 samples: about 90 s
 def test_a_difference_from_a_published_number_is_claimed_falsely_at_most_5_percent():
     """20-50 items against a number measured on 100 to 14042: the score tests alone reached
     6-7.6 % (0.95 accuracy, 20 items, against 14042); confirmed by the exact binomial test

@@ -181,7 +181,7 @@ def target_interval_coverage(
 
 
 def target_difference_size(
-    sizes=(20, 30, 50), target_ns=(100, 1319, 14042), accuracies=(0.3, 0.7, 0.885, 0.95),
+    sizes=(20, 30, 50), target_ns=(100, 14042), accuracies=(0.3, 0.885, 0.95),
     reps: int = 2000, seed: int = 7,
 ) -> Iterator[Rate]:  # fmt: skip
     """P(difference claimed | the open model's accuracy equals the published one's) for 0/1
