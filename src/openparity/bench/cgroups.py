@@ -124,12 +124,15 @@ def tree_limits(memory_mb: int, processes: int) -> TreeLimits | None:
                     (ROOT / d for d in ("cpuacct", "cpu,cpuacct", "cpuacct,cpu")
                      if (ROOT / d / "cpuacct.usage").exists()), None,
                 )  # fmt: skip
-                if mount is not None:
-                    cpu = mount / own["cpuacct"].lstrip("/") / name
-                    cpu.mkdir()
-                    created.append(cpu)
-                    procs.append(str(cpu / "cgroup.procs"))
-                    cpu_file = cpu / "cpuacct.usage"
+                cpu = None if mount is None else mount / own["cpuacct"].lstrip("/") / name
+                try:  # optional: without it CPU time stays bounded per process only
+                    if cpu is not None:
+                        cpu.mkdir()
+                        created.append(cpu)
+                        procs.append(str(cpu / "cgroup.procs"))
+                        cpu_file = cpu / "cpuacct.usage"
+                except OSError:
+                    cpu_file = None
             oom_file = memory / "memory.oom_control"
             limits = TreeLimits("v1", created, procs, oom_file, cpu_file)
     except OSError:
