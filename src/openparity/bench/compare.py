@@ -407,7 +407,7 @@ def _planning_sd(values: list[float], clusters: list[str] | None) -> float:
     effect (the cluster-robust variance of the mean against the naive one): 15 clustered
     items are worth fewer than 15 independent ones."""
     sd = float(np.std(values, ddof=1))
-    if clusters is None or len(set(clusters)) == len(values):
+    if stats.independent_items(clusters, len(values)):
         return sd
     est = stats.cluster_robust(values, clusters)
     return est.se * math.sqrt(len(values)) if est.se > 0 else sd

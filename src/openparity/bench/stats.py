@@ -91,10 +91,15 @@ def checked_scores(values: Sequence[float], what: str = "scores") -> np.ndarray:
     return x
 
 
+def independent_items(clusters: Sequence[str] | None, n: int) -> bool:
+    """No two of the n items share a context (no clusters, or every item its own)."""
+    return clusters is None or len(set(clusters)) == n
+
+
 def _independent_binary(clusters: Sequence[str] | None, *arrays: np.ndarray) -> bool:
     """0/1 scores on items that share no context: where exact and score methods apply."""
     binary = all(np.isin(values, (0.0, 1.0)).all() for values in arrays)
-    return binary and (clusters is None or len(set(clusters)) == len(arrays[0]))
+    return binary and independent_items(clusters, len(arrays[0]))
 
 
 def _cluster_ids(clusters: Sequence[str] | None, n: int) -> np.ndarray:
@@ -230,7 +235,7 @@ def paired_tests(
         low90, high90 = tango_interval(only_a, only_b, n, 2 * alpha)
         tost_ci = replace(diff, low=float(low90), high=float(high90), method="Tango score TOST")
         return Tests(diff, p_diff, p_eq, f"{method}; Tango score TOST", tost_ci)
-    if clusters is None or len(set(clusters)) == n:
+    if independent_items(clusters, n):
         return skew_corrected_tests(x - y, margin, alpha)
     return sign_flip_tests(x - y, clusters, margin, alpha)
 
