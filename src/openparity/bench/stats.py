@@ -54,6 +54,7 @@ class Estimate:
     clusters: int | None = None
     df: float | None = None
     method: str = ""
+    no_interval: str = ""  # why the interval is NaN, when a method knows (too skewed for n...)
 
     @property
     def informative(self) -> bool:
@@ -350,8 +351,10 @@ def sign_flip_tests(d: np.ndarray, clusters: Sequence[str], margin: float, alpha
                 low, high = min(low, point), max(high, point)
         if not accepted(est.mean)[0] or (low, high) == (-1.0, 1.0):
             # no sign pattern is rare enough at this level: nothing can be excluded
-            why = f"{method}, too few clusters for a {(1 - level_alpha) * 100:.0f}% interval"
-            return replace(est, low=math.nan, high=math.nan, method=why)
+            why = f"too few clusters for a {(1 - level_alpha) * 100:.0f}% interval"
+            return replace(
+                est, low=math.nan, high=math.nan, method=f"{method}, {why}", no_interval=why
+            )
         return replace(est, low=low, high=high, method=method)
 
     # The printed interval is the hull of the values the test accepts. Where the sign-flip
@@ -414,8 +417,9 @@ def skew_corrected_tests(d: np.ndarray, margin: float, alpha: float = ALPHA) -> 
         return Tests(empty, 1.0, 1.0, "t, no spread", empty)
     skew = float(sps.skew(d, bias=False)) if n > 2 else 0.0
     if abs(skew) > SKEW_LIMIT * math.sqrt(n):
-        method = f"t, too skewed for n (skewness {skew:+.1f} at n={n})"
-        empty = replace(est, method=method)
+        why = f"too skewed for n (skewness {skew:+.1f} at n={n})"
+        method = f"t, {why}"
+        empty = replace(est, method=method, no_interval=why)
         return Tests(empty, 1.0, 1.0, method, empty)
     a = skew / (3 * math.sqrt(n))
     method = f"t with Hall's skewness correction ({est.df:.0f} df, skewness {skew:+.2f})"
@@ -667,9 +671,9 @@ def verdict(
             " reference number's own sampling error alone is too large for that margin",
         )
     if not diff.informative:
-        why = "one cluster" if diff.clusters == 1 else "no spread in the differences"
-        if "too skewed" in diff.method or "too few clusters" in diff.method:
-            why = diff.method.rsplit(", ", 1)[1]
+        why = diff.no_interval or (
+            "one cluster" if diff.clusters == 1 else "no spread in the differences"
+        )
         return Verdict(
             "inconclusive",
             f"insufficient information ({why}): no interval, no test"
