@@ -52,6 +52,19 @@ async def test_truncation_is_caught():
     assert not (await verdict("not_truncated", "The answer is", finish="length")).passed
 
 
+async def test_an_answer_cut_at_the_clients_own_max_tokens_is_not_truncated():
+    """The client asked for 3 tokens and got 3: any tier would stop there, so no fallback;
+    without a max_tokens from the client, a cut is the tier's and fails."""
+    (check,) = CHECKS.validate_python(["not_truncated"])
+    cut = Completion("The answer is", "length", 3, 3, 0.0, "m", None)
+    asked = ChatRequest.from_prompt("hello", max_tokens=3)
+    (result,) = await run_checks([check], Answer(asked, cut))
+    assert result.passed
+    unasked = ChatRequest.from_prompt("hello", max_tokens=None)
+    (result,) = await run_checks([check], Answer(unasked, cut))
+    assert not result.passed
+
+
 async def test_language_check_chinese_in_chinese_out():
     assert not (await verdict("language", "The weather is fine.", "今天天气怎么样？")).passed
     assert (await verdict("language", "今天天气很好，适合散步。", "今天天气怎么样？")).passed

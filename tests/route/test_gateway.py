@@ -26,13 +26,15 @@ def closed_stub():
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory, closed_stub):
-    """Open tier: SmolLM2 with checks; answers cut at max_tokens fail `not_truncated`, which
+    """Open tier: SmolLM2 with checks and its own default of 3 tokens: a request that sets no
+    max_tokens is cut by the tier's limit, not the client's, and fails `not_truncated`, which
     makes fallbacks deterministic. Closed tier: the stub."""
     directory = tmp_path_factory.mktemp("gateway")
     config = {
         "tiers": [
             {
                 "model": "local:smollm2-135m",
+                "defaults": {"max_tokens": 3, "temperature": 0},
                 "checks": ["non_empty", "not_truncated", "refusal", "json", "language"],
                 "precommit_tokens": "all",
             },
@@ -73,7 +75,7 @@ def test_open_model_answers_when_its_checks_pass(gateway):
 
 
 def test_failed_check_falls_back_to_the_closed_model(gateway, closed_stub):
-    raw = ask(gateway, "你好，请介绍一下你自己。", max_tokens=3)  # 3 tokens: truncated
+    raw = ask(gateway, "你好，请介绍一下你自己。")  # the tier's 3 tokens: truncated
     assert raw.headers["x-openparity-route"] == "fallback"
     assert raw.headers["x-openparity-model"].startswith("openai:closed@")
     assert "check:not_truncated" in raw.headers["x-openparity-fallback-reasons"]
@@ -94,7 +96,7 @@ def test_failed_check_falls_back_to_the_closed_model(gateway, closed_stub):
 )
 def test_closed_tier_faults_are_retried(gateway, closed_stub, faults, reason):
     closed_stub.script(*faults)
-    raw = ask(gateway, max_tokens=3)
+    raw = ask(gateway)
     body = json.loads(raw.http_response.text)
     assert body["choices"][0]["message"]["content"] == CLOSED_TEXT
     closed_attempts = [a for a in body["openparity"]["attempts"] if a["tier"] == 1]
@@ -104,7 +106,7 @@ def test_closed_tier_faults_are_retried(gateway, closed_stub, faults, reason):
 def test_every_tier_failing_gives_a_well_formed_error(gateway, closed_stub):
     closed_stub.script({"text": ""}, {"status": 500})  # the try and its retry
     with pytest.raises(openai.APIStatusError) as caught:
-        ask(gateway, max_tokens=3)
+        ask(gateway)
     assert caught.value.status_code == 502
     error = caught.value.body
     assert error["code"] == "all_tiers_failed"
@@ -116,7 +118,6 @@ def test_streaming_falls_back_before_commit_and_streams_the_answer(gateway, clos
     stream = client(gateway).chat.completions.create(
         model="openparity-hybrid",
         messages=[{"role": "user", "content": "Tell me a story."}],
-        max_tokens=3,
         stream=True,
         stream_options={"include_usage": True},
     )
@@ -133,7 +134,6 @@ def test_slow_first_token_is_a_failure_not_a_hang(gateway, closed_stub):
             client(gateway).chat.completions.create(
                 model="openparity-hybrid",
                 messages=[{"role": "user", "content": "Tell me a story."}],
-                max_tokens=3,
                 stream=True,
             )
         )
@@ -148,7 +148,6 @@ def test_stream_cut_after_commit_is_an_error_event_not_a_silent_cut(gateway, clo
         stream = client(gateway).chat.completions.create(
             model="openparity-hybrid",
             messages=[{"role": "user", "content": "Tell me a story."}],
-            max_tokens=3,
             stream=True,
         )
         with pytest.raises(openai.APIError, match="broke"):
@@ -161,7 +160,6 @@ def stream_text(gateway, content: str) -> str:
     stream = client(gateway).chat.completions.create(
         model="openparity-hybrid",
         messages=[{"role": "user", "content": content}],
-        max_tokens=3,  # the open tier's answer is truncated: the closed tier answers
         stream=True,
     )
     return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
@@ -174,7 +172,7 @@ def test_fallback_stream_that_ends_after_its_finish_reason_without_done_is_deliv
     closed_stub.script({"end_after": 4}, {"end_after": 3})  # no [DONE]; then no usage either
     assert stream_text(gateway, "Tell me a story.") == CLOSED_TEXT
     assert stream_text(gateway, "Tell me a story.") == CLOSED_TEXT
-    raw = ask(gateway, "Tell me a story.", max_tokens=3)  # not streamed: the same answer
+    raw = ask(gateway, "Tell me a story.")  # not streamed: the same answer
     assert json.loads(raw.http_response.text)["choices"][0]["message"]["content"] == CLOSED_TEXT
 
 
@@ -207,7 +205,7 @@ def test_bad_requests_get_clear_openai_style_errors(gateway):
 
 def test_health_metrics_models_and_ledger(gateway):
     base_url, key, path = gateway
-    ask(gateway, max_tokens=3)
+    ask(gateway)
     root = base_url.removesuffix("/v1")
     health = json.loads(urllib.request.urlopen(root + "/health").read())
     assert [t["breaker"] for t in health["tiers"]] == ["closed", "closed"]
@@ -233,7 +231,7 @@ def test_health_metrics_models_and_ledger(gateway):
 
 def test_every_request_gets_one_access_log_line(gateway):
     _, _, path = gateway
-    raw = ask(gateway, max_tokens=3)
+    raw = ask(gateway)
     request_id = raw.headers["x-openparity-request-id"]
     deadline = time.monotonic() + 10  # the line is written once the answer is on its way
     while True:

@@ -32,7 +32,7 @@ class ModelCallError(OpenparityError):
 
     `reason` is a short code a router can count and act on: http_429, http_5xx, http_4xx,
     timeout, malformed, stream_cut, empty, upstream_error, context. `status` and
-    `retry_after_s` carry what the server said.
+    `retry_after_s` carry what the server said, `upstream_error` its OpenAI-style error object.
     """
 
     def __init__(
@@ -43,11 +43,13 @@ class ModelCallError(OpenparityError):
         reason: str = "upstream_error",
         status: int | None = None,
         retry_after_s: float | None = None,
+        upstream_error: dict[str, object] | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
         self.reason = reason
         self.status = status
         self.retry_after_s = retry_after_s
+        self.upstream_error = upstream_error  # the server's own {"message", "type", ...}
 
 
 class UnsupportedCapabilityError(OpenparityError):

@@ -158,23 +158,27 @@ class HFModel(ChatModel):
             model.device
         )
         prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
-        if max(prompt_lengths) + first.max_tokens > self.spec.n_ctx:
+        room = self.spec.n_ctx - max(prompt_lengths)
+        max_new = room if first.max_tokens is None else first.max_tokens  # None: the rest
+        if max_new > room or room < 1:
             raise ModelCallError(
-                f"{self.name}: prompt of {max(prompt_lengths)} tokens + {first.max_tokens}"
+                f"{self.name}: prompt of {max(prompt_lengths)} tokens + {max_new}"
                 f" new ones exceeds the context of {self.spec.n_ctx}",
                 hint="shorten the prompt or lower max_tokens",
                 reason="context",
             )
-        sample = first.temperature > 0
+        temperature = 1.0 if first.temperature is None else first.temperature
+        sample = temperature > 0
         kwargs: dict[str, Any] = {
-            "max_new_tokens": first.max_tokens,
+            "max_new_tokens": max_new,
             "do_sample": sample,
             "pad_token_id": tokenizer.pad_token_id,
             "return_dict_in_generate": True,
             "output_logits": first.logprobs,
         }
         if sample:
-            kwargs.update(temperature=first.temperature, top_p=first.top_p, top_k=0)
+            top_p = 1.0 if first.top_p is None else first.top_p
+            kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         if first.stop:
@@ -189,7 +193,7 @@ class HFModel(ChatModel):
         completions = []
         for row, request in enumerate(requests):
             ids = new_tokens[row].tolist()
-            text, n_tokens, finish = _finish(tokenizer, ids, request)
+            text, n_tokens, finish = _finish(tokenizer, ids, request, max_new)
             completions.append(
                 Completion(
                     text=text,
@@ -234,14 +238,16 @@ def _check_text_only(name: str, request: ChatRequest) -> None:
             )
 
 
-def _finish(tokenizer: Any, ids: list[int], request: ChatRequest) -> tuple[str, int, str]:
+def _finish(
+    tokenizer: Any, ids: list[int], request: ChatRequest, max_new: int
+) -> tuple[str, int, str]:
     """(text, tokens generated, finish reason) for one row of a padded batch. A row that ended
     before max_tokens ended on its own (end token or stop string): "stop"."""
     stop_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
     end = next((i for i, t in enumerate(ids) if t in stop_ids), None)
     kept = ids if end is None else ids[:end]
     counted = len(ids) if end is None else end + 1  # the end token was generated too
-    finish = "stop" if end is not None or len(ids) < request.max_tokens else "length"
+    finish = "stop" if end is not None or len(ids) < max_new else "length"
     text = tokenizer.decode(kept, skip_special_tokens=True)
     for stop in request.stop:
         if stop in text:

@@ -108,9 +108,9 @@ class LocalModel(ChatModel):
     def _llama_kwargs(self, request: ChatRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "messages": [dict(m) for m in request.messages],
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-            "top_p": request.top_p,
+            "max_tokens": request.max_tokens,  # None: until the context is full
+            "temperature": 1.0 if request.temperature is None else request.temperature,
+            "top_p": 1.0 if request.top_p is None else request.top_p,
             "stop": list(request.stop) or None,
         }
         if request.seed is not None:

@@ -60,10 +60,10 @@ class OpenAICompatibleModel(ChatModel):
             **request.extra,
             "model": self.spec.model,
             "messages": [dict(m) for m in request.messages],
-            self._token_param: request.max_tokens,
-            "temperature": request.temperature,
-            "top_p": request.top_p,
         }
+        sent = {self._token_param: request.max_tokens, "temperature": request.temperature,
+                "top_p": request.top_p}  # fmt: skip
+        body.update((name, value) for name, value in sent.items() if value is not None)
         if request.stop:
             body["stop"] = list(request.stop)
         if request.seed is not None:
@@ -235,10 +235,12 @@ class OpenAICompatibleModel(ChatModel):
                 status=exc.status,
                 retry_after_s=retry_after,
             )
+        error = exc.body.get("error") if isinstance(exc.body, dict) else None
         return ModelCallError(
             f"{where} refused the request: HTTP {exc.status} ({detail})",
             reason=reason,
             status=exc.status,
+            upstream_error=error if isinstance(error, dict) else {"message": exc.detail()},
         )
 
     def _transport_error(self, exc: Exception) -> OpenparityError:

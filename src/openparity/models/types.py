@@ -17,13 +17,16 @@ class ChatRequest:
     """One chat generation request, backend-neutral.
 
     `extra` carries OpenAI parameters openparity does not model itself (response_format, tools,
-    ...); backends that do not understand one of them ignore it.
+    ...); backends that do not understand one of them ignore it. `max_tokens`, `temperature`
+    and `top_p` may be None: the caller did not set them (a gateway client that sent none), so
+    an OpenAI-compatible upstream gets no such field and applies its own default; in-process
+    backends use the API's documented defaults (the rest of the context, 1.0, 1.0).
     """
 
     messages: Sequence[Message]
-    max_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
+    max_tokens: int | None = 256
+    temperature: float | None = 0.0
+    top_p: float | None = 1.0
     stop: Sequence[str] = ()
     seed: int | None = None
     logprobs: bool = False

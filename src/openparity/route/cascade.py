@@ -37,7 +37,14 @@ from openparity.models.spec import ModelSpec, with_overrides
 from openparity.models.types import ChatRequest, Completion, Message, StreamChunk
 from openparity.route.checks import Answer, Check, CheckResult, run_checks
 from openparity.route.config import GatewayConfig, TierConfig, load_gateway_config
-from openparity.route.outcome import AllTiersFailedError, Attempt, RouteResult, StreamBrokenError
+from openparity.route.outcome import (
+    AllTiersFailedError,
+    Attempt,
+    Rejection,
+    RouteResult,
+    StreamBrokenError,
+)
+from openparity.route.params import ClientRequestError, request_from_params
 from openparity.route.resilience import CircuitBreaker, Slots
 
 T = TypeVar("T")
@@ -62,6 +69,21 @@ class Tier:
     @property
     def checks(self) -> list[Check]:
         return self.config.checks
+
+    @property
+    def context_tokens(self) -> int | None:
+        """The model's context in tokens, when known (configured, or an in-process model's)."""
+        if self.config.context_tokens is not None:
+            return self.config.context_tokens
+        return self.spec.n_ctx if self.spec.backend in ("local", "hf") else None
+
+    def max_output_tokens(self, request: ChatRequest) -> int | None:
+        """The most tokens this tier's answer to `request` can have, when known."""
+        asked = request.max_tokens or self.config.defaults.max_tokens
+        context = self.context_tokens
+        if asked is None:
+            return context
+        return asked if context is None else min(asked, context)
 
     def cannot_serve(self, request: ChatRequest) -> str | None:
         """What in `request` this tier's backend cannot honour (tools, n > 1, images); None
@@ -119,6 +141,8 @@ class HybridRouter:
                 if completion is not None:
                     self._answered(result, tier, completion)
                     return result
+                if result.rejection is not None:
+                    break
             self._failed(result)
             return result
         finally:
@@ -140,11 +164,15 @@ class HybridRouter:
                         for chunk in _whole_answer_chunks(completion):
                             yield chunk
                         return
+                    if result.rejection is not None:
+                        break
                     continue
                 async for piece in self._stream_tier(tier, request, result):
                     yield piece
                 if result.completion is not None:
                     return
+                if result.rejection is not None:
+                    break
             self._failed(result)
             raise AllTiersFailedError(result)
         finally:
@@ -169,6 +197,8 @@ class HybridRouter:
                 if answer is not None:
                     self._answered(result, tier, answer)
                     return dict(answer.raw or {})
+                if result.rejection is not None:
+                    break
             self._failed(result)
             return None
         finally:
@@ -177,6 +207,21 @@ class HybridRouter:
     def tier_named(self, name: str) -> int | None:
         """The index of the tier whose model spec is `name`, if any."""
         return next((t.index for t in self.tiers if t.name == name), None)
+
+    def check_fits(self, request: ChatRequest, pinned: int | None = None) -> None:
+        """Raise ClientRequestError when the request asks for more output tokens than any
+        tier that could answer it holds (only when every such tier's context is known)."""
+        asked = request.max_tokens
+        tiers = self.tiers if pinned is None else [self.tiers[pinned]]
+        contexts = [t.context_tokens for t in tiers]
+        if asked is None or None in contexts:
+            return
+        largest = max(c for c in contexts if c is not None)
+        if asked > largest:
+            raise ClientRequestError(
+                f"`max_tokens` {asked} is more than the largest context here ({largest} tokens)",
+                param="max_tokens", code="context_length_exceeded",
+            )  # fmt: skip
 
     def _tiers_for(self, result: RouteResult) -> list[Tier]:
         pinned = result.pinned_tier
@@ -263,6 +308,9 @@ class HybridRouter:
                 attempt = Attempt(tier.index, tier.name)
                 result.attempts.append(attempt)
                 completion = await answer(attempt)
+                if attempt.rejection is not None:  # the client's error: no other tier tries
+                    result.rejection = attempt.rejection
+                    return None
                 if completion is not None:
                     tier.breaker.record_success()
                     accepted = passes is None or await passes(completion, attempt)
@@ -332,6 +380,7 @@ class HybridRouter:
         except OpenparityError as exc:
             reason, detail = _classify(exc)
             self._error(tier, attempt, reason, detail, retry_after_s=_retry_after(exc))
+            attempt.rejection = _rejection(tier, reason, exc)
             return None
         except asyncio.CancelledError:
             attempt.outcome, attempt.reason = "cancelled", "client_left"
@@ -366,6 +415,9 @@ class HybridRouter:
                retry_after_s: float | None = None) -> None:  # fmt: skip
         attempt.outcome, attempt.reason, attempt.detail = "error", reason, tier.redact(detail)
         attempt.retry_after_s = retry_after_s
+        if reason in NOT_THE_UPSTREAMS_FAULT:  # it answered: the request was at fault
+            tier.breaker.release_probe()
+            return
         tier.breaker.record_failure()
         if retry_after_s:
             tier.breaker.hold(retry_after_s)
@@ -397,8 +449,8 @@ class HybridRouter:
                 result.attempts.append(attempt)
                 async for piece in self._stream_attempt(tier, request, result, attempt):
                     yield piece
-                if result.tier is not None or attempt.outcome != "error":
-                    return  # answered, broke after commit, or failed a check
+                if result.tier is not None or attempt.outcome != "error" or result.rejection:
+                    return  # answered, broke after commit, failed a check, or refused
                 if not await self._wait_to_retry(tier, attempt, retry):
                     return
         finally:
@@ -426,7 +478,9 @@ class HybridRouter:
                     reason = "first_token_timeout" if not outputs else "timeout"
                     raise _StreamFailed(reason, f"no token within {wait:g}s") from None
                 except OpenparityError as exc:
-                    raise _StreamFailed(*_classify(exc), _retry_after(exc)) from None
+                    reason, detail = _classify(exc)
+                    attempt.rejection = _rejection(tier, reason, exc)
+                    raise _StreamFailed(reason, detail, _retry_after(exc)) from None
                 finish, usage = chunk.finish_reason, chunk.usage or usage
                 if chunk.text or chunk.event is not None:
                     received.append(chunk)
@@ -474,6 +528,7 @@ class HybridRouter:
             self._error(
                 tier, attempt, failure.reason, failure.detail, retry_after_s=failure.retry_after_s
             )
+            result.rejection = attempt.rejection
             if sent:
                 result.error = failure.detail
                 raise StreamBrokenError(result, f"{failure.reason}: {failure.detail}") from None
@@ -492,6 +547,11 @@ class HybridRouter:
         result.closed_cost_usd = closed.cost(completion.prompt_tokens, completion.completion_tokens)
 
     def _failed(self, result: RouteResult) -> None:
+        if result.rejection is None:
+            result.rejection = _too_long_for_every_tier(result)
+        if result.rejection is not None:
+            result.error = "rejected: " + result.rejection.message
+            return
         result.error = "every tier failed: " + (result.reasons() or "no tier available")
 
 
@@ -511,10 +571,22 @@ RETRYABLE_REASONS = frozenset(
 )  # fmt: skip
 
 
+# The upstream answered, and said the request cannot be served: no breaker counts it.
+# client_error: malformed (400 / 413 / 422), the client's to fix; no other tier is tried.
+# context: too long for this model; a tier with a larger context may still serve it.
+NOT_THE_UPSTREAMS_FAULT = frozenset({"client_error", "context"})
+CLIENT_ERROR_STATUS = frozenset({400, 413, 422})
+_CONTEXT_WORDS = ("context length", "context_length", "context window", "maximum context",
+                  "too many tokens", "prompt is too long")  # fmt: skip
+
+
 def _classify(exc: OpenparityError) -> tuple[str, str]:
     """(reason code, detail) for an upstream failure."""
     detail = exc.one_line()[:300]
     if isinstance(exc, ModelCallError):
+        if exc.status in CLIENT_ERROR_STATUS:
+            said = str(exc.upstream_error or detail).lower()
+            return ("context" if any(w in said for w in _CONTEXT_WORDS) else "client_error"), detail
         if exc.status is not None and exc.status not in RETRYABLE_STATUS and exc.status != 429:
             return f"http_{exc.status // 100}xx_final", detail
         return exc.reason, detail
@@ -525,6 +597,30 @@ def _classify(exc: OpenparityError) -> tuple[str, str]:
     if isinstance(exc, UnknownModelError):
         return "not_found", detail
     return "upstream_error", detail
+
+
+def _rejection(tier: Tier, reason: str, exc: OpenparityError) -> Rejection | None:
+    """The upstream's refusal of a malformed request, to pass on to the client as it said it
+    (its status and its error object, with the upstream's key redacted)."""
+    if reason != "client_error" or not isinstance(exc, ModelCallError) or exc.status is None:
+        return None
+    said = dict(exc.upstream_error or {})
+    message = tier.redact(str(said.get("message") or exc.message))[:2000]
+    error = {"message": message, "type": str(said.get("type") or "invalid_request_error"),
+             "param": said.get("param") if isinstance(said.get("param"), str) else None,
+             "code": said.get("code") if isinstance(said.get("code"), str) else None}  # fmt: skip
+    return Rejection(exc.status, message, error)
+
+
+def _too_long_for_every_tier(result: RouteResult) -> Rejection | None:
+    """A 400 when every tier that was asked said the request does not fit its context."""
+    tried = [a for a in result.attempts if a.outcome == "error"]
+    if not tried or any(a.reason != "context" for a in tried):
+        return None
+    message = "the request does not fit the context of any model here: " + tried[-1].detail
+    error = {"message": message, "type": "invalid_request_error", "param": "messages",
+             "code": "context_length_exceeded"}  # fmt: skip
+    return Rejection(400, message, error)
 
 
 def _open_tier(index: int, config: TierConfig, models_file: Path | None) -> Tier:
@@ -549,9 +645,16 @@ def _open_tier(index: int, config: TierConfig, models_file: Path | None) -> Tier
 
 
 def _for_tier(tier: Tier, request: ChatRequest) -> ChatRequest:
+    """The request as this tier gets it: its configured defaults where the client set
+    nothing, and logprobs when a check needs them."""
+    changes: dict[str, Any] = {
+        name: value
+        for name, value in tier.config.defaults.model_dump().items()
+        if value is not None and getattr(request, name) is None
+    }
     if tier.config.checks_need_logprobs and not request.logprobs:
-        return replace(request, logprobs=True)
-    return request
+        changes["logprobs"] = True
+    return replace(request, **changes) if changes else request
 
 
 def _charge(attempt: Attempt, tier: Tier, prompt_tokens: int, completion_tokens: int) -> None:
@@ -614,24 +717,3 @@ def _checked_whole(request: ChatRequest) -> bool:
     return bool(request.extra.get("tools") or request.extra.get("functions")) or (
         int(request.extra.get("n") or 1) > 1
     )
-
-
-_PARAMS = ("max_tokens", "temperature", "top_p", "stop", "seed", "logprobs", "top_logprobs")
-
-
-def request_from_params(messages: Sequence[Message], params: dict[str, Any]) -> ChatRequest:
-    """A ChatRequest from OpenAI-style keyword parameters (unknown ones travel in `extra`)."""
-    known: dict[str, Any] = {}
-    extra = dict(params)
-    if "max_completion_tokens" in extra:
-        extra.setdefault("max_tokens", extra.pop("max_completion_tokens"))
-    for name in _PARAMS:
-        if extra.get(name) is not None:
-            known[name] = extra.pop(name)
-        else:
-            extra.pop(name, None)
-    if isinstance(known.get("stop"), str):
-        known["stop"] = [known["stop"]]
-    for name in ("model", "stream", "stream_options"):
-        extra.pop(name, None)
-    return ChatRequest(messages=list(messages), extra=extra, **known)

@@ -106,10 +106,19 @@ class NonEmpty(Check):
 
 
 class NotTruncated(Check):
+    """The answer was not cut short by a limit the client did not ask for. An answer that
+    stops at the client's own `max_tokens` is what the client asked for (any model would stop
+    there too); one cut by a tier's default or its context is truncated."""
+
     type: Literal["not_truncated"] = "not_truncated"
 
     def check(self, answer: Answer) -> CheckResult:
-        return self.verdict(answer.completion.finish_reason != "length", "truncated at max_tokens")
+        completion = answer.completion
+        if completion.finish_reason != "length":
+            return self.verdict(True, "")
+        asked = answer.request.max_tokens
+        own_limit = asked is not None and completion.completion_tokens >= asked
+        return self.verdict(own_limit, "truncated before the client's max_tokens")
 
 
 class Refusal(Check):

@@ -24,10 +24,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TierDefaults(_Strict):
+    """Values this tier sends when the client did not set them (and only then). Without
+    them an OpenAI-compatible upstream applies its own defaults, and an in-process model the
+    API's documented ones (the rest of the context, temperature 1, top_p 1)."""
+
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+
+
 class TierConfig(_Strict):
     """One model in the cascade. Checks run in the order listed; the first failure falls back."""
 
     model: str
+    defaults: TierDefaults = Field(default_factory=TierDefaults)
+    # the model's context in tokens: a request asking more max_tokens than every tier holds is
+    # refused with a 400 up front; budgets reserve at most this many output tokens. Default:
+    # n_ctx for in-process models, unknown (never refused on it) for API models.
+    context_tokens: int | None = Field(None, ge=1)
     checks: list[AnyCheck] = Field(default_factory=lambda: list(DEFAULT_CHECKS))
     timeout_s: float = Field(60.0, gt=0)  # whole answer (non-streamed) or between tokens
     first_token_timeout_s: float | None = Field(None, gt=0)  # streamed requests

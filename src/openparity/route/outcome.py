@@ -15,6 +15,16 @@ from openparity.route.checks import CheckResult
 AttemptOutcome = Literal["ok", "check_failed", "error", "skipped", "cancelled"]
 
 
+@dataclass(frozen=True)
+class Rejection:
+    """A request refused as the client's error (HTTP `status`), with the OpenAI-style error
+    object the client gets."""
+
+    status: int
+    message: str
+    error: dict[str, Any]
+
+
 @dataclass
 class Attempt:
     """One try of one tier. `reason` is a short code (check:refusal, http_5xx, timeout,
@@ -31,6 +41,7 @@ class Attempt:
     latency_s: float = 0.0
     checks: list[CheckResult] = field(default_factory=list)
     retry_after_s: float | None = None  # what the upstream asked for (429 / 503)
+    rejection: Rejection | None = None  # the upstream refused the request as malformed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +74,7 @@ class RouteResult:
     error: str | None = None  # set when the request ended without (a whole) answer
     pinned_tier: int | None = None  # the client named one tier's model: that tier only
     endpoint: str = "/chat/completions"
+    rejection: Rejection | None = None  # the client's error, said by the gateway or upstream
 
     @property
     def answered_by(self) -> str | None:
@@ -76,11 +88,14 @@ class RouteResult:
     @property
     def route(self) -> str:
         """direct | retried | fallback: how the answer was reached; failed: no tier answered;
-        broken: a streamed answer had begun when its upstream failed."""
+        rejected: the request was the client's error; broken: a streamed answer had begun when
+        its upstream failed."""
         if self.tier is None:
-            return "failed"
+            return "rejected" if self.rejection is not None else "failed"
         if self.completion is None and self.error:
             return "broken"
+        if self.pinned_tier is not None:  # the client named this tier: no cascade ran
+            return "retried" if len(self.attempts) > 1 else "direct"
         if self.tier:
             return "fallback"
         return "retried" if len(self.attempts) > 1 else "direct"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -26,26 +25,36 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 
 from openparity.models.types import ChatRequest, StreamChunk
-from openparity.route.cascade import HybridRouter, request_from_params
+from openparity.route.cascade import HybridRouter
 from openparity.route.config import GatewayConfig, GatewayConfigError, load_gateway_config
 from openparity.route.keys import ApiKey, KeyRing
 from openparity.route.ledger import Ledger
 from openparity.route.ledger_db import describe
 from openparity.route.metrics import GatewayMetrics
 from openparity.route.outcome import AllTiersFailedError, RouteResult, StreamBrokenError
+from openparity.route.params import ClientRequestError, check_messages, request_from_params
 from openparity.route.shared import SharedState, shared_state_for
+from openparity.route.wire_json import BadJson, dumps, parse_body
 
 JSON = "application/json"
 Endpoint = Callable[[Request], Awaitable[Response]]
 ACCESS_LOG = logging.getLogger("openparity.gateway.access")
+LOG = logging.getLogger("openparity.gateway")
 
 
 def error_response(
-    status: int, message: str, *, kind: str, code: str, headers: dict[str, str] | None = None
-) -> Response:
+    status: int, message: str, *, kind: str, code: str | None,
+    headers: dict[str, str] | None = None, param: str | None = None,
+) -> Response:  # fmt: skip
     """An OpenAI-style error body: {"error": {"message", "type", "param", "code"}}."""
-    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    return Response(json.dumps(body, ensure_ascii=False), status, headers=headers, media_type=JSON)
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return Response(dumps(body), status, headers=headers, media_type=JSON)
+
+
+def client_error(exc: ClientRequestError) -> Response:
+    return error_response(
+        400, exc.message, kind="invalid_request_error", code=exc.code, param=exc.param
+    )
 
 
 def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> FastAPI:
@@ -75,6 +84,7 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
         ledger.close()
 
     app = FastAPI(title="openparity gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_exception_handler(Exception, _internal_error)
     app.state.router, app.state.ledger, app.state.metrics = router, ledger, metrics
 
     def finish(result: RouteResult, status: int, key: ApiKey | None) -> None:
@@ -106,6 +116,13 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
         return (key, body, pinned), None
 
     def all_failed(result: RouteResult, key: ApiKey | None, message: str | None) -> Response:
+        """The client's error as the upstream said it (its status, never a breaker's count),
+        or a 502 when every tier failed."""
+        rejection = result.rejection
+        if rejection is not None:
+            body = dumps({"error": rejection.error})
+            response = Response(body, rejection.status, headers=_headers(result), media_type=JSON)
+            return afterwards(response, result, rejection.status, key)
         response = error_response(
             502, message or "every tier failed", kind="upstream_error",
             code="all_tiers_failed", headers=_headers(result),
@@ -125,9 +142,11 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
         if refusal is not None:
             return refusal
         key, body, pinned = admission
-        chat, refusal = _parse_chat(body)
-        if refusal is not None:
-            return refusal
+        try:
+            chat = _parse_chat(body)
+            router.check_fits(chat, pinned)
+        except ClientRequestError as exc:
+            return client_error(exc)
         result = RouteResult(chat, stream=bool(body.get("stream")), pinned_tier=pinned)
         if result.stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -135,8 +154,8 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
         await router.route(chat, result)
         if result.completion is None:
             return all_failed(result, key, result.error)
-        body = json.dumps(_completion_body(result), ensure_ascii=False)
-        response = Response(body, headers=_headers(result), media_type=JSON)
+        response = Response(dumps(_completion_body(result)), headers=_headers(result),
+                            media_type=JSON)  # fmt: skip
         return afterwards(response, result, 200, key)
 
     async def forward(request: Request, endpoint: str) -> Response:
@@ -155,9 +174,7 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
         if answer is None:
             return all_failed(result, key, result.error)
         answer = {**answer, "model": result.answered_by, "openparity": result.summary()}
-        response = Response(
-            json.dumps(answer, ensure_ascii=False), headers=_headers(result), media_type=JSON
-        )
+        response = Response(dumps(answer), headers=_headers(result), media_type=JSON)
         return afterwards(response, result, 200, key)
 
     @_post(app, "/v1/embeddings")
@@ -178,20 +195,29 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
              "openparity": {"tier": t.index}}
             for t in router.tiers
         ]  # fmt: skip
-        return Response(json.dumps({"object": "list", "data": data}), media_type=JSON)
+        return Response(dumps({"object": "list", "data": data}), media_type=JSON)
 
     @app.get("/health")
     async def health() -> Response:
         """200 while some tier admits requests, 503 when every breaker is open."""
         state = router.health() | {"replica": replica, "shared_state": shared is not None}
         status = 200 if state["status"] == "ok" else 503
-        return Response(json.dumps(state), status, media_type=JSON)
+        return Response(dumps(state), status, media_type=JSON)
 
     @app.get("/metrics")
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     return app
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """A bug of the gateway's own: an OpenAI-style 500 (the traceback goes to the log only)."""
+    LOG.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(
+        500, "internal error in the gateway (its log has the details)",
+        kind="server_error", code="internal_error",
+    )  # fmt: skip
 
 
 def _post(app: FastAPI, path: str) -> Callable[[Endpoint], Endpoint]:
@@ -250,24 +276,20 @@ async def _read_body(request: Request, limit: int) -> tuple[dict[str, Any], Resp
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         return {}, too_big()
-    raw = b""
+    parts: list[bytes] = []
+    size = 0
     async for part in request.stream():
-        raw += part
-        if len(raw) > limit:
+        parts.append(part)
+        size += len(part)
+        if size > limit:
             return {}, too_big()
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return parse_body(b"".join(parts)), None
+    except BadJson as exc:
         return {}, error_response(
-            400, f"the request body is not JSON ({exc})",
+            400, f"the request body is not usable JSON: {exc}",
             kind="invalid_request_error", code="invalid_json",
         )  # fmt: skip
-    if not isinstance(body, dict):
-        return {}, error_response(
-            400, "the request body must be a JSON object",
-            kind="invalid_request_error", code="invalid_json",
-        )  # fmt: skip
-    return body, None
 
 
 def _pinned_tier(
@@ -288,23 +310,11 @@ def _pinned_tier(
     return tier, None
 
 
-def _parse_chat(body: dict[str, Any]) -> tuple[Any, Response | None]:
-    def bad(message: str, code: str = "invalid_request") -> tuple[None, Response]:
-        return None, error_response(400, message, kind="invalid_request_error", code=code)
-
+def _parse_chat(body: dict[str, Any]) -> Any:
+    """The chat request in `body`; raises ClientRequestError for what the API would refuse."""
     messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return bad("`messages` must be a non-empty list")
-    if not all(isinstance(m, dict) and "role" in m for m in messages):
-        return bad("each message needs a `role` (and `content`)")
-    n = body.get("n", 1)
-    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 128):
-        return bad("`n` must be an integer from 1 to 128", "invalid_n")
-    params = {k: v for k, v in body.items() if k != "messages"}
-    try:
-        return request_from_params(messages, params), None
-    except (TypeError, ValueError) as exc:
-        return bad(f"invalid parameters ({exc})")
+    check_messages(messages)
+    return request_from_params(messages, {k: v for k, v in body.items() if k != "messages"})
 
 
 def _headers(result: RouteResult) -> dict[str, str]:
@@ -445,7 +455,7 @@ class _SseWriter:
 
 
 def _data(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
+    return b"data: " + dumps(payload).encode() + b"\n\n"
 
 
 CONFIG_ENV = "OPENPARITY_GATEWAY_CONFIG"
