@@ -154,7 +154,7 @@ class StubServer:
                         headers[k.strip().lower()] = v.strip()
                 length = int(headers.get("content-length", "0"))
                 raw = await reader.readexactly(length) if length else b""
-                answer = await self._respond(method, path, raw)
+                answer = await self._answer(method, path, raw, headers)
                 if isinstance(answer, _Stream):
                     if not await self._stream(writer, answer):
                         return
@@ -206,12 +206,27 @@ class StubServer:
             return self._rng.choice(self.FAULTS)
         return {}
 
-    async def _respond(self, method: str, path: str, raw: bytes) -> tuple[int, dict, Any] | _Stream:
+    async def _answer(
+        self, method: str, path: str, raw: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict, Any] | _Stream:
+        """The scripted answer; a request the stub cannot read gets a 400, as from a real
+        server that validates its input."""
+        try:
+            return await self._respond(method, path, raw, headers)
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+            error = {"message": f"invalid request: {type(exc).__name__}", "type": "invalid"}
+            return 400, {}, {"error": error}
+
+    async def _respond(
+        self, method: str, path: str, raw: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict, Any] | _Stream:
         if method == "GET" and path.rstrip("/").endswith("/models"):
             return 200, {}, {"object": "list", "data": [{"id": "stub", "object": "model"}]}
         request = json.loads(raw or b"{}")
         if self.record:
-            self.requests.append({"path": path, "body": request})
+            self.requests.append(
+                {"path": path, "body": request, "authorization": headers.get("authorization")}
+            )
         step = self._next_step()
         if step.get("delay_s"):
             await asyncio.sleep(step["delay_s"])
