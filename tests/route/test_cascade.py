@@ -9,9 +9,9 @@ import pytest
 
 from openparity.models.types import ChatRequest
 from openparity.route.cascade import HybridRouter
-from openparity.route.params import request_from_params
 from openparity.route.config import GatewayConfig
 from openparity.route.outcome import AllTiersFailedError, RouteResult, StreamBrokenError
+from openparity.route.params import request_from_params
 from openparity.testing.stub_server import StubServer
 
 

@@ -71,7 +71,7 @@ def list_models(
             "name": s.name,
             "backend": s.backend,
             "model": s.model,
-            "base_url": s.base_url,
+            "base_url": s.shown_url,
             "api_key_env": s.api_key_env,
             "price_in_per_mtok": s.price.input_per_mtok if s.price else None,
             "price_out_per_mtok": s.price.output_per_mtok if s.price else None,

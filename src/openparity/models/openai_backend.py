@@ -16,6 +16,7 @@ from openparity.models.errors import (
     BackendUnavailableError,
     MissingAPIKeyError,
     ModelCallError,
+    ModelConfigError,
     UnknownModelError,
     UnsupportedCapabilityError,
 )
@@ -30,6 +31,7 @@ from openparity.models.types import (
 )
 from openparity.models.wire import (
     WireClient,
+    WireConfigError,
     WireConnectionError,
     WireProtocolError,
     WireStatusError,
@@ -44,12 +46,15 @@ class OpenAICompatibleModel(ChatModel):
     def __init__(self, spec: ModelSpec, *, retry: RetryPolicy | None = None) -> None:
         super().__init__(spec)
         self.retry = retry or RetryPolicy(max_retries=spec.max_retries)
-        self._client = WireClient(
-            str(spec.base_url),
-            spec.api_key(),
-            timeout_s=spec.timeout_s,
-            connect_timeout_s=min(10.0, spec.timeout_s),
-        )
+        try:
+            self._client = WireClient(
+                str(spec.base_url),
+                spec.api_key(),
+                timeout_s=spec.timeout_s,
+                connect_timeout_s=min(10.0, spec.timeout_s),
+            )
+        except WireConfigError as exc:
+            raise ModelConfigError(f"{spec.name}: {exc}") from None
         # The official API wants max_completion_tokens (reasoning models reject max_tokens);
         # most self-hosted servers only know max_tokens.
         official = bool(spec.base_url and "api.openai.com" in spec.base_url)
@@ -130,7 +135,7 @@ class OpenAICompatibleModel(ChatModel):
         except WireStreamCutError as exc:
             if finish is None:
                 raise ModelCallError(
-                    f"{self.name} at {self.spec.base_url} cut the stream ({_short(exc)})",
+                    f"{self.name} at {self.spec.shown_url} cut the stream ({_short(exc)})",
                     reason="stream_cut",
                 ) from None
         except (WireConnectionError, WireTimeoutError, WireProtocolError) as exc:
@@ -210,7 +215,7 @@ class OpenAICompatibleModel(ChatModel):
         raise AssertionError("unreachable")
 
     def _status_error(self, exc: WireStatusError) -> OpenparityError:
-        where = f"{self.name} at {self.spec.base_url}"
+        where = f"{self.name} at {self.spec.shown_url}"
         detail = _short(exc.detail())
         if exc.status in (401, 403):
             source = f"${self.spec.api_key_env}" if self.spec.api_key_env else "the API key"
@@ -244,7 +249,7 @@ class OpenAICompatibleModel(ChatModel):
         )
 
     def _transport_error(self, exc: Exception) -> OpenparityError:
-        where = f"{self.name} at {self.spec.base_url}"
+        where = f"{self.name} at {self.spec.shown_url}"
         if isinstance(exc, WireTimeoutError):
             return ModelCallError(
                 f"{where} did not answer within {self.spec.timeout_s:g}s"

@@ -22,10 +22,12 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from openparity.models.embedded import EMBEDDED_MODELS
 from openparity.models.errors import MissingAPIKeyError, ModelConfigError, UnknownModelError
 from openparity.models.prices import LOCAL_COMPUTE, Price, builtin_price
+from openparity.redact import redact_url
 
 Backend = Literal["local", "openai", "hf"]
 
@@ -83,6 +85,11 @@ class ModelSpec:
                 f"{file.relative_to(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
             )
         return f"{self.name}#{digest.hexdigest()[:12]}"
+
+    @property
+    def shown_url(self) -> str | None:
+        """base_url as messages show it: without a password."""
+        return None if self.base_url is None else redact_url(self.base_url)
 
     def api_key(self) -> str | None:
         """The API key from the configured file or environment variable (None when unset)."""
@@ -183,18 +190,22 @@ def _parse_remote(text: str, provider_name: str, rest: str) -> ModelSpec:
     if at:
         if not base_url.startswith(("http://", "https://")):
             raise ModelConfigError(
-                f"base URL {base_url!r} in {text!r} is not an http(s) URL",
+                f"base URL {redact_url(base_url)!r} in {redact_url(text)!r} is not an http(s) URL",
                 hint="write it like openai:MODEL@http://127.0.0.1:8000/v1",
             )
-        # A self-hosted server: a key is optional, read from the provider's variable if set.
+        # Another server than the provider's: the provider's key is never sent to it (a user's
+        # OpenAI key must not reach whatever host a spec names). A key for it comes from
+        # api_key_env / api_key_file in models.yaml; credentials in the URL are sent as Basic
+        # auth and never shown (the name keeps *** for the password).
+        same_host = _host(base_url) == _host(provider.base_url)
         return ModelSpec(
-            name=text,
+            name=redact_url(text),
             backend="openai",
             model=model,
             base_url=base_url.rstrip("/"),
-            api_key_env=provider.api_key_env,
+            api_key_env=provider.api_key_env if same_host else None,
             key_required=False,
-            price=None,
+            price=builtin_price(model) if same_host else None,
         )
     return ModelSpec(
         name=text,
@@ -206,6 +217,10 @@ def _parse_remote(text: str, provider_name: str, rest: str) -> ModelSpec:
         price=builtin_price(model),
         vision=model.startswith(VISION_MODEL_PREFIXES),
     )
+
+
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
 
 
 # Hosted model families that accept images in chat messages.

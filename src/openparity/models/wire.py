@@ -15,10 +15,12 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
 
 from openparity import __version__
+from openparity.redact import redact_url
 
 
 @dataclass
@@ -38,6 +40,10 @@ class WireStatusError(Exception):
             if message:
                 return str(message)
         return str(body)[:300]
+
+
+class WireConfigError(ValueError):
+    """The client cannot be set up as configured (the message says what to change)."""
 
 
 class WireConnectionError(Exception):
@@ -62,13 +68,20 @@ class WireClient:
     def __init__(
         self, base_url: str, api_key: str | None, *, timeout_s: float, connect_timeout_s: float
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_url, login = _without_credentials(base_url.rstrip("/"))
         self._headers = {
             "Content-Type": "application/json",
             "User-Agent": f"openparity/{__version__}",
         }
+        if api_key and login:
+            raise WireConfigError(
+                f"{redact_url(base_url)} has credentials in its URL and an API key as well:"
+                " the server can only get one of them (remove one)"
+            )
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
+        elif login:  # http://user:password@host: Basic auth, as curl and browsers send it
+            self._headers["Authorization"] = login.encode()
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -156,6 +169,19 @@ class WireClient:
             with contextlib.suppress(RuntimeError):  # its loop is gone: nothing left to close
                 await self._session.close()
         self._session = None
+
+
+def _without_credentials(url: str) -> tuple[str, aiohttp.BasicAuth | None]:
+    """The URL without `user:password@`, and those credentials as Basic auth."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    login = aiohttp.BasicAuth(unquote(parts.username or ""), unquote(parts.password or ""))
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc)), login
 
 
 def _json_or_text(raw: bytes) -> Any:

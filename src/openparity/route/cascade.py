@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from openparity.errors import OpenparityError
 from openparity.models import ChatModel, open_model, resolve_model
@@ -35,6 +36,7 @@ from openparity.models.errors import (
 from openparity.models.retry import RETRYABLE_STATUS, RetryPolicy
 from openparity.models.spec import ModelSpec, with_overrides
 from openparity.models.types import ChatRequest, Completion, Message, StreamChunk
+from openparity.redact import redact_url
 from openparity.route.checks import Answer, Check, CheckResult, run_checks
 from openparity.route.config import GatewayConfig, TierConfig, load_gateway_config
 from openparity.route.outcome import (
@@ -103,12 +105,16 @@ class Tier:
         return None
 
     def redact(self, text: str) -> str:
-        """`text` without the upstream's API key (an upstream may echo it in an error)."""
+        """`text` without the upstream's API key or URL password (an upstream may echo them
+        in an error)."""
         try:
-            secret = self.spec.api_key()
+            secrets = [self.spec.api_key(), urlsplit(self.spec.base_url or "").password]
         except OpenparityError:
-            return text
-        return text.replace(secret, "[redacted]") if secret and len(secret) >= 8 else text
+            secrets = [urlsplit(self.spec.base_url or "").password]
+        for secret in secrets:
+            if secret and len(secret) >= 4:
+                text = text.replace(secret, "[redacted]")
+        return redact_url(text)
 
 
 class HybridRouter:

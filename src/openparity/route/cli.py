@@ -48,7 +48,7 @@ def serve(
         if tier.spec.backend == "local":
             ensure_build_runs(gguf_path(tier.spec))
     require_free_port(host, port)
-    tiers = " -> ".join(t.model for t in settings.tiers)
+    tiers = " -> ".join(t.name for t in app.state.router.tiers)  # passwords masked
     plural = f", {workers} workers" if workers > 1 else ""
     err.print(f"openparity gateway {settings.name!r} on http://{host}:{port}/v1{plural}: {tiers}")
     if workers > 1:  # each worker builds its own app from the config file

@@ -61,6 +61,30 @@ class TierConfig(_Strict):
 
 class AuthConfig(_Strict):
     required: bool = True  # requests need a gateway key (openparity route keys add)
+    # With an admin key (from this variable or file), /metrics and the details of /health
+    # (tiers, breakers, replica) need `Authorization: Bearer <admin key>`; /health without it
+    # says only ok / degraded, for load balancers.
+    admin_key_env: str | None = None
+    admin_key_file: Path | None = None
+
+    def admin_key(self) -> str | None:
+        if self.admin_key_file is not None:
+            try:
+                key = self.admin_key_file.expanduser().read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise GatewayConfigError(
+                    f"cannot read auth.admin_key_file {self.admin_key_file} ({exc.strerror})"
+                ) from None
+        else:
+            key = os.environ.get(self.admin_key_env or "", "").strip()
+        if (self.admin_key_env or self.admin_key_file) and len(key) < 16:
+            where = self.admin_key_file or f"${self.admin_key_env}"
+            raise GatewayConfigError(
+                f"the admin key in {where} is missing or shorter than 16 characters",
+                hint="set it to a long random secret, e.g. python -c 'import secrets;"
+                " print(secrets.token_urlsafe(32))'",
+            )
+        return key or None
 
 
 class LedgerConfig(_Strict):

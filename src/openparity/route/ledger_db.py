@@ -5,7 +5,6 @@ written once."""
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from openparity.errors import OpenparityError
+from openparity.redact import redact_url
 
 LedgerTarget = Path | str  # a SQLite file, or a postgresql:// URL
 
@@ -57,7 +57,7 @@ def as_target(text: str) -> LedgerTarget:
 
 def describe(target: LedgerTarget) -> str:
     """The target for messages: a URL without its password."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", str(target))
+    return redact_url(str(target))
 
 
 class LedgerDB:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import os
 import socket
@@ -71,6 +72,12 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
     metrics = GatewayMetrics(router)
     shared = shared_state_for(config.shared_state and config.shared_state.redis_url, config.name)
     replica = f"{socket.gethostname()}:{os.getpid()}"
+    admin_key = config.auth.admin_key()
+
+    def is_admin(request: Request) -> bool:
+        if admin_key is None:
+            return True
+        return hmac.compare_digest(_bearer(request).encode(), admin_key.encode())
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -198,14 +205,21 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
         return Response(dumps({"object": "list", "data": data}), media_type=JSON)
 
     @app.get("/health")
-    async def health() -> Response:
-        """200 while some tier admits requests, 503 when every breaker is open."""
+    async def health(request: Request) -> Response:
+        """200 while some tier admits requests, 503 when every breaker is open; the tiers'
+        details only for the admin key, when the config sets one."""
         state = router.health() | {"replica": replica, "shared_state": shared is not None}
         status = 200 if state["status"] == "ok" else 503
-        return Response(dumps(state), status, media_type=JSON)
+        shown = state if is_admin(request) else {"status": state["status"]}
+        return Response(dumps(shown), status, media_type=JSON)
 
     @app.get("/metrics")
-    async def prometheus() -> Response:
+    async def prometheus(request: Request) -> Response:
+        if not is_admin(request):
+            return error_response(
+                401, "/metrics needs the gateway's admin key (Authorization: Bearer ...)",
+                kind="invalid_request_error", code="invalid_api_key",
+            )  # fmt: skip
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     return app
@@ -238,8 +252,7 @@ async def _authorize(
     every replica when the state is shared)."""
     if keys is None:
         return None, None
-    header = request.headers.get("authorization", "")
-    secret = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    secret = _bearer(request)
     key = keys.find(secret) if secret else None
     if key is None:
         return None, error_response(
@@ -264,6 +277,11 @@ async def _authorize(
             kind="rate_limit_error", code="rate_limit_exceeded", headers=retry,
         )  # fmt: skip
     return key, None
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    return header[7:].strip() if header[:7].lower() == "bearer " else ""
 
 
 async def _read_body(request: Request, limit: int) -> tuple[dict[str, Any], Response | None]:
