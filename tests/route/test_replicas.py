@@ -53,7 +53,7 @@ def setup(tmp_path_factory, stub):
         path = directory / "gateway.yaml"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         keys = {}
-        for name, args in {"limited": ["--rate", "2"], "budgeted": ["--budget-usd", "0.3"],
+        for name, args in {"limited": ["--rate", "2"], "budgeted": ["--budget-usd", "20"],
                            "free": [], "doomed": []}.items():  # fmt: skip
             added = openparity("route", "keys", "add", name, "-c", str(path), *args)
             assert added.returncode == 0, added.stderr
@@ -97,15 +97,20 @@ def test_two_replicas_share_one_rate_limit(replicas, setup):
     assert {status for _, status in statuses} == {200, 429}
 
 
-def test_two_replicas_share_one_budget(replicas, setup):
+def test_a_budget_held_on_one_replica_is_held_on_the_other(replicas, setup, stub):
+    """A call holds its maximum cost (a ~110-byte prompt bound + 4 tokens at $0.1 a token:
+    about $11.4) against the $20 budget while it runs: the other replica cannot hold a second
+    one until the first settles at its real cost ($0.2)."""
     _, keys = setup
     a, b = replicas
-    assert chat_status(a, keys["budgeted"]) == 200  # $0.2 spent
-    time.sleep(0.3)  # the spending lands in Redis after the answer
-    assert chat_status(b, keys["budgeted"]) == 200  # $0.4: over, but admitted at $0.2
-    time.sleep(0.3)
-    assert chat_status(a, keys["budgeted"]) == 429  # A alone has seen only its own $0.2
-    assert chat_status(b, keys["budgeted"]) == 429
+    stub.script({"delay_s": 1.5})
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(chat_status, a, keys["budgeted"])
+        time.sleep(0.6)  # A's call is in flight, its maximum cost held in Redis
+        assert chat_status(b, keys["budgeted"]) == 429
+        assert slow.result() == 200
+    time.sleep(0.3)  # the settlement reaches Redis just after the answer
+    assert chat_status(b, keys["budgeted"]) == 200  # settled: $0.2 spent, room for a hold
 
 
 def test_a_revoked_key_stops_on_every_replica(replicas, setup):

@@ -79,6 +79,17 @@ class Tier:
             return self.config.context_tokens
         return self.spec.n_ctx if self.spec.backend in ("local", "hf") else None
 
+    def max_call_cost(self, request: ChatRequest, result: RouteResult) -> float | None:
+        """The most one call to this tier can cost for `request` (0 for an unpriced tier);
+        None when its output has no known bound (no max_tokens, default or context)."""
+        if self.spec.price is None:
+            return 0.0
+        output = 0 if result.endpoint == "/embeddings" else self.max_output_tokens(request)
+        if output is None:
+            return None
+        choices = int(request.extra.get("n") or 1)
+        return self.spec.price.cost(result.prompt_tokens_bound, output * choices)
+
     def max_output_tokens(self, request: ChatRequest) -> int | None:
         """The most tokens this tier's answer to `request` can have, when known."""
         asked = request.max_tokens or self.config.defaults.max_tokens
@@ -313,19 +324,49 @@ class HybridRouter:
             for retry in range(tier.config.retries + 1):
                 attempt = Attempt(tier.index, tier.name)
                 result.attempts.append(attempt)
-                completion = await answer(attempt)
-                if attempt.rejection is not None:  # the client's error: no other tier tries
-                    result.rejection = attempt.rejection
+                if not await self._hold_budget(tier, result, attempt):
                     return None
-                if completion is not None:
-                    tier.breaker.record_success()
-                    accepted = passes is None or await passes(completion, attempt)
-                    return completion if accepted else None
+                try:
+                    completion = await answer(attempt)
+                    if attempt.rejection is not None:  # the client's error: no other tier tries
+                        result.rejection = attempt.rejection
+                        return None
+                    if completion is not None:
+                        tier.breaker.record_success()
+                        accepted = passes is None or await passes(completion, attempt)
+                        return completion if accepted else None
+                finally:
+                    _settle(result, attempt)
                 if not await self._wait_to_retry(tier, attempt, retry):
                     return None
             return None
         finally:
             tier.slots.release()
+
+    async def _hold_budget(self, tier: Tier, result: RouteResult, attempt: Attempt) -> bool:
+        """Hold the call's maximum cost on the request's budget; False (the request refused,
+        the attempt skipped) when the budget cannot cover it."""
+        spending = result.spending
+        if spending is None:
+            return True
+        maximum = tier.max_call_cost(result.request, result)
+        if maximum is None:
+            message = (f"{tier.name}'s answers have no known length and the key has a budget:"
+                       " send max_tokens (or set the tier's defaults.max_tokens or"
+                       " context_tokens)")  # fmt: skip
+            error = {"message": message, "type": "invalid_request_error",
+                     "param": "max_tokens", "code": "max_tokens_required"}  # fmt: skip
+            result.rejection = Rejection(400, message, error)
+        else:
+            lifetime = 300.0 + 2 * tier.config.timeout_s  # a killed replica's holds expire
+            verdict = await spending.hold(maximum, _member(result, attempt), lifetime)
+            if verdict.granted:
+                attempt.held_usd = maximum
+                return True
+            result.rejection = spending.refusal(maximum, verdict)
+        attempt.outcome, attempt.reason = "skipped", "budget"
+        attempt.detail = result.rejection.message
+        return False
 
     async def _admit(self, tier: Tier, result: RouteResult) -> bool:
         missing = tier.cannot_serve(result.request)
@@ -453,8 +494,13 @@ class HybridRouter:
             for retry in range(tier.config.retries + 1):
                 attempt = Attempt(tier.index, tier.name)
                 result.attempts.append(attempt)
-                async for piece in self._stream_attempt(tier, request, result, attempt):
-                    yield piece
+                if not await self._hold_budget(tier, result, attempt):
+                    return
+                try:
+                    async for piece in self._stream_attempt(tier, request, result, attempt):
+                        yield piece
+                finally:
+                    _settle(result, attempt)
                 if result.tier is not None or attempt.outcome != "error" or result.rejection:
                     return  # answered, broke after commit, failed a check, or refused
                 if not await self._wait_to_retry(tier, attempt, retry):
@@ -565,6 +611,18 @@ class _StreamFailed(Exception):
     def __init__(self, reason: str, detail: str, retry_after_s: float | None = None) -> None:
         super().__init__(detail)
         self.reason, self.detail, self.retry_after_s = reason, detail, retry_after_s
+
+
+def _member(result: RouteResult, attempt: Attempt) -> str:
+    """The name of one call's hold: unique across requests and replicas."""
+    return f"{result.request_id}:{result.attempts.index(attempt)}"
+
+
+def _settle(result: RouteResult, attempt: Attempt) -> None:
+    """Release a call's hold and charge what it really cost."""
+    if result.spending is not None and attempt.held_usd is not None:
+        result.spending.settle(_member(result, attempt), attempt.held_usd, attempt.cost_usd)
+        attempt.held_usd = None
 
 
 def _retry_after(exc: OpenparityError) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -118,12 +119,19 @@ def keys_add(
     config: Path = CONFIG,
     rate: float | None = typer.Option(None, "--rate", help="Requests per second allowed."),
     budget: float | None = typer.Option(None, "--budget-usd", help="Spending limit in USD."),
+    tpm: float | None = typer.Option(
+        None, "--tpm", help="Tokens per minute allowed (prompt + answer, across replicas)."
+    ),
 ) -> None:
     """Create a key; its secret is printed once, only its hash is stored."""
     from openparity.console import err, out
     from openparity.route.keys import add_key
 
-    secret = add_key(_ledger_target(config), name, rate_per_s=rate, budget_usd=budget)
+    for option, value in (("--rate", rate), ("--budget-usd", budget), ("--tpm", tpm)):
+        if value is not None and not value > 0:
+            raise typer.BadParameter(f"{option} must be above 0 (got {value:g})")
+    target = _ledger_target(config)
+    secret = add_key(target, name, rate_per_s=rate, budget_usd=budget, tokens_per_min=tpm)
     out.print(secret, soft_wrap=True)
     err.print("store it now: it cannot be shown again")
 
@@ -146,11 +154,14 @@ def keys_list(
 
     rows = [
         [str(k["name"]), str(k["key_id"]), limit(k["rate_per_s"], "{:g}/s"),
-         limit(k["budget_usd"], "${:,.2f}"), f"${k['spent_usd']:,.4f}"]
+         limit(k["tokens_per_min"], "{:,.0f}/min"),
+         "none" if k["budget_usd"] is None else usd(float(k["budget_usd"])),  # type: ignore[arg-type]
+         usd(float(k["spent_usd"]))]  # type: ignore[arg-type]
         for k in keys
     ]  # fmt: skip
     columns = [Column("name"), Column("key id", optional=True), Column("rate", numeric=True),
-               Column("budget", numeric=True), Column("spent", numeric=True)]  # fmt: skip
+               Column("tokens", numeric=True), Column("budget", numeric=True),
+               Column("spent", numeric=True)]  # fmt: skip
     print_table(columns, rows, title=f"gateway keys ({len(keys)} active)")
 
 
@@ -162,6 +173,13 @@ def keys_revoke(name: str = typer.Argument(...), config: Path = CONFIG) -> None:
 
     revoke_key(_ledger_target(config), name)
     out.print(f"revoked {name}")
+
+
+def usd(amount: float) -> str:
+    """Dollars with enough digits to tell small amounts apart: $0.001 is not "$0.00"."""
+    if amount == 0 or abs(amount) >= 1:
+        return f"${amount:,.2f}"
+    return "$" + f"{amount:.{max(2, 3 - math.floor(math.log10(abs(amount))))}f}".rstrip("0")
 
 
 def _ledger_target(config: Path) -> Path | str:

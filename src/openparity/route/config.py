@@ -61,6 +61,9 @@ class TierConfig(_Strict):
 
 class AuthConfig(_Strict):
     required: bool = True  # requests need a gateway key (openparity route keys add)
+    # keys are re-read from the ledger database this often, in the background (a revoked key
+    # stops within about this long); a slow database never holds up a request
+    keys_refresh_s: float = Field(1.0, gt=0)
     # With an admin key (from this variable or file), /metrics and the details of /health
     # (tiers, breakers, replica) need `Authorization: Bearer <admin key>`; /health without it
     # says only ok / degraded, for load balancers.
@@ -95,6 +98,9 @@ class LedgerConfig(_Strict):
     path: Path = Path(".openparity/gateway.sqlite")
     url: str | None = Field(None, pattern=r"^postgres(ql)?://")
     store_prompts: bool = False  # prompts and answers stay out of the ledger unless set
+    # the longest a request waits to read the ledger (rebuilding a key's spending after the
+    # shared state lost it); past it the replica's own accounting decides
+    read_timeout_s: float = Field(1.0, gt=0, le=30)
 
     @property
     def target(self) -> Path | str:
@@ -106,6 +112,8 @@ class SharedStateConfig(_Strict):
     or several hosts) through Redis; without it they live in the one process."""
 
     redis_url: str = Field(pattern=r"^(redis|rediss|unix)://")
+    # the longest a request waits on Redis; past it the replica decides alone (and logs it)
+    timeout_s: float = Field(0.25, gt=0, le=10)
 
 
 class Calibration(_Strict):

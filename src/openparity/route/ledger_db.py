@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     rate_per_s REAL, budget_usd REAL, created REAL NOT NULL, revoked REAL
 );
 """
+# Columns added after a ledger may have been created: (table, column, type).
+ADDED_COLUMNS = (("api_keys", "tokens_per_min", "REAL"),)
 
 
 class LedgerStoreError(OpenparityError):
@@ -82,6 +84,9 @@ class LedgerDB:
             with conn.transaction():  # replicas starting together: one creates the tables
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext('openparity-ledger'))")
                 conn.execute(SCHEMA.replace(" REAL", " DOUBLE PRECISION"))
+                for table, column, kind in ADDED_COLUMNS:
+                    kind = kind.replace("REAL", "DOUBLE PRECISION")
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
         except psycopg.Error as exc:
             raise LedgerStoreError(
                 f"cannot use the PostgreSQL ledger at {self.label} ({_first_line(exc)})",
@@ -98,6 +103,14 @@ class LedgerDB:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(SCHEMA)
+            for table, column, kind in ADDED_COLUMNS:
+                present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in present:
+                    try:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                    except sqlite3.OperationalError as exc:  # another replica added it first
+                        if "duplicate column" not in str(exc):
+                            raise
         except (sqlite3.Error, OSError) as exc:
             raise LedgerStoreError(f"cannot open the ledger {path} ({exc})") from None
         return conn

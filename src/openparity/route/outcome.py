@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from openparity.errors import OpenparityError
 from openparity.models.types import ChatRequest, Completion
@@ -23,6 +23,27 @@ class Rejection:
     status: int
     message: str
     error: dict[str, Any]
+    retry_after_s: float | None = None
+
+
+@dataclass(frozen=True)
+class HoldVerdict:
+    """Whether a budget could hold a call's maximum cost, and what the key had spent and
+    held when it was asked."""
+
+    granted: bool
+    spent_usd: float = 0.0
+    held_usd: float = 0.0
+
+
+class Spending(Protocol):
+    """A request's budget, as the router asks it call by call (route/accounts.py)."""
+
+    async def hold(self, usd: float, member: str, seconds: float) -> HoldVerdict: ...
+
+    def settle(self, member: str, held: float, cost: float) -> None: ...
+
+    def refusal(self, usd: float, verdict: HoldVerdict) -> Rejection: ...
 
 
 @dataclass
@@ -42,6 +63,7 @@ class Attempt:
     checks: list[CheckResult] = field(default_factory=list)
     retry_after_s: float | None = None  # what the upstream asked for (429 / 503)
     rejection: Rejection | None = None  # the upstream refused the request as malformed
+    held_usd: float | None = None  # the budget held for this call (its maximum cost)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +97,8 @@ class RouteResult:
     pinned_tier: int | None = None  # the client named one tier's model: that tier only
     endpoint: str = "/chat/completions"
     rejection: Rejection | None = None  # the client's error, said by the gateway or upstream
+    spending: Spending | None = None  # the key's budget, held call by call (None: no key)
+    prompt_tokens_bound: int = 0  # a bound on the prompt's tokens, for holds
 
     @property
     def answered_by(self) -> str | None:

@@ -19,6 +19,7 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +27,21 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 
 from openparity.models.types import ChatRequest, StreamChunk
+from openparity.route.accounts import KeyAccount, prompt_tokens_bound
 from openparity.route.cascade import HybridRouter
 from openparity.route.config import GatewayConfig, GatewayConfigError, load_gateway_config
-from openparity.route.keys import ApiKey, KeyRing
+from openparity.route.keys import STORE_THREADS, ApiKey, KeyRing, spent_by
 from openparity.route.ledger import Ledger
 from openparity.route.ledger_db import describe
 from openparity.route.metrics import GatewayMetrics
-from openparity.route.outcome import AllTiersFailedError, RouteResult, StreamBrokenError
+from openparity.route.outcome import (
+    AllTiersFailedError,
+    Rejection,
+    RouteResult,
+    StreamBrokenError,
+)
 from openparity.route.params import ClientRequestError, check_messages, request_from_params
-from openparity.route.shared import SharedState, shared_state_for
+from openparity.route.shared import shared_state_for
 from openparity.route.wire_json import BadJson, dumps, parse_body
 
 JSON = "application/json"
@@ -60,7 +67,8 @@ def client_error(exc: ClientRequestError) -> Response:
 
 def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> FastAPI:
     """The gateway app. Raises GatewayConfigError when keys are required and none exist."""
-    keys = KeyRing(config.ledger.target) if config.auth.required else None
+    auth = config.auth
+    keys = KeyRing(config.ledger.target, auth.keys_refresh_s) if auth.required else None
     if keys is not None and not len(keys):
         raise GatewayConfigError(
             f"the gateway requires API keys and {describe(config.ledger.target)} holds none",
@@ -70,7 +78,11 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
     router = router or HybridRouter(config)
     ledger = Ledger(config.ledger.target, store_prompts=config.ledger.store_prompts)
     metrics = GatewayMetrics(router)
-    shared = shared_state_for(config.shared_state and config.shared_state.redis_url, config.name)
+    shared = (
+        shared_state_for(config.shared_state.redis_url, config.name, config.shared_state.timeout_s)
+        if config.shared_state
+        else None
+    )
     replica = f"{socket.gethostname()}:{os.getpid()}"
     admin_key = config.auth.admin_key()
 
@@ -94,11 +106,12 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
     app.add_exception_handler(Exception, _internal_error)
     app.state.router, app.state.ledger, app.state.metrics = router, ledger, metrics
 
-    def finish(result: RouteResult, status: int, key: ApiKey | None) -> None:
-        if key is not None and shared is not None:
-            shared.spend(key, result.cost_usd)
-        elif key is not None:
-            key.spent_usd += result.cost_usd
+    def finish(result: RouteResult, status: int, admission: _Admission | None) -> None:
+        account = admission.account if admission else None
+        if account is not None and admission is not None:
+            used = sum(a.prompt_tokens + a.completion_tokens for a in result.attempts)
+            account.return_tokens(admission.token_estimate - used)
+        key = account.key if account else None
         ledger.record(result, status=status, key_id=key.key_id if key else None)
         metrics.observe(result, status)
         ACCESS_LOG.info(
@@ -108,27 +121,43 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
             key.name if key else "-", " stream" if result.stream else "",
         )  # fmt: skip
 
-    async def admitted(request: Request) -> tuple[Any, Response | None]:
-        """Authorize, read the body and resolve a pinned tier: `((key, body, pinned), None)`,
-        or `(None, refusal)` for the first step that refuses."""
-        key, refusal = await _authorize(request, keys, shared)
+    async def spent_in_ledger(key_id: str) -> float:
+        """The key's spending from the ledger (this replica's pending rows written first),
+        within ledger.read_timeout_s; TimeoutError past it."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(config.ledger.read_timeout_s):
+            await loop.run_in_executor(STORE_THREADS, ledger.flush, config.ledger.read_timeout_s)
+            return await loop.run_in_executor(STORE_THREADS, spent_by, ledger.target, key_id)
+
+    async def admitted(request: Request) -> tuple[_Admission | None, Response | None]:
+        """Authorize, read the body, resolve a pinned tier, then the key's rate and tokens per
+        minute: the admission, or `(None, refusal)` for the first step that refuses."""
+        key, refusal = _authorize(request, keys)
         if refusal is not None:
             return None, refusal
-        body, refusal = await _read_body(request, config.max_request_bytes)
+        raw, body, refusal = await _read_body(request, config.max_request_bytes)
         if refusal is not None:
             return None, refusal
         pinned, refusal = _pinned_tier(body, config.name, router)
         if refusal is not None:
             return None, refusal
-        return (key, body, pinned), None
+        bound = prompt_tokens_bound(raw)
+        estimate = bound + _asked_output_tokens(body)
+        account = None
+        if key is not None:
+            key_id = key.key_id
+            account = KeyAccount(key, shared, lambda: spent_in_ledger(key_id))
+            limited = await account.admit(estimate)
+            if limited is not None:
+                return None, _rejection_response(limited)
+        return _Admission(account, body, pinned, bound, estimate), None
 
-    def all_failed(result: RouteResult, key: ApiKey | None, message: str | None) -> Response:
+    def all_failed(result: RouteResult, key: _Admission | None, message: str | None) -> Response:
         """The client's error as the upstream said it (its status, never a breaker's count),
         or a 502 when every tier failed."""
         rejection = result.rejection
         if rejection is not None:
-            body = dumps({"error": rejection.error})
-            response = Response(body, rejection.status, headers=_headers(result), media_type=JSON)
+            response = _rejection_response(rejection, _headers(result))
             return afterwards(response, result, rejection.status, key)
         response = error_response(
             502, message or "every tier failed", kind="upstream_error",
@@ -145,16 +174,16 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
 
     @_post(app, "/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        admission, refusal = await admitted(request)
-        if refusal is not None:
-            return refusal
-        key, body, pinned = admission
+        key, refusal = await admitted(request)
+        if refusal is not None or key is None:
+            return refusal or Response(status_code=500)
+        body, pinned = key.body, key.pinned
         try:
             chat = _parse_chat(body)
             router.check_fits(chat, pinned)
         except ClientRequestError as exc:
             return client_error(exc)
-        result = RouteResult(chat, stream=bool(body.get("stream")), pinned_tier=pinned)
+        result = key.result(chat, stream=bool(body.get("stream")))
         if result.stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return await _stream(router, result, include_usage, finish, all_failed, key)
@@ -166,17 +195,21 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
         return afterwards(response, result, 200, key)
 
     async def forward(request: Request, endpoint: str) -> Response:
-        admission, refusal = await admitted(request)
-        if refusal is not None:
-            return refusal
-        key, body, pinned = admission
+        key, refusal = await admitted(request)
+        if refusal is not None or key is None:
+            return refusal or Response(status_code=500)
+        body = key.body
         if body.get("stream"):
             return error_response(
                 400, f"the gateway does not stream {endpoint}; send stream: false",
                 kind="invalid_request_error", code="unsupported_stream",
             )  # fmt: skip
-        stand_in = ChatRequest(messages=(), extra={"endpoint": endpoint})
-        result = RouteResult(stand_in, pinned_tier=pinned, endpoint=endpoint)
+        asked = body.get("max_tokens")
+        valid = isinstance(asked, int) and not isinstance(asked, bool) and asked > 0
+        choices = body.get("n") if isinstance(body.get("n"), int) else 1
+        stand_in = ChatRequest(messages=(), max_tokens=asked if valid else None,
+                               extra={"endpoint": endpoint, "n": choices})  # fmt: skip
+        result = key.result(stand_in, endpoint=endpoint)
         answer = await router.forward(endpoint, body, result)
         if answer is None:
             return all_failed(result, key, result.error)
@@ -245,11 +278,24 @@ def _post(app: FastAPI, path: str) -> Callable[[Endpoint], Endpoint]:
     return register
 
 
-async def _authorize(
-    request: Request, keys: KeyRing | None, shared: SharedState | None
-) -> tuple[ApiKey | None, Response | None]:
-    """The request's key, or the refusal: unknown key, budget spent, over its rate (across
-    every replica when the state is shared)."""
+@dataclass
+class _Admission:
+    """A request let in: its key's account (None without auth), body, pinned tier and token
+    bounds."""
+
+    account: KeyAccount | None
+    body: dict[str, Any]
+    pinned: int | None
+    prompt_bound: int
+    token_estimate: int
+
+    def result(self, request: ChatRequest, **fields: Any) -> RouteResult:
+        return RouteResult(request, pinned_tier=self.pinned, spending=self.account,
+                           prompt_tokens_bound=self.prompt_bound, **fields)  # fmt: skip
+
+
+def _authorize(request: Request, keys: KeyRing | None) -> tuple[ApiKey | None, Response | None]:
+    """The request's key, or the 401 (missing, unknown or revoked)."""
     if keys is None:
         return None, None
     secret = _bearer(request)
@@ -259,24 +305,25 @@ async def _authorize(
             401, "missing, unknown or revoked gateway API key (Authorization: Bearer op-...)",
             kind="invalid_request_error", code="invalid_api_key",
         )  # fmt: skip
-    if shared is not None and (key.rate_per_s is not None or key.budget_usd is not None):
-        admission = await shared.admit(key)
-        over_budget, wait = admission.over_budget, admission.wait_s
-    else:
-        over_budget = key.over_budget
-        wait = 0.0 if over_budget else key.take()
-    if over_budget:
-        return key, error_response(
-            429, f"key {key.name} has spent its budget of ${key.budget_usd:g}",
-            kind="insufficient_quota", code="insufficient_quota",
-        )  # fmt: skip
-    if wait:
-        retry = {"retry-after": f"{max(1, round(wait))}", "retry-after-ms": f"{wait * 1000:.0f}"}
-        return key, error_response(
-            429, f"key {key.name} is over its rate limit of {key.rate_per_s:g}/s",
-            kind="rate_limit_error", code="rate_limit_exceeded", headers=retry,
-        )  # fmt: skip
     return key, None
+
+
+def _asked_output_tokens(body: dict[str, Any]) -> int:
+    """The output tokens a body asks for at most (0 when it does not say)."""
+    asked = body.get("max_completion_tokens", body.get("max_tokens"))
+    choices = body.get("n")
+    if isinstance(asked, bool) or not isinstance(asked, int) or asked < 1:
+        return 0
+    return asked * (choices if isinstance(choices, int) and 1 <= choices <= 128 else 1)
+
+
+def _rejection_response(rejection: Rejection, headers: dict[str, str] | None = None) -> Response:
+    headers = dict(headers or {})
+    wait = rejection.retry_after_s
+    if wait:
+        headers |= {"retry-after": f"{max(1, round(wait))}", "retry-after-ms": f"{wait * 1000:.0f}"}
+    return Response(dumps({"error": rejection.error}), rejection.status, headers=headers,
+                    media_type=JSON)  # fmt: skip
 
 
 def _bearer(request: Request) -> str:
@@ -284,7 +331,7 @@ def _bearer(request: Request) -> str:
     return header[7:].strip() if header[:7].lower() == "bearer " else ""
 
 
-async def _read_body(request: Request, limit: int) -> tuple[dict[str, Any], Response | None]:
+async def _read_body(request: Request, limit: int) -> tuple[bytes, dict[str, Any], Response | None]:
     def too_big() -> Response:
         return error_response(
             413, f"request body over the gateway's limit of {limit} bytes",
@@ -293,18 +340,19 @@ async def _read_body(request: Request, limit: int) -> tuple[dict[str, Any], Resp
 
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        return {}, too_big()
+        return b"", {}, too_big()
     parts: list[bytes] = []
     size = 0
     async for part in request.stream():
         parts.append(part)
         size += len(part)
         if size > limit:
-            return {}, too_big()
+            return b"", {}, too_big()
+    raw = b"".join(parts)
     try:
-        return parse_body(b"".join(parts)), None
+        return raw, parse_body(raw), None
     except BadJson as exc:
-        return {}, error_response(
+        return raw, {}, error_response(
             400, f"the request body is not usable JSON: {exc}",
             kind="invalid_request_error", code="invalid_json",
         )  # fmt: skip

@@ -1,9 +1,13 @@
 """State that several gateway replicas share through Redis (`shared_state.redis_url`).
 
-- Per-key rate limits and budgets: one atomic Lua script per request takes a token from the
-  key's bucket (Redis's clock, so hosts may disagree on theirs) and refuses a key whose shared
-  spending has reached its budget; spending is added with INCRBYFLOAT when a request ends, and
-  starts from the ledger's sum when Redis has none (first use, or a Redis that lost its data).
+- Per-key request rates and tokens per minute: one atomic Lua script per request takes from
+  the key's buckets (Redis's clock, so hosts may disagree on theirs).
+- Budgets: before each upstream call, a script holds the call's maximum cost against the key's
+  budget, atomically across replicas (spent + held + this call <= budget, or it is refused);
+  when the call ends, another releases the hold and adds the real cost. Holds expire, so a
+  replica killed mid-call frees them. The ledger is the source of truth: where Redis has no
+  spending for a key (first use, or a Redis that lost its data) it is rebuilt from the
+  ledger's sum before anything is held.
 - Circuit breakers: every replica's failures, openings, Retry-After holds and recoveries are
   published on one channel and applied by every other replica, so consecutive failures count
   across replicas and a breaker opened on one is open on all within milliseconds. An opening
@@ -13,8 +17,9 @@
   Redis key (SET NX, expiring after a cooldown), and the others keep the breaker open until
   the probe's verdict reaches them.
 
-When Redis is unreachable, requests keep flowing: each replica falls back to its own buckets
-and breakers (the limits then hold per replica, not across them) and says so in its log.
+When Redis is unreachable or slow (no answer within `shared_state.timeout_s`), requests keep
+flowing: each replica falls back to its own buckets, budgets and breakers (the limits then hold
+per replica, not across them) and says so in one log line.
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from openparity.errors import OpenparityError
+from openparity.route.outcome import HoldVerdict
 from openparity.route.resilience import CircuitBreaker
 
 if TYPE_CHECKING:
@@ -39,28 +45,77 @@ if TYPE_CHECKING:
 LOG = logging.getLogger("openparity.gateway.shared")
 POOL_SIZE = 64  # Redis connections per replica (one of them holds the breaker subscription)
 
-# KEYS: bucket, spent. ARGV: rate (0: none), burst, budget (-1: none), the spending to start
-# from when Redis has none (the ledger's). Returns {"ok", wait_s} or {"budget", spent}.
+# KEYS: request bucket, token bucket. ARGV: rate (0: none), burst, tokens per minute (0: none),
+# the request's estimated tokens. Returns {"rate" | "tokens" | "ok", wait_s}.
 _ADMIT = """
-if tonumber(ARGV[3]) >= 0 then
-  if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('SET', KEYS[2], ARGV[4]) end
-  local spent = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if spent >= tonumber(ARGV[3]) then return {'budget', tostring(spent)} end
-end
-local rate = tonumber(ARGV[1])
-if rate <= 0 then return {'ok', '0'} end
-local burst = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(bucket[1]) or burst
-local at = tonumber(bucket[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
-local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('EXPIRE', KEYS[1], 3600)
-return {'ok', tostring(wait)}
+local function level(key, per_s, burst)
+  local bucket = redis.call('HMGET', key, 'tokens', 'at')
+  local tokens = tonumber(bucket[1]) or burst
+  local at = tonumber(bucket[2]) or now
+  return math.min(burst, tokens + math.max(0, now - at) * per_s)
+end
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tpm, estimate = tonumber(ARGV[3]), tonumber(ARGV[4])
+local tokens, words = 0, 0
+if rate > 0 then
+  tokens = level(KEYS[1], rate, burst)
+  if tokens < 1 then return {'rate', tostring((1 - tokens) / rate)} end
+end
+if tpm > 0 then
+  words = level(KEYS[2], tpm / 60, tpm)
+  if words < estimate then
+    redis.call('HSET', KEYS[2], 'tokens', tostring(words), 'at', tostring(now))
+    return {'tokens', tostring((estimate - words) / (tpm / 60))}
+  end
+  redis.call('HSET', KEYS[2], 'tokens', tostring(words - estimate), 'at', tostring(now))
+  redis.call('EXPIRE', KEYS[2], 3600)
+end
+if rate > 0 then
+  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'at', tostring(now))
+  redis.call('EXPIRE', KEYS[1], 3600)
+end
+return {'ok', '0'}
+"""
+
+# KEYS: token bucket. ARGV: tokens per minute, tokens to give back (negative: take more).
+_RETURN_TOKENS = """
+local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens') or ARGV[1])
+tokens = math.min(tonumber(ARGV[1]), tokens + tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens))
+return 1
+"""
+
+# KEYS: spent, holds (a sorted set: member "id|usd", score its expiry). ARGV: budget, usd,
+# member id, seconds the hold lives. Returns {"ok" | "budget" | "rebuild", spent, held}:
+# "rebuild" when Redis has no spending for the key (first use, or Redis lost its data).
+_HOLD = """
+local spent = redis.call('GET', KEYS[1])
+if not spent then return {'rebuild', '0', '0'} end
+spent = tonumber(spent)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local held = 0
+for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  held = held + tonumber(string.match(member, '|(.+)$'))
+end
+local budget, usd = tonumber(ARGV[1]), tonumber(ARGV[2])
+if spent >= budget or spent + held + usd > budget * (1 + 1e-9) then
+  return {'budget', tostring(spent), tostring(held)}
+end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[3] .. '|' .. ARGV[2])
+redis.call('PEXPIRE', KEYS[2], math.floor(tonumber(ARGV[4]) * 2000))
+return {'ok', tostring(spent), tostring(held)}
+"""
+
+# KEYS: spent, holds. ARGV: the hold's member, the call's real cost. Spending is added only
+# where Redis has it: a key being rebuilt takes this cost from the ledger instead.
+_SETTLE = """
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBYFLOAT', KEYS[1], ARGV[2]) end
+return 1
 """
 
 
@@ -70,11 +125,11 @@ class SharedStateError(OpenparityError):
 
 @dataclass
 class Admission:
-    """A key's verdict: `wait_s` > 0 means over its rate; `over_budget` with what it spent."""
+    """A key's verdict: `wait_s` > 0 means over its request rate (`limit` "rate") or its
+    tokens per minute (`limit` "tokens")."""
 
     wait_s: float = 0.0
-    over_budget: bool = False
-    spent_usd: float = 0.0
+    limit: str = "rate"
 
 
 class SharedBreaker(CircuitBreaker):
@@ -140,6 +195,7 @@ class SharedState:
 
     url: str
     prefix: str
+    timeout_s: float = 0.25  # the longest a request waits on Redis before going on without it
     replica: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set, init=False, repr=False)
     _breakers: dict[str, SharedBreaker] = field(default_factory=dict, init=False, repr=False)
@@ -161,6 +217,9 @@ class SharedState:
         )  # fmt: skip
         self._client = aioredis.Redis(connection_pool=pool)
         self._admit = self._client.register_script(_ADMIT)
+        self._return_tokens = self._client.register_script(_RETURN_TOKENS)
+        self._hold = self._client.register_script(_HOLD)
+        self._settle = self._client.register_script(_SETTLE)
         self._channel = f"{self.prefix}:breakers"
 
     async def start(self, router: HybridRouter) -> None:
@@ -196,28 +255,80 @@ class SharedState:
 
     # --- keys ---------------------------------------------------------------------------
 
-    async def admit(self, key: ApiKey) -> Admission:
-        """Budget and rate for one request, across every replica."""
-        rate = key.rate_per_s or 0.0
-        budget = -1.0 if key.budget_usd is None else key.budget_usd
+    async def admit(self, key: ApiKey, estimate: int) -> Admission:
+        """Request rate and tokens per minute for one request, across every replica (this
+        replica's own buckets while Redis is away or slow)."""
+        rate, tpm = key.rate_per_s or 0.0, key.tokens_per_min or 0.0
         try:
-            verdict, value = await self._admit(
-                keys=[self._key("bucket", key.key_id), self._key("spent", key.key_id)],
-                args=[rate, max(1.0, rate), budget, repr(key.spent_usd)],
-            )
+            async with asyncio.timeout(self.timeout_s):
+                verdict, value = await self._admit(
+                    keys=[self._key("bucket", key.key_id), self._key("tpm", key.key_id)],
+                    args=[rate, max(1.0, rate), tpm, estimate],
+                )
         except Exception as exc:
             self._lost(exc)
-            return Admission(wait_s=key.take(), over_budget=key.over_budget)
+            wait = key.take()
+            if wait:
+                return Admission(wait, "rate")
+            return Admission(key.take_tokens(estimate), "tokens")
         self._degraded = False
-        if verdict == "budget":
-            return Admission(over_budget=True, spent_usd=float(value))
-        return Admission(wait_s=float(value))
+        return Admission(float(value), "tokens" if verdict == "tokens" else "rate")
 
-    def spend(self, key: ApiKey, usd: float) -> None:
-        """Add a finished request's cost to the key's shared spending."""
-        key.spent_usd += usd
-        if usd and key.budget_usd is not None:
-            self._spawn(self._client.incrbyfloat(self._key("spent", key.key_id), usd))
+    def return_tokens(self, key: ApiKey, unused: int) -> None:
+        """Settle the key's tokens-per-minute bucket with the request's real token count."""
+        key.return_tokens(unused)
+        if key.tokens_per_min and unused:
+            tpm = key.tokens_per_min
+            self._spawn(
+                self._return_tokens(keys=[self._key("tpm", key.key_id)], args=[tpm, unused])
+            )
+
+    async def hold(
+        self, key: ApiKey, usd: float, member: str, seconds: float,
+        spent_in_ledger: Callable[[], Awaitable[float]],
+    ) -> HoldVerdict:  # fmt: skip
+        """Reserve `usd` of the key's budget for one upstream call, atomically across every
+        replica. Where Redis has no spending for the key, it is rebuilt from the ledger
+        (`spent_in_ledger`) first. While Redis is away or slow, this replica's own accounting
+        decides (and says so in its log)."""
+        keys = [self._key("spent", key.key_id), self._key("holds", key.key_id)]
+        args = [key.budget_usd, repr(usd), member, seconds]
+        try:
+            for _ in range(2):
+                async with asyncio.timeout(self.timeout_s):
+                    verdict, spent, held = await self._hold(keys=keys, args=args)
+                if verdict != "rebuild":
+                    break
+                total = await spent_in_ledger()
+                async with asyncio.timeout(self.timeout_s):
+                    await self._client.set(keys[0], repr(total), nx=True)
+        except Exception as exc:
+            self._lost(exc)
+            return HoldVerdict(key.hold(usd), key.spent_usd, key.held_usd)
+        self._degraded = False
+        if verdict == "ok":
+            key.held_usd += usd
+        return HoldVerdict(verdict == "ok", float(spent), float(held))
+
+    def settle(self, key: ApiKey, member: str, held: float, cost: float) -> None:
+        """The call ended: release its hold and add what it really cost (in Redis in the
+        background, retried while Redis is away)."""
+        key.settle(held, cost)
+        keys = [self._key("spent", key.key_id), self._key("holds", key.key_id)]
+        stored = f"{member}|{held!r}"  # as _HOLD stored it
+        self._spawn(self._settle_until_done(keys, [stored, repr(cost)]))
+
+    async def _settle_until_done(self, keys: list[str], args: list[str]) -> None:
+        for wait in (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0):
+            await asyncio.sleep(wait)
+            try:
+                async with asyncio.timeout(max(self.timeout_s, 1.0)):
+                    await self._settle(keys=keys, args=args)
+                return
+            except Exception as exc:
+                self._lost(exc)
+        LOG.warning("a settlement of %s was not written to shared state: it will count once"
+                    " the spending is rebuilt from the ledger", keys[0])  # fmt: skip
 
     # --- breakers -----------------------------------------------------------------------
 
@@ -225,9 +336,11 @@ class SharedState:
         """The right to probe `tier`'s upstream for `seconds` (or until released), for one
         replica; every replica may probe while Redis is lost."""
         try:
-            claimed = await self._client.set(
-                self._key("probe", tier), self.replica, nx=True, px=max(1, int(seconds * 1000))
-            )
+            async with asyncio.timeout(self.timeout_s):
+                claimed = await self._client.set(
+                    self._key("probe", tier), self.replica, nx=True,
+                    px=max(1, int(seconds * 1000)),
+                )  # fmt: skip
         except Exception as exc:
             self._lost(exc)
             return True
@@ -298,6 +411,6 @@ class SharedState:
         self._degraded = True
 
 
-def shared_state_for(url: str | None, name: str) -> SharedState | None:
+def shared_state_for(url: str | None, name: str, timeout_s: float = 0.25) -> SharedState | None:
     """The gateway's SharedState, or None when its state stays in the process."""
-    return SharedState(url, prefix=f"openparity:{name}") if url else None
+    return SharedState(url, prefix=f"openparity:{name}", timeout_s=timeout_s) if url else None
