@@ -223,7 +223,7 @@ class KeyRing:
             return
         if self._refreshing is not None and not self._refreshing.done():
             stale = time.monotonic() - self._loaded
-            if stale > max(5.0, 5 * self.refresh_s) and not self._stale_warned:
+            if stale > max(2.0, 3 * self.refresh_s) and not self._stale_warned:
                 self._stale_warned = True
                 LOG.warning(
                     "keys not re-read for %.0fs: %s is slow or away; requests use the last"

@@ -8,6 +8,7 @@ As root, postgres runs as the user nobody (it refuses to run as root).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -101,6 +102,37 @@ def running_postgres() -> Iterator[PostgresServer]:
     finally:
         server.stop()
         shutil.rmtree(data, ignore_errors=True)
+
+
+@contextmanager
+def frozen(pid: int) -> Iterator[None]:
+    """A server and every process under it stopped (SIGSTOP) until the block ends: a
+    database that hangs without closing its connections."""
+    pids = [pid, *_descendants(pid)]
+    for each in pids:
+        os.kill(each, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for each in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(each, signal.SIGCONT)
+
+
+def _descendants(pid: int) -> list[int]:
+    parents: dict[int, list[int]] = {}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.split("/")[2]))
+    found, frontier = [], [pid]
+    while frontier:
+        children = parents.get(frontier.pop(), [])
+        found += children
+        frontier += children
+    return found
 
 
 def _binary(name: str, package: str) -> str:
