@@ -379,13 +379,15 @@ class PythonCheck(Check):
 def _offered_tools(request: ChatRequest) -> dict[str, dict[str, Any]]:
     """The request's tools (and legacy `functions`): name -> parameters schema."""
     offered: dict[str, dict[str, Any]] = {}
-    for tool in request.extra.get("tools") or ():
-        function = tool.get("function") if isinstance(tool, dict) else None
-        if isinstance(function, dict) and function.get("name"):
-            offered[function["name"]] = function.get("parameters") or {}
-    for function in request.extra.get("functions") or ():
-        if isinstance(function, dict) and function.get("name"):
-            offered[function["name"]] = function.get("parameters") or {}
+    tools, functions = request.extra.get("tools"), request.extra.get("functions")
+    entries = (
+        [t.get("function") for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []
+    )
+    entries += functions if isinstance(functions, list) else []
+    for function in entries:
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            parameters = function.get("parameters")
+            offered[function["name"]] = parameters if isinstance(parameters, dict) else {}
     return offered
 
 

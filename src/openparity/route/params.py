@@ -58,6 +58,64 @@ def _stop(params: dict[str, Any]) -> list[str]:
     return stops
 
 
+def _object_or_none(params: dict[str, Any], name: str) -> dict[str, Any] | None:
+    value = params.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise ClientRequestError(f"`{name}` must be an object", param=name)
+    return value
+
+
+def _check_functions(params: dict[str, Any]) -> None:
+    """`tools` (and legacy `functions`): lists of named functions with object parameters."""
+    for name in ("tools", "functions"):
+        entries = params.get(name)
+        if entries is None:
+            continue
+        if not isinstance(entries, list):
+            raise ClientRequestError(f"`{name}` must be a list", param=name)
+        for index, entry in enumerate(entries):
+            where = f"{name}[{index}]"
+            function = (
+                entry.get("function") if name == "tools" and isinstance(entry, dict) else entry
+            )
+            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+                raise ClientRequestError(
+                    f"`{where}` needs a function with a string name", param=where
+                )
+            if not isinstance(function.get("parameters", {}), dict):
+                raise ClientRequestError(
+                    f"`{where}` parameters must be a JSON schema object", param=where
+                )
+    choice = params.get("tool_choice")
+    if choice is not None and not (
+        choice in ("none", "auto", "required")
+        or (isinstance(choice, dict) and isinstance(choice.get("function", {}), dict))
+    ):
+        raise ClientRequestError(
+            '`tool_choice` must be "none", "auto", "required" or {"type": "function", ...}',
+            param="tool_choice",
+        )
+
+
+def _check_response_format(params: dict[str, Any]) -> None:
+    fmt = _object_or_none(params, "response_format")
+    if fmt is None:
+        return
+    kind = fmt.get("type")
+    if kind not in ("text", "json_object", "json_schema"):
+        raise ClientRequestError(
+            "`response_format.type` must be text, json_object or json_schema",
+            param="response_format",
+        )
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema", {}), dict):
+            raise ClientRequestError(
+                "`response_format.json_schema` must be an object whose `schema` is an object",
+                param="response_format",
+            )
+
+
 def check_messages(messages: Any) -> None:
     if not isinstance(messages, list) or not messages:
         raise ClientRequestError("`messages` must be a non-empty list", param="messages")
@@ -78,6 +136,10 @@ def request_from_params(messages: Sequence[Message], params: dict[str, Any]) -> 
     _integer(extra, "n", 1, MAX_CHOICES)
     _number(extra, "presence_penalty", -2.0, 2.0)
     _number(extra, "frequency_penalty", -2.0, 2.0)
+    _object_or_none(extra, "stream_options")
+    _object_or_none(extra, "logit_bias")
+    _check_functions(extra)
+    _check_response_format(extra)
     logprobs = extra.pop("logprobs", None)
     if logprobs is not None and not isinstance(logprobs, bool):
         raise ClientRequestError("`logprobs` must be true or false", param="logprobs")
