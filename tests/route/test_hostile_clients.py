@@ -207,3 +207,66 @@ def test_max_tokens_above_every_tiers_context_is_refused_up_front(tmp_path, upst
             model="openparity-hybrid", messages=HELLO, max_tokens=100_000
         )  # more than the open tier's context, within the closed one's
         assert answer.choices[0].message.content
+
+
+@pytest.fixture(scope="module")
+def streaming_gateway(tmp_path_factory, upstreams):
+    """The open tier streams early (after one output) and checks tool calls."""
+    open_, closed = upstreams
+    config = {
+        "tiers": [
+            {"model": f"openai:open@{open_.base_url}", "checks": ["non_empty", "tool_call"],
+             "precommit_tokens": 1, "retries": 0},
+            {"model": f"openai:closed@{closed.base_url}", "checks": ["non_empty"]},
+        ]
+    }  # fmt: skip
+    with running_gateway(tmp_path_factory.mktemp("streaming"), config) as running:
+        yield running
+
+
+def streamed_parts(gateway) -> tuple[str, list[str], str | None]:
+    """(text, names of the tool calls, the error) of one streamed request without tools."""
+    base_url, key, _ = gateway
+    client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0)
+    text, names, error = "", [], None
+    try:
+        for chunk in client.chat.completions.create(
+            model="openparity-hybrid", messages=HELLO, stream=True
+        ):
+            for choice in chunk.choices:
+                text += choice.delta.content or ""
+                names += [c.function.name for c in choice.delta.tool_calls or () if c.function]
+    except openai.APIError as exc:
+        error = str(exc)
+    return text, [n for n in names if n], error
+
+
+def test_a_streamed_call_to_a_tool_never_offered_does_not_reach_the_client(
+    streaming_gateway, upstreams
+):
+    open_, _ = upstreams
+    open_.script({"tool_calls": [{"name": "wire_money", "arguments": '{"to": "eve"}'}]})
+    text, names, error = streamed_parts(streaming_gateway)
+    assert names == [] and error is None
+    assert text == "closed answer"  # the next tier answered instead
+
+
+def test_a_tool_call_after_streamed_text_is_held_back_when_it_fails_its_check(
+    streaming_gateway, upstreams
+):
+    open_, _ = upstreams
+    open_.script({"tool_calls": [{"name": "wire_money", "arguments": "{}"}],
+                  "message_extra": {"content": "Sure, sending it now."}})  # fmt: skip
+    text, names, error = streamed_parts(streaming_gateway)
+    assert text == "Sure, sending it now.open answer"  # committed before the call began
+    assert names == []
+    assert error is not None and "held back" in error
+
+
+def test_naming_a_tier_directly_is_a_direct_route(gateway, upstreams):
+    base_url, key, _ = gateway
+    client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0)
+    closed_model = f"openai:closed@{upstreams[1].base_url}"
+    answer = client.chat.completions.with_raw_response.create(model=closed_model, messages=HELLO)
+    assert answer.headers["x-openparity-route"] == "direct"
+    assert answer.headers["x-openparity-model"] == closed_model

@@ -515,6 +515,7 @@ class HybridRouter:
         received: list[StreamChunk] = []  # the answer's chunks so far (text or events)
         outputs = 0  # chunks with text or tool-call output
         sent = 0  # chunks already sent to the client
+        holding = False  # a tool call began: nothing more is sent until it is whole and checked
         finish, usage = None, None
         started = time.perf_counter()
         chunks = tier.model.stream(_for_tier(tier, request))
@@ -536,11 +537,15 @@ class HybridRouter:
                 finish, usage = chunk.finish_reason, chunk.usage or usage
                 if chunk.text or chunk.event is not None:
                     received.append(chunk)
-                if chunk.text or tool_call_deltas(chunk.event):
+                calls_tools = bool(tool_call_deltas(chunk.event))
+                if chunk.text or calls_tools:
                     outputs += 1
                     wait = tier.config.timeout_s
+                holding = holding or calls_tools
                 if finish is not None:
                     break
+                if holding:
+                    continue
                 if sent:
                     yield chunk
                     sent = len(received)
@@ -566,6 +571,14 @@ class HybridRouter:
                     return
                 result.tier = tier.index
                 for ready in received:
+                    yield ready
+            elif holding:  # committed text, then a tool call: sent only if the answer passes
+                if not await self._check(tier, request, completion, attempt):
+                    result.error = f"{attempt.reason}: {attempt.detail}"
+                    raise StreamBrokenError(
+                        result, f"a tool call was held back: it failed {result.error}"
+                    )
+                for ready in received[sent:]:
                     yield ready
             else:  # committed early: checks on the whole answer can only be recorded now
                 for ready in received[sent:]:
