@@ -54,9 +54,10 @@ def serve(
     err.print(f"openparity gateway {settings.name!r} on http://{host}:{port}/v1{plural}: {tiers}")
     if workers > 1:  # each worker builds its own app from the config file
         app.state.ledger.close()
-        run_server(None, host=host, port=port, workers=workers, config=config.resolve())
+        run_server(None, host=host, port=port, workers=workers, config=config.resolve(),
+                   drain_s=settings.drain_seconds)  # fmt: skip
     else:
-        run_server(app, host=host, port=port)
+        run_server(app, host=host, port=port, drain_s=settings.drain_seconds)
 
 
 @route_app.command()

@@ -140,10 +140,17 @@ class GatewayConfig(_Strict):
     port: int = 8800
     max_request_bytes: int = Field(1_048_576, ge=1024)
     serve_unchecked: bool = False  # when every tier fails, never serve a check-failed answer
+    # on SIGTERM, requests in flight get this long to finish (default: the longest tier
+    # timeout); a stream still running then ends with an SSE error event
+    drain_s: float | None = Field(None, gt=0)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     shared_state: SharedStateConfig | None = None
     calibration: Calibration | None = None
+
+    @property
+    def drain_seconds(self) -> float:
+        return self.drain_s or max(t.timeout_s for t in self.tiers)
 
     @field_validator("tiers")
     @classmethod

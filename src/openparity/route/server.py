@@ -30,6 +30,7 @@ from openparity.models.types import ChatRequest, StreamChunk
 from openparity.route.accounts import KeyAccount, prompt_tokens_bound
 from openparity.route.cascade import HybridRouter
 from openparity.route.config import GatewayConfig, GatewayConfigError, load_gateway_config
+from openparity.route.drain import Drain, StreamCut
 from openparity.route.keys import STORE_THREADS, ApiKey, KeyRing, spent_by
 from openparity.route.ledger import Ledger
 from openparity.route.ledger_db import describe
@@ -91,8 +92,11 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
             return True
         return hmac.compare_digest(_bearer(request).encode(), admin_key.encode())
 
+    drain = Drain(config.drain_seconds)
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        drain.install()
         if shared is not None:
             await shared.start(router)
         await router.warm()
@@ -186,7 +190,7 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
         result = key.result(chat, stream=bool(body.get("stream")))
         if result.stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return await _stream(router, result, include_usage, finish, all_failed, key)
+            return await _stream(router, result, include_usage, finish, all_failed, key, drain)
         await router.route(chat, result)
         if result.completion is None:
             return all_failed(result, key, result.error)
@@ -436,16 +440,25 @@ async def _stream(
     finish: Any,
     all_failed: Any,
     key: Any,
+    drain: Drain,
 ) -> Response:
     """Wait for the pre-commit point (so the headers can name the answering model), then send
     server-sent events. A failure after that is sent as an SSE error event, never a silent cut."""
-    pieces = router.stream(result.request, result)
+    pieces = drain.until_cut(router.stream(result.request, result))
     try:
         first = await anext(pieces)
     except AllTiersFailedError as exc:
         return all_failed(result, key, exc.message)
     except StopAsyncIteration:  # cannot happen: the router either yields or raises
         return all_failed(result, key, "no answer")
+    except StreamCut:
+        result.error = "cut by shutdown"
+        response = error_response(
+            503, "the gateway is shutting down; retry on another replica",
+            kind="server_error", code="shutting_down", headers=_headers(result),
+        )  # fmt: skip
+        asyncio.get_running_loop().call_soon(finish, result, 503, key)
+        return response
     base = {"id": "chatcmpl-" + result.request_id, "object": "chat.completion.chunk",
             "created": int(time.time()), "model": result.attempts[-1].model}  # fmt: skip
     sse = _SseWriter(base, include_usage, logprobs=result.request.logprobs)
@@ -463,6 +476,13 @@ async def _stream(
                 status = 502
                 error = {"message": exc.message, "type": "upstream_error", "code": "stream_broken"}
                 yield _data({"error": error})
+                return
+            except StreamCut:
+                status, result.error = 503, "cut by shutdown"
+                message = (f"the gateway is shutting down: this stream was cut after its"
+                           f" {drain.seconds:g}s drain")  # fmt: skip
+                yield _data({"error": {"message": message, "type": "server_error",
+                                       "code": "shutting_down"}})  # fmt: skip
                 return
             completion = result.completion
             for event in sse.end(completion.finish_reason if completion else "stop", result):
@@ -535,8 +555,9 @@ def app_from_environment() -> FastAPI:
 
 
 def serve(
-    app: FastAPI | None, *, host: str, port: int, workers: int = 1, config: Path | None = None
-) -> None:
+    app: FastAPI | None, *, host: str, port: int, workers: int = 1, config: Path | None = None,
+    drain_s: float = 10.0,
+) -> None:  # fmt: skip
     """Run the gateway with uvicorn until interrupted; one access line per request. With
     `workers` > 1, `app` is None and each worker process builds its own from `config`."""
     import uvicorn
@@ -557,7 +578,7 @@ def serve(
         log_level="warning",
         access_log=False,
         proxy_headers=False,  # nothing reads the client address; it cost 50 µs per request
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=drain_s + 5,  # the app cuts its streams at drain_s
     )
 
 

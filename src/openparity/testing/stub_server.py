@@ -47,9 +47,10 @@ class StubServer:
     `script(*steps)` queues behaviours consumed one per request, then the default answer.
     A step is a dict of: "status" (int), "headers" (dict), "body" (JSON error body), "delay_s"
     (before answering), "text" (the answer; "" for an empty 200), "raw" (a 200 whose body is
-    this string, not JSON), "first_token_delay_s", "cut_after" and "end_after" (streams: wait
-    before the first token; drop the connection after N events; end the body cleanly after N
-    events, so the events from N on, [DONE] included, are never sent), "tool_calls" (a list of
+    this string, not JSON), "first_token_delay_s", "event_delay_s", "cut_after" and
+    "end_after" (streams: wait before the first token; wait between the later ones; drop the
+    connection after N events; end the body cleanly after N events, so the events from N on,
+    [DONE] included, are never sent), "tool_calls" (a list of
     {"name", "arguments"}: the answer calls them, streamed as argument pieces), "extra" (fields
     added to the body and to every streamed event), "message_extra" (added to the message or
     the first delta) and "choice_extra" (added to each choice, or to each streamed content
@@ -186,6 +187,9 @@ class StubServer:
             if index == 1 and answer.first_token_delay_s:
                 await writer.drain()
                 await asyncio.sleep(answer.first_token_delay_s)
+            elif index > 1 and answer.event_delay_s:
+                await writer.drain()
+                await asyncio.sleep(answer.event_delay_s)
             if answer.end_after is not None and index >= answer.end_after:
                 break  # a clean end of the body: no more events, no [DONE]
             if answer.cut_after is not None and index >= answer.cut_after:
@@ -247,6 +251,7 @@ class StubServer:
             return _Stream(
                 _chat_events(request, text, step),
                 first_token_delay_s=float(step.get("first_token_delay_s", 0.0)),
+                event_delay_s=float(step.get("event_delay_s", 0.0)),
                 cut_after=step.get("cut_after"),
                 end_after=step.get("end_after"),
             )
@@ -257,6 +262,7 @@ class StubServer:
 class _Stream:
     events: list[bytes]
     first_token_delay_s: float = 0.0
+    event_delay_s: float = 0.0
     cut_after: int | None = None
     end_after: int | None = None
 
