@@ -9,6 +9,7 @@ fallback reasons, from `openparity route stats`.
 
     python benchmarks/gateway_load.py [--requests 10000] [--concurrency 100] [--fault-rate 0.2]
         [--workers 2] [--sqlite]     (--sqlite: the SQLite ledger and in-process state instead)
+    python benchmarks/gateway_load.py --hostile [--seconds 30]   (see gateway_hostile.py)
 """
 
 from __future__ import annotations
@@ -61,7 +62,13 @@ def main() -> None:
     parser.add_argument("--fault-rate", type=float, default=0.2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--sqlite", action="store_true", help="SQLite ledger, one process's state")
+    parser.add_argument("--hostile", action="store_true", help="Hostile clients, sick databases")
+    parser.add_argument("--seconds", type=float, default=30.0, help="--hostile: each run's length")
     args = parser.parse_args()
+    if args.hostile:
+        from gateway_hostile import main as hostile
+
+        hostile(args.seconds, min(args.concurrency, 50))
     processes = []
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as servers:
         directory = Path(tmp)

@@ -6,8 +6,11 @@ measured, then stops:
   direct                the stub itself (the floor)
   openparity 1w         `openparity serve`, one worker, state in the process: auth, two tiers,
                         default checks, ledger, metrics
+  openparity 1w budget  the same with a key that has a budget and a tokens-per-minute limit:
+                        every upstream call holds its maximum cost and settles it
   openparity Nw+redis   `serve --workers N` with shared_state in a real redis-server (the key
-                        has a rate limit, so every request runs the shared limiter)
+                        has a rate limit, so every request runs the shared limiter); "budget":
+                        holds and token buckets in Redis too
   litellm Nw+redis      `litellm --num_workers N` with its router state in the same Redis
                         (skipped when LiteLLM is not installed; --litellm PATH)
 Prints p50 / p99 latency alone and under load, added latency over direct, requests/s, the
@@ -53,7 +56,7 @@ def measure(name: str, base_url: str, key: str | None, model: str, args) -> dict
         "single_p99": percentile(single, 99),
     }
     print(
-        f"{name:<11} alone: p50 {row['single_p50']:6.2f} ms p99 {row['single_p99']:6.2f} ms |"
+        f"{name:<27} alone: p50 {row['single_p50']:6.2f} ms p99 {row['single_p99']:6.2f} ms |"
         f" at {args.concurrency}: p50 {row['p50']:7.2f} ms  p99 {row['p99']:7.2f} ms"
         f"  {row['rps']:7.0f} req/s  non-answers {bad}",
         flush=True,
@@ -75,18 +78,31 @@ def main() -> None:
         upstream, stub = start_stub()
         try:
             rows["direct"] = measure("direct", upstream, None, "stub", args)
+            models = directory / "models.yaml"  # priced tiers: every call's cost is held
+            models.write_text(
+                "models:\n"
+                f"  open: {{backend: openai, model: open, base_url: '{upstream}',"
+                " price: {input: 0.1, output: 0.2, source: benchmark}}\n"
+                f"  closed: {{backend: openai, model: closed, base_url: '{upstream}',"
+                " price: {input: 2.5, output: 10.0, source: benchmark}}\n",
+                encoding="utf-8",
+            )
             tiers = [
-                {"model": f"openai:open@{upstream}", "max_concurrency": 256},
-                {"model": f"openai:closed@{upstream}", "max_concurrency": 256},
+                {"model": "open", "max_concurrency": 256},
+                {"model": "closed", "max_concurrency": 256},
             ]
-            arms = [("openparity 1w", 1, {})] + [
-                (f"openparity {n}w+redis", n, {"shared_state": {"redis_url": redis_url}})
-                for n in counts
-            ]
-            for name, workers, extra in arms:
+            rate = ("--rate", "1000000")
+            budget = (*rate, "--budget-usd", "1000000", "--tpm", "1000000000000")
+            redis = {"shared_state": {"redis_url": redis_url}}
+            arms = [("openparity 1w", 1, {}, rate), ("openparity 1w budget", 1, {}, budget)]
+            arms += [(f"openparity {n}w+redis", n, redis, rate) for n in counts]
+            arms += [(f"openparity {counts[-1]}w+redis budget", counts[-1], redis, budget)]
+            for name, workers, extra, key_args in arms:
                 url, key, gateway = start_gateway(
-                    directory, {"auth": {"required": True}, "tiers": tiers, **extra},
-                    workers=workers, key_args=("--rate", "1000000"), name=f"gw{len(rows)}",
+                    directory,
+                    {"auth": {"required": True}, "models_file": str(models), "tiers": tiers,
+                     **extra},
+                    workers=workers, key_args=key_args, name=f"gw{len(rows)}",
                 )  # fmt: skip
                 try:
                     rows[name] = measure(name, url, key, "openparity-hybrid", args)

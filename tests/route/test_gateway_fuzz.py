@@ -35,7 +35,7 @@ def weird(rng: random.Random, depth: int = 0):
     if depth < 3 and roll < 0.15:
         return [weird(rng, depth + 1) for _ in range(rng.randint(0, 3))]
     if depth < 3 and roll < 0.3:
-        return {rng.choice(PARAMS + ["role", "content", "type", "x"]): weird(rng, depth + 1)
+        return {rng.choice([*PARAMS, "role", "content", "type", "x"]): weird(rng, depth + 1)
                 for _ in range(rng.randint(0, 3))}  # fmt: skip
     return rng.choice(WEIRD_VALUES)
 
@@ -65,7 +65,9 @@ def body(rng: random.Random) -> bytes:
         return b'{"messages": ' + b"[" * depth + b"]" * depth + b"}"
     if roll < 0.22:
         constant = rng.choice([b"NaN", b"Infinity", b"-Infinity", b"1e999"])
-        return b'{"messages": [{"role": "user", "content": "hi"}], "temperature": ' + constant + b"}"
+        return (
+            b'{"messages": [{"role": "user", "content": "hi"}], "temperature": ' + constant + b"}"
+        )
     data = dict(GOOD) if rng.random() < 0.5 else {}
     if rng.random() < 0.7:
         data["messages"] = [message(rng) for _ in range(rng.randint(0, 3))]

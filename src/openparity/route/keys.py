@@ -190,48 +190,50 @@ STORE_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="key-store"
 
 
 class KeyRing:
-    """The server's view of the keys: look one up by the bearer secret. Keys are read again in
-    the background at most every `refresh_s` seconds, when a request comes, so a key added or
-    revoked (by any replica's operator) takes effect on every replica within about `refresh_s`.
-    A lookup never waits on the database: while it is slow or away, the last known keys
-    answer, and one log line says so."""
+    """The server's view of the keys: look one up by the bearer secret. `keep_fresh()` reads
+    them again every `refresh_s` seconds in a store thread, so a key added or revoked (by any
+    replica's operator) takes effect on every replica within about `refresh_s`. A lookup never
+    waits on the database: while it is slow or away, the last known keys answer, and one log
+    line says so (another when it is back)."""
 
     def __init__(self, target: LedgerTarget, refresh_s: float = 1.0) -> None:
         self.target, self.refresh_s = target, refresh_s
         self._keys = load_keys(target)
         self._loaded = time.monotonic()
-        self._refreshing: asyncio.Future[dict[str, ApiKey] | None] | None = None
         self._stale_warned = False
 
     def __len__(self) -> int:
         return len(self._keys)
 
     def find(self, secret: str) -> ApiKey | None:
-        if time.monotonic() - self._loaded > self.refresh_s:
-            self._refresh_in_background()
         return self._keys.get(_hash(secret))
 
     def reload(self) -> None:
-        """Read the keys again now (blocking; the server refreshes in the background)."""
+        """Read the keys again now (blocking; the server uses keep_fresh)."""
         self._merge(load_keys(self.target, spending=False))
 
-    def _refresh_in_background(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # a library caller without an event loop: read them now
-            self._read_or_keep()
-            return
-        if self._refreshing is not None and not self._refreshing.done():
-            stale = time.monotonic() - self._loaded
-            if stale > max(2.0, 3 * self.refresh_s) and not self._stale_warned:
-                self._stale_warned = True
-                LOG.warning(
-                    "keys not re-read for %.0fs: %s is slow or away; requests use the last"
-                    " known keys", stale, describe(self.target),
-                )  # fmt: skip
-            return
-        self._refreshing = loop.run_in_executor(STORE_THREADS, self._read)
-        self._refreshing.add_done_callback(self._refreshed)  # runs on the event loop
+    async def keep_fresh(self) -> None:
+        """Re-read the keys every `refresh_s` until cancelled, never on the event loop."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.refresh_s)
+            reading = loop.run_in_executor(STORE_THREADS, self._read)
+            while not reading.done():
+                await asyncio.wait({reading}, timeout=max(2.0, 3 * self.refresh_s))
+                stale = time.monotonic() - self._loaded
+                if not reading.done() and not self._stale_warned:
+                    self._stale_warned = True
+                    LOG.warning(
+                        "keys not re-read for %.0fs: %s is slow or away; requests use the last"
+                        " known keys", stale, describe(self.target),
+                    )  # fmt: skip
+            fresh = reading.result()
+            if fresh is None:
+                continue
+            self._merge(fresh)
+            if self._stale_warned:
+                self._stale_warned = False
+                LOG.warning("keys re-read from %s again", describe(self.target))
 
     def _read(self) -> dict[str, ApiKey] | None:
         """The database's keys (in a store thread); None when it cannot be read."""
@@ -240,23 +242,6 @@ class KeyRing:
         except LedgerStoreError as exc:  # the database is away: keep the keys we know
             LOG.warning("keys not re-read: %s", exc.message)
             return None
-
-    def _refreshed(self, future: asyncio.Future[dict[str, ApiKey] | None]) -> None:
-        fresh = None if future.cancelled() or future.exception() else future.result()
-        if fresh is None:
-            self._loaded = time.monotonic()  # try again after refresh_s
-            return
-        self._merge(fresh)
-        if self._stale_warned:
-            self._stale_warned = False
-            LOG.warning("keys re-read from %s again", describe(self.target))
-
-    def _read_or_keep(self) -> None:
-        fresh = self._read()
-        if fresh is None:
-            self._loaded = time.monotonic()
-        else:
-            self._merge(fresh)
 
     def _merge(self, fresh: dict[str, ApiKey]) -> None:
         """Take the database's keys, keeping live buckets, holds and in-memory spending (the

@@ -100,7 +100,10 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
         if shared is not None:
             await shared.start(router)
         await router.warm()
+        refresher = asyncio.ensure_future(keys.keep_fresh()) if keys is not None else None
         yield
+        if refresher is not None:
+            refresher.cancel()
         await router.aclose()
         if shared is not None:
             await shared.close()
