@@ -209,3 +209,15 @@ async def test_text_checks_pass_a_tool_call_answer():
     )
     results = await run_checks(checks, tool_answer([("search", '{"q": "天气"}')]))
     assert [r.passed for r in results] == [True] * 4
+
+
+async def test_mean_logprob_does_not_judge_grammar_constrained_json():
+    """Under a JSON grammar the tokens' probabilities measure the mask, not the model's
+    confidence: the embedded model's parse() answers average about -2.9."""
+    low = [TokenLogprob("{", -2.9), TokenLogprob("}", -2.9)]
+    structured = {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}
+    assert (await verdict({"type": "mean_logprob", "min": -1.2}, "{}", logprobs=low,
+                          response_format=structured)).passed  # fmt: skip
+    assert not (
+        await verdict({"type": "mean_logprob", "min": -1.2}, "free text", logprobs=low)
+    ).passed

@@ -81,13 +81,39 @@ def test_clear_one_line_errors(tmp_path):
     assert "Traceback" not in missing.stderr + unknown.stderr + refused.stderr
 
 
-def test_serve_fails_before_its_banner_on_a_missing_upstream_key(tmp_path, monkeypatch):
+def test_serve_starts_without_an_upstream_key_and_serves_the_other_tiers(tmp_path):
+    """No OPENAI_API_KEY: the closed tier is marked unavailable with one warning line and the
+    open tier answers; a config whose every tier is unavailable is refused in one line."""
+    import json
+    import urllib.request
+
+    import openai
+
+    from openparity.models.local_server import free_port
+    from tests.route.gateway import serving
+
     config = write_config(tmp_path)
-    assert openparity("route", "keys", "add", "t", "-c", str(config)).returncode == 0
-    result = openparity("serve", "-c", str(config), "--port", "1", timeout=60)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "OPENAI_API_KEY" in lines[0]  # no "openparity gateway ... on"
+    key = openparity("route", "keys", "add", "t", "-c", str(config)).stdout.strip()
+    with serving(config, free_port()) as url:
+        health = json.loads(urllib.request.urlopen(url.removesuffix("/v1") + "/health").read())
+        assert health["status"] == "ok"
+        assert "OPENAI_API_KEY" in health["tiers"][1]["unavailable"]
+        client = openai.OpenAI(base_url=url, api_key=key, max_retries=0)
+        answer = client.chat.completions.with_raw_response.create(
+            model="openparity-hybrid", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+        )
+        assert answer.headers["x-openparity-model"] == "local:smollm2-135m"
+    log = (tmp_path / "gateway.log").read_text(encoding="utf-8").splitlines()
+    warnings = [line for line in log if line.startswith("warning:")]
+    assert len(warnings) == 1 and "OPENAI_API_KEY" in warnings[0]
+    closed_only = tmp_path / "closed.yaml"
+    closed_only.write_text(
+        f"tiers:\n  - model: openai:gpt-4o\nledger: {{path: {tmp_path / 'ledger.sqlite'}}}\n",
+        encoding="utf-8",
+    )
+    result = openparity("serve", "-c", str(closed_only), "--port", "1", timeout=60)
+    assert result.returncode == 2 and "no tier can be used" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_serve_on_a_taken_port_is_one_line(tmp_path):

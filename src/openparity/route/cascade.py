@@ -63,6 +63,7 @@ class Tier:
     breaker: CircuitBreaker
     slots: Slots
     retry: RetryPolicy
+    unavailable: str | None = None  # why this tier cannot be used at all (e.g. no API key)
 
     @property
     def name(self) -> str:
@@ -255,12 +256,14 @@ class HybridRouter:
                     )
 
     def health(self) -> dict[str, Any]:
+        usable = [t for t in self.tiers if t.unavailable is None]
         return {
-            "status": "ok" if any(t.breaker.state != "open" for t in self.tiers) else "degraded",
+            "status": "ok" if any(t.breaker.state != "open" for t in usable) else "degraded",
             "tiers": [
                 {
                     "tier": t.index,
                     "model": t.name,
+                    "unavailable": t.unavailable,
                     "breaker": t.breaker.state,
                     "retry_in_s": round(t.breaker.retry_in(), 3),
                     "breaker_trips": t.breaker.trips,
@@ -369,6 +372,11 @@ class HybridRouter:
         return False
 
     async def _admit(self, tier: Tier, result: RouteResult) -> bool:
+        if tier.unavailable is not None:
+            result.attempts.append(
+                Attempt(tier.index, tier.name, "skipped", "unavailable", tier.unavailable)
+            )
+            return False
         missing = tier.cannot_serve(result.request)
         if missing:
             result.attempts.append(
@@ -708,17 +716,35 @@ def _open_tier(index: int, config: TierConfig, models_file: Path | None) -> Tier
         timeout_s=config.timeout_s,
         max_concurrency=config.max_concurrency,
     )
+    unavailable = None
+    try:
+        model = open_model(spec)
+    except MissingAPIKeyError as exc:  # serve the other tiers; this one says why it cannot
+        unavailable, model = exc.one_line(), _Unavailable(spec, exc)
     return Tier(
         index=index,
         config=config,
         spec=spec,
-        model=open_model(spec),
+        unavailable=unavailable,
+        model=model,
         breaker=CircuitBreaker(config.breaker_failures, config.breaker_cooldown_s),
         slots=Slots(config.max_concurrency, config.queue_timeout_s),
         retry=RetryPolicy(
             max_retries=config.retries, initial_delay_s=0.05, max_delay_s=config.max_retry_wait_s
         ),
     )
+
+
+class _Unavailable(ChatModel):
+    """A tier's model that cannot be opened (its API key is missing): never called, the
+    router skips the tier as `unavailable`."""
+
+    def __init__(self, spec: ModelSpec, error: OpenparityError) -> None:
+        super().__init__(spec)
+        self.error = error
+
+    async def generate(self, request: ChatRequest) -> Completion:
+        raise self.error
 
 
 def _for_tier(tier: Tier, request: ChatRequest) -> ChatRequest:

@@ -44,7 +44,15 @@ def serve(
             " worker would keep its own rate limits, budgets and circuit breakers",
             hint="add `shared_state: {redis_url: redis://127.0.0.1:6379/0}`, or run one worker",
         )
-    app = create_app(settings)  # bad keys, missing upstream keys: one line, before the banner
+    app = create_app(settings)  # bad keys, a bad config: one line, before the banner
+    for tier in app.state.router.tiers:
+        if tier.unavailable:
+            err.print(
+                f"warning: tier {tier.index} ({tier.name}) is unavailable: {tier.unavailable}",
+                soft_wrap=True, markup=False, highlight=False,
+            )  # fmt: skip
+    if all(tier.unavailable for tier in app.state.router.tiers):
+        raise GatewayConfigError("no tier can be used (see the warnings above)")
     for tier in app.state.router.tiers:  # a llama.cpp build that crashes here: one line too
         if tier.spec.backend == "local":
             ensure_build_runs(gguf_path(tier.spec))
