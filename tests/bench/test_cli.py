@@ -53,6 +53,22 @@ def test_gap_on_the_embedded_model_against_published_targets(tmp_path):
     assert report_file.read_text(encoding="utf-8").startswith("<!doctype html>")
 
 
+def test_gap_against_an_unreachable_closed_model_says_why_before_comparing(tmp_path):
+    """Every request to the closed model fails (nothing listens there): one line saying how
+    many failed and why, not a comparison over zero shared items."""
+    from openparity.models.local_server import free_port
+
+    closed = f"openai:gone@http://127.0.0.1:{free_port()}/v1"
+    result = openparity(
+        "gap", "--closed", closed, "--tasks", "mmlu", "--limit", "2",
+        "--store", str(tmp_path / "s.sqlite"),
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert f"2/2 requests to {closed} failed on mmlu" in result.stderr
+    assert "cannot reach" in result.stderr and "share 0 scored items" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_run_compare_and_report_two_models(tmp_path, llama_server):
     store = str(tmp_path / "s.sqlite")
     ids = []

@@ -351,6 +351,7 @@ def gap(
     unsafe_no_sandbox: bool = typer.Option(
         False, "--unsafe-no-sandbox", help="Run model-written code WITHOUT isolation."
     ),
+    models_file: Path | None = typer.Option(None, "--models", help="models.yaml to read."),
     store_path: Path = STORE_OPTION,
     fmt: str = FORMAT_OPTION,
     output: Path | None = OUTPUT_OPTION,
@@ -373,6 +374,7 @@ def gap(
         targets=targets,
         concurrency=concurrency,
         isolate=not unsafe_no_sandbox,
+        models_file=models_file,
     )
 
     async def go():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from openparity.bench.baselines import PUBLISHED_BASELINES, Published
 from openparity.bench.compare import (
@@ -37,6 +38,20 @@ class GapPlan:
     isolate: bool = True
     base_model: str | None = None  # the model before training: adds the before/after section
     base_runs: dict[str, str] = field(default_factory=dict)  # {task: finished base run id}
+    models_file: Path | None = None  # a models.yaml naming the models (default: the usual search)
+
+
+def _stop_if_it_all_failed(store: RunStore, model: str, summary: RunSummary) -> None:
+    """Stop before comparing when a model answered (almost) nothing: say how many requests
+    failed and why, instead of a comparison over no items."""
+    if summary.done >= 2 or not summary.errors:
+        return
+    why = store.last_error(summary.run.run_id) or "no reason recorded"
+    raise TaskError(
+        f"{summary.errors}/{summary.total} requests to {model} failed on {summary.run.task}:"
+        f" {why[:300]}",
+        hint="fix the cause, then run the same command again: finished items are kept",
+    )
 
 
 def _limit(plan: GapPlan, task: str) -> int | None:
@@ -67,7 +82,7 @@ async def run_gap(
         roles["closed"] = plan.closed_model
     if base_needed:
         roles["base"] = plan.base_model
-    opened = {role: open_model(spec) for role, spec in roles.items()}
+    opened = {role: open_model(spec, models_file=plan.models_file) for role, spec in roles.items()}
     identities = [model.identity for model in opened.values()]
     if len(set(identities)) < len(identities):
         raise TaskError(
@@ -103,6 +118,8 @@ async def run_gap(
                     for model in runners.values()
                 )
             )
+            for model, summary in zip(runners.values(), summaries, strict=True):
+                _stop_if_it_all_failed(store, model.name, summary)
             run_of = {role: s.run.run_id for role, s in zip(runners, summaries, strict=True)}
             if task.name in plan.base_runs:
                 run_of["base"] = plan.base_runs[task.name]

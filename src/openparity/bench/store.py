@@ -194,6 +194,15 @@ class RunStore:
         ).fetchall()
         return {(r[0], r[1]) for r in rows}
 
+    def last_error(self, run_id: str) -> str | None:
+        """The most recent error recorded for the run (why its requests failed), if any."""
+        row = self._db.execute(
+            "SELECT error FROM records WHERE run_id = ? AND error IS NOT NULL"
+            " ORDER BY created DESC LIMIT 1",
+            (run_id,),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
     # response cache
     def cached(self, key: str) -> Completion | None:
         row = self._db.execute("SELECT completion FROM cache WHERE key = ?", (key,)).fetchone()
