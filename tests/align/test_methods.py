@@ -75,6 +75,33 @@ def test_resume_after_an_interruption_ends_at_the_same_weights(tiny_base, tmp_pa
         assert (a[name] - b[name]).abs().max().item() <= 1e-6, name
 
 
+def test_ctrl_c_says_the_step_and_the_last_checkpoint_and_resume_says_what_it_continues(
+    tiny_base, tmp_path
+):
+    data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(12))
+
+    def ctrl_c_at(stop):
+        def progress(step, total, log):
+            if step == stop:
+                raise KeyboardInterrupt
+
+        return progress
+
+    run = settings(tiny_base, tmp_path / "run", data=data)
+    with pytest.raises(AlignError) as early:
+        train(run, progress=ctrl_c_at(1))  # before the first checkpoint
+    assert "interrupted at step 1" in early.value.message
+    assert "last checkpoint: none" in early.value.message and "step 0" in early.value.hint
+    said: list[str] = []
+    with pytest.raises(AlignError) as later:
+        train(run, resume=True, progress=ctrl_c_at(3), say=said.append)
+    assert "stopped before its first checkpoint" in said[0]
+    assert "last checkpoint: step 2" in later.value.message
+    said.clear()
+    train(run, resume=True, say=said.append)
+    assert said == [f"resuming {run.output} from checkpoint-2 (step 2)"]
+
+
 def test_bf16_trains_under_autocast_and_stays_close_to_fp32(tiny_base, tmp_path):
     """--precision bf16 really changes the arithmetic (the losses differ from fp32's), trains
     to nearly the same losses, and saves fp32 weights that transformers loads as before."""

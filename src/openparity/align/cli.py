@@ -10,8 +10,8 @@ from pathlib import Path
 
 import typer
 
+from openparity.console import err, print_json
 from openparity.console import out as console
-from openparity.console import print_json
 
 align_app = typer.Typer(help="Train the open model (SFT, DPO, GRPO on TRL + PEFT) and export it.")
 
@@ -163,7 +163,7 @@ def _run(options: dict, method: str) -> None:
     # stdout carries only the result: what the libraries print while training (DeepSpeed's
     # logger, trainer prints) goes to stderr, so `--json` output parses
     with _progress(method) as report, contextlib.redirect_stdout(sys.stderr):
-        result = train(settings, resume=resume, gguf=gguf, progress=report)
+        result = train(settings, resume=resume, gguf=gguf, progress=report, say=err.print)
     if os.environ.get("RANK", "0") != "0":
         return
     if as_json:

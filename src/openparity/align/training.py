@@ -160,6 +160,10 @@ def _full_weights(trainer: Any) -> contextlib.AbstractContextManager:
     return deepspeed.zero.GatheredParameters(list(trainer.model.parameters()), modifier_rank=None)
 
 
+def _step_of(checkpoint: Path) -> int:
+    return int(checkpoint.name.rsplit("-", 1)[1])
+
+
 def last_complete_checkpoint(directory: Path) -> Path | None:
     """The newest checkpoint-N whose save finished (trainer_state.json is written last)."""
     done = [
@@ -195,8 +199,10 @@ def check_output(settings: AlignSettings, resume: bool) -> Path | None:
 
 
 def train(settings: AlignSettings, *, resume: bool = False, gguf: bool = False,
-          progress: Progress | None = None) -> AlignResult:  # fmt: skip
-    """Run one training method end to end; see the module docstring for the files."""
+          progress: Progress | None = None,
+          say: Callable[[str], None] = lambda line: None) -> AlignResult:  # fmt: skip
+    """Run one training method end to end; see the module docstring for the files. `say`
+    gets the lines a user should read (what a resume continues from)."""
     from openparity.align import trainers
 
     if settings.steps < 1:
@@ -204,6 +210,13 @@ def train(settings: AlignSettings, *, resume: bool = False, gguf: bool = False,
     if settings.precision not in PRECISIONS:
         raise AlignError(f"--precision {settings.precision!r}: use " + ", ".join(PRECISIONS))
     checkpoint = check_output(settings, resume)
+    if resume:
+        say(
+            f"resuming {settings.output} from {checkpoint.name} (step {_step_of(checkpoint)})"
+            if checkpoint
+            else f"resuming {settings.output}: it stopped before its first checkpoint"
+            f" (one is written every {settings.save_steps} steps), so training starts at step 0"
+        )
     run = trainers.build(settings)  # bad data or a bad base model fail here, before any write
     saved = settings.output / "settings.json"
     if not saved.is_file():
@@ -213,6 +226,19 @@ def train(settings: AlignSettings, *, resume: bool = False, gguf: bool = False,
     started = time.perf_counter()
     try:
         run.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except KeyboardInterrupt:
+        last = last_complete_checkpoint(settings.output / "checkpoints")
+        raise AlignError(
+            f"interrupted at step {run.trainer.state.global_step} of {settings.steps}; last"
+            f" checkpoint: {f'step {_step_of(last)}' if last else 'none'}",
+            hint="continue with the same command and --resume"
+            + (
+                ""
+                if last
+                else f" (it starts at step 0: a checkpoint is written every"
+                f" {settings.save_steps} steps, --save-steps)"
+            ),
+        ) from None
     finally:
         run.close()
     seconds = time.perf_counter() - started
