@@ -130,3 +130,28 @@ def test_members_silent_past_the_round_timeout_are_counted_as_failed(coordinator
     arrays, _ = strategy.aggregate_train(1, [Message(content, reply_to=asked)])
     assert arrays is None and round_log.current["skipped"]
     assert round_log.current["failed"] == ["no reply within the round timeout (600 s)"] * 2
+
+
+def test_a_run_whose_every_round_was_skipped_fails_with_the_members_reasons(tmp_path):
+    """Both members dropped all their data: every round is skipped, the global adapter never
+    moved; the coordinator says why the members failed and does not report success."""
+    import json
+
+    from openparity.federated.coordinator import ROUND_FILE, Coordinator, round_dir
+    from openparity.federated.errors import FederatedError
+
+    coordinator = Coordinator(FederationSettings(output=tmp_path / "run", rounds=2))
+    reason = "no usable examples in the member's data: {'contaminated': 17}"
+    for number in (1, 2):
+        entry = {"round": number, "skipped": True, "failed": [reason, reason]}
+        directory = round_dir(coordinator.output, number)
+        directory.mkdir(parents=True)
+        (directory / "adapter_model.safetensors").write_bytes(b"")
+        (directory / ROUND_FILE).write_text(json.dumps(entry), encoding="utf-8")
+        coordinator.history.append(entry)
+    with pytest.raises(FederatedError) as refused:
+        coordinator._finish()
+    assert "no round succeeded: all 2 were skipped" in refused.value.message
+    assert f"{reason} (4x)" in refused.value.message
+    coordinator.history[1] = {"round": 2, "members": 2, "failed": []}  # one round aggregated
+    assert coordinator._finish().name == "final"

@@ -18,6 +18,7 @@ import json
 import logging
 import shutil
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -219,6 +220,20 @@ class Coordinator:
             )
         return self._finish()
 
+    def _refuse_if_no_round_aggregated(self) -> None:
+        """Every round of the run was skipped (too few members answered): the global adapter
+        never moved, so the run failed; say why the members failed, from their replies."""
+        rounds = [entry for entry in self.history if entry.get("round", 0) > 0]
+        if not rounds or not all(entry.get("skipped") for entry in rounds):
+            return
+        reasons = Counter(reason for entry in rounds for reason in entry.get("failed", ()))
+        said = "; ".join(f"{reason} ({count}x)" for reason, count in reasons.most_common(3))
+        raise FederatedError(
+            f"no round succeeded: all {len(rounds)} were skipped, too few members answered;"
+            f" the members said: {said or 'nothing'}",
+            hint="fix the members' data or settings, then run again with the same --output",
+        )
+
     def _secured(self, grid: Any) -> Any:
         """`grid`, its training rounds run under SecAgg+ when the settings ask for it."""
         if not self.settings.secure:
@@ -288,6 +303,7 @@ class Coordinator:
         done = completed_rounds(self.output)
         if not done:
             raise FederatedError("no round finished", hint="see the coordinator's log")
+        self._refuse_if_no_round_aggregated()
         final = self.output / "final"
         partial = self.output / "final.partial"
         shutil.rmtree(partial, ignore_errors=True)
