@@ -129,7 +129,19 @@ def test_ctrl_c_keeps_finished_items_and_says_how_to_resume(tmp_path):
         assert db.execute("SELECT COUNT(*) FROM records WHERE error IS NULL").fetchone()[0] >= 2
 
 
+def test_reading_commands_in_an_empty_folder_create_nothing(tmp_path):
+    import subprocess as sp
+
+    for args in (["bench", "runs"], ["bench", "compare", "a", "b"], ["bench", "report", "a"]):
+        ran = sp.run([*CLI, *args], cwd=tmp_path, capture_output=True, text=True)
+        assert ran.returncode == 2 and "no run store at .openparity/runs.sqlite" in ran.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_inputs_are_one_line(tmp_path):
+    from openparity.bench.store import RunStore
+
+    RunStore(tmp_path / "s.sqlite").close()  # a store without the run asked for
     cases = [
         (["bench", "run", "local:smollm2-135m", "nope"], "unknown task 'nope'"),
         (

@@ -117,6 +117,11 @@ def test_api_key_file(tmp_path):
     ("content", "fragment"),
     [
         ("models: [1, 2", "is not valid YAML"),
+        # the quote opened on line 3 is never closed: the parser notices at the end (line 6)
+        (
+            'models:\n  a:\n    spec: "openai:gpt-4o\n    n_ctx: 4\n  b: {}\n',
+            "models.yaml: line 3 is not valid YAML",
+        ),
         ("models:\n  a:\n    spec: openai:gpt-4o\n    prise: 3\n", "models.a.prise: Extra inputs"),
         ("models:\n  a:\n    backend: openai\n", "give either 'spec' or both"),
         ("models:\n  a:\n    spec: foo:bar\n", "models.a: unknown backend 'foo'"),

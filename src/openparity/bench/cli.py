@@ -204,7 +204,7 @@ def runs(
     from openparity.bench.compare import load_scores
     from openparity.bench.store import RunStore
 
-    with RunStore(store_path) as store:
+    with RunStore.existing(store_path) as store:
         rows = []
         for r in store.list_runs():
             scores = load_scores(store, r.run_id)
@@ -264,7 +264,7 @@ def compare(
     from openparity.bench.store import RunStore
     from openparity.errors import OpenparityError
 
-    with RunStore(store_path) as store:
+    with RunStore.existing(store_path) as store:
         store.get_run(open_run)  # an unknown id is the first thing to report
         if closed_run:
             comparison = compare_runs(store, open_run, closed_run)
@@ -304,7 +304,7 @@ def report(
 
     against = [r for entry in against for r in entry.split(",") if r]
     base = [r for entry in base for r in entry.split(",") if r]
-    with RunStore(store_path) as store:
+    with RunStore.existing(store_path) as store:
         closed_by_task = _one_run_per_task(store, against, "--against")
         base_by_task = _one_run_per_task(store, base, "--base")
         _one_run_per_task(store, runs, "open")

@@ -103,6 +103,18 @@ class RunStore:
             ) from None
         self._db.row_factory = sqlite3.Row
 
+    @classmethod
+    def existing(cls, path: Path) -> RunStore:
+        """The store at `path` for reading: one clear error, and nothing created, when there
+        is none (a command that only reads must not leave a .openparity/ behind)."""
+        if not Path(path).is_file():
+            raise RunStoreError(
+                f"no run store at {path}",
+                hint="`openparity bench run` or `openparity gap` creates it; --store PATH names"
+                " another",
+            )
+        return cls(path)
+
     def close(self) -> None:
         self._db.close()
 
