@@ -79,6 +79,8 @@ def test_models_list_json(tmp_path):
     result = cli("models", "list", "--json")
     rows = json.loads(result.stdout)["models"]
     assert rows[0]["name"] == "local:smollm2-135m"
+    hosted = {row["name"]: row for row in rows}["openai:gpt-4o"]
+    assert hosted["price_as_of"] and hosted["price_source"].startswith("https://")
 
 
 def test_serve_local_serves_until_interrupted(tmp_path):

@@ -58,14 +58,20 @@ def list_models(
     models_file: Path | None = typer.Option(None, "--models", help="models.yaml to read."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Embedded local models and the models defined in models.yaml."""
+    """Embedded local models, the models defined in models.yaml, and the hosted models with
+    a built-in list price (its source and date)."""
     from openparity.models.catalog import load_catalog
     from openparity.models.embedded import EMBEDDED_MODELS
+    from openparity.models.prices import BUILTIN_PRICES
     from openparity.models.spec import parse_spec
 
     catalog = load_catalog(models_file)
     specs = [parse_spec(f"local:{alias}") for alias in EMBEDDED_MODELS]
     specs += list(catalog.models.values())
+    specs += [
+        parse_spec(f"{'deepseek' if name.startswith('deepseek') else 'openai'}:{name}")
+        for name in BUILTIN_PRICES
+    ]
     rows = [
         {
             "name": s.name,
@@ -76,6 +82,7 @@ def list_models(
             "price_in_per_mtok": s.price.input_per_mtok if s.price else None,
             "price_out_per_mtok": s.price.output_per_mtok if s.price else None,
             "price_source": s.price.source if s.price else None,
+            "price_as_of": s.price.as_of if s.price else None,
             "max_concurrency": s.max_concurrency,
         }
         for s in specs
@@ -93,10 +100,11 @@ def list_models(
             else f"{r['price_in_per_mtok']:g} / {r['price_out_per_mtok']:g}"
         )
         where = r["model"] + (f" @ {r['base_url']}" if r["base_url"] else "")
-        table.append([r["name"], r["backend"], where, price, str(r["max_concurrency"])])
+        as_of = str(r["price_as_of"] or "-")
+        table.append([r["name"], r["backend"], where, price, as_of, str(r["max_concurrency"])])
     columns = [
         Column("name"), Column("backend", optional=True), Column("model / endpoint"),
-        Column("$ in/out per Mtok", numeric=True),
+        Column("$ in/out per Mtok", numeric=True), Column("price as of", optional=True),
         Column("concurrency", numeric=True, optional=True),
     ]  # fmt: skip
     print_table(columns, table, title=f"models ({catalog.path or 'no models.yaml'})")
