@@ -30,13 +30,15 @@ def running_gateway(directory: Path, config: dict, *, key_args: tuple[str, ...] 
 
 
 @contextmanager
-def serving(path: Path, port: int, *serve_args: str, log_name: str = "gateway.log"):
-    """`openparity serve -c PATH --port PORT ...` until its /health answers; yields its base
-    URL and stops it (SIGTERM) on exit."""
+def serving(
+    path: Path, port: int, *serve_args: str, log_name: str = "gateway.log", cwd: Path | None = None
+):
+    """`openparity serve -c PATH --port PORT ...` (in `cwd`) until its /health answers; yields
+    its base URL and stops it (SIGTERM) on exit."""
     log_path = path.parent / log_name
     log = log_path.open("wb")
     command = [*CLI, "serve", "-c", str(path), "--port", str(port), *serve_args]
-    process = subprocess.Popen(command, stdout=log, stderr=log)
+    process = subprocess.Popen(command, stdout=log, stderr=log, cwd=cwd)
     try:
         deadline = time.monotonic() + 60
         while True:
