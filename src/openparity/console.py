@@ -11,13 +11,16 @@ from typing import Any
 
 from rich.console import Console
 
+from openparity.jsonsafe import finite
+
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 
 def print_json(data: Any) -> None:
-    """Machine-readable output: plain JSON on stdout, non-ASCII text kept as is."""
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+    """Machine-readable output: plain JSON on stdout, non-ASCII text kept as is; a NaN or an
+    infinity (no estimate) is written as null, never as the non-JSON `NaN`."""
+    sys.stdout.write(json.dumps(finite(data), ensure_ascii=False, indent=2, default=str) + "\n")
 
 
 def print_error(message: str) -> None:

@@ -189,6 +189,22 @@ def test_bench_run_prints_the_score_with_its_interval(tmp_path, stub):
     assert 0 <= low <= data["score"] <= high <= 1 and data["scored_items"] == 2
 
 
+def test_a_run_whose_scores_are_all_equal_says_why_it_has_no_interval(tmp_path, stub):
+    """Every ticket misrouted, on items that share contexts (clusters, so no exact binomial
+    interval): "0.0 (no interval: ...)", and JSON with null, never NaN."""
+    from pathlib import Path
+
+    stub.text = "no idea"
+    task = str(Path(__file__).resolve().parents[2] / "examples/tasks/ticket-routing.yaml")
+    shown = stub_run(stub, task, tmp_path / "s.sqlite", "--limit", "4")
+    assert shown.returncode == 0, shown.stderr
+    assert "no interval: every scored item has the same score" in " ".join(shown.stdout.split())
+    assert "nan" not in shown.stdout
+    again = stub_run(stub, task, tmp_path / "s.sqlite", "--limit", "4", "--resume", "--json")
+    data = json.loads(again.stdout)
+    assert data["ci95"] is None and data["score"] == 0.0 and data["no_interval"]
+
+
 def test_resume_with_other_settings_lists_the_resumable_runs_instead_of_starting_one(
     tmp_path, stub
 ):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -157,6 +159,10 @@ def run(
 
     summary, scores = _run_interruptibly(go(), f"{command} --resume")
     estimate = scores.estimate if scores.scores else None
+    has_interval = (
+        estimate is not None and math.isfinite(estimate.low) and math.isfinite(estimate.high)
+    )
+    why = "" if estimate is None else (estimate.no_interval or _why_no_interval(estimate))
     data_out = {
         "run_id": summary.run.run_id,
         "status": summary.run.status,
@@ -166,7 +172,8 @@ def run(
         "from_cache": summary.from_cache,
         "metric": summary.run.metric,
         "score": None if estimate is None else estimate.mean,
-        "ci95": None if estimate is None else [estimate.low, estimate.high],
+        "ci95": None if estimate is None or not has_interval else [estimate.low, estimate.high],
+        "no_interval": None if estimate is None or has_interval else why,
         "scored_items": 0 if estimate is None else estimate.n,
     }
     if as_json:
@@ -174,10 +181,12 @@ def run(
         return
     score = "no item scored"
     if estimate is not None:
-        score = (
-            f"{summary.run.metric} {estimate.mean * 100:.1f} "
-            f"(95% CI {estimate.low * 100:.1f}–{estimate.high * 100:.1f}, {estimate.n} items)"
+        interval = (
+            f"95% CI {estimate.low * 100:.1f}–{estimate.high * 100:.1f}"
+            if has_interval
+            else f"no interval: {why}"
         )
+        score = f"{summary.run.metric} {estimate.mean * 100:.1f} ({interval}, {estimate.n} items)"
     out.print(f"run [bold]{summary.run.run_id}[/]: {score}")
     out.print(
         f"{summary.done}/{summary.total} scored, {summary.errors} errors,"
@@ -185,6 +194,12 @@ def run(
     )
     if summary.errors:
         out.print("errors are kept out of the scores; rerun with --resume to retry them")
+
+
+def _why_no_interval(estimate: Any) -> str:
+    if estimate.n < 2:
+        return "one item is no evidence of precision"
+    return "every scored item has the same score, so its spread says nothing of precision"
 
 
 def _command_line() -> str:

@@ -9,8 +9,9 @@ an upstream's answer holds a lone UTF-16 surrogate or a non-finite number.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
+
+from openparity.jsonsafe import finite
 
 MAX_DEPTH = 64  # OpenAI's structured outputs allow 5 levels of schema nesting; tools a few more
 
@@ -65,14 +66,4 @@ def dumps(payload: Any) -> str:
     except UnicodeEncodeError:
         return json.dumps(payload, ensure_ascii=True, allow_nan=False)
     except ValueError:  # NaN or Infinity from an upstream
-        return dumps(_finite(payload))
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
+        return dumps(finite(payload))
