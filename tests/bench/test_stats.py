@@ -305,3 +305,22 @@ def test_an_exact_target_is_said_in_the_verdict():
     fields = _common(_run_scores("open", [1.0] * 90 + [0.0] * 10), tests, 0.3,
                      stats.mean_ci([1.0] * 90 + [0.0] * 10), True)  # fmt: skip
     assert "assumes the published number is exact" in fields["verdict"].explanation
+
+
+def test_a_margin_no_task_size_could_prove_is_said_so():
+    """MMLU has 14,042 items: a margin needing ~29,000 is not "underpowered, has 200", it
+    cannot be proven on this task at all."""
+    rng = np.random.default_rng(3)
+    a = (rng.random(200) < 0.6).astype(float)
+    b = (rng.random(200) < 0.6).astype(float)
+    tests = stats.paired_tests(a, b, 0.01)
+    sd = float(np.std(a - b, ddof=1))
+    needed = stats.items_needed(sd, 0.01)
+    assert needed > 14_042
+    plain = stats.verdict(tests.diff, tests.p_difference, tests.p_equivalence, 0.01, sd)
+    assert "underpowered" in plain.explanation
+    bounded = stats.verdict(tests.diff, tests.p_difference, tests.p_equivalence, 0.01, sd,
+                            available=14_042)  # fmt: skip
+    assert bounded.word == "inconclusive"
+    assert "cannot be proven on this task at any size" in bounded.explanation
+    assert "the task has 14042" in bounded.explanation

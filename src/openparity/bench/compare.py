@@ -286,6 +286,7 @@ def _common(
             tests.equivalence_interval,
             exact_target,
             fixed_var,
+            a.run.settings.get("task_items"),
         ),
     }
 
@@ -299,12 +300,15 @@ def _verdict(
     equivalence: stats.Estimate | None,
     exact_target: bool,
     fixed_var: float = 0.0,
+    available: int | None = None,
 ) -> stats.Verdict:
     """The verdict; against a published number of unknown n it says that the number was
-    taken as exact (its own sampling error is not in the test, so the test is too bold)."""
+    taken as exact (its own sampling error is not in the test, so the test is too bold).
+    `available`: the task's number of items, when the run recorded it."""
     found = stats.verdict(
-        diff, p_difference, p_equivalence, margin, sd, equivalence=equivalence, fixed_var=fixed_var
-    )
+        diff, p_difference, p_equivalence, margin, sd, equivalence=equivalence,
+        fixed_var=fixed_var, available=available,
+    )  # fmt: skip
     if exact_target:
         why = found.explanation + "; assumes the published number is exact (its n is unknown)"
         return replace(found, explanation=why)
@@ -324,8 +328,9 @@ def build_report(
     final = []
     for c, pd, pe in zip(comparisons, p_diff, p_eq, strict=True):
         v = _verdict(
-            c.diff, pd, pe, c.margin, c.sd, c.equivalence_interval, c.exact_target, c.fixed_var
-        )
+            c.diff, pd, pe, c.margin, c.sd, c.equivalence_interval, c.exact_target, c.fixed_var,
+            c.open.run.settings.get("task_items"),
+        )  # fmt: skip
         final.append(replace(c, p_difference_holm=pd, p_equivalence_holm=pe, verdict=v))
     notes = list(notes or [])
     for c in final:

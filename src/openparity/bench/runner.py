@@ -110,7 +110,8 @@ async def run_task(
             f"task {task.name} sends images and {model.name} is not marked vision-capable",
             hint="use a vision model, or set `vision: true` for it in models.yaml",
         )
-    items = select(task.items(), limit, seed=seed, whole_clusters=task.circular_eval)
+    every_item = task.items()
+    items = select(every_item, limit, seed=seed, whole_clusters=task.circular_eval)
     item_ids = [i.id for i in items]
     run_id = run_id_for(model.identity, task, settings, item_ids)
     run = store.find_run(run_id)
@@ -128,6 +129,7 @@ async def run_task(
                     "seed": seed,
                     "openparity": __version__,
                     "circular": task.circular_eval,
+                    "task_items": len(every_item),  # what a verdict's power note can ask for
                     **({"command": command} if command else {}),
                 },
                 item_ids=item_ids,

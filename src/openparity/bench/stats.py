@@ -647,10 +647,12 @@ def verdict(
     alpha: float = ALPHA,
     equivalence: Estimate | None = None,
     fixed_var: float = 0.0,
+    available: int | None = None,
 ) -> Verdict:
     """The verdict for open - closed (or open - target) with an equivalence margin. An
     "equivalent" names the (1 - 2 alpha) interval its TOST inverts (`equivalence`), not the
-    (1 - alpha) one printed beside a difference, which may cross the margin."""
+    (1 - alpha) one printed beside a difference, which may cross the margin. `available`: the
+    task's size, so a margin that even every item could not prove is said to be so."""
     if p_equivalence < alpha:
         shown = ""
         if equivalence is not None and equivalence.informative:
@@ -678,6 +680,12 @@ def verdict(
             "inconclusive",
             f"insufficient information ({why}): no interval, no test"
             + (f"; needs ~{needed} items to prove ±{margin * 100:.1f} points" if needed else ""),
+        )
+    if needed and available and needed > available:
+        return Verdict(
+            "inconclusive",
+            f"±{margin * 100:.1f} points cannot be proven on this task at any size: it would"
+            f" need ~{needed} items and the task has {available}",
         )
     if needed and needed > diff.n:
         return Verdict(
