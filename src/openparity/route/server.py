@@ -136,18 +136,18 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
             await loop.run_in_executor(STORE_THREADS, ledger.flush, config.ledger.read_timeout_s)
             return await loop.run_in_executor(STORE_THREADS, spent_by, ledger.target, key_id)
 
-    async def admitted(request: Request) -> tuple[_Admission | None, Response | None]:
+    async def admitted(request: Request) -> _Admission | Response:
         """Authorize, read the body, resolve a pinned tier, then the key's rate and tokens per
-        minute: the admission, or `(None, refusal)` for the first step that refuses."""
+        minute: the admission, or the refusal of the first step that refuses."""
         key, refusal = _authorize(request, keys)
         if refusal is not None:
-            return None, refusal
+            return refusal
         raw, body, refusal = await _read_body(request, config.max_request_bytes)
         if refusal is not None:
-            return None, refusal
+            return refusal
         pinned, refusal = _pinned_tier(body, config.name, router)
         if refusal is not None:
-            return None, refusal
+            return refusal
         bound = prompt_tokens_bound(raw)
         estimate = bound + _asked_output_tokens(body)
         account = None
@@ -156,56 +156,62 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
             account = KeyAccount(key, shared, lambda: spent_in_ledger(key_id))
             limited = await account.admit(estimate)
             if limited is not None:
-                return None, _rejection_response(limited)
-        return _Admission(account, body, pinned, bound, estimate), None
+                return _rejection_response(limited)
+        return _Admission(account, body, pinned, bound, estimate)
 
-    def all_failed(result: RouteResult, key: _Admission | None, message: str | None) -> Response:
+    def all_failed(
+        result: RouteResult, admission: _Admission | None, message: str | None
+    ) -> Response:
         """The client's error as the upstream said it (its status, never a breaker's count),
         or a 502 when every tier failed."""
         rejection = result.rejection
         if rejection is not None:
             response = _rejection_response(rejection, _headers(result))
-            return afterwards(response, result, rejection.status, key)
+            return afterwards(response, result, rejection.status, admission)
         response = error_response(
             502, message or "every tier failed", kind="upstream_error",
             code="all_tiers_failed", headers=_headers(result),
         )  # fmt: skip
-        return afterwards(response, result, 502, key)
+        return afterwards(response, result, 502, admission)
 
-    def afterwards(response: Response, result: RouteResult, status: int, key: Any) -> Response:
+    def afterwards(
+        response: Response, result: RouteResult, status: int, admission: _Admission | None
+    ) -> Response:
         """`response`; the request's bookkeeping (spend, ledger row, metrics, access line) runs
         on the event loop's next turn, once the response is on its way: off the client's
         latency, and run even when the client has gone away before reading it."""
-        asyncio.get_running_loop().call_soon(finish, result, status, key)
+        asyncio.get_running_loop().call_soon(finish, result, status, admission)
         return response
 
     @_post(app, "/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        key, refusal = await admitted(request)
-        if refusal is not None or key is None:
-            return refusal or Response(status_code=500)
-        body, pinned = key.body, key.pinned
+        admission = await admitted(request)
+        if isinstance(admission, Response):
+            return admission
+        body = admission.body
         try:
             chat = _parse_chat(body)
-            router.check_fits(chat, pinned)
+            router.check_fits(chat, admission.pinned)
         except ClientRequestError as exc:
             return client_error(exc)
-        result = key.result(chat, stream=bool(body.get("stream")))
+        result = admission.result(chat, stream=bool(body.get("stream")))
         if result.stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return await _stream(router, result, include_usage, finish, all_failed, key, drain)
+            return await _stream(
+                router, result, include_usage, finish, all_failed, admission, drain
+            )
         await router.route(chat, result)
         if result.completion is None:
-            return all_failed(result, key, result.error)
+            return all_failed(result, admission, result.error)
         response = Response(dumps(_completion_body(result)), headers=_headers(result),
                             media_type=JSON)  # fmt: skip
-        return afterwards(response, result, 200, key)
+        return afterwards(response, result, 200, admission)
 
     async def forward(request: Request, endpoint: str) -> Response:
-        key, refusal = await admitted(request)
-        if refusal is not None or key is None:
-            return refusal or Response(status_code=500)
-        body = key.body
+        admission = await admitted(request)
+        if isinstance(admission, Response):
+            return admission
+        body = admission.body
         if body.get("stream"):
             return error_response(
                 400, f"the gateway does not stream {endpoint}; send stream: false",
@@ -216,13 +222,13 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
         choices = body.get("n") if isinstance(body.get("n"), int) else 1
         stand_in = ChatRequest(messages=(), max_tokens=asked if valid else None,
                                extra={"endpoint": endpoint, "n": choices})  # fmt: skip
-        result = key.result(stand_in, endpoint=endpoint)
+        result = admission.result(stand_in, endpoint=endpoint)
         answer = await router.forward(endpoint, body, result)
         if answer is None:
-            return all_failed(result, key, result.error)
+            return all_failed(result, admission, result.error)
         answer = {**answer, "model": result.answered_by, "openparity": result.summary()}
         response = Response(dumps(answer), headers=_headers(result), media_type=JSON)
-        return afterwards(response, result, 200, key)
+        return afterwards(response, result, 200, admission)
 
     @_post(app, "/v1/embeddings")
     async def embeddings(request: Request) -> Response:
@@ -442,7 +448,7 @@ async def _stream(
     include_usage: bool,
     finish: Any,
     all_failed: Any,
-    key: Any,
+    admission: Any,
     drain: Drain,
 ) -> Response:
     """Wait for the pre-commit point (so the headers can name the answering model), then send
@@ -451,16 +457,16 @@ async def _stream(
     try:
         first = await anext(pieces)
     except AllTiersFailedError as exc:
-        return all_failed(result, key, exc.message)
+        return all_failed(result, admission, exc.message)
     except StopAsyncIteration:  # cannot happen: the router either yields or raises
-        return all_failed(result, key, "no answer")
+        return all_failed(result, admission, "no answer")
     except StreamCut:
         result.error = "cut by shutdown"
         response = error_response(
             503, "the gateway is shutting down; retry on another replica",
             kind="server_error", code="shutting_down", headers=_headers(result),
         )  # fmt: skip
-        asyncio.get_running_loop().call_soon(finish, result, 503, key)
+        asyncio.get_running_loop().call_soon(finish, result, 503, admission)
         return response
     base = {"id": "chatcmpl-" + result.request_id, "object": "chat.completion.chunk",
             "created": int(time.time()), "model": result.attempts[-1].model}  # fmt: skip
@@ -495,7 +501,7 @@ async def _stream(
             raise
         finally:
             await pieces.aclose()
-            finish(result, status, key)
+            finish(result, status, admission)
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=_headers(result))
 
