@@ -199,3 +199,27 @@ def test_the_cli_starts_without_importing_heavy_capabilities():
                             timeout=60)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_reports_are_written_with_the_users_umask_and_keep_an_existing_files_mode(tmp_path):
+    """Atomic writes go through mkstemp (mode 0600): the file must end up as a plain write
+    would leave it, readable by the user's group when the umask says so."""
+    import os
+    import stat
+
+    from openparity.atomic import write_atomic
+
+    previous = os.umask(0o022)
+    try:
+        fresh = tmp_path / "gap.html"
+        write_atomic(fresh, "<!doctype html>")
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o644
+        os.umask(0o077)
+        private = tmp_path / "card.md"
+        write_atomic(private, "x")
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600
+        os.chmod(fresh, 0o640)
+        write_atomic(fresh, "<!doctype html><p>again")  # an existing file keeps its mode
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o640
+    finally:
+        os.umask(previous)

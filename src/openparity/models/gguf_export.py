@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from openparity.atomic import mode_for
 from openparity.errors import OpenparityError
 from openparity.models.errors import MissingDependencyError
 
@@ -130,6 +131,7 @@ def export_gguf(
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
+        os.chmod(tmp, mode_for(out))  # mkstemp made it 0600: the user's umask instead
         os.replace(tmp, out)
     except OSError as exc:
         raise OpenparityError(
