@@ -57,6 +57,7 @@ def test_cli_json_html_and_errors(tmp_path):
         6500
     )
     assert "Break-even" in " ".join(data["notes"])
+    assert "500 prompt + 200 answer tokens each (assumed" in data["notes"][0]  # not hidden
     page_file = tmp_path / "cost.html"
     assert cli("cost", *args, "--output", str(page_file)).returncode == 0
     page = render(page_file.read_text(encoding="utf-8"), tmp_path, height=1000)

@@ -47,6 +47,9 @@ def rows(s: CostStudy) -> list[dict[str, str]]:
 def notes(s: CostStudy) -> list[str]:
     r, h, t = s.report, s.hosting, s.traffic
     out = [
+        f"Traffic: {t.monthly_requests:,.0f} requests/month of {t.prompt_tokens:,.0f} prompt +"
+        f" {t.completion_tokens:,.0f} answer tokens each (assumed: set --prompt-tokens and"
+        " --completion-tokens to your traffic's averages).",
         f"API price: {s.price_source}.",
         f"Self-hosting: {h.gpus} GPU x ${h.gpu_hourly_usd}/h, {h.tokens_per_second:g} output"
         f" tok/s, {h.utilisation * 100:.0f}% utilisation, {h.ops_overhead * 100:.0f}% ops"
