@@ -78,3 +78,24 @@ def test_cli():
         "advise", "--size", "huge", "--requests", "1", "--ml-engineers", "1", timeout=60
     )
     assert bad.returncode == 2 and "unknown size 'huge'" in bad.stderr
+
+
+def test_advise_takes_its_break_even_from_costs_own_report(tmp_path):
+    """No copying numbers by hand: `cost --format json` then `advise --cost-report`."""
+    cost = tmp_path / "cost.json"
+    made = openparity(
+        "cost", "--gpu-hourly", "2.5", "--throughput", "1500", "--requests", "2000000",
+        "--format", "json", "--output", str(cost), timeout=60,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    break_even = json.loads(cost.read_text())["break_even_monthly_requests"]
+    common = ["advise", "--size", "midsize", "--requests", "2000000", "--ml-engineers", "4"]
+    by_report = openparity(*common, "--cost-report", str(cost), "--json", timeout=60)
+    by_hand = openparity(*common, "--break-even", str(break_even), "--json", timeout=60)
+    assert by_report.returncode == 0, by_report.stderr
+    assert json.loads(by_report.stdout) == json.loads(by_hand.stdout)
+    both = openparity(*common, "--cost-report", str(cost), "--break-even", "1", timeout=60)
+    assert both.returncode == 2 and "not both" in both.stderr
+    cost.write_text("{}")
+    broken = openparity(*common, "--cost-report", str(cost), timeout=60)
+    assert broken.returncode == 2 and "is not a cost report" in broken.stderr

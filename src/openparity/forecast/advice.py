@@ -46,6 +46,20 @@ def load_verdicts(gap_report: Path) -> dict[str, str]:
         ) from None
 
 
+def load_break_even(cost_report: Path) -> float:
+    """The break-even (requests/month) from a cost report written with --format json."""
+    try:
+        data = json.loads(Path(cost_report).read_text(encoding="utf-8"))
+        return float(data["break_even_monthly_requests"])
+    except FileNotFoundError:
+        raise OpenparityError(f"cost report not found: {cost_report}") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise OpenparityError(
+            f"{cost_report} is not a cost report",
+            hint="write one with openparity cost --format json --output cost.json",
+        ) from None
+
+
 def advise(s: Situation) -> Advice:
     why = [
         f"size: {s.size}",

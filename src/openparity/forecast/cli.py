@@ -119,6 +119,9 @@ def advise(
     break_even: float | None = typer.Option(
         None, "--break-even", help="Break-even requests/month (from openparity cost)."
     ),
+    cost_report: Path | None = typer.Option(
+        None, "--cost-report", help="JSON from openparity cost --format json: its break-even."
+    ),
     gap_report: Path | None = typer.Option(
         None, "--gap-report", help="JSON from openparity gap --format json."
     ),
@@ -131,8 +134,13 @@ def advise(
 
     from openparity.console import out, print_json
     from openparity.errors import OpenparityError
-    from openparity.forecast.advice import Situation, load_verdicts
+    from openparity.forecast.advice import Situation, load_break_even, load_verdicts
     from openparity.forecast.advice import advise as decide
+
+    if cost_report is not None:
+        if break_even is not None:
+            raise OpenparityError("give --break-even or --cost-report, not both")
+        break_even = load_break_even(cost_report)
 
     if size not in ("startup", "midsize", "enterprise"):
         raise OpenparityError(f"unknown size {size!r}", hint="use startup, midsize or enterprise")
