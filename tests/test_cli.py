@@ -223,3 +223,25 @@ def test_reports_are_written_with_the_users_umask_and_keep_an_existing_files_mod
         assert stat.S_IMODE(fresh.stat().st_mode) == 0o640
     finally:
         os.umask(previous)
+
+
+def test_progress_bars_keep_counts_and_times_whole_at_80_columns(monkeypatch):
+    """A long label (a task file's path and a model) gives way with an ellipsis; the counts,
+    the elapsed time and the ETA are never cut to "20/…"."""
+    import io
+
+    from rich.console import Console
+
+    from openparity import console
+
+    screen = Console(file=io.StringIO(), width=80, force_terminal=True, color_system=None)
+    monkeypatch.setattr(console, "err", screen)
+    label = "/home/user/projects/tasks/ticket-routing.yaml · openai:qwen2.5-72b@http://10.0.0.5/v1"
+    with console.ProgressBars() as bar:
+        bar(label)(1234, 5000)
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.file.getvalue())  # cursor codes
+    shown = [line for line in text.replace("\r", "\n").splitlines() if "eta" in line][-1]
+    assert "1234/5000" in shown and "…" in shown
+    assert len(shown.rstrip()) <= 80

@@ -40,18 +40,27 @@ class ProgressBars:
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
+        from rich.table import Column as TableColumn
 
+        def whole(**options: Any) -> TableColumn:  # never cut a count or a time
+            return TableColumn(no_wrap=True, **options)
+
+        # at 80 columns the counts and times stay whole: the label gives way (ellipsis), then
+        # the bar; the note goes last
+        label_width = max(16, err.width - 52)
         self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[note]}"),
+            TextColumn("{task.description}", table_column=TableColumn(
+                no_wrap=True, overflow="ellipsis", max_width=label_width)),
+            BarColumn(bar_width=None if err.width > 120 else 12, table_column=whole()),
+            MofNCompleteColumn(table_column=whole(min_width=9)),
+            TimeElapsedColumn(table_column=whole(min_width=7)),
+            TextColumn("eta", table_column=whole()),
+            TimeRemainingColumn(table_column=whole(min_width=7)),
+            TextColumn("{task.fields[note]}", table_column=TableColumn(
+                no_wrap=True, overflow="ellipsis")),
             console=err,
             transient=False,
-        )
+        )  # fmt: skip
         self.progress.start()
         return self._bar
 
