@@ -56,16 +56,46 @@ def serving(
         log.close()
 
 
+def post_body(
+    base_url: str, key: str, raw: bytes, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """POST `raw` to /chat/completions on a fresh connection: (HTTP status, body)."""
+    request = urllib.request.Request(
+        base_url + "/chat/completions", raw,
+        {"Authorization": f"Bearer {key}", "Content-Type": "application/json", **(headers or {})},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
 def chat_status(base_url: str, key: str, content: str = "二加二？") -> int:
     """One short chat request on a fresh connection; its HTTP status."""
     body = json.dumps({"model": "openparity-hybrid", "max_tokens": 4,
                        "messages": [{"role": "user", "content": content}]}).encode()  # fmt: skip
-    request = urllib.request.Request(
-        base_url + "/chat/completions", body,
-        {"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    return post_body(base_url, key, body)[0]
+
+
+def priced_models_file(directory: Path, name: str, base_url: str, price: float) -> Path:
+    """models.yaml naming one OpenAI-compatible upstream at `price` USD per million tokens
+    (in and out), so that every attempt is costed."""
+    path = directory / "models.yaml"
+    path.write_text(
+        yaml.safe_dump({"models": {name: {
+            "backend": "openai", "model": "stub", "base_url": base_url,
+            "price": {"input": price, "output": price},
+        }}}),
+        encoding="utf-8",
     )  # fmt: skip
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status
-    except urllib.error.HTTPError as error:
-        return error.code
+    return path
+
+
+@contextmanager
+def stub_pair(open_text: str, closed_text: str):
+    """Two scripted upstreams, the open and the closed side: yields (open, closed)."""
+    from openparity.testing.stub_server import StubServer
+
+    with StubServer(text=open_text) as open_, StubServer(text=closed_text) as closed:
+        yield open_, closed

@@ -19,7 +19,7 @@ import yaml
 from openparity.models.local_server import free_port
 from openparity.testing.servers import running_redis
 from tests.cli import openparity
-from tests.route.gateway import serving
+from tests.route.gateway import post_body, priced_models_file, serving
 
 PRICE = 2.0  # USD per million tokens, in and out
 ANSWER = " ".join(["word"] * 50)  # 50 tokens out, 1 in: each answer costs $0.000102
@@ -40,14 +40,7 @@ def stub():
 
 
 def write_config(directory, stub, redis_url=None):
-    models = directory / "models.yaml"
-    models.write_text(
-        yaml.safe_dump({"models": {"priced": {
-            "backend": "openai", "model": "stub", "base_url": stub.base_url,
-            "price": {"input": PRICE, "output": PRICE},
-        }}}),
-        encoding="utf-8",
-    )  # fmt: skip
+    models = priced_models_file(directory, "priced", stub.base_url, PRICE)
     config = {
         "models_file": str(models),
         "tiers": [{"model": "priced", "checks": ["non_empty"], "retries": 0}],
@@ -67,15 +60,7 @@ def add_key(path, name, *args) -> str:
 
 
 def post(base_url: str, key: str) -> int:
-    request = urllib.request.Request(
-        base_url + "/chat/completions", BODY,
-        {"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-    )  # fmt: skip
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status
-    except urllib.error.HTTPError as error:
-        return error.code
+    return post_body(base_url, key, BODY)[0]
 
 
 def burst(urls: list[str], key: str, n: int = 60) -> list[int]:

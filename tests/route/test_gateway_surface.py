@@ -14,7 +14,7 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from tests.route.gateway import running_gateway
+from tests.route.gateway import running_gateway, stub_pair
 
 WEATHER_TOOL = {
     "type": "function",
@@ -35,10 +35,8 @@ ASK_WEATHER = [{"role": "user", "content": "北京今天天气怎么样？"}]
 
 @pytest.fixture(scope="module")
 def upstreams():
-    from openparity.testing.stub_server import StubServer
-
-    with StubServer(text="open text") as open_, StubServer(text="closed text") as closed:
-        yield open_, closed
+    with stub_pair("open text", "closed text") as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import urllib.request
 import openai
 import pytest
 
-from tests.route.gateway import running_gateway
+from tests.route.gateway import post_body, running_gateway, stub_pair
 
 UPSTREAM_400 = {
     "status": 400,
@@ -30,10 +30,8 @@ HELLO = [{"role": "user", "content": "你好"}]
 
 @pytest.fixture(scope="module")
 def upstreams():
-    from openparity.testing.stub_server import StubServer
-
-    with StubServer(text="open answer") as open_, StubServer(text="closed answer") as closed:
-        yield open_, closed
+    with stub_pair("open answer", "closed answer") as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")
@@ -64,17 +62,9 @@ def health(gateway) -> dict:
         return json.loads(answer.read())
 
 
-def post_raw(gateway, raw: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+def post_raw(gateway, raw: bytes) -> tuple[int, bytes]:
     base_url, key, _ = gateway
-    request = urllib.request.Request(
-        base_url + "/chat/completions", raw,
-        {"Authorization": f"Bearer {key}", "Content-Type": "application/json", **(headers or {})},
-    )  # fmt: skip
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status, answer.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
+    return post_body(base_url, key, raw)
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ import yaml
 from openparity.models.local_server import free_port
 from openparity.testing.servers import running_redis
 from tests.cli import openparity
-from tests.route.gateway import chat_status, serving
+from tests.route.gateway import chat_status, priced_models_file, serving
 
 PRICE = 100_000.0  # USD per million tokens: each answer (1 + 1 tokens) costs $0.2
 
@@ -34,14 +34,7 @@ def stub():
 def setup(tmp_path_factory, stub):
     """The config, the keys, Redis; replicas are started by the tests that need them."""
     directory = tmp_path_factory.mktemp("replicas")
-    models = directory / "models.yaml"
-    models.write_text(
-        yaml.safe_dump({"models": {"upstream": {
-            "backend": "openai", "model": "stub", "base_url": stub.base_url,
-            "price": {"input": PRICE, "output": PRICE},
-        }}}),
-        encoding="utf-8",
-    )  # fmt: skip
+    models = priced_models_file(directory, "upstream", stub.base_url, PRICE)
     with running_redis(directory) as (redis_url, _):
         config = {
             "models_file": str(models),

@@ -88,9 +88,7 @@ class ApiKey:
         of what is spent and held."""
         if self.budget_usd is None:
             return True
-        if self.spent_usd >= self.budget_usd or self.spent_usd + self.held_usd + usd > (
-            self.budget_usd * (1 + 1e-9)
-        ):
+        if self.over_budget or self.spent_usd + self.held_usd + usd > self.budget_usd * (1 + 1e-9):
             return False
         self.held_usd += usd
         return True

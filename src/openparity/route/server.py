@@ -115,7 +115,7 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
 
     def finish(result: RouteResult, status: int, admission: _Admission | None) -> None:
         account = admission.account if admission else None
-        if account is not None and admission is not None:
+        if admission is not None and account is not None:
             used = sum(a.prompt_tokens + a.completion_tokens for a in result.attempts)
             account.return_tokens(admission.token_estimate - used)
         key = account.key if account else None
