@@ -18,6 +18,18 @@ table { border-collapse: collapse; margin: 1rem 0; }
 th, td { border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; font-size: .9rem; }
 th { background: #f3f3f3; }
 figure { margin: 1rem 0; } figcaption { color: #555; font-size: .85rem; }
+.lead { font-size: 1.05rem; color: #333; }
+.callout { border-left: .4rem solid #999; background: #f7f7f7; padding: .4rem .9rem;
+  margin: .6rem 0; }
+.callout p { margin: .25rem 0; }
+.callout .sentence { font-size: 1.25rem; font-weight: 600; }
+.callout .numbers { font-variant-numeric: tabular-nums; }
+.callout .why { color: #555; font-size: .9rem; }
+.callout.bad { border-color: #c62828; background: #fdecea; }
+.callout.good { border-color: #2e7d32; background: #edf7ed; }
+.callout.unsure { border-color: #ef8f00; background: #fff4e5; }
+.figures { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
+.figures svg { max-width: 100%; height: auto; }
 """
 
 
@@ -64,13 +76,21 @@ def pyplot() -> Any:
     return plt
 
 
-def page(title: str, sections: Sequence[tuple[str, str]], created: float | None = None) -> str:
-    """A complete page: a title, then (heading, HTML body) sections in order."""
+def page(
+    title: str,
+    sections: Sequence[tuple[str, str]],
+    created: float | None = None,
+    lead: str = "",
+) -> str:
+    """A complete page: a title, a lead line (what the page is about), then (heading, HTML
+    body) sections in order."""
     stamp = dt.datetime.fromtimestamp(created or time.time(), dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     body = "".join(f"<h2>{html.escape(h)}</h2>{content}" for h, content in sections)
     return (
         f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><p>openparity {__version__} · {stamp}</p>"
+        f"<h1>{html.escape(title)}</h1>"
+        + (f'<p class="lead">{html.escape(lead)}</p>' if lead else "")
+        + f"<p>openparity {__version__} · {stamp}</p>"
         f"{body}</body></html>\n"
     )

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from openparity.bench import report as render
+from openparity.bench import report_html
 from openparity.bench.compare import build_report, compare_runs
 from openparity.bench.movement import measure_movement
 from openparity.bench.store import Record, RunInfo, RunStore
@@ -91,7 +92,7 @@ def test_before_after_renders_in_markdown_and_chromium(tmp_path):
     markdown = render.to_markdown(report)
     assert "## What training moved (trained − base, paired)" in markdown
     assert "| fmt | 5.0 [" in markdown and "94.7% → 15.8%" in markdown
-    page = open_in_chromium(render.to_html(report), tmp_path)
+    page = open_in_chromium(report_html.to_html(report), tmp_path)
     assert page.dom.count("<table>") == 4 and "What training moved" in page.dom
     assert "Uncaught" not in page.console
     rows = render.run_rows(report)

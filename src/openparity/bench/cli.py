@@ -452,12 +452,13 @@ def _one_run_per_task(store, run_ids: list[str], side: str) -> dict[str, str]:
 
 def _writers() -> dict:
     from openparity.bench import report as render
+    from openparity.bench import report_html
 
     return {
         "json": render.to_json,
         "markdown": render.to_markdown,
         "md": render.to_markdown,
-        "html": render.to_html,
+        "html": report_html.to_html,
     }
 
 

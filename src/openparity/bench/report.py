@@ -1,5 +1,6 @@
-"""One report renderer: the seed's gap table and verification table, with CIs and n, as
-terminal text (Rich), JSON, Markdown, or one self-contained HTML page with inline SVG plots."""
+"""The gap report's rows and its text forms: a headline per task, then the seed's gap table and
+verification table, with CIs and n, as terminal text (Rich), JSON or Markdown (the HTML page is
+`report_html`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import json
 import math
 from typing import Any
 
-from openparity import __version__, htmlpage
+from openparity import __version__
 from openparity.bench.compare import Comparison, GapReport, PairedComparison, TargetComparison
+from openparity.bench.headline import headlines
 
 
 def _pts(value: float | None, signed: bool = False) -> str:
@@ -255,9 +257,12 @@ def _md_table(rows: list[dict[str, str]]) -> str:
 
 
 def to_markdown(report: GapReport) -> str:
+    lines = headlines(report.comparisons, report.movements)
     parts = [
         "# openparity gap report\n",
-        "## Gap (scores in points, 95% CI)\n",
+        *(["\n## At a glance\n\n"] if lines else []),
+        *[f"- **{h.sentence}** ({h.numbers})\n" for h in lines],
+        "\n## Gap (scores in points, 95% CI)\n",
         _md_table(gap_rows(report)),
         "\n## Verification\n",
         _md_table(verification_rows(report)),
@@ -279,6 +284,9 @@ def render_terminal(report: GapReport) -> None:
 
     from openparity.console import Column, out, print_table
 
+    for h in headlines(report.comparisons, report.movements):
+        out.print(f"[bold]{escape(h.sentence)}[/]")
+        out.print(f"  {escape(h.numbers)}", style="dim")
     tables = [
         ("Gap (points, 95% CI)", gap_rows(report)),
         ("Verification", verification_rows(report)),
@@ -305,91 +313,3 @@ def render_terminal(report: GapReport) -> None:
         )
     for note in report.notes:
         out.print(f"[yellow]note:[/] {escape(note)}")
-
-
-def _plots(report: GapReport) -> tuple[str, str]:
-    plt = htmlpage.pyplot()
-    comps = report.comparisons
-    names = [c.task for c in comps]
-    fig, ax = plt.subplots(figsize=(6.4, 0.6 + 0.7 * len(comps)))
-    ys = range(len(comps))
-    ax.errorbar(
-        [c.open_estimate.mean * 100 for c in comps],
-        [y + 0.15 for y in ys],
-        xerr=[
-            [(c.open_estimate.mean - c.open_estimate.low) * 100 for c in comps],
-            [(c.open_estimate.high - c.open_estimate.mean) * 100 for c in comps],
-        ],
-        fmt="o",
-        color="#1f77b4",
-        label="open",
-        capsize=3,
-    )
-    closed_x = [c.closed_mean * 100 for c in comps]
-    closed_err = [
-        [(c.closed_mean - c.closed_interval.low) * 100 if c.closed_interval else 0 for c in comps],
-        [(c.closed_interval.high - c.closed_mean) * 100 if c.closed_interval else 0 for c in comps],
-    ]
-    ax.errorbar(
-        closed_x,
-        [y - 0.15 for y in ys],
-        xerr=closed_err,
-        fmt="s",
-        color="#d62728",
-        label="closed / target",
-        capsize=3,
-    )
-    ax.set_yticks(list(ys), names)
-    ax.set_xlabel("score (points) with 95% CI")
-    ax.set_xlim(0, 100)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, frameon=False)
-    scores_svg = htmlpage.svg(fig)
-
-    fig, ax = plt.subplots(figsize=(6.4, 0.6 + 0.7 * len(comps)))
-    for y, c in enumerate(comps):
-        ax.fill_betweenx(
-            [y - 0.35, y + 0.35],
-            -c.margin * 100,
-            c.margin * 100,
-            color="#2ca02c",
-            alpha=0.25,
-            label="equivalence margin" if y == 0 else None,
-        )
-        ax.errorbar(
-            [c.diff.mean * 100],
-            [y],
-            xerr=[[(c.diff.mean - c.diff.low) * 100], [(c.diff.high - c.diff.mean) * 100]],
-            fmt="D",
-            color="black",
-            capsize=4,
-        )
-    ax.axvline(0, color="grey", linewidth=0.8)
-    ax.set_yticks(range(len(comps)), names)
-    ax.set_xlabel("open − closed (points), 95% CI")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)
-    forest_svg = htmlpage.svg(fig)
-    return scores_svg, forest_svg
-
-
-def to_html(report: GapReport) -> str:
-    """One self-contained page (inline CSS and SVG, no scripts, no network)."""
-    scores_svg, forest_svg = _plots(report) if report.comparisons else ("", "")
-    forest_caption = "Open − closed with 95% CI; green: equivalence margin."
-    plots = htmlpage.figure(scores_svg, "Per-task scores with 95% CIs.", "scores")
-    plots += htmlpage.figure(forest_svg, forest_caption, "forest")
-    return htmlpage.page(
-        "openparity gap report",
-        [
-            ("Gap", htmlpage.table(gap_rows(report), "no tasks")),
-            ("Verification", htmlpage.table(verification_rows(report), "no tasks")),
-            *(
-                [("What training moved", htmlpage.table(movement_rows(report), "no tasks"))]
-                if report.movements
-                else []
-            ),
-            ("Notes", htmlpage.bullet_list(report.notes)),
-            ("Runs", htmlpage.table(run_rows(report), "no runs")),
-            ("Plots", plots),
-        ],
-        created=report.created,
-    )
