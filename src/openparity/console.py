@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,47 +99,138 @@ def print_table(
     title: str | None = None,
     console: Console | None = None,
 ) -> None:
-    """Print `rows` (plain strings, no markup) so every number stays whole on one line."""
+    """Print `rows` (plain strings, no markup) so every number stays whole on one line. Too
+    wide for the terminal: first each estimate's interval goes under its value ("35.0" over
+    "[20.6, 51.7]") and long headers wrap at spaces, then optional columns are dropped,
+    rightmost first, with a note."""
     from rich.table import Table
     from rich.text import Text
 
     console = console or out
+    cells = [[str(cell) for cell in row] for row in rows]
     keep = list(range(len(columns)))
-    while True:
+    compact = _narrowest(columns, cells, keep, compact=False) > console.width
+    if compact:
+        cells = [_stacked(columns, row) for row in cells]
+    dropped: list[int] = []
+    while compact:
+        fits = _narrowest(columns, cells, keep, compact=True) <= console.width
         optional = [i for i in keep if columns[i].optional]
-        fits = _narrowest(columns, rows, keep) <= console.width
         if fits or not optional:
             break
         keep.remove(optional[-1])
+        dropped.append(optional[-1])
+    for i in reversed(dropped[:-1]):  # a column dropped early may fit beside a wider one's gap
+        if _narrowest(columns, cells, sorted([*keep, i]), compact=True) <= console.width:
+            keep = sorted([*keep, i])
+    fits = _narrowest(columns, cells, keep, compact) <= console.width
+    widths = _allocate(columns, cells, keep, compact, console.width) if fits else {}
     table = Table(title=title, title_justify="left")
     for i in keep:
         col = columns[i]
+        header = _header(col, [row[i] for row in cells]) if compact else col.header
         table.add_column(  # too narrow even so: long identifiers fold, numbers stay whole
-            col.header, no_wrap=col.numeric or (col.identifier and fits), overflow="fold",
-            justify="right" if col.numeric else "left",
+            header, no_wrap=col.numeric or (col.identifier and fits), overflow="fold",
+            justify="right" if col.numeric else "left", width=widths.get(i),
         )  # fmt: skip
-    for row in rows:
-        table.add_row(*(Text(str(row[i])) for i in keep))
+    for row in cells:
+        table.add_row(*(Text(row[i]) for i in keep))
     console.print(table)
-    dropped = [columns[i].header for i in range(len(columns)) if i not in keep]
-    if dropped:
+    left_out = [columns[i].header for i in range(len(columns)) if i not in keep]
+    if left_out:
         console.print(
-            f"[dim]left out at this width: {', '.join(dropped)} (widen the terminal or use"
+            f"[dim]left out at this width: {', '.join(left_out)} (widen the terminal or use"
             " --json)[/]"
         )
 
 
-def _narrowest(columns: Sequence[Column], rows: Sequence[Sequence[str]], keep: list[int]) -> int:
-    """The table's width with numbers whole and text folded at its longest word."""
+def print_rows(
+    rows: Sequence[Mapping[str, str]],
+    *,
+    title: str | None = None,
+    text: Collection[str] = (),
+    identifiers: Collection[str] = (),
+    optional: Collection[str] = (),
+) -> None:
+    """`print_table` for rows as dicts (the same dicts the JSON, Markdown and HTML forms
+    use): every column is a number unless named as text or an identifier."""
+    if not rows:
+        return
+    headers = list(rows[0])
+    columns = [
+        Column(h, numeric=h not in text and h not in identifiers, optional=h in optional,
+               identifier=h in identifiers)
+        for h in headers
+    ]  # fmt: skip
+    print_table(columns, [[str(r[h]) for h in headers] for r in rows], title=title)
+
+
+def _stacked(columns: Sequence[Column], row: list[str]) -> list[str]:
+    """A numeric cell "value [low, high]" as two lines, value over interval."""
+    return [
+        cell.replace(" [", "\n[", 1) if col.numeric else cell
+        for col, cell in zip(columns, row, strict=True)
+    ]
+
+
+def _header(column: Column, cells: list[str]) -> str:
+    """A whole column's header wrapped at spaces to the width of its widest cell."""
+    import textwrap
+
     from rich.cells import cell_len
 
-    def need(i: int) -> int:
-        cells = [columns[i].header, *(str(row[i]) for row in rows)]
-        if columns[i].whole:
-            return max(cell_len(c) for c in cells)
-        return max((cell_len(w) for c in cells for w in c.split()), default=1)
+    if not column.whole:
+        return column.header
+    width = max((cell_len(line) for c in cells for line in c.splitlines()), default=1)
+    return textwrap.fill(column.header, width=max(width, 1), break_long_words=False)
 
-    return sum(need(i) + 3 for i in keep) + 1  # padding of 1 each side + one border each
+
+def _narrowest(
+    columns: Sequence[Column], rows: Sequence[Sequence[str]], keep: list[int], compact: bool
+) -> int:
+    """The table's width with numbers whole and text folded at its longest word; compact:
+    whole columns' headers wrap at spaces too."""
+    cells = [[str(cell) for cell in row] for row in rows]
+    padded = [_need(columns[i], [row[i] for row in cells], compact) + 3 for i in keep]
+    return sum(padded) + 1  # padding of 1 each side and one border per column, one closing
+
+
+def _allocate(
+    columns: Sequence[Column], cells: list[list[str]], keep: list[int], compact: bool, total: int
+) -> dict[int, int]:
+    """Column widths that keep every word whole: each column gets its narrowest, then the
+    room left goes a character at a time to the text column furthest from its full width.
+    Rich's own shrinking can cut a word in two even where the words fit."""
+    from rich.cells import cell_len
+
+    def full(i: int) -> int:
+        lines = [line for row in cells for line in row[i].splitlines()]
+        return max(cell_len(t) for t in [columns[i].header, *lines])
+
+    widths = {i: _need(columns[i], [row[i] for row in cells], compact) for i in keep}
+    wanted = {i: full(i) for i in keep}
+    room = total - (sum(widths.values()) + 3 * len(keep) + 1)
+    while room > 0:
+        short = {i: wanted[i] - widths[i] for i in keep if wanted[i] > widths[i]}
+        if not short:
+            break
+        widest_gap = max(short, key=lambda i: short[i])
+        widths[widest_gap] += 1
+        room -= 1
+    return widths
+
+
+def _need(column: Column, cells: list[str], compact: bool) -> int:
+    """The narrowest a column can be: whole numbers and identifiers, text at its longest word."""
+    from rich.cells import cell_len
+
+    def longest_word(text: str) -> int:
+        return max((cell_len(w) for w in text.split()), default=1)
+
+    if not column.whole:
+        return max(longest_word(c) for c in [column.header, *cells])
+    header = longest_word(column.header) if compact else cell_len(column.header)
+    return max([header, *(cell_len(line) for c in cells for line in c.splitlines())])
 
 
 def report_kind(fmt: str, output: Path | None, writers: Mapping[str, object]) -> str:

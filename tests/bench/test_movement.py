@@ -3,6 +3,7 @@ report as the gap to the closed model; a drop on any task is called a regression
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -133,3 +134,27 @@ def test_a_checkpoint_retrained_in_place_is_a_new_model(tmp_path):
     (ckpt / "model.safetensors").write_bytes(np.ones(9, dtype=np.float32).tobytes())
     assert parse_spec(f"hf:{ckpt}").identity() != first
     assert parse_spec("local:smollm2-135m").identity() == "local:smollm2-135m"
+
+
+def test_before_after_at_80_columns_keeps_the_task_and_every_number_whole(tmp_path):
+    """At 80 columns the table lost its task column and cut numbers ("5.0 [0.6, 16"):
+    intervals now go under their values, and whole columns are left out with a note."""
+    path = tmp_path / "runs.sqlite"
+    before_and_after(path).close()
+    result = openparity(
+        "bench", "report", "fmt-trained", "guard-trained", "--against", "fmt-closed,guard-closed",
+        "--base", "fmt-base,guard-base", "--store", str(path),
+        env={**os.environ, "COLUMNS": "80"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), max(lines, key=len)
+    table = lines[next(i for i, line in enumerate(lines) if "What training moved" in line) :]
+    rows = [line for line in table if line.startswith("│ ")]
+    assert any(r.startswith("│ fmt ") for r in rows) and any(r.startswith("│ guard ") for r in rows)
+    body = "\n".join(table)
+    assert "94.7% → 15.8%" in body  # the gap before → after, whole
+    assert re.search(r"\[\d+\.\d, \d+\.\d\] │", body)  # an interval whole, on its own line
+    assert "+75.0" in body and "improved" in body and "regressed" in body
+    left_out = next(line for line in table if line.startswith("left out at this width:"))
+    assert "trained" in left_out and "base" not in left_out

@@ -51,20 +51,17 @@ def list_tasks(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
     if as_json:
         print_json(rows)
         return
-    from rich.markup import escape
-    from rich.table import Table
+    from openparity.console import Column, print_table
 
-    table = Table(title="tasks")
-    for column in ("task", "items", "metric", "variants", "source"):
-        table.add_column(column, overflow="fold")
-    for r in rows:
-        table.add_row(
-            *(
-                escape(str(v))
-                for v in (r["task"], r["items"], r["metric"], ", ".join(r["variants"]), r["source"])
-            )
-        )
-    out.print(table)
+    columns = [
+        Column("task", identifier=True), Column("items", numeric=True), Column("metric"),
+        Column("source", optional=True), Column("variants", optional=True),
+    ]  # fmt: skip
+    table = [
+        [r["task"], str(r["items"]), r["metric"], r["source"], ", ".join(r["variants"])]
+        for r in rows
+    ]
+    print_table(columns, table, title="tasks")
 
 
 @bench_app.command("install-data")

@@ -78,12 +78,12 @@ def movement_rows(report: GapReport) -> list[dict[str, str]]:
                 "trained": f"{_pts(c.open_estimate.mean)}"
                 f" {_ci(c.open_estimate.low, c.open_estimate.high)}",
                 "change [95% CI]": f"{_pts(c.diff.mean, True)} {_ci(c.diff.low, c.diff.high)}",
-                "p (Holm)": f"{_first(c.p_difference_holm, c.p_difference):.3g}",
                 "gap ratio before → after": " → ".join(
                     "-" if math.isnan(g) else f"{g * 100:.1f}%" for g in gaps
                 ),
-                "n": str(c.diff.n),
                 "verdict": m.verdict,
+                "p (Holm)": f"{_first(c.p_difference_holm, c.p_difference):.3g}",
+                "n": str(c.diff.n),
                 "why": c.verdict.explanation,
             }
         )
@@ -276,13 +276,17 @@ def to_markdown(report: GapReport) -> str:
 
 
 _TEXT_COLUMNS = {"task", "metric", "verdict"}
-_OPTIONAL_COLUMNS = {"metric", "gap ratio", "margin", "p diff", "provable"}
+# Dropped, rightmost first, on a narrow terminal. The trained and base scores are also in the
+# headlines above the tables (and the trained one in the gap table), so they go before the
+# change and the gap before → after.
+_OPTIONAL_COLUMNS = {"metric", "gap ratio", "margin", "p diff", "provable", "p (Holm)", "n"}
+_OPTIONAL_COLUMNS |= {"base", "trained"}
 
 
 def render_terminal(report: GapReport) -> None:
     from rich.markup import escape
 
-    from openparity.console import Column, out, print_table
+    from openparity.console import out, print_rows
 
     for h in headlines(report.comparisons, report.movements):
         out.print(f"[bold]{escape(h.sentence)}[/]")
@@ -294,14 +298,8 @@ def render_terminal(report: GapReport) -> None:
     if report.movements:
         tables.append(("What training moved (trained − base, paired)", movement_rows(report)))
     for title, rows in tables:
-        if not rows:
-            continue
-        headers = [h for h in (rows[0] if rows else {}) if h != "why"]  # "why" comes below
-        columns = [
-            Column(h, numeric=h not in _TEXT_COLUMNS, optional=h in _OPTIONAL_COLUMNS)
-            for h in headers
-        ]
-        print_table(columns, [[r[h] for h in headers] for r in rows], title=title)
+        shown = [{h: v for h, v in r.items() if h != "why"} for r in rows]  # "why" comes below
+        print_rows(shown, title=title, text=_TEXT_COLUMNS, optional=_OPTIONAL_COLUMNS)
     for c in report.comparisons:
         out.print(
             f"[bold]{escape(c.task)}[/]: {escape(c.verdict.word)}: {escape(c.verdict.explanation)}"

@@ -91,16 +91,10 @@ def to_json(s: CostStudy) -> str:
 
 def render_terminal(s: CostStudy) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
-    from openparity.console import out
+    from openparity.console import out, print_rows
 
-    table = Table(title="Monthly cost", title_justify="left")
-    for column in rows(s)[0]:
-        table.add_column(column)
-    for row in rows(s):
-        table.add_row(*(escape(v) for v in row.values()))
-    out.print(table)
+    print_rows(rows(s), title="Monthly cost", text={"option"})
     for note in notes(s):
         out.print(f"[yellow]note:[/] {escape(note)}")
 

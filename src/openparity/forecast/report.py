@@ -89,23 +89,14 @@ def to_json(f: Forecast) -> str:
 
 def render_terminal(f: Forecast) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
-    from openparity.console import out
+    from openparity.console import out, print_rows
 
-    for title, rows in (
-        ("Forecast", summary_rows(f)),
-        ("Tornado (one factor pinned against / for parity, the rest drawn)", tornado_rows(f)),
-        ("Sobol sensitivity indices", sobol_rows(f)),
-    ):
-        if not rows:
-            continue
-        table = Table(title=title, title_justify="left")
-        for column in rows[0]:
-            table.add_column(column, overflow="fold")
-        for row in rows:
-            table.add_row(*(escape(v) for v in row.values()))
-        out.print(table)
+    tornado_title = "Tornado (one factor pinned against / for parity, the rest drawn)"
+    print_rows(summary_rows(f), title="Forecast", identifiers={"scenario"}, text={"draws"},
+               optional={"draws"})  # fmt: skip
+    print_rows(tornado_rows(f), title=tornado_title, identifiers={"factor"})
+    print_rows(sobol_rows(f), title="Sobol sensitivity indices", identifiers={"input"})
     for note in notes(f):
         out.print(f"[yellow]note:[/] {escape(note)}")
 
