@@ -166,11 +166,14 @@ def trend(
     margin: float = typer.Option(1.0, "--margin", help="Parity margin in points."),
     scores: Path | None = typer.Option(None, "--scores", help="Scores CSV (default: public)."),
     add: list[Path] = typer.Option([], "--add", help="More scores CSVs."),
-    add_gap: list[Path] = typer.Option([], "--add-gap", help="openparity gap JSON reports."),
+    add_gap: list[Path] = typer.Option(
+        [], "--add-gap", help="Your measured gaps: openparity gap JSON reports (one per date)."
+    ),
     fmt: str = typer.Option("terminal", "--format", help="terminal, json or html."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the report here."),
 ) -> None:
-    """Open-vs-closed gap over time from dated scores, and P(gap <= margin) by a date."""
+    """Open-vs-closed gap over time and P(gap <= margin) by a date: the published frontier's,
+    or yours when --add-gap gives your measured gaps."""
     import datetime as dt
 
     from openparity.console import emit_report, err, report_kind
@@ -179,8 +182,8 @@ def trend(
         PUBLIC_SCORES,
         TrendError,
         forecast_trend,
+        gaps_from_gap_report,
         read_scores,
-        rows_from_gap_report,
     )
 
     writers = {"json": trend_report.to_json, "html": trend_report.to_html}
@@ -192,15 +195,21 @@ def trend(
     rows = read_scores(scores or PUBLIC_SCORES)
     for path in add:
         rows += read_scores(path)
+    measured = []
     for path in add_gap:
-        added = rows_from_gap_report(path)
-        rows += added
-        used = [r for r in added if r.benchmark == benchmark.lower()]
+        gaps = gaps_from_gap_report(path)
+        used = [g for g in gaps if g.benchmark == benchmark.lower()]
+        measured += used
+        tasks = ", ".join(sorted({g.benchmark for g in gaps})) or "none"
         err.print(
-            f"{path}: {len(used)} of {len(added)} model scores are {benchmark.lower()}"
-            + ("".join(f"; {r.kind} {r.model} {r.score:.1f} on {r.date}" for r in used))
-            + ("" if used else " (nothing added to this trend)"),
+            f"{path}: "
+            + "; ".join(
+                f"your {g.benchmark} gap {g.gap:.1f} points [{g.ci95[0]:.1f}, {g.ci95[1]:.1f}]"
+                f" on {g.date} ({g.open_model} vs {g.closed_model})"
+                for g in used
+            )
+            + ("" if used else f"no {benchmark.lower()} task in it (its tasks: {tasks})"),
             soft_wrap=True,
         )
-    result = forecast_trend(rows, benchmark.lower(), when, margin)
+    result = forecast_trend(rows, benchmark.lower(), when, margin, measured)
     emit_report(result, fmt, output, writers, trend_report.render_terminal)

@@ -7,12 +7,57 @@ import json
 from typing import Any
 
 from openparity import htmlpage
-from openparity.forecast.trend import TrendForecast
+from openparity.forecast.trend import ANCHORED, FRONTIER, MeasuredGap, TrendForecast
 
 NOTE = (
-    "A straight line through the frontier gaps; far from the data it is unbounded: read the"
+    "A straight line through the gaps; far from the data it is unbounded: read the"
     " probability and the interval, not the point forecast. Vendors' settings differ."
 )
+
+
+def fit_on(f: TrendForecast) -> str:
+    """What the line is fit on, in one sentence: the first thing the user reads."""
+    if f.basis == FRONTIER:
+        first, last = f.points[0][0], f.points[-1][0]
+        return (
+            f"the published frontier gap on {f.benchmark} (best closed minus best open score,"
+            f" {len(f.points)} points {first} to {last}): the best models, not yours"
+        )
+    latest = f.measured[-1]
+    pair = f"{latest.open_model} vs {latest.closed_model}"
+    if f.basis == ANCHORED:
+        return (
+            f"your measured gap on {f.benchmark}, {latest.gap:.1f} points on {latest.date}"
+            f" ({pair}), carried forward at the published frontier's rate"
+            f" ({f.slope_per_year:+.1f} points/year)"
+        )
+    return f"your {len(f.measured)} measured gaps on {f.benchmark}, {f.measured[0].date} to" + (
+        f" {latest.date} (latest: {pair})"
+    )
+
+
+def notes(f: TrendForecast, today: dt.date | None = None) -> list[str]:
+    today = today or dt.date.today()
+    out = [NOTE]
+    newest = max([d for d, _ in f.points] + [g.date for g in f.measured])
+    years = (max(f.by, today) - newest).days / 365.25
+    if years >= 1:
+        out.append(
+            f"The newest data point is from {newest}: the line runs {years:.1f} years past its"
+            " data. Add newer scores (--add FILE.csv) or your own gap (--add-gap gap.json)."
+        )
+    if f.basis == FRONTIER:
+        out.append(
+            "This is the frontier, not your model: your own gap can be far wider. Add your"
+            " measured gap with --add-gap gap.json (openparity gap --format json)."
+        )
+    elif f.basis == ANCHORED:
+        out.append(
+            "Assumes your gap closes at the frontier's rate. The interval adds the rate's"
+            " uncertainty, the frontier's scatter and your measurement's own 95% CI; three"
+            " gap reports on different dates fit your own rate instead."
+        )
+    return out
 
 
 def to_dict(f: TrendForecast) -> dict[str, Any]:
@@ -27,8 +72,18 @@ def to_dict(f: TrendForecast) -> dict[str, Any]:
         "margin": f.margin,
         "probability_within_margin": f.probability_within_margin,
         "crossing_date": f.crossing_date.isoformat() if f.crossing_date else None,
-        "note": NOTE,
+        "basis": f.basis,
+        "fit_on": fit_on(f),
+        "measured": [_measured(g) for g in f.measured],
+        "notes": notes(f),
     }
+
+
+def _measured(g: MeasuredGap) -> dict[str, Any]:
+    return {
+        "date": g.date.isoformat(), "gap": g.gap, "ci95": list(g.ci95),
+        "open_model": g.open_model, "closed_model": g.closed_model, "source": g.source,
+    }  # fmt: skip
 
 
 def to_json(f: TrendForecast) -> str:
@@ -54,52 +109,69 @@ def render_terminal(f: TrendForecast) -> None:
 
     from openparity.console import out
 
+    out.print(f"fit on: [bold]{escape(fit_on(f))}[/]")
     for d, g in f.points:
         out.print(f"{d.isoformat()}  frontier gap {g:6.1f} points")
+    for g in f.measured:
+        low, high = g.ci95
+        out.print(f"{g.date.isoformat()}  your gap     {g.gap:6.1f} points [{low:.1f}, {high:.1f}]")
     for key, value in summary(f)[0].items():
         out.print(f"{escape(key)}: [bold]{escape(value)}[/]")
-    out.print(f"[yellow]note:[/] {escape(NOTE)}")
+    for note in notes(f):
+        out.print(f"[yellow]note:[/] {escape(note)}")
+
+
+def _line_start(f: TrendForecast) -> dt.date:
+    if f.basis == FRONTIER:
+        return f.points[0][0]
+    return f.measured[-1].date if f.basis == ANCHORED else f.measured[0].date
 
 
 def to_html(f: TrendForecast) -> str:
-    import numpy as np
-
     plt = htmlpage.pyplot()
-    dates = [d for d, _ in f.points]
-    origin = dates[0]
-    years = np.array([(d - origin).days / 365.25 for d in dates])
-    gaps = np.array([g for _, g in f.points])
-    end = (f.by - origin).days / 365.25
-    line_x = np.linspace(0, max(end, years[-1]), 50)
-    intercept = f.predicted_gap - f.slope_per_year * end
-    line_dates = [origin + dt.timedelta(days=float(x) * 365.25) for x in line_x]
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
-    ax.scatter(dates, gaps, label="frontier gap", zorder=3)
-    ax.plot(line_dates, intercept + f.slope_per_year * line_x, label="linear trend")
+    if f.points:
+        ax.scatter([d for d, _ in f.points], [g for _, g in f.points], zorder=3,
+                   label="published frontier gap")  # fmt: skip
+    if f.measured:
+        ax.errorbar(
+            [g.date for g in f.measured], [g.gap for g in f.measured],
+            yerr=[[g.gap - g.ci95[0] for g in f.measured], [g.ci95[1] - g.gap for g in f.measured]],
+            fmt="s", color="#d62728", capsize=3, zorder=4, label="your measured gap (95% CI)",
+        )  # fmt: skip
+    start = min(_line_start(f), f.by)
+    ends = [start, max(f.by, _line_start(f))]
+    ax.plot(
+        ends,
+        [f.predicted_gap + f.slope_per_year * (d - f.by).days / 365.25 for d in ends],
+        label=f"linear trend ({f.basis})",
+    )
     low, high = f.prediction_interval95
     ax.errorbar(
-        [f.by],
-        [f.predicted_gap],
-        yerr=[[f.predicted_gap - low], [high - f.predicted_gap]],
-        fmt="D",
-        color="black",
-        capsize=4,
-        label=f"{f.by} (95% prediction)",
-    )
+        [f.by], [f.predicted_gap], yerr=[[f.predicted_gap - low], [high - f.predicted_gap]],
+        fmt="D", color="black", capsize=4, label=f"{f.by} (95% prediction)",
+    )  # fmt: skip
     ax.axhline(f.margin, color="#2ca02c", linestyle="--", label=f"margin {f.margin:g}")
     ax.set_xlabel("date")
     fig.autofmt_xdate()
     ax.set_ylabel("closed - open (points)")
-    ax.legend(loc="upper right", fontsize=8)
-    plot = htmlpage.figure(htmlpage.svg(fig), "Frontier gap over time.", "trend")
-    points = [{"date": d.isoformat(), "gap (points)": f"{g:.1f}"} for d, g in f.points]
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.02), ncol=2, fontsize=8, frameon=False)
+    plot = htmlpage.figure(htmlpage.svg(fig), f"Gap over time; fit on {fit_on(f)}.", "trend")
+    points = [{"date": d.isoformat(), "gap (points)": f"{g:.1f}", "what": "published frontier"}
+              for d, g in f.points]  # fmt: skip
+    points += [
+        {"date": g.date.isoformat(), "gap (points)": f"{g.gap:.1f}",
+         "what": f"yours: {g.open_model} vs {g.closed_model}"}
+        for g in f.measured
+    ]  # fmt: skip
     return htmlpage.page(
         f"openparity trend: {f.benchmark}",
         [
             ("Forecast", htmlpage.table(summary(f))),
             ("Gap over time", plot),
             ("Points", htmlpage.table(points)),
-            ("Notes", htmlpage.bullet_list([NOTE])),
+            ("Notes", htmlpage.bullet_list(notes(f))),
         ],
         created=dt.datetime.now(dt.UTC).timestamp(),
+        lead=f"fit on {fit_on(f)}",
     )
