@@ -39,6 +39,14 @@ def test_chat_human_output_shows_accounting():
         (["chat", "openai:gpt-4o", "hi"], "needs $OPENAI_API_KEY"),
         (["chat", "openai:m@http://127.0.0.1:9/v1", "hi"], "cannot reach"),
         (["chat", "--models", "absent.yaml", "x", "hi"], "models file not found"),
+        (
+            ["align", "export", "ckpt", "--out", "x.gguf", "--dtype", "q4"],
+            "GGUF dtype 'q4': use f32, f16, q8_0",
+        ),
+        (
+            ["align", "sft", "--data", "d.jsonl", "-o", "r", "--gguf", "--gguf-dtype", "bf16"],
+            "GGUF dtype 'bf16': use f32, f16, q8_0",
+        ),
     ],
 )
 def test_errors_are_one_line_without_traceback(args, fragment):

@@ -323,6 +323,25 @@ def test_a_bad_deepspeed_choice_is_one_line_before_any_launch(tiny_base, tmp_pat
         assert "Traceback" not in shown.stderr and not (tmp_path / "o").exists()
 
 
+def test_a_logged_run_has_one_progress_line_and_no_library_noise(tiny_base, tmp_path):
+    """Into a log file (not a terminal), `align sft` wrote every library progress-bar update
+    ("Loading weights ... it/s", "Tokenizing train dataset"), DeepSpeed's accelerator notice
+    and two-line FutureWarnings between its own lines."""
+    from tests.cli import openparity
+
+    data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(8))
+    shown = openparity("align", "sft", "--data", str(data), "--base", str(tiny_base),
+                       "-o", str(tmp_path / "o"), "--steps", "2", "--decontaminate", "",
+                       timeout=600)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    for noise in ("it/s", "examples/s", "Loading weights", "Tokenizing", "FutureWarning",
+                  "[WARNING]", "warnings.warn", "Writing model shards"):  # fmt: skip
+        assert noise not in shown.stderr, (noise, shown.stderr)
+    bars = [line for line in shown.stderr.splitlines() if line.startswith("align sft")]
+    assert len(bars) == 1 and "2/2" in bars[0], shown.stderr
+    assert "checkpoint:" in shown.stdout
+
+
 def test_kill_9_then_resume_ends_at_the_uninterrupted_weights(tiny_base, tmp_path):
     """A real process killed with SIGKILL mid-run (possibly mid-save), then `--resume`."""
     import signal

@@ -3,7 +3,7 @@ harness's scorers, checkpoints that `hf:` opens and `--gguf` exports for llama.c
 
     from openparity.align import AlignSettings, train
     result = train(AlignSettings(method="sft", base="smollm2-135m", data=Path("kept.jsonl"),
-                                 output=Path("runs/sft")), gguf=True)
+                                 output=Path("runs/sft")), gguf="q8_0")
 
 Needs `pip install "openparity[train]"`; the names load on first use.
 """

@@ -7,11 +7,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from openparity.console import err, print_json
 from openparity.console import out as console
+
+if TYPE_CHECKING:
+    from openparity.models.gguf_export import GgufDtype
 
 align_app = typer.Typer(help="Train the open model (SFT, DPO, GRPO on TRL + PEFT) and export it.")
 
@@ -34,6 +38,10 @@ DECONTAM = typer.Option(
 SAVE = typer.Option(25, "--save-steps", min=1, help="Checkpoint every N steps.")
 RESUME = typer.Option(False, "--resume", help="Continue the run in --output.")
 GGUF = typer.Option(False, "--gguf", help="Also write OUTPUT/final.gguf for llama.cpp.")
+GGUF_DTYPE = typer.Option(
+    "q8_0", "--gguf-dtype",
+    help="Matrices of the --gguf file: q8_0 (about 1/4 of f32), f16 or f32 (exact).",
+)  # fmt: skip
 PROCESSES = typer.Option(1, "--processes", min=1, help="Data-parallel processes (accelerate).")
 AS_JSON = typer.Option(False, "--json", help="Print JSON.")
 CURRICULUM = typer.Option(
@@ -69,7 +77,8 @@ def sft_command(
     base: str = BASE, output: Path = OUTPUT, steps: int = STEPS, batch_size: int = BATCH,
     grad_accum: int = ACCUM, lr: float = LR, lora_r: int = LORA_R, max_length: int = MAX_LEN,
     seed: int = SEED, decontaminate: str = DECONTAM, save_steps: int = SAVE,
-    resume: bool = RESUME, gguf: bool = GGUF, processes: int = PROCESSES,
+    resume: bool = RESUME, gguf: bool = GGUF, gguf_dtype: str = GGUF_DTYPE,
+    processes: int = PROCESSES,
     deepspeed: str | None = DEEPSPEED, as_json: bool = AS_JSON,
     curriculum: str | None = CURRICULUM, store: Path = STORE,
     gradient_checkpointing: bool = CHECKPOINTING, precision: str = PRECISION,
@@ -84,7 +93,7 @@ def dpo_command(
     base: str = BASE, output: Path = OUTPUT, steps: int = STEPS, batch_size: int = BATCH,
     grad_accum: int = ACCUM, lr: float = LR, lora_r: int = LORA_R, max_length: int = MAX_LEN,
     seed: int = SEED, beta: float = BETA, decontaminate: str = DECONTAM,
-    save_steps: int = SAVE, resume: bool = RESUME, gguf: bool = GGUF,
+    save_steps: int = SAVE, resume: bool = RESUME, gguf: bool = GGUF, gguf_dtype: str = GGUF_DTYPE,
     processes: int = PROCESSES, deepspeed: str | None = DEEPSPEED, as_json: bool = AS_JSON,
     curriculum: str | None = CURRICULUM, store: Path = STORE,
     gradient_checkpointing: bool = CHECKPOINTING, precision: str = PRECISION,
@@ -114,7 +123,7 @@ def grpo_command(
     base: str = BASE, output: Path = OUTPUT, steps: int = STEPS, batch_size: int = BATCH,
     grad_accum: int = ACCUM, lr: float = LR, lora_r: int = LORA_R, max_length: int = MAX_LEN,
     seed: int = SEED, beta: float = typer.Option(0.0, "--beta", help="KL weight."),
-    save_steps: int = SAVE, resume: bool = RESUME, gguf: bool = GGUF,
+    save_steps: int = SAVE, resume: bool = RESUME, gguf: bool = GGUF, gguf_dtype: str = GGUF_DTYPE,
     processes: int = PROCESSES, deepspeed: str | None = DEEPSPEED, as_json: bool = AS_JSON,
     curriculum: str | None = CURRICULUM, store: Path = STORE,
     gradient_checkpointing: bool = CHECKPOINTING, precision: str = PRECISION,
@@ -130,19 +139,26 @@ def export_command(
     template: Path | None = typer.Option(
         None, "--template", help="GGUF of the base model (default: the one it was trained from)."
     ),
-    dtype: str = typer.Option("f32", "--dtype", help="f32 or f16 for the matrices."),
+    dtype: str = typer.Option("f32", "--dtype", help="f32 (exact), f16 or q8_0 for matrices."),
 ) -> None:
     """Write a trained checkpoint as GGUF (run it as local:OUT)."""
-    from openparity.align.errors import AlignError
     from openparity.align.training import export_checkpoint
 
-    if dtype not in ("f32", "f16"):
-        raise AlignError(f"--dtype {dtype!r}: use f32 or f16")
-    path = export_checkpoint(checkpoint, out, template=template, dtype=dtype)  # type: ignore[arg-type]
+    path = export_checkpoint(checkpoint, out, template=template, dtype=_gguf_dtype(dtype))
     console.print(f"wrote {path}; run it as local:{path}")
 
 
+def _gguf_dtype(dtype: str) -> GgufDtype:
+    from openparity.align.errors import AlignError
+    from openparity.models.gguf_export import GGUF_DTYPES
+
+    if dtype not in GGUF_DTYPES:
+        raise AlignError(f"GGUF dtype {dtype!r}: use " + ", ".join(GGUF_DTYPES))
+    return dtype  # type: ignore[return-value]
+
+
 def _run(options: dict, method: str) -> None:
+    from openparity.align.quiet import quiet_libraries
     from openparity.align.training import AlignSettings, train
 
     processes = options.pop("processes")
@@ -155,6 +171,8 @@ def _run(options: dict, method: str) -> None:
         _launch(processes)  # DeepSpeed wants a launcher's environment even for one process
         return
     as_json, resume, gguf = options.pop("as_json"), options.pop("resume"), options.pop("gguf")
+    dtype = _gguf_dtype(options.pop("gguf_dtype"))
+    gguf_dtype = dtype if gguf else None
     options["learning_rate"] = options.pop("lr")
     options["decontaminate"] = tuple(
         t for t in (options.get("decontaminate") or "").split(",") if t
@@ -162,8 +180,12 @@ def _run(options: dict, method: str) -> None:
     settings = AlignSettings(method=method, processes=processes, **options)  # type: ignore[arg-type]
     # stdout carries only the result: what the libraries print while training (DeepSpeed's
     # logger, trainer prints) goes to stderr, so `--json` output parses
-    with _progress(method) as report, contextlib.redirect_stdout(sys.stderr):
-        result = train(settings, resume=resume, gguf=gguf, progress=report, say=err.print)
+    with (
+        quiet_libraries(err.print),
+        _progress(method) as report,
+        contextlib.redirect_stdout(sys.stderr),
+    ):
+        result = train(settings, resume=resume, gguf=gguf_dtype, progress=report, say=err.print)
     if os.environ.get("RANK", "0") != "0":
         return
     if as_json:
@@ -183,7 +205,7 @@ def _run(options: dict, method: str) -> None:
         )
     console.print(f"checkpoint: {result.checkpoint} (model spec hf:{result.checkpoint})")
     if result.gguf:
-        console.print(f"GGUF: {result.gguf} (model spec local:{result.gguf})")
+        console.print(f"GGUF ({gguf_dtype}): {result.gguf} (model spec local:{result.gguf})")
     console.print(
         f"measure what it moved: openparity gap --open hf:{result.checkpoint}"
         f" --base hf:{settings.base} --tasks YOUR_TASK,A_GUARD_TASK [--closed CLOSED_MODEL]"

@@ -25,6 +25,7 @@ from typing import Any, Literal
 from openparity.align.errors import AlignError
 from openparity.atomic import write_atomic
 from openparity.models.embedded import EMBEDDED_MODELS
+from openparity.models.gguf_export import GgufDtype
 
 Method = Literal["sft", "dpo", "grpo"]
 METADATA = "openparity-align.json"
@@ -198,11 +199,12 @@ def check_output(settings: AlignSettings, resume: bool) -> Path | None:
     return None
 
 
-def train(settings: AlignSettings, *, resume: bool = False, gguf: bool = False,
+def train(settings: AlignSettings, *, resume: bool = False, gguf: GgufDtype | None = None,
           progress: Progress | None = None,
           say: Callable[[str], None] = lambda line: None) -> AlignResult:  # fmt: skip
-    """Run one training method end to end; see the module docstring for the files. `say`
-    gets the lines a user should read (what a resume continues from)."""
+    """Run one training method end to end; see the module docstring for the files. `gguf`:
+    also write DIR/final.gguf with matrices in that dtype. `say` gets the lines a user should
+    read (what a resume continues from)."""
     from openparity.align import trainers
 
     if settings.steps < 1:
@@ -247,7 +249,9 @@ def train(settings: AlignSettings, *, resume: bool = False, gguf: bool = False,
             return AlignResult(settings.output / "final", None, settings.steps, seconds, "", logs)
         final = save_final(trainers.merged(run.trainer.model, settings), run.tokenizer,
                            settings, seconds)  # fmt: skip
-    gguf_path = export_checkpoint(final, settings.output / "final.gguf") if gguf else None
+    gguf_path = None
+    if gguf:
+        gguf_path = export_checkpoint(final, settings.output / "final.gguf", dtype=gguf)
     return AlignResult(
         final, gguf_path, run.trainer.state.global_step, seconds, run.examples.summary(), logs,
         run.reward_failures, run.trainer.args.world_size, run.reward_summary,
@@ -277,7 +281,7 @@ def save_final(model: Any, tokenizer: Any, settings: AlignSettings, seconds: flo
 
 
 def export_checkpoint(checkpoint: Path, out: Path, *, template: Path | None = None,
-                      dtype: Literal["f32", "f16"] = "f32") -> Path:  # fmt: skip
+                      dtype: GgufDtype = "f32") -> Path:  # fmt: skip
     """A trained checkpoint as a GGUF llama.cpp runs (`local:OUT`)."""
     from safetensors.torch import load_file
 

@@ -22,7 +22,8 @@ from openparity.atomic import mode_for
 from openparity.errors import OpenparityError
 from openparity.models.errors import MissingDependencyError
 
-GgufDtype = Literal["f32", "f16"]
+GgufDtype = Literal["f32", "f16", "q8_0"]
+GGUF_DTYPES: tuple[str, ...] = ("f32", "f16", "q8_0")  # q8_0: llama.cpp's 8-bit blocks of 32
 
 # Keys the writer sets itself, or that describe the template's quantisation, not ours.
 _SKIPPED_KEYS = (
@@ -53,6 +54,21 @@ _LAYOUTS = {
 }
 
 
+def _add_tensor(writer: Any, name: str, array: Any, dtype: GgufDtype) -> None:
+    """Matrices in `dtype`; vectors (norms, biases) stay f32, as llama.cpp's converter keeps
+    them. A matrix whose rows are not whole blocks of 32 stays f16 under q8_0."""
+    gguf = _gguf()
+    import numpy as np
+
+    if array.ndim < 2 or dtype == "f32":
+        writer.add_tensor(name, array)
+    elif dtype == "q8_0" and array.shape[-1] % 32 == 0:
+        q8 = gguf.GGMLQuantizationType.Q8_0
+        writer.add_tensor(name, gguf.quants.quantize(array.astype(np.float32), q8), raw_dtype=q8)
+    else:
+        writer.add_tensor(name, array.astype(np.float16))
+
+
 def export_gguf(
     state_dict: dict[str, Any],
     template: Path,
@@ -63,7 +79,6 @@ def export_gguf(
 ) -> Path:
     """Write `state_dict` (transformers names) as `out`, with `template`'s metadata."""
     gguf = _gguf()
-    import numpy as np
 
     reader = gguf.GGUFReader(template)
     arch = str(reader.fields["general.architecture"].contents())
@@ -119,14 +134,10 @@ def export_gguf(
                 continue
             sub_type = field.types[-1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
             writer.add_key_value(key, field.contents(), field.types[0], sub_type=sub_type)
-        writer.add_file_type(
-            gguf.LlamaFileType.MOSTLY_F16 if dtype == "f16" else gguf.LlamaFileType.ALL_F32
-        )
+        file_types = {"f32": "ALL_F32", "f16": "MOSTLY_F16", "q8_0": "MOSTLY_Q8_0"}
+        writer.add_file_type(getattr(gguf.LlamaFileType, file_types[dtype]))
         for gguf_name in (t.name for t in reader.tensors):  # the template's order
-            array = tensors[gguf_name]
-            if dtype == "f16" and array.ndim > 1:
-                array = array.astype(np.float16)
-            writer.add_tensor(gguf_name, array)
+            _add_tensor(writer, gguf_name, tensors[gguf_name], dtype)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
