@@ -180,3 +180,81 @@ def test_the_readme_gateway_client_block_runs_against_the_example_gateway(tmp_pa
                              text=True, timeout=280)  # fmt: skip
     assert ran.returncode == 0, ran.stderr[-2000:]
     assert ran.stdout.split() == ["local:smollm2-135m", "direct"]
+
+
+# The lines that read data earlier lines wrote (fmt/, align-runs/, gen.jsonl ...), run in README
+# order in one directory. Only sizes shrink; the two files a user brings (seeds, DPO pairs) are
+# written in the format the README gives, and the teacher that needs a key is the embedded model.
+CHAIN_SHORTER = {
+    "--steps 16": "--steps 2",
+    "--limit 40": "--limit 2",
+    "--eval-items 20": "--eval-items 2",
+    "--eval-items 40": "--eval-items 2",
+    "--rounds 3": "--rounds 1",
+    "--local-steps 4": "--local-steps 1",
+    "--items 200:600": "--items 200:202",
+    "--generations 4 --batch-size 8": "--generations 2 --batch-size 2 --max-completion 16",
+    "--teacher openai:gpt-4o": "--teacher local:smollm2-135m",
+    "--count 500": "--count 2",
+}
+CHAIN_STEPS = ("openparity align ", "openparity federated compare")  # default 50 steps / 3 rounds
+
+
+def chain_lines() -> list[str]:
+    """`python examples/...` data makers and the generated-data lines, in README order."""
+    lines = []
+    for line in readme_lines():
+        maker = line.startswith("python examples/")
+        generated = line.startswith("openparity ") and NEEDS_GENERATED_DATA.search(line)
+        blocked = NEEDS_SERVER.search(line) or PLACEHOLDER.search(line)
+        if (maker or generated) and not blocked and line not in lines:
+            lines.append(line)
+    return lines
+
+
+def chain_shortened(line: str) -> str:
+    for long, short in CHAIN_SHORTER.items():
+        line = line.replace(long, short)
+    if line.startswith(CHAIN_STEPS) and "--steps" not in line and "export" not in line:
+        line += " --steps 1" if line.startswith("openparity align") else " --rounds 1"
+    if line.startswith("openparity federated compare") and "--local-steps" not in line:
+        line += " --local-steps 1"
+    return line
+
+
+def test_the_generated_data_chain_covers_the_readme():
+    lines = chain_lines()
+    assert lines[0].startswith("python examples/align/gsm8k_format.py")
+    expected_lines = (
+        "align sft", "align dpo", "align grpo", "align export", "federated simulate",
+        "federated report", "federated compare", "data clean", "data publish",
+    )  # fmt: skip
+    for expected in expected_lines:
+        assert any(expected in line for line in lines), expected
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3000)
+def test_the_readme_lines_on_generated_data_run_as_written(tmp_path):
+    """Each line in README order in one fresh directory, on the data the lines before it made."""
+    import json
+    import subprocess
+    import sys
+
+    seeds = [{"id": "s1", "prompt": "Explain what a hash map is in one sentence."},
+             {"id": "s2", "prompt": "用一句话解释什么是哈希表。"}]  # fmt: skip
+    (tmp_path / "seeds.jsonl").write_text(
+        "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in seeds), encoding="utf-8"
+    )
+    pairs = [{"prompt": f"What is {a} + {a}?", "chosen": f"{2 * a}.", "rejected": f"{2 * a + 1}."}
+             for a in range(1, 9)]  # fmt: skip
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    for line in chain_lines():
+        words = shlex.split(chain_shortened(line))
+        if words[0] == "python":
+            ran = subprocess.run([sys.executable, str(ROOT / words[1]), *words[2:]], cwd=tmp_path,
+                                 capture_output=True, text=True, timeout=600)  # fmt: skip
+        else:
+            ran = openparity(*words[1:], timeout=900, cwd=tmp_path)
+        assert ran.returncode == 0, f"{line}\n{ran.stderr[-3000:]}"
+        assert "Traceback" not in ran.stderr, line

@@ -308,6 +308,37 @@ def test_two_processes_end_where_one_process_ends(tiny_base, tmp_path, launch):
         assert (w_1[name] - w_2[name]).abs().max().item() <= 1e-5, name
 
 
+def test_a_zero3_lora_run_in_bf16_merges_onto_a_full_base(tiny_base, tmp_path):
+    """Under bf16 the LoRA merge loads a fresh full-precision base on rank 0. With ZeRO-3
+    configured, transformers loaded it under zero.Init, a broadcast rank 1 never joined: the
+    README's ZeRO-3 line died at the end of training with "Connection closed by peer"."""
+    data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(8))
+    _, trained = sft_run(tiny_base, data, tmp_path / "run", "--lora-r", "4", "--processes", "2",
+                         "--deepspeed", "zero3", "--precision", "bf16")  # fmt: skip
+    assert trained.pop("processes") == 2
+    base = weights(tiny_base)
+    assert set(trained) == set(base)
+    assert all(trained[n].shape == base[n].shape for n in base)  # whole tensors, not shards
+    assert any((trained[n].float() - base[n].float()).abs().max() > 0 for n in base)
+
+
+def test_a_failing_two_process_run_ends_with_its_one_error_line(tiny_base, tmp_path):
+    """Both processes fail on bad data: the user saw the error twice, the launcher's thread
+    banner, its log lines and its own Python traceback, and exit status 1."""
+    from tests.cli import openparity
+
+    data = tmp_path / "chat.jsonl"
+    data.write_text('{"messages": []}\n{not json\n', "utf-8")
+    shown = openparity("align", "sft", "--data", str(data), "--base", str(tiny_base),
+                       "-o", str(tmp_path / "o"), "--processes", "2", timeout=600)  # fmt: skip
+    assert shown.returncode == 2, shown.stderr
+    errors = [line for line in shown.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "chat.jsonl:2: not JSON" in errors[0], shown.stderr
+    for noise in ("Traceback", "torch/distributed", "OMP_NUM_THREADS", "*****"):
+        assert noise not in shown.stderr, (noise, shown.stderr)
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_bad_deepspeed_choice_is_one_line_before_any_launch(tiny_base, tmp_path):
     from tests.cli import openparity
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -230,10 +231,35 @@ def _check_deepspeed(choice: str) -> None:
 
 def _launch(processes: int) -> None:
     """Re-run this command as N data-parallel processes (torch.distributed: NCCL on GPUs, gloo
-    on CPU; the Trainer picks it up from the environment, as under `accelerate launch`)."""
+    on CPU; the Trainer picks it up from the environment, as under `accelerate launch`).
+    What the processes print passes through; the launcher's own noise does not (its thread
+    banner, its log lines and, when a process fails, its traceback): a failed run ends with the
+    process's one error line, once, and its exit status."""
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone",
             "--nproc_per_node", str(processes), "-m", "openparity.cli", *sys.argv[1:]]  # fmt: skip
-    sys.exit(subprocess.call(args, env={**os.environ, _CHILD: "1"}))
+    threads = str(max(1, (os.cpu_count() or 1) // processes))
+    env = {**os.environ, _CHILD: "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads)}
+    launcher = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True, bufsize=1)
+    assert launcher.stderr is not None
+    status, said = None, set()
+    for line in launcher.stderr:
+        failed = _LAUNCHER_FAILED.search(line)
+        if failed:
+            status = int(failed.group(1))
+        if status is not None or _LAUNCHER_LOG.match(line):
+            continue  # after a failure only the launcher's own report follows
+        if line.startswith("error:"):
+            if line in said:
+                continue  # every process says the same
+            said.add(line)
+        sys.stderr.write(line)
+        sys.stderr.flush()
+    code = launcher.wait()
+    sys.exit(status if code and status else code)
+
+
+_LAUNCHER_LOG = re.compile(r"[WEI]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ torch/distributed/")
+_LAUNCHER_FAILED = re.compile(r"failed \(exitcode: (-?\d+)\)")
 
 
 def _progress(method: str):

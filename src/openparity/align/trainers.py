@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -127,10 +129,29 @@ def merged(model: Any, settings: AlignSettings) -> Any:
     if not settings.deepspeed:  # ZeRO-3 re-partitions these weights when its gather ends
         for param in model.parameters():
             param.data = param.data.new_empty(0)
-    base, _ = _policy(replace(settings, lora_r=0), torch)
+    with _loaded_on_this_rank_only():
+        base, _ = _policy(replace(settings, lora_r=0), torch)
     fresh = peft.get_peft_model(base, config)
     peft.set_peft_model_state_dict(fresh, adapter)
     return fresh.merge_and_unload()
+
+
+@contextlib.contextmanager
+def _loaded_on_this_rank_only() -> Iterator[None]:
+    """Only rank 0 merges. While a ZeRO-3 run is configured, transformers builds every model
+    it loads under deepspeed.zero.Init, which partitions each weight with a broadcast to all
+    ranks: a collective the other ranks never join (rank 1 had left, and the run died with
+    "Connection closed by peer"). The fresh base is loaded as a plain model instead."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    reference = hf_deepspeed._hf_deepspeed_config_weak_ref
+    config = reference() if reference is not None else None
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if config is not None:
+            hf_deepspeed.set_hf_deepspeed_config(config)
 
 
 def _grpo(settings: AlignSettings, trl: Any, datasets: Any) -> Any:
