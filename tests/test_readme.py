@@ -196,6 +196,7 @@ CHAIN_SHORTER = {
     "--generations 4 --batch-size 8": "--generations 2 --batch-size 2 --max-completion 16",
     "--teacher openai:gpt-4o": "--teacher local:smollm2-135m",
     "--count 500": "--count 2",
+    "--members 4": "--members 2",
 }
 CHAIN_STEPS = ("openparity align ", "openparity federated compare")  # default 50 steps / 3 rounds
 

@@ -199,7 +199,7 @@ def test_a_run_whose_scores_are_all_equal_says_why_it_has_no_interval(tmp_path, 
     task = str(Path(__file__).resolve().parents[2] / "examples/tasks/ticket-routing.yaml")
     shown = stub_run(stub, task, tmp_path / "s.sqlite", "--limit", "4")
     assert shown.returncode == 0, shown.stderr
-    assert "no interval: every scored item has the same score" in " ".join(shown.stdout.split())
+    assert "no interval: every value is the same" in " ".join(shown.stdout.split())
     assert "nan" not in shown.stdout
     again = stub_run(stub, task, tmp_path / "s.sqlite", "--limit", "4", "--resume", "--json")
     data = json.loads(again.stdout)

@@ -324,3 +324,17 @@ def test_a_margin_no_task_size_could_prove_is_said_so():
     assert bounded.word == "inconclusive"
     assert "cannot be proven on this task at any size" in bounded.explanation
     assert "the task has 14042" in bounded.explanation
+
+
+def test_identical_paired_values_say_why_there_is_no_interval():
+    """fedprox equal to fedavg on every item printed "+0.000 [+nan, +nan]"."""
+    from openparity.federated.cli import _versus
+
+    tests = stats.paired_tests([0.15, 0.16, 0.31], [0.15, 0.16, 0.31], 0.01, None)
+    assert not tests.diff.informative
+    assert tests.diff.why_no_interval.startswith("every value is the same")
+    d = tests.diff
+    row = {"diff": d.mean, "low": d.low, "high": d.high, "no_interval": d.why_no_interval,
+           "p": tests.p_difference}  # fmt: skip
+    shown = _versus(row)
+    assert "nan" not in shown and "no interval: every value is the same" in shown

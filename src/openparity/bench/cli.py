@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import math
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -159,7 +158,7 @@ def run(
     has_interval = (
         estimate is not None and math.isfinite(estimate.low) and math.isfinite(estimate.high)
     )
-    why = "" if estimate is None else (estimate.no_interval or _why_no_interval(estimate))
+    why = "" if estimate is None else estimate.why_no_interval
     data_out = {
         "run_id": summary.run.run_id,
         "status": summary.run.status,
@@ -191,12 +190,6 @@ def run(
     )
     if summary.errors:
         out.print("errors are kept out of the scores; rerun with --resume to retry them")
-
-
-def _why_no_interval(estimate: Any) -> str:
-    if estimate.n < 2:
-        return "one item is no evidence of precision"
-    return "every scored item has the same score, so its spread says nothing of precision"
 
 
 def _command_line() -> str:

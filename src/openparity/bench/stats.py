@@ -61,6 +61,17 @@ class Estimate:
         """False when the data carry no estimate of their own uncertainty."""
         return not (math.isnan(self.low) or math.isnan(self.high))
 
+    @property
+    def why_no_interval(self) -> str:
+        """Why there is no interval, in words ("" when there is one)."""
+        if self.informative:
+            return ""
+        if self.no_interval:
+            return self.no_interval
+        if self.n < 2:
+            return "one item is no evidence of precision"
+        return "every value is the same, so their spread says nothing of precision"
+
 
 @dataclass(frozen=True)
 class Tests:

@@ -180,10 +180,12 @@ def _print_compare_table(table: dict[str, Any], alliance: str, split: str) -> No
     print_table(columns, rows, title=f"federated compare: {table['task']}, {split}")
     verdict = "beats" if table["alliance_beats_every_member_alone"] else "does not beat"
     console.print(f"on {table['task']}, {alliance} {verdict} every member alone"
-                  " (95 % CIs above 0)")  # fmt: skip
+                  " (95% CIs above 0)")  # fmt: skip
 
 
 def _versus(test: dict[str, Any]) -> str:
+    if test.get("no_interval"):
+        return f"{test['diff']:+.3f} (no interval: {test['no_interval']}), p={test['p']:.3g}"
     return f"{test['diff']:+.3f} [{test['low']:+.3f}, {test['high']:+.3f}], p={test['p']:.3g}"
 
 

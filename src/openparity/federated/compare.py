@@ -216,6 +216,7 @@ def _table(task_name: str, judged: str, arms: list[ArmResult]) -> dict[str, Any]
             )  # fmt: skip
             row["alliance_minus_this"] = {
                 "diff": tests.diff.mean, "low": tests.diff.low, "high": tests.diff.high,
+                "no_interval": tests.diff.why_no_interval or None,
                 "p": tests.p_difference, "method": tests.method, "n": len(items),
             }  # fmt: skip
         rows.append(row)
