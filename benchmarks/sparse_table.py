@@ -13,9 +13,9 @@ import argparse
 import statistics
 from pathlib import Path
 
+from openparity.moe.sparse_compare import compare, runs
 from openparity.moe.train import TrainSettings
 from openparity.sparse import METHODS
-from openparity.sparse.compare import compare, runs
 from openparity.sparse.options import sparse_config
 
 

@@ -73,8 +73,8 @@ def _register_capabilities() -> None:
     from openparity.forecast.cli import register as register_forecast
     from openparity.models.cli import register as register_models
     from openparity.moe.cli import register as register_moe
+    from openparity.moe.sparse_cli import register as register_sparse
     from openparity.route.cli import register as register_route
-    from openparity.sparse.cli import register as register_sparse
 
     register_models(app)
     register_bench(app)

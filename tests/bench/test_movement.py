@@ -10,7 +10,8 @@ import pytest
 
 from openparity.bench import report as render
 from openparity.bench import report_html
-from openparity.bench.compare import build_report, compare_runs
+from openparity.bench.compare import compare_runs
+from openparity.bench.gap_report import build_report
 from openparity.bench.movement import measure_movement
 from openparity.bench.store import Record, RunInfo, RunStore
 from tests.browser import render as open_in_chromium

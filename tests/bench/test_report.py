@@ -8,7 +8,8 @@ import pytest
 
 from openparity.bench import report, report_html
 from openparity.bench.baselines import PUBLISHED_BASELINES
-from openparity.bench.compare import build_report, compare_runs, compare_to_target
+from openparity.bench.compare import compare_runs, compare_to_target
+from openparity.bench.gap_report import build_report
 from openparity.bench.headline import for_comparison
 from openparity.bench.runner import run_task
 from openparity.bench.store import RunStore

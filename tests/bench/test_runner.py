@@ -163,7 +163,8 @@ def test_unresumed_rerun_of_a_stopped_run_is_refused(tmp_path, stub):
 
 async def test_samples_give_unbiased_pass_at_k(stub, tmp_path):
     from openparity.bench.baselines import Published
-    from openparity.bench.compare import build_report, compare_to_target, load_scores
+    from openparity.bench.compare import compare_to_target, load_scores
+    from openparity.bench.gap_report import build_report
     from openparity.bench.task import PromptSettings
 
     # concurrency 1: item 0 samples 0-2, then item 1 samples 0-2 (answers 0 and 2)
@@ -196,7 +197,8 @@ async def test_samples_give_unbiased_pass_at_k(stub, tmp_path):
 
 async def test_mmlu_log_likelihood_variant_on_the_local_model(tmp_path):
     from openparity.bench.baselines import Published
-    from openparity.bench.compare import build_report, compare_to_target
+    from openparity.bench.compare import compare_to_target
+    from openparity.bench.gap_report import build_report
     from openparity.bench.task import PromptSettings
 
     task = get_task("mmlu")

@@ -218,7 +218,7 @@ def _check_deepspeed(choice: str) -> None:
     import importlib.util
 
     from openparity.align.errors import AlignError
-    from openparity.align.training import deepspeed_config
+    from openparity.align.settings import deepspeed_config
 
     deepspeed_config(choice)
     if importlib.util.find_spec("deepspeed") is None:

@@ -16,7 +16,7 @@ from openparity.align.examples import (
     task_prompts,
     with_canaries,
 )
-from openparity.align.training import AlignSettings, Progress, deepspeed_config
+from openparity.align.settings import AlignSettings, Progress, deepspeed_config
 
 
 @dataclass

@@ -265,7 +265,8 @@ def compare(
 ) -> None:
     """Paired comparison of two runs over the same items (or one run against --target)."""
     from openparity.bench.baselines import parse_target
-    from openparity.bench.compare import build_report, compare_runs, compare_to_target
+    from openparity.bench.compare import compare_runs, compare_to_target
+    from openparity.bench.gap_report import build_report
     from openparity.bench.store import RunStore
     from openparity.errors import OpenparityError
 
@@ -302,7 +303,8 @@ def report(
     """Report open runs against closed runs of the same tasks, or against published targets;
     with --base, also trained against base."""
     from openparity.bench.baselines import PUBLISHED_BASELINES
-    from openparity.bench.compare import build_report, compare_to_reference
+    from openparity.bench.compare import compare_to_reference
+    from openparity.bench.gap_report import build_report
     from openparity.bench.movement import measure_movement
     from openparity.bench.store import RunStore
     from openparity.errors import OpenparityError

@@ -10,7 +10,8 @@ import math
 from typing import Any
 
 from openparity import __version__
-from openparity.bench.compare import Comparison, GapReport, PairedComparison, TargetComparison
+from openparity.bench.compare import Comparison, PairedComparison, TargetComparison
+from openparity.bench.gap_report import GapReport
 from openparity.bench.headline import headlines
 
 

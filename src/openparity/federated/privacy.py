@@ -10,10 +10,12 @@ samples exactly `min_members` members, each with the same weight, as Flower requ
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openparity.federated.errors import FederatedError
-from openparity.federated.settings import FederationSettings
+
+if TYPE_CHECKING:  # the settings check DP's options with `check` below: no import back
+    from openparity.federated.settings import FederationSettings
 
 WEIGHT_KEY = "dp-weight"  # every member's weight under DP: 1 (the average must be uniform)
 
@@ -32,10 +34,11 @@ def clip_when_asked(message: Any, context: Any, call_next: Any) -> Any:
     return call_next(message, context)
 
 
-def check(settings: FederationSettings) -> None:
-    if settings.dp_noise < 0 or settings.dp_clip <= 0 or not 0 < settings.dp_delta < 1:
+def check(noise: float, clip: float, delta: float, strategy: str) -> None:
+    """Refuse DP settings the accounting does not cover."""
+    if noise < 0 or clip <= 0 or not 0 < delta < 1:
         raise FederatedError("DP needs --dp-noise >= 0, --dp-clip > 0 and 0 < --dp-delta < 1")
-    if settings.dp_noise and settings.strategy == "fedadam":
+    if noise and strategy == "fedadam":
         raise FederatedError(
             "DP accounting covers averaging strategies only",
             hint="use --strategy fedavg or fedprox with --dp-noise",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from openparity.federated import privacy, secure
 from openparity.federated.errors import FederatedError
 
 STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedavgm")
@@ -66,9 +67,7 @@ class FederationSettings:
             raise FederatedError("min members must be at least 1")
         if not 0 <= self.validation_share < 1:
             raise FederatedError(f"validation share {self.validation_share} is not in [0, 1)")
-        from openparity.federated import privacy, secure
-
-        privacy.check(self)
+        privacy.check(self.dp_noise, self.dp_clip, self.dp_delta, self.strategy)
         if self.secure:
             secure.check(self.min_members, self.secure_threshold, self.secure_max_weight)
 

@@ -1,5 +1,6 @@
-"""CLI of sparse training: `openparity sparse compare`, and the sparse options that
-`openparity moe train` takes (`--sparsity 0.9 --sparse-method rigl`)."""
+"""CLI of `openparity sparse compare`: dense against sparse training of the small LM. It lives
+with the LM it trains; `sparse/` is the library of masks and schedules that `moe train` uses
+(`--sparsity 0.9 --sparse-method rigl`), so the dependency runs one way, moe -> sparse."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def compare_command(
     """Dense vs static / SET / RigL / pruning at each sparsity: loss, FLOPs, params, time."""
     from openparity.console import print_json
     from openparity.moe.cli import checked_preset, train_settings
-    from openparity.sparse.compare import compare, render, runs
+    from openparity.moe.sparse_compare import compare, render, runs
 
     for sparsity in sparsities:
         if not 0 < sparsity < 1:
