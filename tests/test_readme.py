@@ -1,6 +1,7 @@
-"""Every README example is true: each `openparity` line parses against the real CLI, each
-benchmark script it names exists, and the lines that need no API key, no server and no
-placeholder run as written in a fresh directory (long ones shortened by the table below)."""
+"""Every README and docs/ example is true: each `openparity` line parses against the real CLI,
+each benchmark script it names exists, and the lines that need no API key, no server and no
+placeholder run as written in a fresh directory (long ones shortened by the table below), in
+the order a user reads them: the README, then the step guides in docs/."""
 
 from __future__ import annotations
 
@@ -17,6 +18,15 @@ from openparity.cli import app
 from tests.cli import openparity
 
 ROOT = Path(__file__).resolve().parents[1]
+# the README, then the guides in the order they build on each other (measure writes gap.json,
+# which decide reads); every page in docs/ must be listed
+PAGES = ["README.md", "docs/install.md", "docs/models.md", "docs/measure.md", "docs/decide.md",
+         "docs/route.md", "docs/close.md", "docs/benchmarks.md"]  # fmt: skip
+
+
+def pages_text() -> str:
+    return "\n".join((ROOT / page).read_text(encoding="utf-8") for page in PAGES)
+
 
 # what makes a README line unrunnable here (the line still has to parse)
 NEEDS_KEY = re.compile(r"gpt-4o|deepseek:|qwen-vllm|openai:gpt")
@@ -37,7 +47,7 @@ SHORTER = {
 
 def readme_lines() -> list[str]:
     """The shell commands of the README's ```bash blocks, comments stripped."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = pages_text()
     lines = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
@@ -58,6 +68,20 @@ def parse_only(args: list[str]) -> None:
     while isinstance(command, click.Group):
         name, command, rest = command.resolve_command(ctx, ctx.protected_args + ctx.args)
         ctx = command.make_context(name, rest, parent=ctx)
+
+
+def test_every_guide_is_read_and_linked_from_the_readme():
+    on_disk = sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))
+    assert sorted(PAGES[1:]) == on_disk
+    front = (ROOT / "README.md").read_text(encoding="utf-8")
+    for page in PAGES[1:]:
+        assert f"]({page})" in front, page
+    assert "](docs/gap-report.png)" in front and (ROOT / "docs/gap-report.png").is_file()
+    assert len(front.splitlines()) < 80  # a front door, not the manual
+    for page in PAGES:  # every relative link points at a file
+        text = (ROOT / page).read_text(encoding="utf-8")
+        for target in re.findall(r"\]\((?!https?:|#)([^)]+)\)", text):
+            assert ((ROOT / page).parent / target).exists(), (page, target)
 
 
 def test_the_readme_has_its_two_commands_and_a_tour():
@@ -133,7 +157,7 @@ def test_the_readme_tour_runs_as_written(tour, line):
 
 
 def python_blocks() -> list[str]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = pages_text()
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 

@@ -78,8 +78,8 @@ def test_headline_names_both_sides_the_size_and_the_verdict(gap_report):
     line = for_comparison(target)
     behind = (target.closed_mean - target.open_estimate.mean) * 100
     assert line.sentence == (
-        f"open model {behind:.1f} points behind the published score of "
-        f"{target.target.source} on mmlu: open worse"
+        f"open model {behind:.1f} points behind the published closed-model score on mmlu:"
+        " open worse"
     )
     assert line.numbers.startswith(f"open {target.open_estimate.mean * 100:.1f} vs 88.5;")
     assert "n=40" in line.numbers and "95% CI" in line.numbers
@@ -92,7 +92,7 @@ def test_markdown_report(gap_report):
     assert "## Gap" in text and "## Verification" in text and "| mmlu |" in text
     assert "smallest provable margin" in text  # 40 items cannot prove ±0.7 points
     assert text.index("## At a glance") < text.index("## Gap")
-    assert "points behind the published score" in text
+    assert "points behind the published closed-model score" in text
 
 
 def _colour_rows(pixels: np.ndarray, hex_colour: str, tolerance: float = 0.04) -> np.ndarray:

@@ -22,8 +22,8 @@ def reference_name(c: Comparison) -> str:
     if isinstance(c, PairedComparison):
         return c.closed.run.model
     if isinstance(c, TargetComparison):
-        who = c.target.model or c.target.source or "the reference"
-        return f"the published score of {who}"
+        model = c.target.model
+        return f"{model} (published score)" if model else "the published closed-model score"
     return "the reference"
 
 

@@ -7,7 +7,7 @@ import html
 from typing import Any
 
 from openparity import htmlpage
-from openparity.bench.compare import Comparison
+from openparity.bench.compare import Comparison, TargetComparison
 from openparity.bench.gap_report import GapReport
 from openparity.bench.headline import Headline, headlines, reference_name
 from openparity.bench.report import gap_rows, movement_rows, run_rows, verification_rows
@@ -107,10 +107,17 @@ def _glance(report: GapReport) -> str:
 
 def _sides(report: GapReport) -> str:
     opened = sorted({c.open.run.model for c in report.comparisons})
-    closed = sorted({reference_name(c) for c in report.comparisons})
+    closed = sorted({_closed_side(c) for c in report.comparisons})
     if not opened:
         return ""
     return f"open: {', '.join(opened)} · closed: {', '.join(closed)}"
+
+
+def _closed_side(c: Comparison) -> str:
+    """The closed side for the page's lead line: a published number says whose it is."""
+    if isinstance(c, TargetComparison):
+        return f"{reference_name(c)}, from {c.target.source}"
+    return reference_name(c)
 
 
 def _plots(report: GapReport) -> str:

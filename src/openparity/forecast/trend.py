@@ -127,7 +127,8 @@ def gaps_from_gap_report(path: Path) -> list[MeasuredGap]:
                 closed = t["closed"]["model"]
             else:
                 model = t["target"].get("model")
-                closed = f"{model} (published score)" if model else "the published score"
+                published = "the published closed-model score"
+                closed = f"{model} (published score)" if model else published
             gap = MeasuredGap(
                 date, t["task"].strip().lower(), -difference["mean"] * 100,
                 (-high * 100, -low * 100), t["open"]["model"], closed, str(path),
