@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
@@ -13,3 +14,10 @@ def openparity(*args: str, timeout: float = 600, env: dict | None = None, cwd=No
     return subprocess.run(
         [*CLI, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd
     )
+
+
+def like_a_terminal() -> None:
+    """`preexec_fn` for a child the test will Ctrl-C: SIGINT as a terminal delivers it. A
+    harness started in the background (nohup, `cmd &`) passes SIGINT on as ignored, and a
+    Python started that way never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

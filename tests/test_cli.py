@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from openparity import __version__
-from tests.cli import CLI, openparity
+from tests.cli import CLI, like_a_terminal, openparity
 
 cli = functools.partial(openparity, timeout=120)  # these commands are quick
 
@@ -106,6 +106,7 @@ def test_serve_local_serves_until_interrupted(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=like_a_terminal,
     )
     try:
         line = ""

@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import time
 
-from tests.cli import CLI, openparity
+from tests.cli import CLI, like_a_terminal, openparity
 
 
 def test_bench_tasks_lists_real_counts():
@@ -110,6 +110,7 @@ def test_ctrl_c_keeps_finished_items_and_says_how_to_resume(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=like_a_terminal,
     )
     deadline = time.monotonic() + 200  # a busy 2-core machine: the first answers can be slow
     saved = 0
