@@ -54,8 +54,11 @@ def write_solve_task(where: Path, span: str) -> Path:
     first, last = map(int, span.split(":"))
     with open(where / "solve.jsonl", "w", encoding="utf-8") as handle:
         for index in range(first, last):
-            row = {"id": f"gsm8k/{index}", "question": records[index]["question"],
-                   "answer": gold_answer(records[index]["answer"])}  # fmt: skip
+            row = {
+                "id": f"gsm8k/{index}",
+                "question": records[index]["question"],
+                "answer": gold_answer(records[index]["answer"]),
+            }
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     (where / "solve.yaml").write_text(SOLVE_TASK, encoding="utf-8")
     return where / "solve.yaml"
@@ -63,11 +66,29 @@ def write_solve_task(where: Path, span: str) -> Path:
 
 def train(where: Path, name: str, args: argparse.Namespace, *extra: str) -> Path:
     shown = run(
-        *OPENPARITY, "align", "sft", "--data", where / "train.jsonl", "--output", where / name,
-        "--steps", args.steps, "--batch-size", args.batch, "--lr", "5e-4", "--max-length", "320",
-        "--seed", args.seed, "--decontaminate", where / "gsm8k-format.yaml", "--gguf", "--json",
+        *OPENPARITY,
+        "align",
+        "sft",
+        "--data",
+        where / "train.jsonl",
+        "--output",
+        where / name,
+        "--steps",
+        args.steps,
+        "--batch-size",
+        args.batch,
+        "--lr",
+        "5e-4",
+        "--max-length",
+        "320",
+        "--seed",
+        args.seed,
+        "--decontaminate",
+        where / "gsm8k-format.yaml",
+        "--gguf",
+        "--json",
         *extra,
-    )  # fmt: skip
+    )
     return Path(json.loads(shown)["gguf"])
 
 
@@ -84,36 +105,60 @@ def main() -> None:
     where = args.keep or Path(tempfile.mkdtemp(prefix="align-curriculum-"))
     where.mkdir(parents=True, exist_ok=True)
     store = where / "runs.sqlite"
-    run(sys.executable, ROOT / "examples/align/gsm8k_format.py", where,
-        "--train", args.train, "--heldout", args.heldout)  # fmt: skip
+    run(
+        sys.executable,
+        ROOT / "examples/align/gsm8k_format.py",
+        where,
+        "--train",
+        args.train,
+        "--heldout",
+        args.heldout,
+    )
 
     print(f"difficulty: local:{args.base} on the {args.train} training questions ...", flush=True)
     solve = write_solve_task(where, args.train)
-    difficulty = json.loads(run(*OPENPARITY, "bench", "run", f"local:{args.base}", solve,
-                                "--store", store, "--json"))  # fmt: skip
+    difficulty = json.loads(
+        run(*OPENPARITY, "bench", "run", f"local:{args.base}", solve, "--store", store, "--json")
+    )
     n = difficulty["scored_items"]
     print(f"  run {difficulty['run_id']}: solved {round((difficulty['score'] or 0) * n)} of {n}")
 
     print(f"training two arms, {args.steps} steps x {args.batch}, seed {args.seed} ...", flush=True)
-    curriculum = train(where, "curriculum", args, "--curriculum", difficulty["run_id"],
-                       "--store", store)  # fmt: skip
+    curriculum = train(
+        where, "curriculum", args, "--curriculum", difficulty["run_id"], "--store", store
+    )
     random_order = train(where, "random", args)
 
     first, last = map(int, args.heldout.split(":"))
-    report = json.loads(run(
-        *OPENPARITY, "gap", "--open", f"local:{curriculum}", "--base", f"local:{random_order}",
-        "--tasks", where / "gsm8k-format.yaml", "--limit", last - first, "--store", store,
-        "--format", "json",
-    ))  # fmt: skip
+    report = json.loads(
+        run(
+            *OPENPARITY,
+            "gap",
+            "--open",
+            f"local:{curriculum}",
+            "--base",
+            f"local:{random_order}",
+            "--tasks",
+            where / "gsm8k-format.yaml",
+            "--limit",
+            last - first,
+            "--store",
+            store,
+            "--format",
+            "json",
+        )
+    )
     moved = report["training"][0]
     n, change = moved["change"]["n"], moved["change"]
     low, high = change["bootstrap_ci95"]
     print(f"held-out format compliance, {n} items (GSM8K {args.heldout}):")
     print(f"  random order  {moved['base']['mean']:.1%}")
     print(f"  curriculum    {moved['trained']['mean']:.1%}")
-    print(f"  curriculum - random: {change['mean'] * 100:+.1f} points,"
-          f" 95% CI [{low * 100:+.1f}, {high * 100:+.1f}], p = {moved['p_difference']:.3g}"
-          f" ({moved['verdict']})")  # fmt: skip
+    print(
+        f"  curriculum - random: {change['mean'] * 100:+.1f} points,"
+        f" 95% CI [{low * 100:+.1f}, {high * 100:+.1f}], p = {moved['p_difference']:.3g}"
+        f" ({moved['verdict']})"
+    )
     print(f"work folder: {where}")
 
 

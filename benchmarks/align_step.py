@@ -46,8 +46,10 @@ def write_data(where: Path, n: int = 32) -> tuple[Path, Path]:
         for item in items:
             question, answer = item.input["question"], f"The answer is {item.reference}."
             a.write(json.dumps({"prompt": question, "response": answer}) + "\n")
-            b.write(json.dumps({"prompt": question, "chosen": answer,
-                                "rejected": "I do not know."}) + "\n")  # fmt: skip
+            b.write(
+                json.dumps({"prompt": question, "chosen": answer, "rejected": "I do not know."})
+                + "\n"
+            )
     return sft, dpo
 
 
@@ -57,10 +59,17 @@ def child(args: argparse.Namespace) -> None:
 
     out = Path(tempfile.mkdtemp(prefix="align-bench-"))
     settings = AlignSettings(
-        method=args.method, base=args.base, output=out / "run", data=Path(args.data),
-        steps=args.steps, batch_size=args.batch, max_length=256, decontaminate=(),
-        save_steps=10_000, gradient_checkpointing=args.kind != "openparity-no-ckpt",
-    )  # fmt: skip
+        method=args.method,
+        base=args.base,
+        output=out / "run",
+        data=Path(args.data),
+        steps=args.steps,
+        batch_size=args.batch,
+        max_length=256,
+        decontaminate=(),
+        save_steps=10_000,
+        gradient_checkpointing=args.kind != "openparity-no-ckpt",
+    )
     if args.kind.startswith("openparity"):
         result = train(settings)
         logs = result.logs
@@ -68,10 +77,15 @@ def child(args: argparse.Namespace) -> None:
         logs = plain_trl(settings, lora=args.kind == "trl")
     final = next(log for log in reversed(logs) if "train_runtime" in log)
     tokens = max(log.get("num_input_tokens_seen", 0) for log in logs)
-    print(json.dumps({
-        "tokens_per_s": tokens / final["train_runtime"], "seconds": final["train_runtime"],
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "tokens_per_s": tokens / final["train_runtime"],
+                "seconds": final["train_runtime"],
+                "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            }
+        )
+    )
 
 
 def plain_trl(settings, lora: bool) -> list[dict]:
@@ -107,13 +121,23 @@ def plain_trl(settings, lora: bool) -> list[dict]:
 
     trainer = cls(
         model=model,
-        args=config(output_dir=str(settings.output), max_steps=settings.steps,
-                    per_device_train_batch_size=settings.batch_size, max_length=256,
-                    report_to=[], logging_steps=1, include_num_input_tokens_seen="all",
-                    save_strategy="no", use_cpu=not torch.cuda.is_available()),
-        train_dataset=datasets.Dataset.from_list(rows), processing_class=tokenizer,
-        peft_config=lora_config(settings) if lora else None, callbacks=[Keep()], **extra,
-    )  # fmt: skip
+        args=config(
+            output_dir=str(settings.output),
+            max_steps=settings.steps,
+            per_device_train_batch_size=settings.batch_size,
+            max_length=256,
+            report_to=[],
+            logging_steps=1,
+            include_num_input_tokens_seen="all",
+            save_strategy="no",
+            use_cpu=not torch.cuda.is_available(),
+        ),
+        train_dataset=datasets.Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=lora_config(settings) if lora else None,
+        callbacks=[Keep()],
+        **extra,
+    )
     trainer.train()
     return logs
 
@@ -153,11 +177,22 @@ def grpo_split(args: argparse.Namespace) -> None:
 
     trainers.build = timed_build
     out = Path(tempfile.mkdtemp(prefix="align-grpo-"))
-    result = train(AlignSettings(
-        method="grpo", base=args.base, output=out / "run", task="mbpp", items="0:8",
-        steps=args.steps, batch_size=4, generations=4, max_completion=96, beta=0.0,
-        save_steps=10_000, decontaminate=(),
-    ))  # fmt: skip
+    result = train(
+        AlignSettings(
+            method="grpo",
+            base=args.base,
+            output=out / "run",
+            task="mbpp",
+            items="0:8",
+            steps=args.steps,
+            batch_size=4,
+            generations=4,
+            max_completion=96,
+            beta=0.0,
+            save_steps=10_000,
+            decontaminate=(),
+        )
+    )
     total = result.train_seconds
     update = total - spent["generation"] - spent["reward"]
     print(f"GRPO, {args.steps} steps of 4 completions on MBPP ({total:.1f} s):")
@@ -169,11 +204,27 @@ def grpo_split(args: argparse.Namespace) -> None:
 
 def run_child(args: argparse.Namespace, kind: str, method: str, data: Path) -> dict:
     done = subprocess.run(
-        [sys.executable, __file__, "--child", "--kind", kind, "--method", method,
-         "--data", str(data), "--base", args.base, "--steps", str(args.steps),
-         "--batch", str(args.batch)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            "--kind",
+            kind,
+            "--method",
+            method,
+            "--data",
+            str(data),
+            "--base",
+            args.base,
+            "--steps",
+            str(args.steps),
+            "--batch",
+            str(args.batch),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -198,8 +249,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=1, help="Alternating runs of each arm.")
-    parser.add_argument("--kinds", default="openparity,openparity-no-ckpt,trl,trl-full",
-                        help="Arms to run, comma-separated.")  # fmt: skip
+    parser.add_argument(
+        "--kinds",
+        default="openparity,openparity-no-ckpt,trl,trl-full",
+        help="Arms to run, comma-separated.",
+    )
     parser.add_argument("--no-grpo", action="store_true", help="Skip the GRPO split.")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--kind", default="openparity", help=argparse.SUPPRESS)
@@ -220,8 +274,10 @@ def main() -> None:
         for repeat in range(args.repeats):
             for kind in kinds if repeat % 2 == 0 else kinds[::-1]:
                 runs[kind].append(run_child(args, kind, method, data))
-        print(f"{method.upper()}, {args.steps} steps x {args.batch}, {args.base}, "
-              f"{args.repeats} repeat(s):")  # fmt: skip
+        print(
+            f"{method.upper()}, {args.steps} steps x {args.batch}, {args.base}, "
+            f"{args.repeats} repeat(s):"
+        )
         for kind, figures in runs.items():
             speed = statistics.median(f["tokens_per_s"] for f in figures)
             peak = statistics.median(f["peak_rss_gb"] for f in figures)
@@ -231,12 +287,16 @@ def main() -> None:
                 pairs = list(zip(runs[ours], runs[theirs], strict=True))
                 speed = [a["tokens_per_s"] / b["tokens_per_s"] for a, b in pairs]
                 memory = [a["peak_rss_gb"] / b["peak_rss_gb"] for a, b in pairs]
-                print(f"  {ours} / {theirs}: speed {ratio_line(speed)}; "
-                      f"peak memory {ratio_line(memory)}")  # fmt: skip
+                print(
+                    f"  {ours} / {theirs}: speed {ratio_line(speed)}; "
+                    f"peak memory {ratio_line(memory)}"
+                )
     if args.no_grpo:
         return
-    subprocess.run([sys.executable, __file__, "--grpo", "--base", args.base,
-                    "--steps", str(args.steps)], check=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, __file__, "--grpo", "--base", args.base, "--steps", str(args.steps)],
+        check=True,
+    )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,11 @@ from openparity.bench.tasks import get_task
 from openparity.data.decontam import item_text
 from openparity.data.pipeline import CleanSettings, clean
 
-VOCAB = [f"{w}{i}" for w in ("data", "model", "token", "graph", "value", "layer", "query")
-         for i in range(300)]  # fmt: skip
+VOCAB = [
+    f"{w}{i}"
+    for w in ("data", "model", "token", "graph", "value", "layer", "query")
+    for i in range(300)
+]
 CHINESE = "数据模型训练推理评估开源闭源成本质量路由检查回退缓存延迟吞吐"
 
 
@@ -53,8 +56,10 @@ def generate(path: Path, records: int, seed: int = 0) -> set[str]:
                 kept_texts.append(answer)
                 if len(kept_texts) > 2000:
                     kept_texts.pop(0)
-            messages = [{"role": "user", "content": f"Question {n}"},
-                        {"role": "assistant", "content": answer}]  # fmt: skip
+            messages = [
+                {"role": "user", "content": f"Question {n}"},
+                {"role": "assistant", "content": answer},
+            ]
             row = {"id": f"r{n}", "messages": messages}
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     return planted

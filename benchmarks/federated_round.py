@@ -35,10 +35,16 @@ def write_data(where: Path, n: int) -> Path:
     path = where / "pooled.jsonl"
     with open(path, "w", encoding="utf-8") as handle:
         for index, item in enumerate(get_task("gsm8k").items()[600 : 600 + n]):
-            handle.write(json.dumps({
-                "id": f"gsm8k/{600 + index}", "prompt": item.input["question"],
-                "response": f"The answer is {item.reference}. #### {item.reference}",
-            }) + "\n")  # fmt: skip
+            handle.write(
+                json.dumps(
+                    {
+                        "id": f"gsm8k/{600 + index}",
+                        "prompt": item.input["question"],
+                        "response": f"The answer is {item.reference}. #### {item.reference}",
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
@@ -46,15 +52,31 @@ def federated(args, data: Path, out: Path, *, deployment: bool, secure: bool = F
     from openparity.federated.partition import split_members
 
     members = split_members(data, args.members, "iid", out / "members")
-    common = ["--base", args.base, "--rounds", str(args.rounds), "--local-steps",
-              str(args.steps), "--batch-size", str(args.batch), "--min-members",
-              str(args.members), "--decontaminate", "", "--validation-share", "0",
-              *(["--secure"] if secure else [])]  # fmt: skip
+    common = [
+        "--base",
+        args.base,
+        "--rounds",
+        str(args.rounds),
+        "--local-steps",
+        str(args.steps),
+        "--batch-size",
+        str(args.batch),
+        "--min-members",
+        str(args.members),
+        "--decontaminate",
+        "",
+        "--validation-share",
+        "0",
+        *(["--secure"] if secure else []),
+    ]
     run = out / "run"
     if not deployment:
         data_args = [a for m in members for a in ("--data", str(m))]
-        subprocess.run([*CLI, "federated", "simulate", *data_args, "-o", str(run), *common],
-                       check=True, cwd=ROOT)  # fmt: skip
+        subprocess.run(
+            [*CLI, "federated", "simulate", *data_args, "-o", str(run), *common],
+            check=True,
+            cwd=ROOT,
+        )
     else:
         sys.path.insert(0, str(ROOT))
         from tests.federated.deployment import deployment as deployed
@@ -78,9 +100,13 @@ def central(args, data: Path) -> float:
     from openparity.federated.member import read_member_data, train_round
     from openparity.federated.settings import FederationSettings
 
-    settings = FederationSettings(base=args.base, local_steps=args.members * args.steps,
-                                  batch_size=args.batch, decontaminate="",
-                                  validation_share=0.0)  # fmt: skip
+    settings = FederationSettings(
+        base=args.base,
+        local_steps=args.members * args.steps,
+        batch_size=args.batch,
+        decontaminate="",
+        validation_share=0.0,
+    )
     lora_model(settings)  # the model load is not a training cost
     pooled = read_member_data(str(data), settings)
     state = initial_state(settings)
@@ -115,18 +141,22 @@ def main() -> None:
 
     torch, _ = libraries()
     model_bytes = _model_bytes(args.base)
-    print(f"\n{args.members} members x {args.steps} local steps x batch {args.batch}, "
-          f"{args.rounds} rounds, base {args.base}, torch {torch.__version__}")  # fmt: skip
+    print(
+        f"\n{args.members} members x {args.steps} local steps x batch {args.batch}, "
+        f"{args.rounds} rounds, base {args.base}, torch {torch.__version__}"
+    )
     print(f"central, {args.members * args.steps} steps in one process: {central_s:.1f} s")
     for name, arm in arms.items():
         per_round = arm["seconds"]
         mean = sum(per_round) / len(per_round)
         down = arm["adapter_bytes"] * arm["members"]
         up = arm["uploaded"] or down
-        print(f"{name}: rounds {', '.join(f'{s:.1f}' for s in per_round)} s; mean {mean:.1f} s"
-              f" = {mean / central_s:.2f}x central; {(up + down) / 1e6:.2f} MB per round"
-              f" ({arm['adapter_bytes'] / 1e6:.2f} MB down, {up / arm['members'] / 1e6:.2f} MB"
-              f" up per member; the whole model would be {model_bytes / 1e6:.0f} MB)")  # fmt: skip
+        print(
+            f"{name}: rounds {', '.join(f'{s:.1f}' for s in per_round)} s; mean {mean:.1f} s"
+            f" = {mean / central_s:.2f}x central; {(up + down) / 1e6:.2f} MB per round"
+            f" ({arm['adapter_bytes'] / 1e6:.2f} MB down, {up / arm['members'] / 1e6:.2f} MB"
+            f" up per member; the whole model would be {model_bytes / 1e6:.0f} MB)"
+        )
 
 
 def _model_bytes(base: str) -> int:

@@ -31,8 +31,10 @@ def main() -> None:
     n = args.requests
     with tempfile.TemporaryDirectory() as tmp:
         upstream, stub = start_stub()
-        tiers = [{"model": f"openai:open@{upstream}", "max_concurrency": 256},
-                 {"model": f"openai:closed@{upstream}", "max_concurrency": 256}]  # fmt: skip
+        tiers = [
+            {"model": f"openai:open@{upstream}", "max_concurrency": 256},
+            {"model": f"openai:closed@{upstream}", "max_concurrency": 256},
+        ]
         url, key, gateway = start_gateway(
             Path(tmp), {"auth": {"required": True}, "tiers": tiers}, key_args=("--rate", "1e6")
         )

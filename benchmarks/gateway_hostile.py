@@ -36,8 +36,11 @@ from openparity.testing.servers import frozen, running_postgres, running_redis
 
 ADMIN_KEY = "bench-admin-key-0123456789abcdef"
 BUDGET = 0.005  # USD, the budgeted key's: spent within the runs
-GOOD = {"model": "openparity-hybrid", "max_tokens": 16,
-        "messages": [{"role": "user", "content": "What is 2 + 2?"}]}  # fmt: skip
+GOOD = {
+    "model": "openparity-hybrid",
+    "max_tokens": 16,
+    "messages": [{"role": "user", "content": "What is 2 + 2?"}],
+}
 PRICE_OUT = 10.0  # the closed tier's output price per million tokens
 
 
@@ -58,8 +61,9 @@ def hostile_bodies(rng: random.Random) -> bytes:
     return json.dumps(GOOD).encode()[: rng.randrange(5, 40)]
 
 
-async def drive(url: str, keys: dict[str, str], seconds: float, concurrency: int,
-                hostile: bool) -> list[tuple[str, int, float, bool]]:  # fmt: skip
+async def drive(
+    url: str, keys: dict[str, str], seconds: float, concurrency: int, hostile: bool
+) -> list[tuple[str, int, float, bool]]:
     """(key name, status, latency, routed) for every request sent within `seconds`."""
     rng = random.Random(7)
     results: list[tuple[str, int, float, bool]] = []
@@ -72,12 +76,12 @@ async def drive(url: str, keys: dict[str, str], seconds: float, concurrency: int
                 name, body = "hostile", hostile_bodies(rng)
             else:
                 name, body = good_names[index % len(good_names)], json.dumps(GOOD).encode()
-            headers = {"Authorization": f"Bearer {keys[name]}",
-                       "Content-Type": "application/json"}  # fmt: skip
+            headers = {"Authorization": f"Bearer {keys[name]}", "Content-Type": "application/json"}
             started = time.perf_counter()
             try:
-                async with session.post(url + "/chat/completions", data=body,
-                                        headers=headers) as answer:  # fmt: skip
+                async with session.post(
+                    url + "/chat/completions", data=body, headers=headers
+                ) as answer:
                     await answer.read()
                     routed = "x-openparity-request-id" in answer.headers
                     status = answer.status
@@ -96,10 +100,22 @@ def restart_redis(process: subprocess.Popen, port: int, directory: Path) -> subp
     process.kill()
     process.wait(10)
     fresh = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(directory)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     time.sleep(0.5)
     return fresh
 
@@ -122,8 +138,12 @@ def main(seconds: float = 30.0, concurrency: int = 50) -> None:
             f" price: {{input: 2.5, output: {PRICE_OUT}, source: benchmark}}}}\n",
             encoding="utf-8",
         )
-        tier = {"retries": 1, "max_concurrency": 64, "breaker_failures": 5,
-                "breaker_cooldown_s": 30}  # fmt: skip
+        tier = {
+            "retries": 1,
+            "max_concurrency": 64,
+            "breaker_failures": 5,
+            "breaker_cooldown_s": 30,
+        }
         config = {
             "models_file": str(models),
             "tiers": [{"model": "open", **tier}, {"model": "closed", **tier}],
@@ -135,12 +155,17 @@ def main(seconds: float = 30.0, concurrency: int = 50) -> None:
         url, first_key, gateway = start_gateway(directory, config, workers=2, name="hostile")
         path = directory / "hostile.yaml"
         keys = {"good-1": first_key}
-        for name, extra in (("good-2", []), ("budgeted", ["--budget-usd", str(BUDGET)]),
-                            ("hostile", [])):  # fmt: skip
+        for name, extra in (
+            ("good-2", []),
+            ("budgeted", ["--budget-usd", str(BUDGET)]),
+            ("hostile", []),
+        ):
             keys[name] = subprocess.run(
                 [*OPENPARITY, "route", "keys", "add", name, "-c", str(path), *extra],
-                capture_output=True, text=True, check=True,
-            ).stdout.strip()  # fmt: skip
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
         time.sleep(1.5)  # the key ring's refresh
         try:
             clean = asyncio.run(drive(url, keys, seconds, concurrency, hostile=False))
@@ -195,8 +220,10 @@ def report(clean, hostile, health, rows: int, budgeted: float) -> None:
     max_call = (len(json.dumps(GOOD)) * 2.5 + 16 * PRICE_OUT) / 1e6
     print(f"clean:   {len(clean)} requests, good p99 {clean_p99:.1f} ms")
     bad = sum(r[0] == "hostile" for r in hostile)
-    print(f"hostile: {len(hostile)} requests ({bad} hostile), good p99 {hostile_p99:.1f} ms"
-          f" ({hostile_p99 / clean_p99:.2f}x the clean run)")  # fmt: skip
+    print(
+        f"hostile: {len(hostile)} requests ({bad} hostile), good p99 {hostile_p99:.1f} ms"
+        f" ({hostile_p99 / clean_p99:.2f}x the clean run)"
+    )
     print(f"good requests by status: {dict(good_statuses)}")
     print(f"hostile requests by status: {dict(sorted(hostile_statuses.items()))}")
     print(f"breakers at the end: {breakers}; ledger rows {rows} for {routed} routed requests")

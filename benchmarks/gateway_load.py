@@ -90,8 +90,13 @@ def main() -> None:
                 " price: {input: 2.5, output: 10.0, source: benchmark}}\n",
                 encoding="utf-8",
             )
-            tier = {"retries": 1, "max_concurrency": POOL, "breaker_failures": 50,
-                    "breaker_cooldown_s": 1.0, "precommit_tokens": 2}  # fmt: skip
+            tier = {
+                "retries": 1,
+                "max_concurrency": POOL,
+                "breaker_failures": 50,
+                "breaker_cooldown_s": 1.0,
+                "precommit_tokens": 2,
+            }
             config = {
                 "models_file": str(models),
                 "tiers": [{"model": "open", **tier}, {"model": "closed", **tier}],
@@ -102,17 +107,29 @@ def main() -> None:
             processes.append(gateway)
             idle = open_sockets(gateway.pid)
             wall, outcomes = asyncio.run(
-                load(url, key, "openparity-hybrid", requests=args.requests,
-                     concurrency=args.concurrency, stream_every=5)
-            )  # fmt: skip
+                load(
+                    url,
+                    key,
+                    "openparity-hybrid",
+                    requests=args.requests,
+                    concurrency=args.concurrency,
+                    stream_every=5,
+                )
+            )
             time.sleep(1.0)
             after = open_sockets(gateway.pid)  # the keep-alive pools stay open
             counts = []
             for _ in range(ROUNDS):  # later rounds fill the pools up to their bound, not beyond
                 asyncio.run(
-                    load(url, key, "openparity-hybrid", requests=SECOND_ROUND,
-                         concurrency=args.concurrency, stream_every=5)
-                )  # fmt: skip
+                    load(
+                        url,
+                        key,
+                        "openparity-hybrid",
+                        requests=SECOND_ROUND,
+                        concurrency=args.concurrency,
+                        stream_every=5,
+                    )
+                )
                 time.sleep(1.0)
                 counts.append(open_sockets(gateway.pid))
             settled = counts[-1]
@@ -127,8 +144,9 @@ def main() -> None:
             db.close()
             stats = subprocess.run(
                 [*OPENPARITY, "route", "stats", "--ledger", ledger],
-                capture_output=True, text=True,
-            ).stdout  # fmt: skip
+                capture_output=True,
+                text=True,
+            ).stdout
         finally:
             for process in processes:
                 process.terminate()
@@ -138,11 +156,15 @@ def main() -> None:
     latencies = [o.latency_s * 1000 for o in outcomes]
     rate = len(outcomes) / wall
     where = "SQLite, one process" if args.sqlite else f"{args.workers} workers, Redis, PostgreSQL"
-    print(f"{len(outcomes)} requests in {wall:.1f} s ({rate:.0f} req/s), concurrency"
-          f" {args.concurrency}, upstream faults {args.fault_rate:.0%} each ({where})")  # fmt: skip
+    print(
+        f"{len(outcomes)} requests in {wall:.1f} s ({rate:.0f} req/s), concurrency"
+        f" {args.concurrency}, upstream faults {args.fault_rate:.0%} each ({where})"
+    )
     print(f"replies: {dict(kinds)}; HTTP statuses: {dict(sorted(statuses.items()))}")
-    print(f"latency p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms,"
-          f" max {max(latencies):.1f} ms")  # fmt: skip
+    print(
+        f"latency p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms,"
+        f" max {max(latencies):.1f} ms"
+    )
     sent = len(outcomes) + ROUNDS * SECOND_ROUND
     print(f"ledger: {rows} request rows ({attempts} attempts) for {sent} requests (all rounds)")
     print(

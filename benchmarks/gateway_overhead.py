@@ -100,10 +100,16 @@ def main() -> None:
             for name, workers, extra, key_args in arms:
                 url, key, gateway = start_gateway(
                     directory,
-                    {"auth": {"required": True}, "models_file": str(models), "tiers": tiers,
-                     **extra},
-                    workers=workers, key_args=key_args, name=f"gw{len(rows)}",
-                )  # fmt: skip
+                    {
+                        "auth": {"required": True},
+                        "models_file": str(models),
+                        "tiers": tiers,
+                        **extra,
+                    },
+                    workers=workers,
+                    key_args=key_args,
+                    name=f"gw{len(rows)}",
+                )
                 try:
                     rows[name] = measure(name, url, key, "openparity-hybrid", args)
                 finally:

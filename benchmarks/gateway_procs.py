@@ -36,18 +36,31 @@ def wait_until_up(url: str, process: subprocess.Popen, what: str, timeout_s: flo
 def start_stub(fault_rate: float = 0.0, seed: int = 0) -> tuple[str, subprocess.Popen]:
     port = free_port()
     process = subprocess.Popen(
-        [PY, "-m", "openparity.testing.stub_server", "--port", str(port),
-         "--fault-rate", str(fault_rate), "--seed", str(seed)]
-    )  # fmt: skip
+        [
+            PY,
+            "-m",
+            "openparity.testing.stub_server",
+            "--port",
+            str(port),
+            "--fault-rate",
+            str(fault_rate),
+            "--seed",
+            str(seed),
+        ]
+    )
     base = f"http://127.0.0.1:{port}/v1"
     wait_until_up(base + "/models", process, "the stub")
     return base, process
 
 
 def start_gateway(
-    directory: Path, config: dict, *, workers: int = 1, key_args: tuple[str, ...] = (),
+    directory: Path,
+    config: dict,
+    *,
+    workers: int = 1,
+    key_args: tuple[str, ...] = (),
     name: str = "gateway",
-) -> tuple[str, str, subprocess.Popen]:  # fmt: skip
+) -> tuple[str, str, subprocess.Popen]:
     """`openparity serve` (with `workers` processes) with a fresh ledger, unless the config
     names one, and one key; returns (base_url, key, process)."""
     port = free_port()
@@ -57,8 +70,10 @@ def start_gateway(
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     key = subprocess.run(
         [*OPENPARITY, "route", "keys", "add", f"bench-{port}", "-c", str(path), *key_args],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     process = subprocess.Popen([*OPENPARITY, "serve", "-c", str(path), "--workers", str(workers)])
     wait_until_up(f"http://127.0.0.1:{port}/health", process, "the gateway")
     return f"http://127.0.0.1:{port}/v1", key, process
@@ -75,22 +90,30 @@ def start_litellm(
     port = free_port()
     config: dict = {
         "model_list": [
-            {"model_name": "bench",
-             "litellm_params": {"model": "openai/stub", "api_base": upstream, "api_key": "x"}}
+            {
+                "model_name": "bench",
+                "litellm_params": {"model": "openai/stub", "api_base": upstream, "api_key": "x"},
+            }
         ],
         "litellm_settings": {"drop_params": True, "set_verbose": False},
-    }  # fmt: skip
+    }
     if redis_url:
         host, redis_port = redis_url.removeprefix("redis://").split("/")[0].split(":")
         config["router_settings"] = {"redis_host": host, "redis_port": int(redis_port)}
     path = directory / f"litellm-{port}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_MODE": "PRODUCTION",
-           "LITELLM_MASTER_KEY": LITELLM_KEY}  # fmt: skip
+    env = {
+        **os.environ,
+        "LITELLM_LOG": "ERROR",
+        "LITELLM_MODE": "PRODUCTION",
+        "LITELLM_MASTER_KEY": LITELLM_KEY,
+    }
     process = subprocess.Popen(
         [litellm, "--config", str(path), "--port", str(port), "--num_workers", str(workers)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_until_up(f"http://127.0.0.1:{port}/health/liveliness", process, "litellm", 300)
     return f"http://127.0.0.1:{port}/v1", process
 
@@ -103,9 +126,14 @@ class Outcome:
 
 
 async def load(
-    base_url: str, key: str | None, model: str, *, requests: int, concurrency: int,
+    base_url: str,
+    key: str | None,
+    model: str,
+    *,
+    requests: int,
+    concurrency: int,
     stream_every: int = 0,
-) -> tuple[float, list[Outcome]]:  # fmt: skip
+) -> tuple[float, list[Outcome]]:
     """Send `requests` chat requests, `concurrency` at a time (every `stream_every`-th one
     streamed); returns (wall seconds, outcomes)."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -116,15 +144,22 @@ async def load(
     async def worker(session: aiohttp.ClientSession) -> None:
         for index in todo:
             stream = bool(stream_every) and index % stream_every == 0
-            body = {"model": model, "max_tokens": 16, "stream": stream,
-                    "messages": [{"role": "user", "content": "What is 2 + 2?"}]}  # fmt: skip
+            body = {
+                "model": model,
+                "max_tokens": 16,
+                "stream": stream,
+                "messages": [{"role": "user", "content": "What is 2 + 2?"}],
+            }
             started = time.perf_counter()
             async with session.post(base_url + "/chat/completions", json=body) as response:
                 raw = await response.read()
                 outcomes.append(
-                    Outcome(time.perf_counter() - started, response.status,
-                            classify(response.status, raw, stream))
-                )  # fmt: skip
+                    Outcome(
+                        time.perf_counter() - started,
+                        response.status,
+                        classify(response.status, raw, stream),
+                    )
+                )
 
     async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
         started = time.perf_counter()

@@ -83,10 +83,21 @@ def _run_side(side: str, args: argparse.Namespace) -> dict[str, list[float]]:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.other_build, env.get("PYTHONPATH")]))
         side = "direct"
     out = subprocess.run(
-        [sys.executable, __file__, "--side", side, "--calls", str(args.calls),
-         "--max-tokens", str(args.max_tokens)],
-        capture_output=True, text=True, check=True, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            __file__,
+            "--side",
+            side,
+            "--calls",
+            str(args.calls),
+            "--max-tokens",
+            str(args.max_tokens),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -26,8 +26,11 @@ from pathlib import Path
 from openparity.data.dedup import NearDedup
 from openparity.data.records import Doc
 
-VOCAB = [f"{w}{i}" for w in ("data", "model", "token", "graph", "value", "layer", "query")
-         for i in range(300)]  # fmt: skip
+VOCAB = [
+    f"{w}{i}"
+    for w in ("data", "model", "token", "graph", "value", "layer", "query")
+    for i in range(300)
+]
 
 DATATROVE = textwrap.dedent(
     """
@@ -99,8 +102,12 @@ def theirs(python: str, path: Path, work: Path) -> tuple[float, set[str]]:
     data = work / "input"
     data.mkdir()
     (data / path.name).symlink_to(path)
-    ran = subprocess.run([python, str(script), str(data), str(work / "dt")],
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    ran = subprocess.run(
+        [python, str(script), str(data), str(work / "dt")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     seconds = float(ran.stdout.strip().splitlines()[-1])
     removed = set()
     for file in (work / "dt" / "removed").glob("*"):
@@ -124,11 +131,15 @@ def main() -> None:
         print(f"{args.records:,} records, {len(pairs):,} planted near duplicates")
         ours_s, ours_removed = ours(corpus)
         theirs_s, theirs_removed = theirs(args.datatrove_python, corpus, work)
-        for name, seconds, removed in (("openparity", ours_s, ours_removed),
-                                       ("datatrove", theirs_s, theirs_removed)):  # fmt: skip
+        for name, seconds, removed in (
+            ("openparity", ours_s, ours_removed),
+            ("datatrove", theirs_s, theirs_removed),
+        ):
             recall, false_positives = score(removed, pairs)
-            print(f"{name:<11} {seconds:7.1f} s  {args.records / seconds:8,.0f} records/s"
-                  f"  pairs caught {recall:.3f}  false positives {false_positives}")  # fmt: skip
+            print(
+                f"{name:<11} {seconds:7.1f} s  {args.records / seconds:8,.0f} records/s"
+                f"  pairs caught {recall:.3f}  false positives {false_positives}"
+            )
         print(f"openparity / datatrove time: {ours_s / theirs_s:.2f}x")
 
 

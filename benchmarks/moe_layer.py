@@ -48,10 +48,16 @@ def hf_layer(ours: MoELayer, implementation: str) -> nn.Module:
     from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3MoE
 
     config = DeepseekV3Config(
-        hidden_size=HIDDEN, moe_intermediate_size=EXPERT_DIM, n_routed_experts=ROUTED,
-        num_experts_per_tok=TOP_K, n_shared_experts=SHARED, n_group=1, topk_group=1,
-        routed_scaling_factor=1.0, norm_topk_prob=True,
-    )  # fmt: skip
+        hidden_size=HIDDEN,
+        moe_intermediate_size=EXPERT_DIM,
+        n_routed_experts=ROUTED,
+        num_experts_per_tok=TOP_K,
+        n_shared_experts=SHARED,
+        n_group=1,
+        topk_group=1,
+        routed_scaling_factor=1.0,
+        norm_topk_prob=True,
+    )
     config._experts_implementation = implementation
     layer = DeepseekV3MoE(config)
     with torch.no_grad():

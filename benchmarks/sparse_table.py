@@ -33,15 +33,22 @@ def main() -> None:
     for seed in args.seeds:
         settings = TrainSettings(steps=args.steps, seed=seed, eval_every=every, save_every=every)
         base = sparse_config("rigl", 0.9, "erk", None, 0.3, args.steps, seed)
-        rows = compare(runs(args.methods, args.sparsity, base), "bench:gsm8k",
-                       args.out / f"seed{seed}", settings, model_preset=args.preset)  # fmt: skip
+        rows = compare(
+            runs(args.methods, args.sparsity, base),
+            "bench:gsm8k",
+            args.out / f"seed{seed}",
+            settings,
+            model_preset=args.preset,
+        )
         dense = rows[0]
         for row in rows:
             by_run.setdefault(row.name, []).append((row, row.val_loss - dense.val_loss, dense))
         print(f"seed {seed}: " + ", ".join(f"{r.name} {r.val_loss:.4f}" for r in rows))
     n = len(args.seeds)
-    print(f"\n{args.preset} LM, {args.steps} steps x 16 x 128 bytes of GSM8K text, {n} seeds;"
-          " delta = val loss minus dense's on the same seed (mean +/- SD over seeds)")  # fmt: skip
+    print(
+        f"\n{args.preset} LM, {args.steps} steps x 16 x 128 bytes of GSM8K text, {n} seeds;"
+        " delta = val loss minus dense's on the same seed (mean +/- SD over seeds)"
+    )
     header = f"{'run':<10} {'val loss':>9} {'delta':>16} {'FLOPs':>7} {'non-zero':>9} {'wall s':>7}"
     print(header)
     for name, entries in by_run.items():
@@ -49,10 +56,12 @@ def main() -> None:
         deltas = [d for _, d, _ in entries]
         row, _, dense = entries[0]
         sd = statistics.stdev(deltas) if n > 1 else float("nan")
-        print(f"{name:<10} {statistics.mean(losses):9.4f} {statistics.mean(deltas):+8.4f}"
-              f" +/- {sd:.4f} {row.training_flops / dense.training_flops:6.2f}x"
-              f" {row.nonzero_params / row.total_params:8.0%}"
-              f" {statistics.mean(r.wall_s for r, _, _ in entries):7.1f}")  # fmt: skip
+        print(
+            f"{name:<10} {statistics.mean(losses):9.4f} {statistics.mean(deltas):+8.4f}"
+            f" +/- {sd:.4f} {row.training_flops / dense.training_flops:6.2f}x"
+            f" {row.nonzero_params / row.total_params:8.0%}"
+            f" {statistics.mean(r.wall_s for r, _, _ in entries):7.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -42,14 +42,24 @@ def main() -> None:
         "Accuracy interval (Clopper-Pearson): coverage", sim.accuracy_interval_coverage(), ">= 0.95"
     )
     rows = list(sim.clustered_difference_test(reps=reps(2000)))
-    show("Clustered difference test (CR2, Bell-McCaffrey t): type I error",
-         [r for r, _ in rows], "<= 0.05")  # fmt: skip
+    show(
+        "Clustered difference test (CR2, Bell-McCaffrey t): type I error",
+        [r for r, _ in rows],
+        "<= 0.05",
+    )
     show("Clustered difference interval: coverage", [c for _, c in rows], ">= 0.94")
     rows = list(sim.continuous_difference_claims(reps=reps(2000)))
-    show("Paired continuous scores (t, Hall's skewness correction): P(lower end > 0 | no"
-         " difference)", [r for r, _ in rows], "<= 0.05")  # fmt: skip
-    show("Paired continuous scores: coverage of the intervals printed", [c for _, c in rows],
-         ">= 0.91 up to skewness 2")  # fmt: skip
+    show(
+        "Paired continuous scores (t, Hall's skewness correction): P(lower end > 0 | no"
+        " difference)",
+        [r for r, _ in rows],
+        "<= 0.05",
+    )
+    show(
+        "Paired continuous scores: coverage of the intervals printed",
+        [c for _, c in rows],
+        ">= 0.91 up to skewness 2",
+    )
     show(
         "Clustered TOST: P(equivalent | true difference = margin 0.05)",
         sim.clustered_tost_size(reps=reps(1500)),

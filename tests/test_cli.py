@@ -146,8 +146,10 @@ def test_serve_local_sigterm_stops_the_server_process_too(tmp_path):
     port = free_port()
     proc = subprocess.Popen(
         [*CLI, "models", "serve-local", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while "use it as" not in proc.stdout.readline() and time.monotonic() < deadline:
@@ -204,8 +206,9 @@ def test_import_is_light():
 def test_the_cli_starts_without_importing_heavy_capabilities():
     """`openparity --help` must not pay for torch (nor need it: it is an optional extra)."""
     code = "import sys, openparity.cli; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 

@@ -20,8 +20,16 @@ from tests.cli import openparity
 ROOT = Path(__file__).resolve().parents[1]
 # the README, then the guides in the order they build on each other (measure writes gap.json,
 # which decide reads); every page in docs/ must be listed
-PAGES = ["README.md", "docs/install.md", "docs/models.md", "docs/measure.md", "docs/decide.md",
-         "docs/route.md", "docs/close.md", "docs/benchmarks.md"]  # fmt: skip
+PAGES = [
+    "README.md",
+    "docs/install.md",
+    "docs/models.md",
+    "docs/measure.md",
+    "docs/decide.md",
+    "docs/route.md",
+    "docs/close.md",
+    "docs/benchmarks.md",
+]
 
 
 def pages_text() -> str:
@@ -178,8 +186,9 @@ def test_every_self_contained_readme_python_block_runs(block, tmp_path):
     import subprocess
     import sys
 
-    ran = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=280)  # fmt: skip
+    ran = subprocess.run(
+        [sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=280
+    )
     assert ran.returncode == 0, ran.stderr[-2000:]
 
 
@@ -200,8 +209,9 @@ def test_the_readme_gateway_client_block_runs_against_the_example_gateway(tmp_pa
     with serving(config, port, cwd=tmp_path) as url:
         code = block.replace(GATEWAY_CLIENT, url).replace('"op-..."', repr(key))
         code += "\nprint(raw.headers['x-openparity-model'], raw.headers['x-openparity-route'])"
-        ran = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                             text=True, timeout=280)  # fmt: skip
+        ran = subprocess.run(
+            [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=280
+        )
     assert ran.returncode == 0, ran.stderr[-2000:]
     assert ran.stdout.split() == ["local:smollm2-135m", "direct"]
 
@@ -251,9 +261,16 @@ def test_the_generated_data_chain_covers_the_readme():
     lines = chain_lines()
     assert lines[0].startswith("python examples/align/gsm8k_format.py")
     expected_lines = (
-        "align sft", "align dpo", "align grpo", "align export", "federated simulate",
-        "federated report", "federated compare", "data clean", "data publish",
-    )  # fmt: skip
+        "align sft",
+        "align dpo",
+        "align grpo",
+        "align export",
+        "federated simulate",
+        "federated report",
+        "federated compare",
+        "data clean",
+        "data publish",
+    )
     for expected in expected_lines:
         assert any(expected in line for line in lines), expected
 
@@ -266,19 +283,28 @@ def test_the_readme_lines_on_generated_data_run_as_written(tmp_path):
     import subprocess
     import sys
 
-    seeds = [{"id": "s1", "prompt": "Explain what a hash map is in one sentence."},
-             {"id": "s2", "prompt": "用一句话解释什么是哈希表。"}]  # fmt: skip
+    seeds = [
+        {"id": "s1", "prompt": "Explain what a hash map is in one sentence."},
+        {"id": "s2", "prompt": "用一句话解释什么是哈希表。"},
+    ]
     (tmp_path / "seeds.jsonl").write_text(
         "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in seeds), encoding="utf-8"
     )
-    pairs = [{"prompt": f"What is {a} + {a}?", "chosen": f"{2 * a}.", "rejected": f"{2 * a + 1}."}
-             for a in range(1, 9)]  # fmt: skip
+    pairs = [
+        {"prompt": f"What is {a} + {a}?", "chosen": f"{2 * a}.", "rejected": f"{2 * a + 1}."}
+        for a in range(1, 9)
+    ]
     (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
     for line in chain_lines():
         words = shlex.split(chain_shortened(line))
         if words[0] == "python":
-            ran = subprocess.run([sys.executable, str(ROOT / words[1]), *words[2:]], cwd=tmp_path,
-                                 capture_output=True, text=True, timeout=600)  # fmt: skip
+            ran = subprocess.run(
+                [sys.executable, str(ROOT / words[1]), *words[2:]],
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
         else:
             ran = openparity(*words[1:], timeout=900, cwd=tmp_path)
         assert ran.returncode == 0, f"{line}\n{ran.stderr[-3000:]}"

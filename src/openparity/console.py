@@ -49,18 +49,21 @@ class ProgressBars:
         # the bar; the note goes last
         label_width = max(16, err.width - 52)
         self.progress = Progress(
-            TextColumn("{task.description}", table_column=TableColumn(
-                no_wrap=True, overflow="ellipsis", max_width=label_width)),
+            TextColumn(
+                "{task.description}",
+                table_column=TableColumn(no_wrap=True, overflow="ellipsis", max_width=label_width),
+            ),
             BarColumn(bar_width=None if err.width > 120 else 12, table_column=whole()),
             MofNCompleteColumn(table_column=whole(min_width=9)),
             TimeElapsedColumn(table_column=whole(min_width=7)),
             TextColumn("eta", table_column=whole()),
             TimeRemainingColumn(table_column=whole(min_width=7)),
-            TextColumn("{task.fields[note]}", table_column=TableColumn(
-                no_wrap=True, overflow="ellipsis")),
+            TextColumn(
+                "{task.fields[note]}", table_column=TableColumn(no_wrap=True, overflow="ellipsis")
+            ),
             console=err,
             transient=False,
-        )  # fmt: skip
+        )
         self.progress.start()
         return self._bar
 
@@ -130,9 +133,12 @@ def print_table(
         col = columns[i]
         header = _header(col, [row[i] for row in cells]) if compact else col.header
         table.add_column(  # too narrow even so: long identifiers fold, numbers stay whole
-            header, no_wrap=col.numeric or (col.identifier and fits), overflow="fold",
-            justify="right" if col.numeric else "left", width=widths.get(i),
-        )  # fmt: skip
+            header,
+            no_wrap=col.numeric or (col.identifier and fits),
+            overflow="fold",
+            justify="right" if col.numeric else "left",
+            width=widths.get(i),
+        )
     for row in cells:
         table.add_row(*(Text(row[i]) for i in keep))
     console.print(table)
@@ -158,10 +164,14 @@ def print_rows(
         return
     headers = list(rows[0])
     columns = [
-        Column(h, numeric=h not in text and h not in identifiers, optional=h in optional,
-               identifier=h in identifiers)
+        Column(
+            h,
+            numeric=h not in text and h not in identifiers,
+            optional=h in optional,
+            identifier=h in identifiers,
+        )
         for h in headers
-    ]  # fmt: skip
+    ]
     print_table(columns, [[str(r[h]) for h in headers] for r in rows], title=title)
 
 

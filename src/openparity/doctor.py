@@ -120,8 +120,11 @@ def _sandbox_check() -> Check:
         return Check("sandbox", False, exc.one_line())
     if not outcome.passed:
         return Check("sandbox", False, f"a trivial program did not pass: {outcome.reason()}")
-    return Check("sandbox", True, f"isolated run ok (pid {outcome.stdout.strip()} in its own"
-                 f" namespace); {availability()}")  # fmt: skip
+    return Check(
+        "sandbox",
+        True,
+        f"isolated run ok (pid {outcome.stdout.strip()} in its own namespace); {availability()}",
+    )
 
 
 def _flower_check() -> Check:

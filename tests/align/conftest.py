@@ -21,8 +21,12 @@ def chat_rows(n: int) -> list[dict]:
     rows = []
     for i in range(n):
         question = f"What is {i} plus {i}?" if i % 2 else f"{i} 加 {i} 等于多少？"
-        rows.append({"messages": [
-            {"role": "user", "content": question},
-            {"role": "assistant", "content": f"{i} + {i} = {2 * i}. #### {2 * i}"},
-        ]})  # fmt: skip
+        rows.append(
+            {
+                "messages": [
+                    {"role": "user", "content": question},
+                    {"role": "assistant", "content": f"{i} + {i} = {2 * i}. #### {2 * i}"},
+                ]
+            }
+        )
     return rows

@@ -25,16 +25,30 @@ HELD_OUT = 20
 def trained(tmp_path_factory) -> tuple[Path, object]:
     where = tmp_path_factory.mktemp("format")
     subprocess.run(
-        [sys.executable, str(ROOT / "examples/align/gsm8k_format.py"), str(where),
-         "--train", "600:664", "--heldout", f"0:{HELD_OUT}"],
+        [
+            sys.executable,
+            str(ROOT / "examples/align/gsm8k_format.py"),
+            str(where),
+            "--train",
+            "600:664",
+            "--heldout",
+            f"0:{HELD_OUT}",
+        ],
         check=True,
-    )  # fmt: skip
+    )
     # The training records are screened against the held-out task: none may contain its items.
     settings = AlignSettings(
-        method="sft", base="smollm2-135m", data=where / "train.jsonl", output=where / "run",
-        steps=8, batch_size=4, learning_rate=5e-4, max_length=320,
-        decontaminate=(str(where / "gsm8k-format.yaml"),), save_steps=100,
-    )  # fmt: skip
+        method="sft",
+        base="smollm2-135m",
+        data=where / "train.jsonl",
+        output=where / "run",
+        steps=8,
+        batch_size=4,
+        learning_rate=5e-4,
+        max_length=320,
+        decontaminate=(str(where / "gsm8k-format.yaml"),),
+        save_steps=100,
+    )
     return where, train(settings, gguf="f32")  # exact: greedy tokens must match
 
 
@@ -45,18 +59,30 @@ def test_sft_raises_held_out_format_compliance_and_the_report_says_so(trained):
     where, result = trained
     assert result.examples == "64 examples from " + str(where / "train.jsonl")
     shown = openparity(
-        "gap", "--open", f"local:{result.gguf}", "--base", "local:smollm2-135m",
-        "--tasks", f"{where / 'gsm8k-format.yaml'},mmlu", "--limit", str(HELD_OUT),
-        "--store", str(where / "runs.sqlite"), "--format", "json",
-    )  # fmt: skip
+        "gap",
+        "--open",
+        f"local:{result.gguf}",
+        "--base",
+        "local:smollm2-135m",
+        "--tasks",
+        f"{where / 'gsm8k-format.yaml'},mmlu",
+        "--limit",
+        str(HELD_OUT),
+        "--store",
+        str(where / "runs.sqlite"),
+        "--format",
+        "json",
+    )
     assert shown.returncode == 0, shown.stderr
     report = json.loads(shown.stdout)
     moved = {m["task"]: m for m in report["training"]}
     fmt, guard = moved["gsm8k-format"], moved["mmlu"]
-    print(f"format compliance {fmt['base']['mean'] * HELD_OUT:.0f}/{HELD_OUT} ->"
-          f" {fmt['trained']['mean'] * HELD_OUT:.0f}/{HELD_OUT}, p ="
-          f" {fmt['p_difference']:.2g}; MMLU guard {guard['change']['mean'] * 100:+.1f} points,"
-          f" {guard['verdict']}")  # fmt: skip
+    print(
+        f"format compliance {fmt['base']['mean'] * HELD_OUT:.0f}/{HELD_OUT} ->"
+        f" {fmt['trained']['mean'] * HELD_OUT:.0f}/{HELD_OUT}, p ="
+        f" {fmt['p_difference']:.2g}; MMLU guard {guard['change']['mean'] * 100:+.1f} points,"
+        f" {guard['verdict']}"
+    )
     assert fmt["change"]["n"] == HELD_OUT and fmt["verdict"] == "improved"
     assert fmt["p_difference"] < 0.05
     assert guard["change"]["n"] == HELD_OUT and guard["gap_ratio_before"] is not None
@@ -66,8 +92,11 @@ def test_sft_raises_held_out_format_compliance_and_the_report_says_so(trained):
 @pytest.mark.timeout(600)
 async def test_the_gguf_export_generates_the_checkpoints_greedy_tokens(trained):
     _, result = trained
-    prompts = ["What is 12 times 3?", "Tom has 5 apples and eats 2. How many are left?",
-               "用一句话介绍巴黎。"]  # fmt: skip
+    prompts = [
+        "What is 12 times 3?",
+        "Tom has 5 apples and eats 2. How many are left?",
+        "用一句话介绍巴黎。",
+    ]
     requests = [ChatRequest.from_prompt(p, max_tokens=24) for p in prompts]
     async with (
         open_model(f"hf:{result.checkpoint}") as hf,

@@ -18,9 +18,18 @@ from tests.align.conftest import chat_rows, write_jsonl
 def settings(base: Path, out: Path, **changes) -> AlignSettings:
     """A tiny run in fp32: these tests compare runs to float tolerance, which bf16 autocast
     (auto's choice on CPUs with AVX512-BF16 or AMX) would loosen."""
-    values = dict(method="sft", base=str(base), output=out, steps=4, batch_size=2,
-                  learning_rate=1e-3, decontaminate=(), max_length=64, save_steps=2,
-                  precision="fp32")  # fmt: skip
+    values = dict(
+        method="sft",
+        base=str(base),
+        output=out,
+        steps=4,
+        batch_size=2,
+        learning_rate=1e-3,
+        decontaminate=(),
+        max_length=64,
+        save_steps=2,
+        precision="fp32",
+    )
     values.update(changes)
     return AlignSettings(**values)
 
@@ -32,8 +41,9 @@ def weights(checkpoint: Path) -> dict:
 
 
 def test_dpo_loss_is_ln2_at_step_zero_when_the_reference_is_the_policy(tiny_base, tmp_path):
-    pairs = [{"prompt": f"Say {i}.", "chosen": f"{i}", "rejected": f"no {i} never"}
-             for i in range(4)]  # fmt: skip
+    pairs = [
+        {"prompt": f"Say {i}.", "chosen": f"{i}", "rejected": f"no {i} never"} for i in range(4)
+    ]
     data = write_jsonl(tmp_path / "pairs.jsonl", pairs)
     result = train(settings(tiny_base, tmp_path / "dpo", method="dpo", data=data, steps=1))
     first = next(log for log in result.logs if "loss" in log)
@@ -43,10 +53,20 @@ def test_dpo_loss_is_ln2_at_step_zero_when_the_reference_is_the_policy(tiny_base
 def test_grpo_with_equal_rewards_has_zero_advantage_and_zero_loss(tiny_base, tmp_path):
     # A random tiny model never answers GSM8K right: every reward in each group is 0.0, from
     # the real GSM8K scorer, so every advantage is 0 and (with beta 0) so is the loss.
-    result = train(settings(
-        tiny_base, tmp_path / "grpo", method="grpo", task="gsm8k", items="0:2", steps=1,
-        batch_size=2, generations=2, max_completion=8, beta=0.0,
-    ))  # fmt: skip
+    result = train(
+        settings(
+            tiny_base,
+            tmp_path / "grpo",
+            method="grpo",
+            task="gsm8k",
+            items="0:2",
+            steps=1,
+            batch_size=2,
+            generations=2,
+            max_completion=8,
+            beta=0.0,
+        )
+    )
     log = next(log for log in result.logs if "loss" in log)
     assert log["reward"] == 0.0 and log["reward_std"] == 0.0
     assert log["loss"] == 0.0
@@ -106,8 +126,10 @@ def test_bf16_trains_under_autocast_and_stays_close_to_fp32(tiny_base, tmp_path)
     """--precision bf16 really changes the arithmetic (the losses differ from fp32's), trains
     to nearly the same losses, and saves fp32 weights that transformers loads as before."""
     data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(8))
-    runs = {p: train(settings(tiny_base, tmp_path / p, data=data, steps=2, precision=p))
-            for p in ("fp32", "bf16")}  # fmt: skip
+    runs = {
+        p: train(settings(tiny_base, tmp_path / p, data=data, steps=2, precision=p))
+        for p in ("fp32", "bf16")
+    }
     losses = {p: [log["loss"] for log in run.logs if "loss" in log] for p, run in runs.items()}
     assert losses["bf16"] != losses["fp32"]
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.02)
@@ -174,8 +196,9 @@ def test_a_bf16_lora_run_merges_onto_the_full_precision_base(tiny_base, tmp_path
     delta = (b @ a) * (config.lora_alpha / config.r)
     assert final[f"{name}.weight"].dtype == torch.float32
     assert delta.abs().max() > 0
-    torch.testing.assert_close(final[f"{name}.weight"] - base[f"{name}.weight"], delta,
-                               atol=1e-6, rtol=1e-4)  # fmt: skip
+    torch.testing.assert_close(
+        final[f"{name}.weight"] - base[f"{name}.weight"], delta, atol=1e-6, rtol=1e-4
+    )
     assert torch.equal(final["model.embed_tokens.weight"], base["model.embed_tokens.weight"])
 
 
@@ -236,8 +259,9 @@ def test_decontamination_drops_a_record_that_contains_an_evaluation_item(tmp_pat
 
     question = get_task("gsm8k").items()[5].input["question"]
     rows = [*chat_rows(3), {"prompt": f"Please solve: {question}", "response": "#### 1"}]
-    examples = sft_examples(write_jsonl(tmp_path / "d.jsonl", rows),
-                            BenchmarkIndex.from_benchmarks(("gsm8k",)))  # fmt: skip
+    examples = sft_examples(
+        write_jsonl(tmp_path / "d.jsonl", rows), BenchmarkIndex.from_benchmarks(("gsm8k",))
+    )
     assert len(examples.rows) == 3
     assert examples.dropped == {"contaminated": 1}
     assert list(examples.items_hit) == ["gsm8k/gsm8k/5"]
@@ -259,12 +283,39 @@ def sft_run(tiny_base: Path, data: Path, out: Path, *extra: str) -> tuple[list[f
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-m", "openparity.cli", "align", "sft", "--data", str(data),
-         "--base", str(tiny_base), "-o", str(out), "--steps", "3", "--batch-size", "4",
-         "--lr", "1e-3", "--decontaminate", "", "--max-length", "64", "--save-steps", "3",
-         "--precision", "fp32", "--json", *extra],
-        capture_output=True, text=True, timeout=400,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "openparity.cli",
+            "align",
+            "sft",
+            "--data",
+            str(data),
+            "--base",
+            str(tiny_base),
+            "-o",
+            str(out),
+            "--steps",
+            "3",
+            "--batch-size",
+            "4",
+            "--lr",
+            "1e-3",
+            "--decontaminate",
+            "",
+            "--max-length",
+            "64",
+            "--save-steps",
+            "3",
+            "--precision",
+            "fp32",
+            "--json",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert done.returncode == 0, _why(done.stderr)
     summary = json.loads(done.stdout)  # nothing but the result on stdout
     state = json.loads((out / "checkpoints/checkpoint-3/trainer_state.json").read_text())
@@ -276,9 +327,10 @@ def _why(stderr: str) -> str:
     """A failed launch's error lines (a rank's own error comes long before the launcher's
     summary), then the end of its stderr."""
     errors = [
-        line for line in stderr.splitlines()
+        line
+        for line in stderr.splitlines()
         if any(w in line for w in ("Error", "error:", "terminate called", "what()", "Abort"))
-    ]  # fmt: skip
+    ]
     return "\n".join(errors[:20]) + "\n...\n" + stderr[-1500:]
 
 
@@ -313,8 +365,19 @@ def test_a_zero3_lora_run_in_bf16_merges_onto_a_full_base(tiny_base, tmp_path):
     configured, transformers loaded it under zero.Init, a broadcast rank 1 never joined: the
     README's ZeRO-3 line died at the end of training with "Connection closed by peer"."""
     data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(8))
-    _, trained = sft_run(tiny_base, data, tmp_path / "run", "--lora-r", "4", "--processes", "2",
-                         "--deepspeed", "zero3", "--precision", "bf16")  # fmt: skip
+    _, trained = sft_run(
+        tiny_base,
+        data,
+        tmp_path / "run",
+        "--lora-r",
+        "4",
+        "--processes",
+        "2",
+        "--deepspeed",
+        "zero3",
+        "--precision",
+        "bf16",
+    )
     assert trained.pop("processes") == 2
     base = weights(tiny_base)
     assert set(trained) == set(base)
@@ -329,8 +392,19 @@ def test_a_failing_two_process_run_ends_with_its_one_error_line(tiny_base, tmp_p
 
     data = tmp_path / "chat.jsonl"
     data.write_text('{"messages": []}\n{not json\n', "utf-8")
-    shown = openparity("align", "sft", "--data", str(data), "--base", str(tiny_base),
-                       "-o", str(tmp_path / "o"), "--processes", "2", timeout=600)  # fmt: skip
+    shown = openparity(
+        "align",
+        "sft",
+        "--data",
+        str(data),
+        "--base",
+        str(tiny_base),
+        "-o",
+        str(tmp_path / "o"),
+        "--processes",
+        "2",
+        timeout=600,
+    )
     assert shown.returncode == 2, shown.stderr
     errors = [line for line in shown.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "chat.jsonl:2: not JSON" in errors[0], shown.stderr
@@ -348,8 +422,18 @@ def test_a_bad_deepspeed_choice_is_one_line_before_any_launch(tiny_base, tmp_pat
         ("zero4", "no such preset or file"),
         (str(tmp_path / "x.json"), "not a JSON file"),
     ):
-        shown = openparity("align", "sft", "--data", str(data), "--base", str(tiny_base),
-                           "-o", str(tmp_path / "o"), "--deepspeed", choice)  # fmt: skip
+        shown = openparity(
+            "align",
+            "sft",
+            "--data",
+            str(data),
+            "--base",
+            str(tiny_base),
+            "-o",
+            str(tmp_path / "o"),
+            "--deepspeed",
+            choice,
+        )
         assert shown.returncode == 2 and message in shown.stderr, shown.stderr
         assert "Traceback" not in shown.stderr and not (tmp_path / "o").exists()
 
@@ -361,12 +445,32 @@ def test_a_logged_run_has_one_progress_line_and_no_library_noise(tiny_base, tmp_
     from tests.cli import openparity
 
     data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(8))
-    shown = openparity("align", "sft", "--data", str(data), "--base", str(tiny_base),
-                       "-o", str(tmp_path / "o"), "--steps", "2", "--decontaminate", "",
-                       timeout=600)  # fmt: skip
+    shown = openparity(
+        "align",
+        "sft",
+        "--data",
+        str(data),
+        "--base",
+        str(tiny_base),
+        "-o",
+        str(tmp_path / "o"),
+        "--steps",
+        "2",
+        "--decontaminate",
+        "",
+        timeout=600,
+    )
     assert shown.returncode == 0, shown.stderr
-    for noise in ("it/s", "examples/s", "Loading weights", "Tokenizing", "FutureWarning",
-                  "[WARNING]", "warnings.warn", "Writing model shards"):  # fmt: skip
+    for noise in (
+        "it/s",
+        "examples/s",
+        "Loading weights",
+        "Tokenizing",
+        "FutureWarning",
+        "[WARNING]",
+        "warnings.warn",
+        "Writing model shards",
+    ):
         assert noise not in shown.stderr, (noise, shown.stderr)
     bars = [line for line in shown.stderr.splitlines() if line.startswith("align sft")]
     assert len(bars) == 1 and "2/2" in bars[0], shown.stderr
@@ -383,16 +487,43 @@ def test_kill_9_then_resume_ends_at_the_uninterrupted_weights(tiny_base, tmp_pat
     data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(16))
 
     def command(out: Path, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "openparity.cli", "align", "sft", "--data", str(data),
-                "--base", str(tiny_base), "-o", str(out), "--steps", "60", "--batch-size", "2",
-                "--lr", "1e-3", "--decontaminate", "", "--max-length", "64", "--lora-r", "0",
-                "--save-steps", "5", "--precision", "fp32", *extra]  # fmt: skip
+        return [
+            sys.executable,
+            "-m",
+            "openparity.cli",
+            "align",
+            "sft",
+            "--data",
+            str(data),
+            "--base",
+            str(tiny_base),
+            "-o",
+            str(out),
+            "--steps",
+            "60",
+            "--batch-size",
+            "2",
+            "--lr",
+            "1e-3",
+            "--decontaminate",
+            "",
+            "--max-length",
+            "64",
+            "--lora-r",
+            "0",
+            "--save-steps",
+            "5",
+            "--precision",
+            "fp32",
+            *extra,
+        ]
 
     straight = tmp_path / "straight"
     subprocess.run(command(straight), check=True, capture_output=True, timeout=300)
     killed = tmp_path / "killed"
-    process = subprocess.Popen(command(killed), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
+    process = subprocess.Popen(
+        command(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 240
     while not (killed / "checkpoints/checkpoint-10/trainer_state.json").exists():
         assert process.poll() is None and time.monotonic() < deadline, "no checkpoint-10"
@@ -453,8 +584,15 @@ def test_a_curriculum_run_trains_in_that_order(tiny_base, tmp_path):
     for i in range(6):
         store.put(Record("base", f"q{i}", 0, "h", score=float(i % 2)))
     store.close()
-    run = build(settings(tiny_base, tmp_path / "run", data=data, curriculum="base",
-                         store=tmp_path / "runs.sqlite"))  # fmt: skip
+    run = build(
+        settings(
+            tiny_base,
+            tmp_path / "run",
+            data=data,
+            curriculum="base",
+            store=tmp_path / "runs.sqlite",
+        )
+    )
     order = [run.trainer.train_dataset[k] for k in iter(run.trainer._get_train_sampler())]
     assert run.examples.ids[:3] and set(run.examples.ids[:3]) == {"q1", "q3", "q5"}
     first = [run.trainer.train_dataset[k]["input_ids"] for k in range(len(order))]
@@ -473,8 +611,18 @@ def test_a_grpo_run_on_a_reward_with_a_planted_hole_is_stopped_by_its_canaries(
     from openparity.bench.task import Score
     from openparity.bench.tasks.mbpp import MBPP
 
-    run = dict(method="grpo", task="mbpp", items="0:8", steps=4, batch_size=4, generations=2,
-               max_completion=8, beta=0.0, canaries=1.0, hack_stop=0.2)  # fmt: skip
+    run = dict(
+        method="grpo",
+        task="mbpp",
+        items="0:8",
+        steps=4,
+        batch_size=4,
+        generations=2,
+        max_completion=8,
+        beta=0.0,
+        canaries=1.0,
+        hack_stop=0.2,
+    )
     honest = train(settings(tiny_base, tmp_path / "honest", **run))
     assert honest.rewards["canaries_scored"] >= 2 and honest.rewards["canaries_passed"] == 0
 
@@ -483,8 +631,11 @@ def test_a_grpo_run_on_a_reward_with_a_planted_hole_is_stopped_by_its_canaries(
             return Score(1.0, response, detail="no tests were run")
 
     real = tasks.get_task
-    monkeypatch.setattr(tasks, "get_task", lambda name, **kw: ForgotTheTests() if name == "mbpp"
-                        else real(name, **kw))  # fmt: skip
+    monkeypatch.setattr(
+        tasks,
+        "get_task",
+        lambda name, **kw: ForgotTheTests() if name == "mbpp" else real(name, **kw),
+    )
     holed = settings(tiny_base, tmp_path / "holed", **{**run, "steps": 12})
     with pytest.raises(RewardHackingError) as stopped:
         train(holed)

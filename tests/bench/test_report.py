@@ -67,8 +67,9 @@ def test_json_report(gap_report):
     assert published["comparison"] == "unpaired, against a published number"
     assert target["closed"] is None and not target["paired"] and paired["paired"]
     assert "14042" in target["method"] and "Tango score test" in paired["method"]
-    assert any("unpaired, against a published number: 88.5, model not named" in n
-               for n in data["notes"])  # fmt: skip
+    assert any(
+        "unpaired, against a published number: 88.5, model not named" in n for n in data["notes"]
+    )
     assert paired["verdict"] in {"equivalent", "open better", "open worse", "inconclusive"}
     assert target["verdict"] == "open worse" and target["gap_ratio"] > 0.5
 

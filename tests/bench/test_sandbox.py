@@ -218,9 +218,8 @@ async def test_fork_bomb_is_contained(make_sandbox):
 
 def _survivors() -> list[Path]:
     return [
-        p for p in Path("/proc").iterdir()
-        if p.name.isdigit() and "-I -B runner.py" in _cmdline(p)
-    ]  # fmt: skip
+        p for p in Path("/proc").iterdir() if p.name.isdigit() and "-I -B runner.py" in _cmdline(p)
+    ]
 
 
 def _cmdline(proc: Path) -> str:

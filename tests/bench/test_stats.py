@@ -79,9 +79,11 @@ def test_tango_restricted_mle_maximises_the_constrained_likelihood():
 
         upper = (1 - d0) / 2
         best = minimize_scalar(
-            negative_loglik, bounds=(max(0.0, -d0), upper), method="bounded",
+            negative_loglik,
+            bounds=(max(0.0, -d0), upper),
+            method="bounded",
             options={"xatol": 1e-12},
-        )  # fmt: skip
+        )
         z = stats._tango_z(b, c, n, d0, correction=0.0)
         var = (b - c - n * d0) ** 2 / z**2 / n if z else None
         if var is not None:  # Var = n (2 x + d0 (1 - d0)) at the restricted MLE x
@@ -235,10 +237,16 @@ def test_a_measured_target_s_error_gets_welch_degrees_of_freedom():
 
 @pytest.mark.parametrize(
     "a, b",
-    [([], []), ([0.5, math.nan], [0.5, 0.5]), ([0.5, math.inf], [0.5, 0.5]),
-     ([0.5, 1.5], [0.5, 0.5]), ([0.5, -0.1], [0.5, 0.5]), ([0.5, 0.5], [0.5])],
+    [
+        ([], []),
+        ([0.5, math.nan], [0.5, 0.5]),
+        ([0.5, math.inf], [0.5, 0.5]),
+        ([0.5, 1.5], [0.5, 0.5]),
+        ([0.5, -0.1], [0.5, 0.5]),
+        ([0.5, 0.5], [0.5]),
+    ],
     ids=["empty", "nan", "inf", "above 1", "below 0", "unpaired"],
-)  # fmt: skip
+)
 def test_scores_that_are_not_numbers_in_0_1_are_a_clear_error(a, b):
     with pytest.raises(ScoresError) as error:
         stats.paired_tests(a, b, 0.05)
@@ -251,8 +259,14 @@ def test_the_verdict_equivalent_names_the_interval_its_tost_inverts():
     a = np.array([1.0] * 3 + [0.0] * 3 + [1.0] * 594)
     b = np.array([0.0] * 3 + [1.0] * 3 + [1.0] * 594)
     tests = stats.paired_tests(a, b, 0.012)
-    said = stats.verdict(tests.diff, tests.p_difference, tests.p_equivalence, 0.012, 0.1,
-                         equivalence=tests.equivalence_interval)  # fmt: skip
+    said = stats.verdict(
+        tests.diff,
+        tests.p_difference,
+        tests.p_equivalence,
+        0.012,
+        0.1,
+        equivalence=tests.equivalence_interval,
+    )
     assert said.word == "equivalent"
     eq = tests.equivalence_interval
     assert eq.low > -0.012 and eq.high < 0.012 and "90% CI" in said.explanation
@@ -302,8 +316,13 @@ def test_an_exact_target_is_said_in_the_verdict():
     from openparity.bench.compare import _common
 
     tests = stats.target_tests([1.0] * 90 + [0.0] * 10, 0.885, 0.02)
-    fields = _common(_run_scores("open", [1.0] * 90 + [0.0] * 10), tests, 0.3,
-                     stats.mean_ci([1.0] * 90 + [0.0] * 10), True)  # fmt: skip
+    fields = _common(
+        _run_scores("open", [1.0] * 90 + [0.0] * 10),
+        tests,
+        0.3,
+        stats.mean_ci([1.0] * 90 + [0.0] * 10),
+        True,
+    )
     assert "assumes the published number is exact" in fields["verdict"].explanation
 
 
@@ -319,8 +338,9 @@ def test_a_margin_no_task_size_could_prove_is_said_so():
     assert needed > 14_042
     plain = stats.verdict(tests.diff, tests.p_difference, tests.p_equivalence, 0.01, sd)
     assert "underpowered" in plain.explanation
-    bounded = stats.verdict(tests.diff, tests.p_difference, tests.p_equivalence, 0.01, sd,
-                            available=14_042)  # fmt: skip
+    bounded = stats.verdict(
+        tests.diff, tests.p_difference, tests.p_equivalence, 0.01, sd, available=14_042
+    )
     assert bounded.word == "inconclusive"
     assert "cannot be proven on this task at any size" in bounded.explanation
     assert "the task has 14042" in bounded.explanation
@@ -334,7 +354,12 @@ def test_identical_paired_values_say_why_there_is_no_interval():
     assert not tests.diff.informative
     assert tests.diff.why_no_interval.startswith("every value is the same")
     d = tests.diff
-    row = {"diff": d.mean, "low": d.low, "high": d.high, "no_interval": d.why_no_interval,
-           "p": tests.p_difference}  # fmt: skip
+    row = {
+        "diff": d.mean,
+        "low": d.low,
+        "high": d.high,
+        "no_interval": d.why_no_interval,
+        "p": tests.p_difference,
+    }
     shown = _versus(row)
     assert "nan" not in shown and "no interval: every value is the same" in shown

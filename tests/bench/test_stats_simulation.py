@@ -62,8 +62,11 @@ def test_clustered_difference_test_keeps_its_size_and_intervals_cover_with_few_c
     unequal sizes, where CR2 with Bell-McCaffrey t reached 8-12 %."""
     rows = list(sim.clustered_difference_test())
     assert {r.setting.rsplit(", ", 1)[1] for r, _ in rows} == {
-        "3 clusters", "5 clusters", "10 clusters", "50 clusters"
-    }  # fmt: skip
+        "3 clusters",
+        "5 clusters",
+        "10 clusters",
+        "50 clusters",
+    }
     too_high = [r for r, _ in rows if r.rate > ALPHA + slack(r)]
     assert not too_high, too_high
     low = [c for _, c in rows if c.rate < 0.94 - slack(c)]

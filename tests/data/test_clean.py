@@ -34,10 +34,15 @@ def write(path, rows, extra_lines=()):
 
 def corpus(rng: random.Random, n: int = 60) -> list[dict]:
     rows = [
-        {"id": f"r{i}", "messages": [{"role": "user", "content": f"Question {i}?"},
-                                     {"role": "assistant", "content": distinct_answer(rng)}]}
+        {
+            "id": f"r{i}",
+            "messages": [
+                {"role": "user", "content": f"Question {i}?"},
+                {"role": "assistant", "content": distinct_answer(rng)},
+            ],
+        }
         for i in range(n)
-    ]  # fmt: skip
+    ]
     great_wall = (
         "长城是中国古代的军事防御工程，绵延上万里，修建历经两千多年，是世界文化遗产。"
         "联系人邮箱 wang@example.cn，手机 13812345678。"
@@ -145,8 +150,16 @@ def test_resume_after_a_crash_loses_and_duplicates_nothing(tmp_path, index):
 
 def test_cli_reports_and_refuses_clearly(tmp_path):
     source = write(tmp_path / "in.jsonl", corpus(random.Random(2), 20))
-    ran = openparity("data", "clean", str(source), "-o", str(tmp_path / "out"), "--json",
-                     "--benchmarks", "humaneval")  # fmt: skip
+    ran = openparity(
+        "data",
+        "clean",
+        str(source),
+        "-o",
+        str(tmp_path / "out"),
+        "--json",
+        "--benchmarks",
+        "humaneval",
+    )
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout)["kept"] == 21
     again = openparity("data", "clean", str(source), "-o", str(tmp_path / "out"))
@@ -158,8 +171,11 @@ def test_cli_reports_and_refuses_clearly(tmp_path):
 def test_ray_executor_gives_the_same_outputs_as_local(tmp_path):
     ray = pytest.importorskip("ray")
     rng = random.Random(3)
-    rows = [*corpus(rng, 40), dict(corpus(random.Random(3), 40)[5], id="copy"),
-            {"id": "rude", "text": "Honestly you are an idiot, and that is final."}]  # fmt: skip
+    rows = [
+        *corpus(rng, 40),
+        dict(corpus(random.Random(3), 40)[5], id="copy"),
+        {"id": "rude", "text": "Honestly you are an idiot, and that is final."},
+    ]
     source = write(tmp_path / "in.jsonl", rows, ["{bad", ""])
     local = clean([source], tmp_path / "local", CleanSettings(benchmarks=("humaneval",)))
     on_ray = CleanSettings(benchmarks=("humaneval",), executor="ray", batch=16)

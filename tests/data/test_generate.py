@@ -15,10 +15,12 @@ from tests.cli import openparity
 def seeds_file(tmp_path, prompts):
     path = tmp_path / "seeds.jsonl"
     path.write_text(
-        "".join(json.dumps({"id": f"s{i}", "prompt": p}, ensure_ascii=False) + "\n"
-                for i, p in enumerate(prompts)),
+        "".join(
+            json.dumps({"id": f"s{i}", "prompt": p}, ensure_ascii=False) + "\n"
+            for i, p in enumerate(prompts)
+        ),
         encoding="utf-8",
-    )  # fmt: skip
+    )
     return path
 
 
@@ -30,8 +32,19 @@ def test_embedded_teacher_answers_english_and_chinese_seeds_via_the_cli(tmp_path
     seeds = seeds_file(tmp_path, ["Explain what a hash table is.", "请简单介绍一下长城。"])
     out = tmp_path / "gen.jsonl"
     store = str(tmp_path / "s.sqlite")
-    ran = openparity("data", "generate", str(seeds), "--teacher", "local:smollm2-135m",
-                     "-o", str(out), "--max-tokens", "48", "--store", store)  # fmt: skip
+    ran = openparity(
+        "data",
+        "generate",
+        str(seeds),
+        "--teacher",
+        "local:smollm2-135m",
+        "-o",
+        str(out),
+        "--max-tokens",
+        "48",
+        "--store",
+        store,
+    )
     assert ran.returncode == 0, ran.stderr
     rows = records(out)
     assert {r["id"] for r in rows} <= {"s0", "s1"} and rows
@@ -39,8 +52,17 @@ def test_embedded_teacher_answers_english_and_chinese_seeds_via_the_cli(tmp_path
         assert row["messages"][0]["role"] == "user" and row["messages"][1]["content"]
         assert row["provenance"]["teacher"] == "local:smollm2-135m"
         assert row["provenance"]["completion_tokens"] > 0
-    again = openparity("data", "generate", str(seeds), "--teacher", "local:smollm2-135m",
-                       "-o", str(out), "--max-tokens", "48")  # fmt: skip
+    again = openparity(
+        "data",
+        "generate",
+        str(seeds),
+        "--teacher",
+        "local:smollm2-135m",
+        "-o",
+        str(out),
+        "--max-tokens",
+        "48",
+    )
     assert again.returncode == 2 and "--resume" in again.stderr
 
 
@@ -93,8 +115,9 @@ async def test_pairs_and_resume_without_duplicates(tmp_path, stub):
         first = records(out)
         with out.open("a", encoding="utf-8") as handle:
             handle.write('{"id": "torn')  # a crash mid-line
-        total = await generate(model, seeds, out, GenerateSettings(method="pairs"),
-                               student=model, resume=True)  # fmt: skip
+        total = await generate(
+            model, seeds, out, GenerateSettings(method="pairs"), student=model, resume=True
+        )
     rows = records(out)
     assert total == len(rows) == len({r["id"] for r in rows})
     assert first and all({"prompt", "chosen", "rejected"} <= set(r) for r in rows)
@@ -102,14 +125,35 @@ async def test_pairs_and_resume_without_duplicates(tmp_path, stub):
 
 def test_magpie_samples_instructions_from_the_embedded_models_template(tmp_path):
     out = tmp_path / "magpie.jsonl"
-    ran = openparity("data", "generate", "--method", "magpie", "--teacher", "local:smollm2-135m",
-                     "--count", "2", "--max-tokens", "40", "-o", str(out),
-                     "--store", str(tmp_path / "s.sqlite"))  # fmt: skip
+    ran = openparity(
+        "data",
+        "generate",
+        "--method",
+        "magpie",
+        "--teacher",
+        "local:smollm2-135m",
+        "--count",
+        "2",
+        "--max-tokens",
+        "40",
+        "-o",
+        str(out),
+        "--store",
+        str(tmp_path / "s.sqlite"),
+    )
     assert ran.returncode == 0, ran.stderr
     rows = records(out)
     assert len(rows) == 2 and len({r["messages"][0]["content"] for r in rows}) == 2
     assert all(r["provenance"]["method"] == "magpie" for r in rows)
     remote = "openai:x@http://127.0.0.1:9/v1"
-    refused = openparity("data", "generate", "--method", "magpie", "--teacher", remote,
-                         "-o", str(tmp_path / "m2.jsonl"))  # fmt: skip
+    refused = openparity(
+        "data",
+        "generate",
+        "--method",
+        "magpie",
+        "--teacher",
+        remote,
+        "-o",
+        str(tmp_path / "m2.jsonl"),
+    )
     assert refused.returncode == 2 and "local GGUF" in refused.stderr

@@ -19,8 +19,10 @@ def chat_rows(n: int) -> list[dict]:
     rows = []
     for i in range(n):
         answer = f"Answer {i}: " + " ".join(f"w{i}x{j}" for j in range(9))
-        messages = [{"role": "user", "content": f"问题 {i}: 请解释第 {i} 个概念。"},
-                    {"role": "assistant", "content": answer}]  # fmt: skip
+        messages = [
+            {"role": "user", "content": f"问题 {i}: 请解释第 {i} 个概念。"},
+            {"role": "assistant", "content": answer},
+        ]
         provenance = {"teacher": "openai:gpt-4o", "method": "seeds"}
         rows.append({"id": f"c{i}", "messages": messages, "provenance": provenance})
     return rows
@@ -34,8 +36,15 @@ def write(path, rows):
 def test_sft_dataset_loads_with_datasets_and_has_a_card(tmp_path):
     source = write(tmp_path / "in.jsonl", chat_rows(30))
     clean([source], tmp_path / "clean", CleanSettings(benchmarks=()))
-    ran = openparity("data", "publish", str(tmp_path / "clean" / "kept.jsonl"),
-                     "-o", str(tmp_path / "ds"), "--name", "demo")  # fmt: skip
+    ran = openparity(
+        "data",
+        "publish",
+        str(tmp_path / "clean" / "kept.jsonl"),
+        "-o",
+        str(tmp_path / "ds"),
+        "--name",
+        "demo",
+    )
     assert ran.returncode == 0, ran.stderr
     cache = str(tmp_path / "hf-cache")
     loaded = datasets.load_dataset(str(tmp_path / "ds"), split="train", cache_dir=cache)
@@ -49,8 +58,10 @@ def test_sft_dataset_loads_with_datasets_and_has_a_card(tmp_path):
 
 
 def test_dpo_dataset_and_bad_rows(tmp_path):
-    rows = [{"id": f"p{i}", "prompt": f"Q{i}", "chosen": "good answer", "rejected": "bad"}
-            for i in range(4)]  # fmt: skip
+    rows = [
+        {"id": f"p{i}", "prompt": f"Q{i}", "chosen": "good answer", "rejected": "bad"}
+        for i in range(4)
+    ]
     kept = write(tmp_path / "kept.jsonl", rows)
     assert publish(kept, tmp_path / "ds", fmt="dpo") == 4
     cache = str(tmp_path / "hf-cache")
@@ -73,8 +84,19 @@ def test_review_thresholds_fail_a_repetitive_or_toxic_corpus(tmp_path):
     assert [r["reason"] for r in rejected] == ["toxic:idiot"]
     assert report.review["passed"] is False
     assert any("self-BLEU" in f for f in report.review["failures"])
-    ran = openparity("data", "clean", str(source), "-o", str(tmp_path / "cli"), "--benchmarks", "",
-                     "--near-threshold", "0", "--max-self-bleu", "0.5")  # fmt: skip
+    ran = openparity(
+        "data",
+        "clean",
+        str(source),
+        "-o",
+        str(tmp_path / "cli"),
+        "--benchmarks",
+        "",
+        "--near-threshold",
+        "0",
+        "--max-self-bleu",
+        "0.5",
+    )
     assert ran.returncode == 1 and "ethics review failed" in ran.stderr
 
 
@@ -88,11 +110,19 @@ def test_embedding_coverage_tells_one_topic_from_many(tmp_path):
     from openparity.data.review import embedding_coverage
 
     topics = [
-        "the stock market fell", "a recipe for tomato soup", "how volcanoes erupt",
-        "rules of chess openings", "training a puppy to sit", "长城的历史",
-        "quantum computing basics", "growing roses in spring", "jazz improvisation",
-        "repairing a bicycle tire", "the French revolution", "black holes and gravity",
-    ]  # fmt: skip
+        "the stock market fell",
+        "a recipe for tomato soup",
+        "how volcanoes erupt",
+        "rules of chess openings",
+        "training a puppy to sit",
+        "长城的历史",
+        "quantum computing basics",
+        "growing roses in spring",
+        "jazz improvisation",
+        "repairing a bicycle tire",
+        "the French revolution",
+        "black holes and gravity",
+    ]
     varied = [f"{t}, part {i}" for i in range(4) for t in topics]
     narrow = [f"the stock market fell sharply today, report {i}" for i in range(48)]
     wide, same = embedding_coverage(varied), embedding_coverage(narrow)
@@ -101,18 +131,43 @@ def test_embedding_coverage_tells_one_topic_from_many(tmp_path):
     source = write(
         tmp_path / "in.jsonl", [{"id": f"n{i}", "text": t} for i, t in enumerate(narrow)]
     )
-    ran = openparity("data", "clean", str(source), "-o", str(tmp_path / "out"), "--benchmarks", "",
-                     "--near-threshold", "0", "--embedding-coverage", "48", "--json")  # fmt: skip
+    ran = openparity(
+        "data",
+        "clean",
+        str(source),
+        "-o",
+        str(tmp_path / "out"),
+        "--benchmarks",
+        "",
+        "--near-threshold",
+        "0",
+        "--embedding-coverage",
+        "48",
+        "--json",
+    )
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout)["review"]["embedding"]["sample"] == 48
 
 
 def test_a_skew_threshold_too_few_mentions_to_judge_says_so(tmp_path):
-    rows = [{"id": f"g{i}", "text": f"Record {i}: she wrote the report about topic {i}."}
-            for i in range(4)]  # fmt: skip
+    rows = [
+        {"id": f"g{i}", "text": f"Record {i}: she wrote the report about topic {i}."}
+        for i in range(4)
+    ]
     source = write(tmp_path / "in.jsonl", rows)
-    ran = openparity("data", "clean", str(source), "-o", str(tmp_path / "out"), "--benchmarks", "",
-                     "--near-threshold", "0", "--max-skew", "0.3")  # fmt: skip
+    ran = openparity(
+        "data",
+        "clean",
+        str(source),
+        "-o",
+        str(tmp_path / "out"),
+        "--benchmarks",
+        "",
+        "--near-threshold",
+        "0",
+        "--max-skew",
+        "0.3",
+    )
     assert ran.returncode == 0, ran.stderr
     assert "gender skew 0.50 not judged against --max-skew 0.3: 4 mentions, under 30" in " ".join(
         ran.stdout.split()

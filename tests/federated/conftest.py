@@ -17,12 +17,21 @@ def alliance_records(n: int = 60) -> list[dict]:
     rows = []
     for i in range(n):
         topic = TOPICS[i % 3]
-        question = {"addition": f"What is {i} plus {i}?", "中文": f"{i} 加 {i} 等于多少？",
-                    "doubling": f"Double {i}."}[topic]  # fmt: skip
-        rows.append({"id": f"rec-{i}", "topic": topic, "messages": [
-            {"role": "user", "content": question},
-            {"role": "assistant", "content": f"{i} + {i} = {2 * i}. #### {2 * i}"},
-        ]})  # fmt: skip
+        question = {
+            "addition": f"What is {i} plus {i}?",
+            "中文": f"{i} 加 {i} 等于多少？",
+            "doubling": f"Double {i}.",
+        }[topic]
+        rows.append(
+            {
+                "id": f"rec-{i}",
+                "topic": topic,
+                "messages": [
+                    {"role": "user", "content": question},
+                    {"role": "assistant", "content": f"{i} + {i} = {2 * i}. #### {2 * i}"},
+                ],
+            }
+        )
     return rows
 
 
@@ -47,8 +56,10 @@ max_tokens: 6
 def write_heldout_task(directory: Path, items: int) -> Path:
     """A held-out format task (does the answer end in "#### N"?) of `items` doubling questions,
     unseen in training; returns its YAML file."""
-    heldout = [{"id": f"h{i}", "question": f"Double {100 + i}.", "answer": str(200 + 2 * i)}
-               for i in range(items)]  # fmt: skip
+    heldout = [
+        {"id": f"h{i}", "question": f"Double {100 + i}.", "answer": str(200 + 2 * i)}
+        for i in range(items)
+    ]
     write_jsonl(directory / "heldout.jsonl", heldout)
     path = directory / "task.yaml"
     path.write_text(HELDOUT_TASK, encoding="utf-8")

@@ -16,9 +16,11 @@ from tests.cli import CLI
 def _start(args: list[str], log: Path) -> subprocess.Popen:
     with log.open("wb") as handle:
         return subprocess.Popen(
-            [*CLI, "federated", *args], stdout=handle, stderr=subprocess.STDOUT,
+            [*CLI, "federated", *args],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
 
 
 def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
@@ -53,10 +55,18 @@ def deployment(
     exit. The coordinator's output is `directory / "run"`."""
     port = free_port()
     coordinator = _start(
-        ["serve", "--host", "127.0.0.1", "--port", str(port), "-o", str(directory / "run"),
-         *serve_args],
+        [
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "-o",
+            str(directory / "run"),
+            *serve_args,
+        ],
         directory / "serve.log",
-    )  # fmt: skip
+    )
     joins = {
         index: _start(
             [
@@ -97,28 +107,43 @@ def write_certificates(directory: Path) -> tuple[Path, Path, Path]:
     now = datetime.datetime.now(datetime.UTC)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca = (
-        x509.CertificateBuilder().subject_name(name("alliance CA")).issuer_name(name("alliance CA"))
-        .public_key(ca_key.public_key()).serial_number(1)
+        x509.CertificateBuilder()
+        .subject_name(name("alliance CA"))
+        .issuer_name(name("alliance CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(1)
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=2))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
-    )  # fmt: skip
+    )
     server = (
-        x509.CertificateBuilder().subject_name(name("127.0.0.1")).issuer_name(ca.subject)
-        .public_key(key.public_key()).serial_number(2)
+        x509.CertificateBuilder()
+        .subject_name(name("127.0.0.1"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(2)
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost"),
-        ]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.DNSName("localhost"),
+                ]
+            ),
+            critical=False,
+        )
         .sign(ca_key, hashes.SHA256())
-    )  # fmt: skip
+    )
     paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
     paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ))  # fmt: skip
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return paths

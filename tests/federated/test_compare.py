@@ -21,18 +21,51 @@ def test_compare_scores_every_arm_on_the_same_items_and_resumes(tmp_path, tiny_b
         task.read_text().split("scorer:")[0].replace("doubling-format", "doubling-reference")
         + "scorer: {type: reference_likelihood}\n"
     )
-    args = ["federated", "compare", "--data", str(data), "--members", "3", "--split", "topic",
-            "--base", str(tiny_base), "-o", str(tmp_path / "cmp"), "--rounds", "1",
-            "--local-steps", "1", "--lora-r", "4", "--decontaminate", "",
-            "--eval-task", str(task), "--also-eval", str(likelihood),
-            "--alliance", "fedavgm", "--server-step", "2",
-            "--json"]  # fmt: skip
+    args = [
+        "federated",
+        "compare",
+        "--data",
+        str(data),
+        "--members",
+        "3",
+        "--split",
+        "topic",
+        "--base",
+        str(tiny_base),
+        "-o",
+        str(tmp_path / "cmp"),
+        "--rounds",
+        "1",
+        "--local-steps",
+        "1",
+        "--lora-r",
+        "4",
+        "--decontaminate",
+        "",
+        "--eval-task",
+        str(task),
+        "--also-eval",
+        str(likelihood),
+        "--alliance",
+        "fedavgm",
+        "--server-step",
+        "2",
+        "--json",
+    ]
     result = openparity(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
     names = [arm["arm"] for arm in report["arms"]]
-    assert names == ["base", "fedavg", "fedprox", "fedavgm", "central", "member 0 alone",
-                     "member 1 alone", "member 2 alone"]  # fmt: skip
+    assert names == [
+        "base",
+        "fedavg",
+        "fedprox",
+        "fedavgm",
+        "central",
+        "member 0 alone",
+        "member 1 alone",
+        "member 2 alone",
+    ]
     assert report["alliance"] == "fedavgm"
     assert all(arm["n"] == 8 for arm in report["arms"])  # the same held-out items for every arm
     steps = {arm["arm"]: arm["steps"] for arm in report["arms"]}
@@ -56,8 +89,10 @@ def test_compare_scores_every_arm_on_the_same_items_and_resumes(tmp_path, tiny_b
             )
             assert versus["diff"] == pytest.approx(scored["fedavgm"] - scored[arm["arm"]])
     # FedAvgM's global update is --server-step times FedAvg's (LoRA's B starts at zero)
-    plain, stepped = (load_file(tmp_path / "cmp" / arm / "final" / "adapter_model.safetensors")
-                      for arm in ("fedavg", "fedavgm"))  # fmt: skip
+    plain, stepped = (
+        load_file(tmp_path / "cmp" / arm / "final" / "adapter_model.safetensors")
+        for arm in ("fedavg", "fedavgm")
+    )
     lora_b = [name for name in plain if "lora_B" in name]
     assert lora_b and all(plain[name].abs().max() > 0 for name in lora_b)
     for name in lora_b:
@@ -90,8 +125,14 @@ def test_compare_scores_every_arm_on_the_same_items_and_resumes(tmp_path, tiny_b
     assert refused.returncode != 0 and "round 1 was skipped" in refused.stderr
 
     # a metric task that cannot be read stops the command before anything is trained or written
-    typo = openparity(*args[:-1], "--also-eval", str(tmp_path / "nope.yaml"), "-o",
-                      str(tmp_path / "other"), cwd=tmp_path)  # fmt: skip
+    typo = openparity(
+        *args[:-1],
+        "--also-eval",
+        str(tmp_path / "nope.yaml"),
+        "-o",
+        str(tmp_path / "other"),
+        cwd=tmp_path,
+    )
     assert typo.returncode != 0 and "task file not found" in typo.stderr
     assert not (tmp_path / "other").exists()
 

@@ -36,8 +36,9 @@ def test_an_iid_split_is_stable_and_a_topic_split_gives_each_member_its_own_topi
     assert [p.read_text("utf-8") for p in first] == [p.read_text("utf-8") for p in second]
     assert sum(len(p.read_text("utf-8").splitlines()) for p in first) == 60
     by_topic = split_members(source, 3, "topic", tmp_path / "c")
-    topics = [{json.loads(line)["topic"] for line in p.read_text("utf-8").splitlines()}
-              for p in by_topic]  # fmt: skip
+    topics = [
+        {json.loads(line)["topic"] for line in p.read_text("utf-8").splitlines()} for p in by_topic
+    ]
     assert sorted(map(sorted, topics)) == [["addition"], ["doubling"], ["中文"]]
     with pytest.raises(FederatedError, match="3 values of 'topic' cannot make 4 members"):
         split_members(source, 4, "topic", tmp_path / "d")
@@ -51,8 +52,15 @@ def test_member_data_is_decontaminated_and_split_by_record_id(tmp_path):
 
     leaked = item_text(get_task("gsm8k").items()[3])
     rows = alliance_records(40)
-    rows.append({"id": "leak", "messages": [{"role": "user", "content": leaked},
-                                            {"role": "assistant", "content": "42"}]})  # fmt: skip
+    rows.append(
+        {
+            "id": "leak",
+            "messages": [
+                {"role": "user", "content": leaked},
+                {"role": "assistant", "content": "42"},
+            ],
+        }
+    )
     folder = tmp_path / "member"  # an `openparity data publish` folder
     (folder / "data").mkdir(parents=True)
     write_jsonl(folder / "data" / "train.jsonl", rows)
@@ -80,8 +88,14 @@ def test_bad_member_data_is_one_clear_error(tmp_path, content, message):
 def test_fedprox_keeps_a_member_closer_to_the_global_adapter(tmp_path, tiny_base):
     from openparity.federated.adapter import initial_state
 
-    settings = FederationSettings(base=str(tiny_base), lora_r=4, lora_alpha=8, local_steps=6,
-                                  learning_rate=5e-3, decontaminate="")  # fmt: skip
+    settings = FederationSettings(
+        base=str(tiny_base),
+        lora_r=4,
+        lora_alpha=8,
+        local_steps=6,
+        learning_rate=5e-3,
+        decontaminate="",
+    )
     data = read_member_data(str(write_jsonl(tmp_path / "m.jsonl", alliance_records(24))), settings)
     start = initial_state(settings)
 
@@ -97,12 +111,23 @@ def test_fedprox_keeps_a_member_closer_to_the_global_adapter(tmp_path, tiny_base
 
 def test_the_cli_refuses_bad_settings_in_one_line(tmp_path):
     source = write_jsonl(tmp_path / "all.jsonl", alliance_records(12))
-    wrong = openparity("federated", "simulate", "--data", str(source), "--members", "2",
-                       "-o", str(tmp_path / "run"), "--strategy", "fedsgd")  # fmt: skip
+    wrong = openparity(
+        "federated",
+        "simulate",
+        "--data",
+        str(source),
+        "--members",
+        "2",
+        "-o",
+        str(tmp_path / "run"),
+        "--strategy",
+        "fedsgd",
+    )
     assert wrong.returncode == 2 and "unknown strategy 'fedsgd'" in wrong.stderr
     assert "Traceback" not in wrong.stderr
-    missing = openparity("federated", "simulate", "--data", str(tmp_path / "nope"),
-                         "-o", str(tmp_path / "run"))  # fmt: skip
+    missing = openparity(
+        "federated", "simulate", "--data", str(tmp_path / "nope"), "-o", str(tmp_path / "run")
+    )
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     assert not (tmp_path / "run" / "rounds").exists()  # nothing started
     (tmp_path / "bad.jsonl").write_text('{"messages": "not a list"}\n', encoding="utf-8")
@@ -125,8 +150,12 @@ def test_members_silent_past_the_round_timeout_are_counted_as_failed(coordinator
     strategy = make_strategy(FederationSettings(min_members=2), round_log)
     strategy.asked = 3  # three members were asked; one answered in time
     asked = Message(RecordDict(), dst_node_id=7, message_type=MessageType.TRAIN)
-    content = RecordDict({"arrays": ArrayRecord({"w": torch.ones(2)}),
-                          "metrics": MetricRecord({"num-examples": 4.0})})  # fmt: skip
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord({"w": torch.ones(2)}),
+            "metrics": MetricRecord({"num-examples": 4.0}),
+        }
+    )
     arrays, _ = strategy.aggregate_train(1, [Message(content, reply_to=asked)])
     assert arrays is None and round_log.current["skipped"]
     assert round_log.current["failed"] == ["no reply within the round timeout (600 s)"] * 2

@@ -14,8 +14,18 @@ from tests.federated.conftest import write_heldout_task
 from tests.federated.deployment import crash_member, deployment, write_certificates
 
 # Three members on a tiny Llama with SmolLM2's tokenizer: the mechanics in seconds per round.
-TRAINING = ["--local-steps", "2", "--batch-size", "4", "--lora-r", "4", "--decontaminate", "",
-            "--seed", "7"]  # fmt: skip
+TRAINING = [
+    "--local-steps",
+    "2",
+    "--batch-size",
+    "4",
+    "--lora-r",
+    "4",
+    "--decontaminate",
+    "",
+    "--seed",
+    "7",
+]
 TOLERANCE = 1e-5  # max |difference| of any adapter value between two runtimes or runs
 SECURE = ["--secure", "--secure-max-weight", "100"]  # members hold about 18 records each
 SECURE_TOLERANCE = 5e-4  # two rounds of SecAgg+'s quantisation, trained on (measured 1.2e-4)
@@ -43,10 +53,27 @@ def simulated(alliance_data, tiny_base, tmp_path_factory):
     out = tmp_path_factory.mktemp("simulated") / "run"
     task = write_heldout_task(out.parent, 5)
     result = openparity(
-        "federated", "simulate", "--data", str(alliance_data), "--members", "3",
-        "--split", "topic", "--base", str(tiny_base), "-o", str(out), "--rounds", "2",
-        "--min-members", "3", *TRAINING, "--eval-task", str(task), "--json",
-    )  # fmt: skip
+        "federated",
+        "simulate",
+        "--data",
+        str(alliance_data),
+        "--members",
+        "3",
+        "--split",
+        "topic",
+        "--base",
+        str(tiny_base),
+        "-o",
+        str(out),
+        "--rounds",
+        "2",
+        "--min-members",
+        "3",
+        *TRAINING,
+        "--eval-task",
+        str(task),
+        "--json",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return out, json.loads(result.stdout)
 
@@ -67,8 +94,9 @@ def test_a_simulation_trains_every_member_and_saves_each_round(simulated, tiny_b
     config = json.loads((out / "final" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == str(tiny_base)  # `hf:final` finds its base
     members = sorted((out / "members").glob("member-*.jsonl"))
-    topics = [{json.loads(line)["topic"] for line in m.read_text("utf-8").splitlines()}
-              for m in members]  # fmt: skip
+    topics = [
+        {json.loads(line)["topic"] for line in m.read_text("utf-8").splitlines()} for m in members
+    ]
     assert sorted(len(t) for t in topics) == [1, 1, 1]  # non-IID: one topic per member
 
 
@@ -99,9 +127,21 @@ def secured(simulated, tiny_base, tmp_path_factory):
     data = [arg for m in members for arg in ("--data", str(m))]
     secure_out = tmp_path_factory.mktemp("secured") / "run"
     result = openparity(
-        "federated", "simulate", *data, "--base", str(tiny_base), "-o", str(secure_out),
-        "--rounds", "2", "--min-members", "3", *TRAINING, *SECURE, "--json",
-    )  # fmt: skip
+        "federated",
+        "simulate",
+        *data,
+        "--base",
+        str(tiny_base),
+        "-o",
+        str(secure_out),
+        "--rounds",
+        "2",
+        "--min-members",
+        "3",
+        *TRAINING,
+        *SECURE,
+        "--json",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return secure_out, json.loads(result.stdout)
 
@@ -138,10 +178,25 @@ def test_dp_and_secure_aggregation_combine(simulated, secured, tiny_base, tmp_pa
     members = sorted((out / "members").glob("member-*.jsonl"))
     data = [arg for m in members for arg in ("--data", str(m))]
     result = openparity(
-        "federated", "simulate", *data, "--base", str(tiny_base), "-o", str(tmp_path / "run"),
-        "--rounds", "2", "--min-members", "3", *TRAINING, *SECURE, "--dp-noise", "0.8",
-        "--dp-clip", "0.05", "--json",
-    )  # fmt: skip
+        "federated",
+        "simulate",
+        *data,
+        "--base",
+        str(tiny_base),
+        "-o",
+        str(tmp_path / "run"),
+        "--rounds",
+        "2",
+        "--min-members",
+        "3",
+        *TRAINING,
+        *SECURE,
+        "--dp-noise",
+        "0.8",
+        "--dp-clip",
+        "0.05",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rounds = json.loads(result.stdout)["rounds"]
     assert [r["train"]["members"] for r in rounds[1:]] == [3, 3]
@@ -164,8 +219,17 @@ def test_a_deployment_over_tls(simulated, tiny_base, tmp_path):
 def test_a_member_killed_mid_run_neither_stalls_nor_corrupts_it(simulated, tiny_base, tmp_path):
     out, _ = simulated
     members = sorted((out / "members").glob("member-*.jsonl"))
-    args = ["--base", str(tiny_base), "--rounds", "3", "--min-members", "2",
-            "--round-timeout", "120", *TRAINING]  # fmt: skip
+    args = [
+        "--base",
+        str(tiny_base),
+        "--rounds",
+        "3",
+        "--min-members",
+        "2",
+        "--round-timeout",
+        "120",
+        *TRAINING,
+    ]
     with deployment(tmp_path, members, args) as (coordinator, joins):
         first = tmp_path / "run" / "rounds" / "0001" / "round.json"
         deadline = time.monotonic() + 600
@@ -189,8 +253,15 @@ def test_a_restarted_coordinator_continues_from_its_last_saved_round(
     out, _ = simulated
     members = sorted((out / "members").glob("member-*.jsonl"))
     data = [arg for m in members for arg in ("--data", str(m))]
-    common = ["--base", str(tiny_base), "-o", str(tmp_path / "run"), "--min-members", "3",
-              *TRAINING]  # fmt: skip
+    common = [
+        "--base",
+        str(tiny_base),
+        "-o",
+        str(tmp_path / "run"),
+        "--min-members",
+        "3",
+        *TRAINING,
+    ]
     first = openparity("federated", "simulate", *data, *common, "--rounds", "1")
     assert first.returncode == 0, first.stderr[-3000:]
     second = openparity("federated", "simulate", *data, *common, "--rounds", "2")
@@ -204,10 +275,14 @@ def test_a_restarted_coordinator_continues_from_its_last_saved_round(
     assert "other settings (learning-rate)" in changed.stderr
 
 
-@pytest.mark.parametrize("strategy", [
-    ["--strategy", "fedavgm", "--server-step", "2", "--server-momentum", "0.9"],
-    ["--strategy", "fedadam", "--server-lr", "0.01"],
-], ids=["fedavgm", "fedadam"])  # fmt: skip
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        ["--strategy", "fedavgm", "--server-step", "2", "--server-momentum", "0.9"],
+        ["--strategy", "fedadam", "--server-lr", "0.01"],
+    ],
+    ids=["fedavgm", "fedadam"],
+)
 def test_a_restarted_server_optimiser_continues_with_its_state(
     simulated, tiny_base, tmp_path, strategy
 ):
@@ -220,9 +295,20 @@ def test_a_restarted_server_optimiser_continues_with_its_state(
 
     def run(directory, rounds):
         done = openparity(
-            "federated", "simulate", *data, "--base", str(tiny_base), "-o", str(directory),
-            "--min-members", "3", *TRAINING, *strategy, "--rounds", str(rounds),
-        )  # fmt: skip
+            "federated",
+            "simulate",
+            *data,
+            "--base",
+            str(tiny_base),
+            "-o",
+            str(directory),
+            "--min-members",
+            "3",
+            *TRAINING,
+            *strategy,
+            "--rounds",
+            str(rounds),
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         return done
 
@@ -254,10 +340,24 @@ def test_dp_noise_changes_the_global_update_and_reports_epsilon(simulated, tiny_
     members = sorted((out / "members").glob("member-*.jsonl"))
     data = [arg for m in members for arg in ("--data", str(m))]
     result = openparity(
-        "federated", "simulate", *data, "--base", str(tiny_base), "-o", str(tmp_path / "run"),
-        "--rounds", "2", "--min-members", "3", *TRAINING, "--dp-noise", "0.8",
-        "--dp-clip", "0.05", "--json",
-    )  # fmt: skip
+        "federated",
+        "simulate",
+        *data,
+        "--base",
+        str(tiny_base),
+        "-o",
+        str(tmp_path / "run"),
+        "--rounds",
+        "2",
+        "--min-members",
+        "3",
+        *TRAINING,
+        "--dp-noise",
+        "0.8",
+        "--dp-clip",
+        "0.05",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rounds = json.loads(result.stdout)["rounds"]
     spent_per_round = [r["privacy"] for r in rounds[1:]]

@@ -55,8 +55,9 @@ class LoopbackGrid:
         try:
             return wire(self.app(message, self.contexts[message.metadata.dst_node_id]))
         except Exception as error:
-            return Message(Error(code=0, reason=f"{type(error).__name__}: {error}"),
-                           reply_to=message)  # fmt: skip
+            return Message(
+                Error(code=0, reason=f"{type(error).__name__}: {error}"), reply_to=message
+            )
 
 
 def wire(message):
@@ -72,10 +73,17 @@ def alliance(alliance_data, tiny_base, tmp_path_factory, coordinator_identity):
     directory = tmp_path_factory.mktemp("secure")
     paths = split_members(alliance_data, 3, "topic", directory / "members")
     settings = FederationSettings(
-        base=str(tiny_base), output=str(directory / "run"), min_members=3, local_steps=2,
-        lora_r=4, lora_alpha=8, decontaminate="", seed=7, secure=True,
+        base=str(tiny_base),
+        output=str(directory / "run"),
+        min_members=3,
+        local_steps=2,
+        lora_r=4,
+        lora_alpha=8,
+        decontaminate="",
+        seed=7,
+        secure=True,
         secure_max_weight=MAX_WEIGHT,
-    )  # fmt: skip
+    )
     return settings, {100 + i: str(p) for i, p in enumerate(paths)}
 
 
@@ -83,9 +91,16 @@ def contexts(settings, data):
     from flwr.app import Context, RecordDict
 
     run_config = settings.to_run_config()
-    return {node: Context(run_id=1, node_id=node, node_config={"data": path},
-                          state=RecordDict(), run_config=run_config)
-            for node, path in data.items()}  # fmt: skip
+    return {
+        node: Context(
+            run_id=1,
+            node_id=node,
+            node_config={"data": path},
+            state=RecordDict(),
+            run_config=run_config,
+        )
+        for node, path in data.items()
+    }
 
 
 def train_messages(settings, nodes):
@@ -95,9 +110,14 @@ def train_messages(settings, nodes):
     from openparity.federated.adapter import initial_state
 
     arrays = ArrayRecord(initial_state(settings))
-    return [Message(RecordDict({"arrays": arrays, "config": ConfigRecord({"server-round": 1})}),
-                    dst_node_id=node, message_type=MessageType.TRAIN)
-            for node in nodes]  # fmt: skip
+    return [
+        Message(
+            RecordDict({"arrays": arrays, "config": ConfigRecord({"server-round": 1})}),
+            dst_node_id=node,
+            message_type=MessageType.TRAIN,
+        )
+        for node in nodes
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -151,11 +171,19 @@ def test_the_coordinator_gets_the_average_and_no_member_update(alliance, plain_u
         assert metrics["num-examples"] == plain_updates[reply.metadata.src_node_id][1]
 
     # what crossed the wire to the coordinator: no array in the clear, anywhere
-    assert all(len(array_record) == 0 for r in grid.received
-               for array_record in r.content.array_records.values())  # fmt: skip
-    blobs = [v for r in grid.received for record in r.content.config_records.values()
-             for value in record.values() for v in (value if isinstance(value, list) else [value])
-             if isinstance(v, bytes)]  # fmt: skip
+    assert all(
+        len(array_record) == 0
+        for r in grid.received
+        for array_record in r.content.array_records.values()
+    )
+    blobs = [
+        v
+        for r in grid.received
+        for record in r.content.config_records.values()
+        for value in record.values()
+        for v in (value if isinstance(value, list) else [value])
+        if isinstance(v, bytes)
+    ]
     assert blobs  # the keys, shares and masked vectors
     for arrays, _ in plain_updates.values():
         for array in arrays:

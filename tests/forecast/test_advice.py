@@ -84,9 +84,19 @@ def test_advise_takes_its_break_even_from_costs_own_report(tmp_path):
     """No copying numbers by hand: `cost --format json` then `advise --cost-report`."""
     cost = tmp_path / "cost.json"
     made = openparity(
-        "cost", "--gpu-hourly", "2.5", "--throughput", "1500", "--requests", "2000000",
-        "--format", "json", "--output", str(cost), timeout=60,
-    )  # fmt: skip
+        "cost",
+        "--gpu-hourly",
+        "2.5",
+        "--throughput",
+        "1500",
+        "--requests",
+        "2000000",
+        "--format",
+        "json",
+        "--output",
+        str(cost),
+        timeout=60,
+    )
     assert made.returncode == 0, made.stderr
     break_even = json.loads(cost.read_text())["break_even_monthly_requests"]
     common = ["advise", "--size", "midsize", "--requests", "2000000", "--ml-engineers", "4"]

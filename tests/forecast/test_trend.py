@@ -98,17 +98,22 @@ def gap_report(path, created: str, gap: float, half: float = 5.0, task: str = "m
         "created": f"{created}T10:00:00+00:00",
         "tasks": [
             {
-                "task": task, "fixture": False, "difference": difference,
+                "task": task,
+                "fixture": False,
+                "difference": difference,
                 "open": {"model": "local:x", "mean": 0.28},
                 "closed": {"model": "openai:gpt-4o", "mean": 0.28 + gap / 100},
             },
             {
-                "task": "narrativeqa", "fixture": True, "difference": difference,
-                "open": {"model": "local:x", "mean": 0.1}, "closed": None,
+                "task": "narrativeqa",
+                "fixture": True,
+                "difference": difference,
+                "open": {"model": "local:x", "mean": 0.1},
+                "closed": None,
                 "target": {"model": None, "source": "seed"},
             },
         ],
-    }  # fmt: skip
+    }
     path.write_text(json.dumps(report), encoding="utf-8")
     return path
 
@@ -147,8 +152,11 @@ def test_the_users_gap_is_forecast_not_the_frontiers(tmp_path):
 def test_three_dated_gap_reports_fit_the_users_own_rate(tmp_path):
     rows = read_scores(PUBLIC_SCORES)
     dates_gaps = [("2026-01-15", 60.0), ("2026-05-15", 50.0), ("2026-09-15", 40.0)]
-    gaps = [g for i, (d, v) in enumerate(dates_gaps)
-            for g in gaps_from_gap_report(gap_report(tmp_path / f"g{i}.json", d, v))]  # fmt: skip
+    gaps = [
+        g
+        for i, (d, v) in enumerate(dates_gaps)
+        for g in gaps_from_gap_report(gap_report(tmp_path / f"g{i}.json", d, v))
+    ]
     result = forecast_trend(rows, "mmlu", dt.date(2027, 9, 15), 1.0, gaps)
     assert result.basis == YOURS and len(result.measured) == 3
     assert result.slope_per_year == pytest.approx(-30, rel=0.02)  # 10 points per 4 months
@@ -163,8 +171,10 @@ def line_frontier(rng, n: int, sigma: float = 2.0) -> list[ScoreRow]:
     for i in range(n):
         date, closed = start + dt.timedelta(days=61 * i), 50.0 + 5 * i
         gap = 20 - 8 * (61 * i / 365.25) + rng.normal(0, sigma)
-        rows += [ScoreRow(f"c{i}", "closed", date, "b", closed, "t"),
-                 ScoreRow(f"o{i}", "open", date, "b", closed - gap, "t")]  # fmt: skip
+        rows += [
+            ScoreRow(f"c{i}", "closed", date, "b", closed, "t"),
+            ScoreRow(f"o{i}", "open", date, "b", closed - gap, "t"),
+        ]
     return rows
 
 

@@ -32,9 +32,15 @@ async def test_repeated_requests_reach_the_model_once(stub, tmp_path):
 
 def test_completions_round_trip_through_the_store_with_logprobs(tmp_path):
     completion = Completion(
-        "答", "stop", 3, 1, 0.1, "m", 0.0,
+        "答",
+        "stop",
+        3,
+        1,
+        0.1,
+        "m",
+        0.0,
         logprobs=(TokenLogprob("答", -0.25, (("答", -0.25), ("是", -1.5))),),
-    )  # fmt: skip
+    )
     with RunStore(tmp_path / "runs.sqlite") as store:
         store.cache("k", completion)
         assert store.cached("k") == completion and store.cached("missing") is None

@@ -71,16 +71,23 @@ def test_tool_call_arguments_split_anywhere_are_joined_in_order():
     def event(delta, finish=None):
         return base | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
-    head = {"index": 0, "id": "call_a", "type": "function",
-            "function": {"name": "weather", "arguments": ""}}  # fmt: skip
+    head = {
+        "index": 0,
+        "id": "call_a",
+        "type": "function",
+        "function": {"name": "weather", "arguments": ""},
+    }
     pieces = [WEATHER_ARGS[i : i + 3] for i in range(0, len(WEATHER_ARGS), 3)]
     events = [event({"role": "assistant", "content": None}), event({"tool_calls": [head]})]
     events += [event({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}) for p in pieces]
     events.append(event({}, "tool_calls"))
     body = assemble_chunks(events)
     call = body["choices"][0]["message"]["tool_calls"][0]
-    assert call == {"id": "call_a", "type": "function",
-                    "function": {"name": "weather", "arguments": WEATHER_ARGS}}  # fmt: skip
+    assert call == {
+        "id": "call_a",
+        "type": "function",
+        "function": {"name": "weather", "arguments": WEATHER_ARGS},
+    }
     assert body["choices"][0]["finish_reason"] == "tool_calls"
     assert tool_call_deltas(events[2]) and not tool_call_deltas(events[0])
 

@@ -85,8 +85,7 @@ def test_the_q8_0_export_is_a_quarter_of_f32_and_gives_the_same_greedy_tokens(tm
     model, tokenizer = load_gguf_model(template)
     model.save_pretrained(tmp_path / "ckpt")
     f32 = export_checkpoint(tmp_path / "ckpt", tmp_path / "f32.gguf", template=template)
-    q8 = export_checkpoint(tmp_path / "ckpt", tmp_path / "q8.gguf", template=template,
-                           dtype="q8_0")  # fmt: skip
+    q8 = export_checkpoint(tmp_path / "ckpt", tmp_path / "q8.gguf", template=template, dtype="q8_0")
     assert q8.stat().st_size < 0.35 * f32.stat().st_size
     llama = Llama(model_path=str(q8), n_ctx=256, n_threads=2, verbose=False)
     for prompt in PROMPTS[:2]:  # the 135M model's Japanese is near-flat noise, fragile to 8 bits

@@ -54,14 +54,17 @@ async def test_a_chat_reply_is_scored_as_the_chat_template_writes_it(tiny_base):
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_base)
     messages = ({"role": "system", "content": "简短回答。"}, {"role": "user", "content": "你好"})
-    prompt = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True,
-                                           tokenize=False)  # fmt: skip
+    prompt = tokenizer.apply_chat_template(
+        list(messages), add_generation_prompt=True, tokenize=False
+    )
     model = open_model(f"hf:{tiny_base}")
-    chat, plain, bare = await model.loglikelihood([
-        LoglikelihoodRequest("", "世界 hello", messages=messages),
-        LoglikelihoodRequest(prompt, "世界 hello<|im_end|>"),
-        LoglikelihoodRequest(prompt, "世界 hello"),
-    ])  # fmt: skip
+    chat, plain, bare = await model.loglikelihood(
+        [
+            LoglikelihoodRequest("", "世界 hello", messages=messages),
+            LoglikelihoodRequest(prompt, "世界 hello<|im_end|>"),
+            LoglikelihoodRequest(prompt, "世界 hello"),
+        ]
+    )
     assert chat.logprob == pytest.approx(plain.logprob, abs=1e-4)
     assert chat.n_tokens == plain.n_tokens == bare.n_tokens + 1  # the end of the turn counts
 

@@ -29,16 +29,32 @@ def test_matches_hf_deepseek_v3_moe():
 
     torch.manual_seed(0)
     hf_config = DeepseekV3Config(
-        hidden_size=H, moe_intermediate_size=INNER, n_routed_experts=E, num_experts_per_tok=K,
-        n_shared_experts=2, n_group=4, topk_group=2, norm_topk_prob=True,
-        routed_scaling_factor=2.5, hidden_act="silu",
-    )  # fmt: skip
+        hidden_size=H,
+        moe_intermediate_size=INNER,
+        n_routed_experts=E,
+        num_experts_per_tok=K,
+        n_shared_experts=2,
+        n_group=4,
+        topk_group=2,
+        norm_topk_prob=True,
+        routed_scaling_factor=2.5,
+        hidden_act="silu",
+    )
     hf = DeepseekV3MoE(hf_config).float()
     for p in hf.parameters():
         torch.nn.init.normal_(p, std=0.2)
     hf.gate.e_score_correction_bias.normal_(std=0.05)
-    config = MoEConfig(hidden=H, expert_dim=INNER, n_routed=E, top_k=K, n_shared=2,
-                       router="sigmoid", routed_scaling=2.5, n_groups=4, topk_groups=2)  # fmt: skip
+    config = MoEConfig(
+        hidden=H,
+        expert_dim=INNER,
+        n_routed=E,
+        top_k=K,
+        n_shared=2,
+        router="sigmoid",
+        routed_scaling=2.5,
+        n_groups=4,
+        topk_groups=2,
+    )
     ours = MoELayer(config)
     with torch.no_grad():
         ours.router.weight.copy_(hf.gate.weight)
@@ -64,8 +80,13 @@ def test_matches_hf_mixtral_sparse_moe_block(dispatch):
     from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
 
     torch.manual_seed(1)
-    hf_config = MixtralConfig(hidden_size=H, intermediate_size=INNER, num_local_experts=E,
-                              num_experts_per_tok=K, router_jitter_noise=0.0)  # fmt: skip
+    hf_config = MixtralConfig(
+        hidden_size=H,
+        intermediate_size=INNER,
+        num_local_experts=E,
+        num_experts_per_tok=K,
+        router_jitter_noise=0.0,
+    )
     hf = MixtralSparseMoeBlock(hf_config).float()
     for p in hf.parameters():
         torch.nn.init.normal_(p, std=0.2)
@@ -93,8 +114,9 @@ def same_weights(config, **changes):
 @pytest.mark.parametrize("dispatch", ["grouped", "batched"])
 def test_dropless_dispatch_agrees_with_eager_under_capacity_dropping(dispatch):
     torch.manual_seed(2)
-    config = MoEConfig(hidden=H, expert_dim=INNER, n_routed=E, top_k=K, capacity_factor=0.5,
-                       dispatch=dispatch)  # fmt: skip
+    config = MoEConfig(
+        hidden=H, expert_dim=INNER, n_routed=E, top_k=K, capacity_factor=0.5, dispatch=dispatch
+    )
     sorted_layer, eager = same_weights(config, dispatch="eager")
     x = torch.randn(64, H)
     y_sorted, dx_sorted, g_sorted = grads(sorted_layer, x)
@@ -117,8 +139,9 @@ def test_batched_tiles_of_any_size_match_eager_on_a_skewed_router(monkeypatch, t
     if tile_rows is not None:  # tiles of ~tile_rows padded rows: several, the last one short
         monkeypatch.setattr(tiles, "TILE_ELEMENTS", tile_rows * H)
     torch.manual_seed(4)
-    config = MoEConfig(hidden=H, expert_dim=INNER, n_routed=7, top_k=K, n_shared=1,
-                       dispatch="batched")  # fmt: skip
+    config = MoEConfig(
+        hidden=H, expert_dim=INNER, n_routed=7, top_k=K, n_shared=1, dispatch="batched"
+    )
     batched, eager = same_weights(config, dispatch="eager")
     with torch.no_grad():
         for layer in (batched, eager):
@@ -166,8 +189,9 @@ def test_balance_losses_on_constructed_routings():
 
 def test_aux_loss_free_balancing_evens_out_a_skewed_router():
     torch.manual_seed(3)
-    config = MoEConfig(hidden=H, expert_dim=INNER, n_routed=E, top_k=K, router="sigmoid",
-                       bias_update_speed=0.01)  # fmt: skip
+    config = MoEConfig(
+        hidden=H, expert_dim=INNER, n_routed=E, top_k=K, router="sigmoid", bias_update_speed=0.01
+    )
     layer = MoELayer(config)
     with torch.no_grad():
         layer.router.weight[0] += 1.0  # expert 0 wins far too often
@@ -186,8 +210,15 @@ def test_aux_loss_free_balancing_evens_out_a_skewed_router():
 def test_only_training_forwards_count_towards_balancing():
     """Validation batches between training steps must not steer the selection bias."""
     torch.manual_seed(0)
-    config = MoEConfig(hidden=H, expert_dim=INNER, n_routed=E, top_k=K, router="sigmoid",
-                       bias_update_speed=0.01, seq_aux_alpha=0.1)  # fmt: skip
+    config = MoEConfig(
+        hidden=H,
+        expert_dim=INNER,
+        n_routed=E,
+        top_k=K,
+        router="sigmoid",
+        bias_update_speed=0.01,
+        seq_aux_alpha=0.1,
+    )
     layer = MoELayer(config).train()
     layer(torch.randn(2, 8, H))
     trained = layer.load.clone()

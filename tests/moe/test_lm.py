@@ -19,8 +19,10 @@ TINY = TrainSettings(steps=12, batch=4, seq_len=32, eval_every=6, save_every=6, 
 
 
 def test_presets_hold_their_parameter_promises():
-    dense, active, total = (model_size(CausalLM(preset(n, dim=64, n_layers=2)))
-                            for n in ("dense", "moe-active", "moe-total"))  # fmt: skip
+    dense, active, total = (
+        model_size(CausalLM(preset(n, dim=64, n_layers=2)))
+        for n in ("dense", "moe-active", "moe-total")
+    )
     assert active.active_params == pytest.approx(dense.active_params, rel=0.02)
     assert active.total_params > 2.5 * dense.total_params
     assert total.total_params == pytest.approx(dense.total_params, rel=0.05)
@@ -86,17 +88,34 @@ def test_mixtral_export_refuses_a_selection_bias(tmp_path):
 
 def test_cli_compare_and_export(tmp_path):
     compared = openparity(
-        "moe", "compare", "--preset", "dense", "--preset", "moe-active", "--steps", "4",
-        "--dim", "32", "--layers", "1", "--batch", "4", "--seq-len", "32",
-        "--out", str(tmp_path / "runs"), "--json",
-    )  # fmt: skip
+        "moe",
+        "compare",
+        "--preset",
+        "dense",
+        "--preset",
+        "moe-active",
+        "--steps",
+        "4",
+        "--dim",
+        "32",
+        "--layers",
+        "1",
+        "--batch",
+        "4",
+        "--seq-len",
+        "32",
+        "--out",
+        str(tmp_path / "runs"),
+        "--json",
+    )
     assert compared.returncode == 0, compared.stderr
     rows = json.loads(compared.stdout)
     assert [r["preset"] for r in rows] == ["dense", "moe-active"]
     assert rows[1]["total_params"] > rows[0]["total_params"]
     assert all(r["infer_tokens_per_s"] > 0 and r["val_loss"] > 0 for r in rows)
-    exported = openparity("moe", "export", str(tmp_path / "runs" / "moe-active"),
-                          "--out", str(tmp_path / "hf"))  # fmt: skip
+    exported = openparity(
+        "moe", "export", str(tmp_path / "runs" / "moe-active"), "--out", str(tmp_path / "hf")
+    )
     assert exported.returncode == 0, exported.stderr
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["model_type"] == "glm4_moe"
     missing = openparity("moe", "export", str(tmp_path / "nothing"), "--out", str(tmp_path / "x"))

@@ -58,8 +58,18 @@ def test_two_ranks_match_one_process(tmp_path):
     ranks = run_two_ranks(tmp_path, WORKER)
 
     torch.manual_seed(0)
-    layer = MoELayer(MoEConfig(hidden=16, expert_dim=8, n_routed=8, top_k=2, n_shared=1,
-                               router="sigmoid", n_groups=2, topk_groups=1))  # fmt: skip
+    layer = MoELayer(
+        MoEConfig(
+            hidden=16,
+            expert_dim=8,
+            n_routed=8,
+            top_k=2,
+            n_shared=1,
+            router="sigmoid",
+            n_groups=2,
+            topk_groups=1,
+        )
+    )
     x = torch.stack([r["x"] for r in ranks]).requires_grad_(True)
     y = layer(x)
     y.pow(2).sum().backward()
@@ -69,8 +79,9 @@ def test_two_ranks_match_one_process(tmp_path):
         local = layer.experts.gate_up_proj.grad[rank * 4 : (rank + 1) * 4]
         torch.testing.assert_close(got["dgate_up"], local, rtol=1e-4, atol=1e-6)
     # the router is replicated: its gradients summed over ranks equal the single process's
-    torch.testing.assert_close(ranks[0]["drouter"] + ranks[1]["drouter"], layer.router.weight.grad,
-                               rtol=1e-4, atol=1e-6)  # fmt: skip
+    torch.testing.assert_close(
+        ranks[0]["drouter"] + ranks[1]["drouter"], layer.router.weight.grad, rtol=1e-4, atol=1e-6
+    )
 
 
 BALANCED = (

@@ -61,9 +61,10 @@ def post_body(
 ) -> tuple[int, bytes]:
     """POST `raw` to /chat/completions on a fresh connection: (HTTP status, body)."""
     request = urllib.request.Request(
-        base_url + "/chat/completions", raw,
+        base_url + "/chat/completions",
+        raw,
         {"Authorization": f"Bearer {key}", "Content-Type": "application/json", **(headers or {})},
-    )  # fmt: skip
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return answer.status, answer.read()
@@ -73,8 +74,13 @@ def post_body(
 
 def chat_status(base_url: str, key: str, content: str = "二加二？") -> int:
     """One short chat request on a fresh connection; its HTTP status."""
-    body = json.dumps({"model": "openparity-hybrid", "max_tokens": 4,
-                       "messages": [{"role": "user", "content": content}]}).encode()  # fmt: skip
+    body = json.dumps(
+        {
+            "model": "openparity-hybrid",
+            "max_tokens": 4,
+            "messages": [{"role": "user", "content": content}],
+        }
+    ).encode()
     return post_body(base_url, key, body)[0]
 
 
@@ -83,12 +89,20 @@ def priced_models_file(directory: Path, name: str, base_url: str, price: float) 
     (in and out), so that every attempt is costed."""
     path = directory / "models.yaml"
     path.write_text(
-        yaml.safe_dump({"models": {name: {
-            "backend": "openai", "model": "stub", "base_url": base_url,
-            "price": {"input": price, "output": price},
-        }}}),
+        yaml.safe_dump(
+            {
+                "models": {
+                    name: {
+                        "backend": "openai",
+                        "model": "stub",
+                        "base_url": base_url,
+                        "price": {"input": price, "output": price},
+                    }
+                }
+            }
+        ),
         encoding="utf-8",
-    )  # fmt: skip
+    )
     return path
 
 

@@ -24,9 +24,12 @@ from tests.route.gateway import post_body, priced_models_file, serving
 PRICE = 2.0  # USD per million tokens, in and out
 ANSWER = " ".join(["word"] * 50)  # 50 tokens out, 1 in: each answer costs $0.000102
 BODY = json.dumps(
-    {"model": "openparity-hybrid", "max_tokens": 60,
-     "messages": [{"role": "user", "content": "hi"}]}
-).encode()  # fmt: skip
+    {
+        "model": "openparity-hybrid",
+        "max_tokens": 60,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+).encode()
 MAX_CALL_COST = (len(BODY) + 60) * PRICE / 1e6  # the hold of one call: about $0.00033
 ANSWER_COST = 51 * PRICE / 1e6
 
@@ -148,9 +151,10 @@ def test_a_request_larger_than_the_tokens_per_minute_says_it_can_never_fit(tmp_p
     key = add_key(path, "tiny", "--tpm", "10")
     with serving(path, free_port()) as url:
         request = urllib.request.Request(
-            url + "/chat/completions", BODY,
+            url + "/chat/completions",
+            BODY,
             {"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-        )  # fmt: skip
+        )
         with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(request, timeout=30)
     assert caught.value.code == 429

@@ -32,17 +32,38 @@ def test_clopper_pearson_matches_statsmodels():
 def test_calibrate_a_real_run_and_rewrite_the_config(tmp_path):
     store = tmp_path / "runs.sqlite"
     ran = openparity(
-        "bench", "run", "local:smollm2-135m", "mmlu", "--limit", "40", "--max-tokens", "4",
-        "--logprobs", "--store", str(store), "--json",
-    )  # fmt: skip
+        "bench",
+        "run",
+        "local:smollm2-135m",
+        "mmlu",
+        "--limit",
+        "40",
+        "--max-tokens",
+        "4",
+        "--logprobs",
+        "--store",
+        str(store),
+        "--json",
+    )
     assert ran.returncode == 0, ran.stderr
     run_id = json.loads(ran.stdout)["run_id"]
     config = tmp_path / "gateway.yaml"
     config.write_text(GATEWAY, encoding="utf-8")
     calibrated = openparity(
-        "route", "calibrate", "--run", run_id, "-c", str(config), "--store", str(store),
-        "--epsilon", "0.15", "--delta", "0.1", "--json",
-    )  # fmt: skip
+        "route",
+        "calibrate",
+        "--run",
+        run_id,
+        "-c",
+        str(config),
+        "--store",
+        str(store),
+        "--epsilon",
+        "0.15",
+        "--delta",
+        "0.1",
+        "--json",
+    )
     assert calibrated.returncode == 0, calibrated.stderr
     result = json.loads(calibrated.stdout)
     assert result["items"] == 40
@@ -74,9 +95,17 @@ def synthetic_run(store: RunStore, rng: np.random.Generator, n: int, run_id: str
     right = rng.random(n) < p_right
     for i in range(n):
         store.put(
-            Record(run_id, f"q{i}", 0, "h", response="x", score=float(right[i]),
-                   finish_reason="stop", mean_logprob=float(confidence[i]))
-        )  # fmt: skip
+            Record(
+                run_id,
+                f"q{i}",
+                0,
+                "h",
+                response="x",
+                score=float(right[i]),
+                finish_reason="stop",
+                mean_logprob=float(confidence[i]),
+            )
+        )
 
 
 def test_the_guarantee_holds_on_fresh_data(tmp_path):
@@ -106,9 +135,18 @@ def correlated_run(store, rng, items: int, samples: int, run_id: str):
     """Each item has its own difficulty; its samples share it, their confidence and mostly
     their correctness (a sample differs from its item with probability 0.05)."""
     store.create_run(
-        RunInfo(run_id, "local:smollm2-135m", "synthetic", {"samples": samples}, [],
-                "synthetic", False, "acc", 0)
-    )  # fmt: skip
+        RunInfo(
+            run_id,
+            "local:smollm2-135m",
+            "synthetic",
+            {"samples": samples},
+            [],
+            "synthetic",
+            False,
+            "acc",
+            0,
+        )
+    )
     item_confidence = rng.normal(-1.0, 0.6, items)
     p_right = 1 / (1 + np.exp(-(3 * item_confidence + 3.5)))
     item_right = rng.random(items) < p_right
@@ -119,9 +157,17 @@ def correlated_run(store, rng, items: int, samples: int, run_id: str):
             right = item_right[i] != (rng.random() < 0.05)
             records.append((i, s, confidence, right))
             store.put(
-                Record(run_id, f"q{i}", s, "h", response="x", score=float(right),
-                       finish_reason="stop", mean_logprob=float(confidence))
-            )  # fmt: skip
+                Record(
+                    run_id,
+                    f"q{i}",
+                    s,
+                    "h",
+                    response="x",
+                    score=float(right),
+                    finish_reason="stop",
+                    mean_logprob=float(confidence),
+                )
+            )
     return records
 
 
@@ -147,8 +193,9 @@ def test_the_guarantee_holds_per_item_when_samples_are_correlated(tmp_path, samp
     with RunStore(tmp_path / "runs.sqlite") as store:
         for rep in range(repetitions):
             records = correlated_run(store, rng, 150, samples, f"cal{samples}-{rep}")
-            result = calibrate_run(store, f"cal{samples}-{rep}", config, epsilon=epsilon,
-                                   delta=delta)  # fmt: skip
+            result = calibrate_run(
+                store, f"cal{samples}-{rep}", config, epsilon=epsilon, delta=delta
+            )
             assert result.items == 150 and "one answer per item" in " ".join(result.notes)
             if result.feasible:
                 violations += true_risk(rng, result.thresholds["mean_logprob"]) > epsilon

@@ -214,9 +214,15 @@ async def test_embedded_model_streams_through_the_router(upstreams):
 def test_openai_parameters_become_a_chat_request():
     request = request_from_params(
         HELLO,
-        {"model": "x", "max_completion_tokens": 7, "stop": "END", "stream": True,
-         "response_format": {"type": "json_object"}, "temperature": None},
-    )  # fmt: skip
+        {
+            "model": "x",
+            "max_completion_tokens": 7,
+            "stop": "END",
+            "stream": True,
+            "response_format": {"type": "json_object"},
+            "temperature": None,
+        },
+    )
     assert request.max_tokens == 7 and request.stop == ["END"]
     assert request.temperature is None and request.top_p is None  # not sent: not invented
     assert dict(request.extra) == {"response_format": {"type": "json_object"}}
@@ -224,15 +230,27 @@ def test_openai_parameters_become_a_chat_request():
 
 @pytest.mark.parametrize(
     "params, param",
-    [({"max_tokens": -1}, "max_tokens"), ({"max_tokens": 0}, "max_tokens"),
-     ({"max_completion_tokens": 2.5}, "max_tokens"), ({"max_tokens": True}, "max_tokens"),
-     ({"n": 0}, "n"), ({"n": -3}, "n"), ({"n": 129}, "n"),
-     ({"temperature": float("nan")}, "temperature"), ({"temperature": 2.5}, "temperature"),
-     ({"temperature": "hot"}, "temperature"), ({"top_p": 1.5}, "top_p"),
-     ({"top_p": float("inf")}, "top_p"), ({"top_logprobs": 21}, "top_logprobs"),
-     ({"logprobs": "yes"}, "logprobs"), ({"stop": [1, 2]}, "stop"), ({"stop": ""}, "stop"),
-     ({"seed": 1.5}, "seed"), ({"presence_penalty": 3}, "presence_penalty")],
-)  # fmt: skip
+    [
+        ({"max_tokens": -1}, "max_tokens"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_completion_tokens": 2.5}, "max_tokens"),
+        ({"max_tokens": True}, "max_tokens"),
+        ({"n": 0}, "n"),
+        ({"n": -3}, "n"),
+        ({"n": 129}, "n"),
+        ({"temperature": float("nan")}, "temperature"),
+        ({"temperature": 2.5}, "temperature"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"top_p": float("inf")}, "top_p"),
+        ({"top_logprobs": 21}, "top_logprobs"),
+        ({"logprobs": "yes"}, "logprobs"),
+        ({"stop": [1, 2]}, "stop"),
+        ({"stop": ""}, "stop"),
+        ({"seed": 1.5}, "seed"),
+        ({"presence_penalty": 3}, "presence_penalty"),
+    ],
+)
 def test_parameters_the_api_would_refuse_are_the_clients_error(params, param):
     from openparity.route.params import ClientRequestError
 

@@ -167,9 +167,18 @@ def test_config_round_trips_and_reports_mistakes(tmp_path):
 
 
 TOOLS = [
-    {"type": "function", "function": {"name": "search", "parameters": {
-        "type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}}},
-]  # fmt: skip
+    {
+        "type": "function",
+        "function": {
+            "name": "search",
+            "parameters": {
+                "type": "object",
+                "properties": {"q": {"type": "string"}},
+                "required": ["q"],
+            },
+        },
+    },
+]
 
 
 def tool_answer(calls, prompt="查一下天气", **extra) -> Answer:
@@ -189,13 +198,16 @@ def tool_answer(calls, prompt="查一下天气", **extra) -> Answer:
         ([("search", '{"q": "天气"}')], {}, True),
         ([("search", '{"q": "天气"}'), ("search", '{"q": 1}')], {}, False),  # the second is bad
         ([("search", '{"q": "x"}')], {"tool_choice": "none"}, False),
-        ([("search", '{"q": "x"}')], {"tool_choice": {"type": "function",
-                                                      "function": {"name": "other"}}}, False),
+        (
+            [("search", '{"q": "x"}')],
+            {"tool_choice": {"type": "function", "function": {"name": "other"}}},
+            False,
+        ),
         ([], {"tool_choice": "required"}, False),
         ([], {"tool_choice": "auto"}, True),
         ([("search", "")], {}, False),
     ],
-)  # fmt: skip
+)
 async def test_tool_call_check(calls, extra, passed):
     (check,) = CHECKS.validate_python(["tool_call"])
     (result,) = await run_checks([check], tool_answer(calls, **extra))
@@ -216,8 +228,11 @@ async def test_mean_logprob_does_not_judge_grammar_constrained_json():
     confidence: the embedded model's parse() answers average about -2.9."""
     low = [TokenLogprob("{", -2.9), TokenLogprob("}", -2.9)]
     structured = {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}
-    assert (await verdict({"type": "mean_logprob", "min": -1.2}, "{}", logprobs=low,
-                          response_format=structured)).passed  # fmt: skip
+    assert (
+        await verdict(
+            {"type": "mean_logprob", "min": -1.2}, "{}", logprobs=low, response_format=structured
+        )
+    ).passed
     assert not (
         await verdict({"type": "mean_logprob", "min": -1.2}, "free text", logprobs=low)
     ).passed

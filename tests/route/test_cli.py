@@ -23,8 +23,9 @@ def fill_ledger(path, answered_by_tier: list[int]) -> None:
     for tier in answered_by_tier:
         result = RouteResult(ChatRequest.from_prompt("你好"))
         if tier == 1:
-            result.attempts.append(Attempt(0, "local:smollm2-135m", "check_failed",
-                                           "check:language", "asked in Han"))  # fmt: skip
+            result.attempts.append(
+                Attempt(0, "local:smollm2-135m", "check_failed", "check:language", "asked in Han")
+            )
         result.attempts.append(Attempt(tier, ["local:smollm2-135m", "openai:gpt-4o"][tier]))
         result.completion = Completion("好", "stop", 5, 2, 0.1, "m", 0.0)
         result.tier, result.closed_cost_usd = tier, 0.001
@@ -59,9 +60,18 @@ def test_stats_reads_the_ledger(tmp_path):
 def test_cost_takes_the_open_share_the_gateway_measured(tmp_path):
     fill_ledger(tmp_path / "ledger.sqlite", [0, 1])
     cost = openparity(
-        "cost", "--gpu-hourly", "2.5", "--throughput", "1500", "--requests", "1000000",
-        "--open-share-from", str(tmp_path / "ledger.sqlite"), "--format", "json",
-    )  # fmt: skip
+        "cost",
+        "--gpu-hourly",
+        "2.5",
+        "--throughput",
+        "1500",
+        "--requests",
+        "1000000",
+        "--open-share-from",
+        str(tmp_path / "ledger.sqlite"),
+        "--format",
+        "json",
+    )
     assert cost.returncode == 0, cost.stderr
     report = json.loads(cost.stdout)
     assert report["hybrid_open_share"] == 0.5

@@ -19,14 +19,61 @@ CASES = 3000
 SEED = 20261206
 
 WEIRD_VALUES = [
-    None, True, False, 0, -1, 1, 2**63, -(2**63), 10**40, 1e308, -1e308, 1e-320, 0.5, "",
-    "x" * 5000, "你好", "\u202e\u0000", "\ud800", [], {}, [None], {"": None}, [[[]]],
-    {"type": "text"}, {"role": "user"}, "Bearer", "NaN", 3.14,
-]  # fmt: skip
-PARAMS = ["model", "messages", "max_tokens", "max_completion_tokens", "n", "temperature",
-          "top_p", "stop", "seed", "logprobs", "top_logprobs", "stream", "stream_options",
-          "tools", "tool_choice", "response_format", "functions", "presence_penalty",
-          "frequency_penalty", "logit_bias", "user", "metadata", "input", "prompt"]  # fmt: skip
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1,
+    2**63,
+    -(2**63),
+    10**40,
+    1e308,
+    -1e308,
+    1e-320,
+    0.5,
+    "",
+    "x" * 5000,
+    "你好",
+    "\u202e\u0000",
+    "\ud800",
+    [],
+    {},
+    [None],
+    {"": None},
+    [[[]]],
+    {"type": "text"},
+    {"role": "user"},
+    "Bearer",
+    "NaN",
+    3.14,
+]
+PARAMS = [
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "n",
+    "temperature",
+    "top_p",
+    "stop",
+    "seed",
+    "logprobs",
+    "top_logprobs",
+    "stream",
+    "stream_options",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "functions",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "user",
+    "metadata",
+    "input",
+    "prompt",
+]
 GOOD = {"model": "openparity-hybrid", "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -35,21 +82,31 @@ def weird(rng: random.Random, depth: int = 0):
     if depth < 3 and roll < 0.15:
         return [weird(rng, depth + 1) for _ in range(rng.randint(0, 3))]
     if depth < 3 and roll < 0.3:
-        return {rng.choice([*PARAMS, "role", "content", "type", "x"]): weird(rng, depth + 1)
-                for _ in range(rng.randint(0, 3))}  # fmt: skip
+        return {
+            rng.choice([*PARAMS, "role", "content", "type", "x"]): weird(rng, depth + 1)
+            for _ in range(rng.randint(0, 3))
+        }
     return rng.choice(WEIRD_VALUES)
 
 
 def message(rng: random.Random):
     roll = rng.random()
     if roll < 0.4:
-        return {"role": rng.choice(["user", "system", "assistant", "tool", "xx", 5]),
-                "content": weird(rng)}  # fmt: skip
+        return {
+            "role": rng.choice(["user", "system", "assistant", "tool", "xx", 5]),
+            "content": weird(rng),
+        }
     if roll < 0.6:
-        return {"role": "user", "content": [
-            {"type": rng.choice(["text", "image_url", "input_audio", "???", None]),
-             "text": weird(rng), "image_url": weird(rng)}
-        ]}  # fmt: skip
+        return {
+            "role": "user",
+            "content": [
+                {
+                    "type": rng.choice(["text", "image_url", "input_audio", "???", None]),
+                    "text": weird(rng),
+                    "image_url": weird(rng),
+                }
+            ],
+        }
     return weird(rng)
 
 
@@ -100,12 +157,15 @@ def gateway(tmp_path_factory):
     with StubServer(text="open answer") as open_, StubServer(text="closed") as closed:
         config = {
             "tiers": [
-                {"model": f"openai:open@{open_.base_url}", "precommit_tokens": 1,
-                 "checks": ["non_empty", "refusal", "json", "tool_call"]},
+                {
+                    "model": f"openai:open@{open_.base_url}",
+                    "precommit_tokens": 1,
+                    "checks": ["non_empty", "refusal", "json", "tool_call"],
+                },
                 {"model": f"openai:closed@{closed.base_url}", "checks": ["non_empty"]},
             ],
             "max_request_bytes": 200_000,
-        }  # fmt: skip
+        }
         with running_gateway(tmp_path_factory.mktemp("fuzz"), config) as running:
             yield running
 
@@ -142,6 +202,11 @@ def test_thousands_of_malformed_requests_get_no_5xx_and_no_traceback(gateway):
             assert isinstance(error["message"], str) and error["message"]
     assert {s for s, _, _ in results} >= {200, 400, 401}
     assert "Traceback" not in (path.parent / "gateway.log").read_text(encoding="utf-8")
-    good = asyncio.run(fire(base_url, key, [("/chat/completions", json.dumps(GOOD).encode(),
-                                             {"Authorization": f"Bearer {key}"})]))  # fmt: skip
+    good = asyncio.run(
+        fire(
+            base_url,
+            key,
+            [("/chat/completions", json.dumps(GOOD).encode(), {"Authorization": f"Bearer {key}"})],
+        )
+    )
     assert good[0][0] == 200

@@ -117,10 +117,14 @@ def test_a_short_admin_key_refuses_to_start_with_one_line(tmp_path, upstream, mo
     monkeypatch.setenv("GW_ADMIN", "short")
     path = tmp_path / "gateway.yaml"
     path.write_text(
-        json.dumps({"tiers": [{"model": f"openai:m@{upstream.base_url}"}],
-                    "auth": {"admin_key_env": "GW_ADMIN", "required": False}}),
+        json.dumps(
+            {
+                "tiers": [{"model": f"openai:m@{upstream.base_url}"}],
+                "auth": {"admin_key_env": "GW_ADMIN", "required": False},
+            }
+        ),
         encoding="utf-8",
-    )  # fmt: skip
+    )
     ran = openparity("serve", "-c", str(path), "--port", "9")
     assert ran.returncode != 0
     assert "shorter than 16 characters" in ran.stderr and "Traceback" not in ran.stderr

@@ -44,15 +44,27 @@ def gateway(tmp_path_factory, upstreams):
     open_, closed = upstreams
     config = {
         "tiers": [
-            {"model": "local:smollm2-135m", "checks": ["non_empty", "json", "tool_call"],
-             "precommit_tokens": "all"},
-            {"model": f"openai:open@{open_.base_url}", "checks": ["non_empty", "tool_call"],
-             "precommit_tokens": 2, "retries": 0, "breaker_failures": 1000},
-            {"model": f"openai:closed@{closed.base_url}", "checks": ["non_empty"], "retries": 1,
-             "precommit_tokens": 4,
-             "breaker_failures": 1000},
+            {
+                "model": "local:smollm2-135m",
+                "checks": ["non_empty", "json", "tool_call"],
+                "precommit_tokens": "all",
+            },
+            {
+                "model": f"openai:open@{open_.base_url}",
+                "checks": ["non_empty", "tool_call"],
+                "precommit_tokens": 2,
+                "retries": 0,
+                "breaker_failures": 1000,
+            },
+            {
+                "model": f"openai:closed@{closed.base_url}",
+                "checks": ["non_empty"],
+                "retries": 1,
+                "precommit_tokens": 4,
+                "breaker_failures": 1000,
+            },
         ]
-    }  # fmt: skip
+    }
     with running_gateway(tmp_path_factory.mktemp("surface"), config) as running:
         yield running
 
@@ -77,9 +89,12 @@ def test_a_tool_call_reaches_the_client_intact(client, upstreams):
     open_, _ = upstreams
     open_.script({"tool_calls": [GOOD_CALL]})
     completion = client.chat.completions.create(
-        model="openparity-hybrid", messages=ASK_WEATHER, tools=[WEATHER_TOOL],
-        tool_choice="auto", parallel_tool_calls=False,
-    )  # fmt: skip
+        model="openparity-hybrid",
+        messages=ASK_WEATHER,
+        tools=[WEATHER_TOOL],
+        tool_choice="auto",
+        parallel_tool_calls=False,
+    )
     choice = completion.choices[0]
     assert choice.finish_reason == "tool_calls"
     call = choice.message.tool_calls[0]
@@ -119,9 +134,11 @@ def test_a_required_tool_call_answered_with_text_falls_back(client, upstreams):
     _, closed = upstreams
     closed.script({"tool_calls": [GOOD_CALL]})
     completion = client.chat.completions.create(
-        model="openparity-hybrid", messages=ASK_WEATHER, tools=[WEATHER_TOOL],
+        model="openparity-hybrid",
+        messages=ASK_WEATHER,
+        tools=[WEATHER_TOOL],
         tool_choice="required",
-    )  # fmt: skip
+    )
     assert completion.choices[0].message.tool_calls[0].function.name == "get_weather"
     assert attempts(completion)[1] == (1, "check_failed", "check:tool_call")
 
@@ -129,10 +146,14 @@ def test_a_required_tool_call_answered_with_text_falls_back(client, upstreams):
 def streamed(client, **kwargs):
     chunks = list(
         client.chat.completions.create(
-            model="openparity-hybrid", messages=ASK_WEATHER, tools=[WEATHER_TOOL], stream=True,
-            stream_options={"include_usage": True}, **kwargs,
+            model="openparity-hybrid",
+            messages=ASK_WEATHER,
+            tools=[WEATHER_TOOL],
+            stream=True,
+            stream_options={"include_usage": True},
+            **kwargs,
         )
-    )  # fmt: skip
+    )
     calls: dict[int, dict] = {}
     for chunk in chunks:
         for choice in chunk.choices:
@@ -182,8 +203,10 @@ def test_structured_output_with_parse_on_the_embedded_model(client):
     completion = client.chat.completions.parse(
         model="openparity-hybrid",
         messages=[{"role": "user", "content": "Give the capital of France as JSON."}],
-        response_format=City, max_tokens=60, temperature=0,
-    )  # fmt: skip
+        response_format=City,
+        max_tokens=60,
+        temperature=0,
+    )
     assert completion.model == "local:smollm2-135m"
     parsed = completion.choices[0].message.parsed
     assert isinstance(parsed, City) and parsed.name
@@ -206,10 +229,14 @@ def test_unknown_fields_travel_both_ways(client, upstreams):
     message_extra = {"reasoning_content": "思考", "annotations": []}
     open_.script({"extra": extra, "message_extra": message_extra, "text": "done"})
     raw = client.chat.completions.with_raw_response.create(
-        model=tier_name(open_, "open"), messages=[{"role": "user", "content": "hi"}],
-        user="u-1", seed=7, stop=["\n\n"], metadata={"team": "a"},
+        model=tier_name(open_, "open"),
+        messages=[{"role": "user", "content": "hi"}],
+        user="u-1",
+        seed=7,
+        stop=["\n\n"],
+        metadata={"team": "a"},
         extra_body={"vendor_knob": {"深度": 2}, "top_k": 5},
-    )  # fmt: skip
+    )
     body = json.loads(raw.http_response.text)
     for key, value in extra.items():
         assert body[key] == value
@@ -217,8 +244,11 @@ def test_unknown_fields_travel_both_ways(client, upstreams):
     sent = open_.requests[-1]["body"]
     assert sent["vendor_knob"] == {"深度": 2} and sent["top_k"] == 5
     assert (sent["user"], sent["seed"], sent["stop"], sent["metadata"]) == (
-        "u-1", 7, ["\n\n"], {"team": "a"},
-    )  # fmt: skip
+        "u-1",
+        7,
+        ["\n\n"],
+        {"team": "a"},
+    )
 
 
 def test_unknown_fields_survive_a_stream(client, upstreams):
@@ -243,9 +273,11 @@ def test_logprobs_reach_the_client_only_when_it_asks(client, upstreams):
     step = {"text": "ok", "choice_extra": {"logprobs": {"content": tokens}}}
     open_.script(step, step)
     asked = client.chat.completions.create(
-        model=tier_name(open_, "open"), messages=[{"role": "user", "content": "hi"}],
-        logprobs=True, top_logprobs=1,
-    )  # fmt: skip
+        model=tier_name(open_, "open"),
+        messages=[{"role": "user", "content": "hi"}],
+        logprobs=True,
+        top_logprobs=1,
+    )
     assert asked.choices[0].logprobs.content[0].logprob == -0.5
     plain = client.chat.completions.create(
         model=tier_name(open_, "open"), messages=[{"role": "user", "content": "hi"}]
@@ -269,9 +301,11 @@ def test_models_lists_the_gateway_and_each_tier(client, upstreams):
     open_, closed = upstreams
     ids = [m.id for m in client.models.list()]
     assert ids == [
-        "openparity-hybrid", "local:smollm2-135m", tier_name(open_, "open"),
+        "openparity-hybrid",
+        "local:smollm2-135m",
+        tier_name(open_, "open"),
         tier_name(closed, "closed"),
-    ]  # fmt: skip
+    ]
 
 
 def test_a_pinned_tier_answers_alone_and_an_unknown_model_is_a_404(client, upstreams):
@@ -311,9 +345,11 @@ def test_image_parts_skip_the_text_only_tier_and_reach_the_upstream_intact(clien
     open_, _ = upstreams
     content = [
         {"type": "text", "text": "这张图里有什么？"},
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=",
-                                            "detail": "low"}},
-    ]  # fmt: skip
+        {
+            "type": "image_url",
+            "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"},
+        },
+    ]
     completion = client.chat.completions.create(
         model="openparity-hybrid", messages=[{"role": "user", "content": content}]
     )

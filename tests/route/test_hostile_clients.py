@@ -16,15 +16,25 @@ from tests.route.gateway import post_body, running_gateway, stub_pair
 
 UPSTREAM_400 = {
     "status": 400,
-    "body": {"error": {"message": "Invalid 'logit_bias': keys must be token ids.",
-                       "type": "invalid_request_error", "param": "logit_bias",
-                       "code": "invalid_value"}},
-}  # fmt: skip
+    "body": {
+        "error": {
+            "message": "Invalid 'logit_bias': keys must be token ids.",
+            "type": "invalid_request_error",
+            "param": "logit_bias",
+            "code": "invalid_value",
+        }
+    },
+}
 CONTEXT_400 = {
     "status": 400,
-    "body": {"error": {"message": "This model's maximum context length is 8192 tokens.",
-                       "type": "invalid_request_error", "code": "context_length_exceeded"}},
-}  # fmt: skip
+    "body": {
+        "error": {
+            "message": "This model's maximum context length is 8192 tokens.",
+            "type": "invalid_request_error",
+            "code": "context_length_exceeded",
+        }
+    },
+}
 HELLO = [{"role": "user", "content": "你好"}]
 
 
@@ -37,8 +47,12 @@ def upstreams():
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory, upstreams):
     open_, closed = upstreams
-    tier = {"checks": ["non_empty", "not_truncated"], "retries": 1, "breaker_failures": 2,
-            "breaker_cooldown_s": 60}  # fmt: skip
+    tier = {
+        "checks": ["non_empty", "not_truncated"],
+        "retries": 1,
+        "breaker_failures": 2,
+        "breaker_cooldown_s": 60,
+    }
     config = {
         "tiers": [
             {"model": f"openai:open@{open_.base_url}", **tier},
@@ -69,9 +83,15 @@ def post_raw(gateway, raw: bytes) -> tuple[int, bytes]:
 
 @pytest.mark.parametrize(
     "params",
-    [{"max_tokens": -1}, {"max_tokens": 0}, {"n": 0}, {"temperature": 7},
-     {"top_p": -0.5}, {"temperature": "warm"}],
-)  # fmt: skip
+    [
+        {"max_tokens": -1},
+        {"max_tokens": 0},
+        {"n": 0},
+        {"temperature": 7},
+        {"top_p": -0.5},
+        {"temperature": "warm"},
+    ],
+)
 def test_out_of_range_parameters_are_a_400_before_any_upstream_is_paid(
     client, gateway, upstreams, params
 ):
@@ -152,14 +172,20 @@ def test_a_streamed_request_the_upstream_refuses_is_a_400_too(client, upstreams)
     "raw, says",
     [
         (b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested deeper"),
-        (b'{"messages": [{"role": "user", "content": "hi"}], "x": '
-         + b'{"a":' * 5000 + b"1" + b"}" * 5000 + b"}", "nested deeper"),
+        (
+            b'{"messages": [{"role": "user", "content": "hi"}], "x": '
+            + b'{"a":' * 5000
+            + b"1"
+            + b"}" * 5000
+            + b"}",
+            "nested deeper",
+        ),
         (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}', "NaN"),
         (b'{"messages": [{"role": "user", "content": "hi"}], "top_p": -Infinity}', "Infinity"),
         (b"\xff\xfe{}", "UTF-8"),
         (b"[1, 2]", "JSON object"),
     ],
-)  # fmt: skip
+)
 def test_malformed_bodies_are_a_json_400(gateway, raw, says):
     status, body = post_raw(gateway, raw)
     assert status in (400, 413), body[:200]
@@ -205,11 +231,15 @@ def streaming_gateway(tmp_path_factory, upstreams):
     open_, closed = upstreams
     config = {
         "tiers": [
-            {"model": f"openai:open@{open_.base_url}", "checks": ["non_empty", "tool_call"],
-             "precommit_tokens": 1, "retries": 0},
+            {
+                "model": f"openai:open@{open_.base_url}",
+                "checks": ["non_empty", "tool_call"],
+                "precommit_tokens": 1,
+                "retries": 0,
+            },
             {"model": f"openai:closed@{closed.base_url}", "checks": ["non_empty"]},
         ]
-    }  # fmt: skip
+    }
     with running_gateway(tmp_path_factory.mktemp("streaming"), config) as running:
         yield running
 
@@ -245,8 +275,12 @@ def test_a_tool_call_after_streamed_text_is_held_back_when_it_fails_its_check(
     streaming_gateway, upstreams
 ):
     open_, _ = upstreams
-    open_.script({"tool_calls": [{"name": "wire_money", "arguments": "{}"}],
-                  "message_extra": {"content": "Sure, sending it now."}})  # fmt: skip
+    open_.script(
+        {
+            "tool_calls": [{"name": "wire_money", "arguments": "{}"}],
+            "message_extra": {"content": "Sure, sending it now."},
+        }
+    )
     text, names, error = streamed_parts(streaming_gateway)
     assert text == "Sure, sending it now.open answer"  # committed before the call began
     assert names == []

@@ -65,9 +65,20 @@ def test_the_gateway_writes_its_ledger_and_reads_its_keys_in_postgres(tmp_path, 
     assert (summary["requests"], summary["answered"], summary["open_share"]) == (5, 5, 0.8)
     assert summary["fallback_reasons"] == {"http_5xx": 1}
     cost = openparity(
-        "cost", "--closed", "openai:gpt-4o", "--gpu-hourly", "2", "--throughput", "1000",
-        "--requests", "1000", "--open-share-from", postgres.url, "--format", "json",
-    )  # fmt: skip
+        "cost",
+        "--closed",
+        "openai:gpt-4o",
+        "--gpu-hourly",
+        "2",
+        "--throughput",
+        "1000",
+        "--requests",
+        "1000",
+        "--open-share-from",
+        postgres.url,
+        "--format",
+        "json",
+    )
     assert cost.returncode == 0, cost.stderr
     assert "measured on 5 gateway requests" in cost.stdout
     import psycopg
@@ -122,8 +133,10 @@ def test_rows_recorded_while_postgres_is_down_are_written_when_it_is_back(tmp_pa
 def test_a_dead_postgres_url_is_one_clear_line(tmp_path, stub):
     url = f"postgresql://openparity@127.0.0.1:{free_port()}/postgres"
     config = tmp_path / "gateway.yaml"
-    config.write_text(yaml.safe_dump({"tiers": [{"model": f"openai:x@{stub.base_url}"}],
-                                      "ledger": {"url": url}}), encoding="utf-8")  # fmt: skip
+    config.write_text(
+        yaml.safe_dump({"tiers": [{"model": f"openai:x@{stub.base_url}"}], "ledger": {"url": url}}),
+        encoding="utf-8",
+    )
     result = openparity("route", "keys", "add", "a", "-c", str(config), timeout=60)
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -38,16 +38,27 @@ def setup(tmp_path_factory, stub):
     with running_redis(directory) as (redis_url, _):
         config = {
             "models_file": str(models),
-            "tiers": [{"model": "upstream", "checks": ["non_empty"], "retries": 0,
-                       "breaker_failures": 2, "breaker_cooldown_s": 3}],
+            "tiers": [
+                {
+                    "model": "upstream",
+                    "checks": ["non_empty"],
+                    "retries": 0,
+                    "breaker_failures": 2,
+                    "breaker_cooldown_s": 3,
+                }
+            ],
             "ledger": {"path": str(directory / "ledger.sqlite")},
             "shared_state": {"redis_url": redis_url},
-        }  # fmt: skip
+        }
         path = directory / "gateway.yaml"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         keys = {}
-        for name, args in {"limited": ["--rate", "2"], "budgeted": ["--budget-usd", "20"],
-                           "free": [], "doomed": []}.items():  # fmt: skip
+        for name, args in {
+            "limited": ["--rate", "2"],
+            "budgeted": ["--budget-usd", "20"],
+            "free": [],
+            "doomed": [],
+        }.items():
             added = openparity("route", "keys", "add", name, "-c", str(path), *args)
             assert added.returncode == 0, added.stderr
             keys[name] = added.stdout.strip()

@@ -39,10 +39,17 @@ def test_sigterm_drains_short_streams_and_cuts_long_ones_with_an_error_event(tmp
     with StubServer(text=WORDS) as stub:
         port = free_port()
         config = {
-            "port": port, "drain_s": 1.5, "ledger": {"path": str(tmp_path / "ledger.sqlite")},
-            "tiers": [{"model": f"openai:m@{stub.base_url}", "checks": ["non_empty"],
-                       "precommit_tokens": 1}],
-        }  # fmt: skip
+            "port": port,
+            "drain_s": 1.5,
+            "ledger": {"path": str(tmp_path / "ledger.sqlite")},
+            "tiers": [
+                {
+                    "model": f"openai:m@{stub.base_url}",
+                    "checks": ["non_empty"],
+                    "precommit_tokens": 1,
+                }
+            ],
+        }
         path = tmp_path / "gateway.yaml"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         key = openparity("route", "keys", "add", "k", "-c", str(path)).stdout.strip()
@@ -59,8 +66,10 @@ def test_sigterm_drains_short_streams_and_cuts_long_ones_with_an_error_event(tmp
                 time.sleep(0.1)
         stub.script({"event_delay_s": 0.02}, {"event_delay_s": 0.2})  # about 1 s and 8 s long
         results: dict = {}
-        readers = [threading.Thread(target=read_stream, args=(base_url, key, results, name))
-                   for name in ("short", "long")]  # fmt: skip
+        readers = [
+            threading.Thread(target=read_stream, args=(base_url, key, results, name))
+            for name in ("short", "long")
+        ]
         for reader in readers:
             reader.start()
             time.sleep(0.2)

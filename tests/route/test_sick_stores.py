@@ -33,8 +33,11 @@ def timed(call) -> tuple[float, object]:
 
 def write_config(directory, stub, **sections) -> tuple:
     path = directory / "gateway.yaml"
-    config = {"tiers": [{"model": f"openai:m@{stub.base_url}", "checks": ["non_empty"]}],
-              "auth": {"keys_refresh_s": 0.5}, **sections}  # fmt: skip
+    config = {
+        "tiers": [{"model": f"openai:m@{stub.base_url}", "checks": ["non_empty"]}],
+        "auth": {"keys_refresh_s": 0.5},
+        **sections,
+    }
     config.setdefault("ledger", {"path": str(directory / "ledger.sqlite")})
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     added = openparity("route", "keys", "add", "team", "-c", str(path), "--rate", "1000")

@@ -41,8 +41,9 @@ def test_erk_counts_kernel_dims_and_er_does_not():
 
 def test_uniform_and_forced_dense_layers():
     assert layer_densities([(4, 4)] * 3, [16] * 3, 0.75, "uniform") == [0.25] * 3
-    densities = layer_densities([(4, 4), (8, 8), (4, 4)], [16, 64, 16], 0.75, "erk",
-                                dense=[True, False, True])  # fmt: skip
+    densities = layer_densities(
+        [(4, 4), (8, 8), (4, 4)], [16, 64, 16], 0.75, "erk", dense=[True, False, True]
+    )
     assert densities[0] == densities[2] == 1.0
     assert densities[1] == pytest.approx(0.25)  # forced-dense layers are outside the budget
 

@@ -35,8 +35,7 @@ def test_training_flops_by_hand(method):
 
 def test_pruning_pays_for_its_dense_start():
     model = two_layers()
-    config = SparseConfig(method="prune", sparsity=0.8, distribution="uniform", delta_t=25,
-                          end=0.5)  # fmt: skip
+    config = SparseConfig(method="prune", sparsity=0.8, distribution="uniform", delta_t=25, end=0.5)
     sparsity = DynamicSparsity(model, config, total_steps=100)
     weights = 100 * 50 + 50 * 10
     # masks change after steps 25 and 50: 1 - 0.8 * (1 - (1 - 25/50)^3) = 0.3 kept, then 0.2

@@ -17,8 +17,13 @@ from openparity.sparse import DynamicSparsity, SparseConfig, with_masks_applied 
 def test_rigl_on_smollm2_exports_to_transformers_with_the_same_logits(tmp_path):
     gguf = EMBEDDED_MODELS["smollm2-135m"].path()
     model, tokenizer = load_gguf_model(gguf)
-    config = SparseConfig(method="rigl", sparsity=0.5, distribution="uniform", delta_t=1,
-                          include=("model.layers.*.mlp.*",))  # fmt: skip
+    config = SparseConfig(
+        method="rigl",
+        sparsity=0.5,
+        distribution="uniform",
+        delta_t=1,
+        include=("model.layers.*.mlp.*",),
+    )
     sparsity = DynamicSparsity(model, config, total_steps=4)
     assert len(sparsity.weights) == 3 * model.config.num_hidden_layers
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
@@ -36,8 +41,9 @@ def test_rigl_on_smollm2_exports_to_transformers_with_the_same_logits(tmp_path):
     plain.save_pretrained(tmp_path / "sparse-smollm2")
     reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "sparse-smollm2")
     with torch.no_grad():
-        torch.testing.assert_close(reloaded(**batch).logits, model(**batch).logits,
-                                   rtol=1e-4, atol=1e-4)  # fmt: skip
+        torch.testing.assert_close(
+            reloaded(**batch).logits, model(**batch).logits, rtol=1e-4, atol=1e-4
+        )
     up = reloaded.model.layers[3].mlp.up_proj.weight
     mask = next(w.mask for w in sparsity.weights if w.name == "model.layers.3.mlp.up_proj.weight")
     assert float(mask.float().mean()) == 0.5 and (up[~mask] == 0).all()

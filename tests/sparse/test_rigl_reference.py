@@ -81,10 +81,21 @@ def _grads(weights, masks, x, y):
 
 def test_our_rigl_takes_the_papers_decisions():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(16, 48, bias=False), nn.ReLU(), nn.Linear(48, 48, bias=False),
-                          nn.ReLU(), nn.Linear(48, 4, bias=False)).double()  # fmt: skip
-    config = SparseConfig(method="rigl", sparsity=0.8, distribution="uniform", delta_t=DELTA_T,
-                          alpha=ALPHA, end=END / STEPS)  # fmt: skip
+    model = nn.Sequential(
+        nn.Linear(16, 48, bias=False),
+        nn.ReLU(),
+        nn.Linear(48, 48, bias=False),
+        nn.ReLU(),
+        nn.Linear(48, 4, bias=False),
+    ).double()
+    config = SparseConfig(
+        method="rigl",
+        sparsity=0.8,
+        distribution="uniform",
+        delta_t=DELTA_T,
+        alpha=ALPHA,
+        end=END / STEPS,
+    )
     sparsity = DynamicSparsity(model, config, total_steps=STEPS)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     sparsity.attach(optimizer)

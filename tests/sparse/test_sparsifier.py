@@ -25,8 +25,9 @@ from openparity.sparse.schedule import pruned_fraction, swap_count, update_fract
 
 def mlp(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
-                         nn.Linear(64, 5))  # fmt: skip
+    return nn.Sequential(
+        nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 5)
+    )
 
 
 def batches(n: int, seed: int = 1):
@@ -50,8 +51,9 @@ def run(model, sparsity, optimizer, steps, on_step=None):
 
 
 def expected_active(sparsity: DynamicSparsity) -> list[int]:
-    return [active_count(w.numel, d) for w, d in zip(sparsity.weights, sparsity.densities,
-                                                      strict=True)]  # fmt: skip
+    return [
+        active_count(w.numel, d) for w, d in zip(sparsity.weights, sparsity.densities, strict=True)
+    ]
 
 
 @pytest.mark.parametrize("method", ["rigl", "set", "static"])
@@ -113,8 +115,9 @@ def test_drop_and_grow_follow_the_cosine_schedule_and_grown_weights_start_at_zer
 
 def test_masked_weights_stay_zero_through_adamw_with_weight_decay():
     model = mlp()
-    sparsity = DynamicSparsity(model, SparseConfig(method="rigl", sparsity=0.9, delta_t=5),
-                               total_steps=30)  # fmt: skip
+    sparsity = DynamicSparsity(
+        model, SparseConfig(method="rigl", sparsity=0.9, delta_t=5), total_steps=30
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-2, weight_decay=0.5)
     sparsity.attach(optimizer)
 
@@ -129,8 +132,9 @@ def test_masked_weights_stay_zero_through_adamw_with_weight_decay():
 
 def test_the_dense_gradient_is_kept_only_on_update_steps():
     model = mlp()
-    sparsity = DynamicSparsity(model, SparseConfig(method="rigl", sparsity=0.9, delta_t=5),
-                               total_steps=40)  # fmt: skip
+    sparsity = DynamicSparsity(
+        model, SparseConfig(method="rigl", sparsity=0.9, delta_t=5), total_steps=40
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     sparsity.attach(optimizer)
     for step, (x, y) in enumerate(batches(40), start=1):
@@ -157,8 +161,9 @@ def test_a_rigl_update_without_a_backward_says_what_to_do():
 
 def test_gradual_pruning_follows_the_cubic_and_never_regrows():
     model = mlp()
-    sparsity = DynamicSparsity(model, SparseConfig(method="prune", sparsity=0.9, delta_t=4,
-                                                   end=0.75), total_steps=40)  # fmt: skip
+    sparsity = DynamicSparsity(
+        model, SparseConfig(method="prune", sparsity=0.9, delta_t=4, end=0.75), total_steps=40
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     sparsity.attach(optimizer)
     assert all(w.active() == w.numel for w in sparsity.weights)  # dense to sparse
@@ -198,8 +203,9 @@ def test_embeddings_norms_and_tied_heads_stay_dense_and_patterns_choose():
 def test_checkpoint_round_trip_resumes_the_same_trajectory():
     def fresh():
         model = mlp()
-        sparsity = DynamicSparsity(model, SparseConfig(method="set", sparsity=0.8, delta_t=3),
-                                   total_steps=30)  # fmt: skip
+        sparsity = DynamicSparsity(
+            model, SparseConfig(method="set", sparsity=0.8, delta_t=3), total_steps=30
+        )
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
         return model, sparsity.attach(optimizer), optimizer
 
@@ -213,8 +219,13 @@ def test_checkpoint_round_trip_resumes_the_same_trajectory():
             optimizer.step()
 
     train(model, optimizer, data[:10])
-    saved = copy.deepcopy({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                           "sparse": sparsity.state_dict()})  # fmt: skip
+    saved = copy.deepcopy(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "sparse": sparsity.state_dict(),
+        }
+    )
     train(model, optimizer, data[10:])
 
     again, sparsity2, optimizer2 = fresh()

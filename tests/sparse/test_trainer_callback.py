@@ -18,9 +18,14 @@ from openparity.sparse import DynamicSparsity, SparseConfig, SparsityCallback  #
 def tiny_llama():
     torch.manual_seed(0)
     config = transformers.LlamaConfig(
-        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
-    )  # fmt: skip
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+    )
     return transformers.LlamaForCausalLM(config)
 
 
@@ -35,13 +40,23 @@ def dataset(n: int = 64):
 
 def trainer(model, sparsity, out, max_steps):
     args = transformers.TrainingArguments(
-        output_dir=str(out), max_steps=max_steps, per_device_train_batch_size=4,
-        gradient_accumulation_steps=2, learning_rate=1e-3, weight_decay=0.1, report_to=[],
-        use_cpu=True, save_strategy="steps", save_steps=6, logging_steps=100, seed=0,
+        output_dir=str(out),
+        max_steps=max_steps,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        learning_rate=1e-3,
+        weight_decay=0.1,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="steps",
+        save_steps=6,
+        logging_steps=100,
+        seed=0,
         disable_tqdm=True,
-    )  # fmt: skip
-    return transformers.Trainer(model=model, args=args, train_dataset=dataset(),
-                                callbacks=[SparsityCallback(sparsity)])  # fmt: skip
+    )
+    return transformers.Trainer(
+        model=model, args=args, train_dataset=dataset(), callbacks=[SparsityCallback(sparsity)]
+    )
 
 
 def test_rigl_runs_on_the_trainer_schedule_and_resumes(tmp_path):

@@ -59,22 +59,67 @@ def test_sparse_lm_resumes_exactly_and_exports_with_the_same_logits(tmp_path, na
 
 def test_cli_moe_train_sparse_and_sparse_compare(tmp_path):
     trained = openparity(
-        "moe", "train", "--preset", "dense", "--steps", "6", "--dim", "32", "--layers", "1",
-        "--batch", "4", "--seq-len", "32", "--sparsity", "0.9", "--sparse-method", "set",
-        "--out", str(tmp_path / "one"),
-    )  # fmt: skip
+        "moe",
+        "train",
+        "--preset",
+        "dense",
+        "--steps",
+        "6",
+        "--dim",
+        "32",
+        "--layers",
+        "1",
+        "--batch",
+        "4",
+        "--seq-len",
+        "32",
+        "--sparsity",
+        "0.9",
+        "--sparse-method",
+        "set",
+        "--out",
+        str(tmp_path / "one"),
+    )
     assert trained.returncode == 0, trained.stderr
     assert "90.0% of masked weights 0" in " ".join(trained.stdout.split())
-    bad = openparity("moe", "train", "--sparsity", "0.9", "--sparse-method", "lottery",
-                     "--steps", "2", "--out", str(tmp_path / "bad"))  # fmt: skip
+    bad = openparity(
+        "moe",
+        "train",
+        "--sparsity",
+        "0.9",
+        "--sparse-method",
+        "lottery",
+        "--steps",
+        "2",
+        "--out",
+        str(tmp_path / "bad"),
+    )
     assert bad.returncode == 2 and "unknown sparse method 'lottery'" in bad.stderr
     assert "Traceback" not in bad.stderr
 
     compared = openparity(
-        "sparse", "compare", "--method", "static", "--method", "rigl", "--sparsity", "0.8",
-        "--steps", "6", "--dim", "32", "--layers", "1", "--batch", "4", "--seq-len", "32",
-        "--out", str(tmp_path / "runs"), "--json",
-    )  # fmt: skip
+        "sparse",
+        "compare",
+        "--method",
+        "static",
+        "--method",
+        "rigl",
+        "--sparsity",
+        "0.8",
+        "--steps",
+        "6",
+        "--dim",
+        "32",
+        "--layers",
+        "1",
+        "--batch",
+        "4",
+        "--seq-len",
+        "32",
+        "--out",
+        str(tmp_path / "runs"),
+        "--json",
+    )
     assert compared.returncode == 0, compared.stderr
     rows = json.loads(compared.stdout)
     assert [r["name"] for r in rows] == ["dense", "static@0.8", "rigl@0.8"]

@@ -33,36 +33,42 @@ MAX_LEN = typer.Option(512, "--max-length", min=16, help="Tokens per example (tr
 SEED = typer.Option(0, "--seed", help="Seed for weights, data order and sampling.")
 BETA = typer.Option(0.1, "--beta", help="DPO temperature / GRPO KL weight.")
 DECONTAM = typer.Option(
-    "gsm8k,humaneval,mbpp", "--decontaminate",
+    "gsm8k,humaneval,mbpp",
+    "--decontaminate",
     help="Tasks (names or YAML files) whose items no training record may contain; '' for none.",
-)  # fmt: skip
+)
 SAVE = typer.Option(25, "--save-steps", min=1, help="Checkpoint every N steps.")
 RESUME = typer.Option(False, "--resume", help="Continue the run in --output.")
 GGUF = typer.Option(False, "--gguf", help="Also write OUTPUT/final.gguf for llama.cpp.")
 GGUF_DTYPE = typer.Option(
-    "q8_0", "--gguf-dtype",
+    "q8_0",
+    "--gguf-dtype",
     help="Matrices of the --gguf file: q8_0 (about 1/4 of f32), f16 or f32 (exact).",
-)  # fmt: skip
+)
 PROCESSES = typer.Option(1, "--processes", min=1, help="Data-parallel processes (accelerate).")
 AS_JSON = typer.Option(False, "--json", help="Print JSON.")
 CURRICULUM = typer.Option(
-    None, "--curriculum",
+    None,
+    "--curriculum",
     help="Run id of the base model on these items: train easiest first (else random order).",
-)  # fmt: skip
+)
 CHECKPOINTING = typer.Option(
-    True, "--activation-checkpointing/--no-activation-checkpointing",
+    True,
+    "--activation-checkpointing/--no-activation-checkpointing",
     help="Recompute activations in backward (TRL's default too): less memory for more"
     " compute; on CPUs measured no slower (benchmarks/align_step.py).",
-)  # fmt: skip
+)
 DEEPSPEED = typer.Option(
-    None, "--deepspeed",
+    None,
+    "--deepspeed",
     help="DeepSpeed ZeRO: zero2, zero3 or a DeepSpeed JSON file (GPUs; CPU works, slowly).",
-)  # fmt: skip
+)
 PRECISION = typer.Option(
-    "auto", "--precision",
+    "auto",
+    "--precision",
     help="bf16, fp32, or auto: bf16 where the hardware has it (GPUs, CPUs with AMX or"
     " AVX512-BF16), fp32 elsewhere.",
-)  # fmt: skip
+)
 STORE = typer.Option(Path(".openparity/runs.sqlite"), "--store", help="Run store (--curriculum).")
 
 _CHILD = "OPENPARITY_ALIGN_CHILD"
@@ -75,15 +81,28 @@ def register(app: typer.Typer) -> None:
 @align_app.command("sft")
 def sft_command(
     data: Path = typer.Option(..., "--data", help="JSONL: messages, or prompt + response."),
-    base: str = BASE, output: Path = OUTPUT, steps: int = STEPS, batch_size: int = BATCH,
-    grad_accum: int = ACCUM, lr: float = LR, lora_r: int = LORA_R, max_length: int = MAX_LEN,
-    seed: int = SEED, decontaminate: str = DECONTAM, save_steps: int = SAVE,
-    resume: bool = RESUME, gguf: bool = GGUF, gguf_dtype: str = GGUF_DTYPE,
+    base: str = BASE,
+    output: Path = OUTPUT,
+    steps: int = STEPS,
+    batch_size: int = BATCH,
+    grad_accum: int = ACCUM,
+    lr: float = LR,
+    lora_r: int = LORA_R,
+    max_length: int = MAX_LEN,
+    seed: int = SEED,
+    decontaminate: str = DECONTAM,
+    save_steps: int = SAVE,
+    resume: bool = RESUME,
+    gguf: bool = GGUF,
+    gguf_dtype: str = GGUF_DTYPE,
     processes: int = PROCESSES,
-    deepspeed: str | None = DEEPSPEED, as_json: bool = AS_JSON,
-    curriculum: str | None = CURRICULUM, store: Path = STORE,
-    gradient_checkpointing: bool = CHECKPOINTING, precision: str = PRECISION,
-) -> None:  # fmt: skip
+    deepspeed: str | None = DEEPSPEED,
+    as_json: bool = AS_JSON,
+    curriculum: str | None = CURRICULUM,
+    store: Path = STORE,
+    gradient_checkpointing: bool = CHECKPOINTING,
+    precision: str = PRECISION,
+) -> None:
     """Supervised fine-tuning on chat records (loss on the answers only)."""
     _run(locals(), method="sft")
 
@@ -91,14 +110,29 @@ def sft_command(
 @align_app.command("dpo")
 def dpo_command(
     data: Path = typer.Option(..., "--data", help="JSONL: prompt, chosen, rejected."),
-    base: str = BASE, output: Path = OUTPUT, steps: int = STEPS, batch_size: int = BATCH,
-    grad_accum: int = ACCUM, lr: float = LR, lora_r: int = LORA_R, max_length: int = MAX_LEN,
-    seed: int = SEED, beta: float = BETA, decontaminate: str = DECONTAM,
-    save_steps: int = SAVE, resume: bool = RESUME, gguf: bool = GGUF, gguf_dtype: str = GGUF_DTYPE,
-    processes: int = PROCESSES, deepspeed: str | None = DEEPSPEED, as_json: bool = AS_JSON,
-    curriculum: str | None = CURRICULUM, store: Path = STORE,
-    gradient_checkpointing: bool = CHECKPOINTING, precision: str = PRECISION,
-) -> None:  # fmt: skip
+    base: str = BASE,
+    output: Path = OUTPUT,
+    steps: int = STEPS,
+    batch_size: int = BATCH,
+    grad_accum: int = ACCUM,
+    lr: float = LR,
+    lora_r: int = LORA_R,
+    max_length: int = MAX_LEN,
+    seed: int = SEED,
+    beta: float = BETA,
+    decontaminate: str = DECONTAM,
+    save_steps: int = SAVE,
+    resume: bool = RESUME,
+    gguf: bool = GGUF,
+    gguf_dtype: str = GGUF_DTYPE,
+    processes: int = PROCESSES,
+    deepspeed: str | None = DEEPSPEED,
+    as_json: bool = AS_JSON,
+    curriculum: str | None = CURRICULUM,
+    store: Path = STORE,
+    gradient_checkpointing: bool = CHECKPOINTING,
+    precision: str = PRECISION,
+) -> None:
     """Direct preference optimisation on preference pairs."""
     _run(locals(), method="dpo")
 
@@ -114,21 +148,41 @@ def grpo_command(
         None, "--vllm-server", help="Generate on a TRL vLLM server (http://HOST:PORT)."
     ),
     canaries: float = typer.Option(
-        0.05, "--canaries", min=0.0, max=1.0,
+        0.05,
+        "--canaries",
+        min=0.0,
+        max=1.0,
         help="Share of prompts (code tasks) whose tests contradict them: a pass is a hack.",
     ),
     hack_stop: float = typer.Option(
-        0.2, "--hack-stop", min=0.0, max=1.0,
+        0.2,
+        "--hack-stop",
+        min=0.0,
+        max=1.0,
         help="Stop when more than this share of the canaries scored pass.",
     ),
-    base: str = BASE, output: Path = OUTPUT, steps: int = STEPS, batch_size: int = BATCH,
-    grad_accum: int = ACCUM, lr: float = LR, lora_r: int = LORA_R, max_length: int = MAX_LEN,
-    seed: int = SEED, beta: float = typer.Option(0.0, "--beta", help="KL weight."),
-    save_steps: int = SAVE, resume: bool = RESUME, gguf: bool = GGUF, gguf_dtype: str = GGUF_DTYPE,
-    processes: int = PROCESSES, deepspeed: str | None = DEEPSPEED, as_json: bool = AS_JSON,
-    curriculum: str | None = CURRICULUM, store: Path = STORE,
-    gradient_checkpointing: bool = CHECKPOINTING, precision: str = PRECISION,
-) -> None:  # fmt: skip
+    base: str = BASE,
+    output: Path = OUTPUT,
+    steps: int = STEPS,
+    batch_size: int = BATCH,
+    grad_accum: int = ACCUM,
+    lr: float = LR,
+    lora_r: int = LORA_R,
+    max_length: int = MAX_LEN,
+    seed: int = SEED,
+    beta: float = typer.Option(0.0, "--beta", help="KL weight."),
+    save_steps: int = SAVE,
+    resume: bool = RESUME,
+    gguf: bool = GGUF,
+    gguf_dtype: str = GGUF_DTYPE,
+    processes: int = PROCESSES,
+    deepspeed: str | None = DEEPSPEED,
+    as_json: bool = AS_JSON,
+    curriculum: str | None = CURRICULUM,
+    store: Path = STORE,
+    gradient_checkpointing: bool = CHECKPOINTING,
+    precision: str = PRECISION,
+) -> None:
     """Group-relative policy optimisation with the task's scorer as the reward."""
     _run(locals(), method="grpo")
 
@@ -235,8 +289,17 @@ def _launch(processes: int) -> None:
     What the processes print passes through; the launcher's own noise does not (its thread
     banner, its log lines and, when a process fails, its traceback): a failed run ends with the
     process's one error line, once, and its exit status."""
-    args = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-            "--nproc_per_node", str(processes), "-m", "openparity.cli", *sys.argv[1:]]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(processes),
+        "-m",
+        "openparity.cli",
+        *sys.argv[1:],
+    ]
     threads = str(max(1, (os.cpu_count() or 1) // processes))
     env = {**os.environ, _CHILD: "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads)}
     launcher = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True, bufsize=1)

@@ -51,9 +51,12 @@ class Curriculum:
             key=lambda k: (-scores.get(examples.ids[k], -1.0), tiebreak[k]),
         )
         ordered = Examples(
-            [examples.rows[k] for k in rank], examples.source, examples.dropped.copy(),
-            examples.items_hit, [examples.ids[k] for k in rank],
-        )  # fmt: skip
+            [examples.rows[k] for k in rank],
+            examples.source,
+            examples.dropped.copy(),
+            examples.items_hit,
+            [examples.ids[k] for k in rank],
+        )
         if unscored:
             ordered.dropped["unscored by the curriculum run (placed last)"] = unscored
         return ordered

@@ -103,11 +103,13 @@ def dpo_examples(path: Path, screen: BenchmarkIndex | None) -> Examples:
             continue
         if _contaminated(examples, screen, "\n".join(fields)):
             continue
-        examples.rows.append({
-            "prompt": [{"role": "user", "content": prompt}],
-            "chosen": [{"role": "assistant", "content": chosen}],
-            "rejected": [{"role": "assistant", "content": rejected}],
-        })  # fmt: skip
+        examples.rows.append(
+            {
+                "prompt": [{"role": "user", "content": prompt}],
+                "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}],
+            }
+        )
         examples.ids.append(_record_id(path, number, record))
     return _nonempty(examples)
 
@@ -141,8 +143,13 @@ def with_canaries(examples: Examples, canaries: Examples) -> Examples:
         at = round(step * (k + 1)) + k
         rows.insert(at, row)
         ids.insert(at, item_id)
-    return Examples(rows, f"{examples.source} + {len(canaries.rows)} canaries",
-                    examples.dropped, examples.items_hit, ids)  # fmt: skip
+    return Examples(
+        rows,
+        f"{examples.source} + {len(canaries.rows)} canaries",
+        examples.dropped,
+        examples.items_hit,
+        ids,
+    )
 
 
 def _record_id(path: Path, number: int, record: dict[str, Any]) -> str:

@@ -51,9 +51,12 @@ class TaskReward:
         self._loop = asyncio.new_event_loop()
 
     def __call__(
-        self, prompts: Sequence[Any], completions: Sequence[Any], item_id: Sequence[str],
+        self,
+        prompts: Sequence[Any],
+        completions: Sequence[Any],
+        item_id: Sequence[str],
         **_: Any,
-    ) -> list[float | None]:  # fmt: skip
+    ) -> list[float | None]:
         rewards = self._loop.run_until_complete(self._score_all(completions, item_id))
         self._check_hack_rate()
         return rewards
@@ -64,9 +67,13 @@ class TaskReward:
 
     def summary(self) -> dict[str, Any]:
         """What the canaries and the scorer saw, for the run's result."""
-        return {"canaries_scored": self.canaries_scored, "canaries_passed": len(self.hacks),
-                "hack_rate": self.hack_rate, "hacks": self.hacks[:20],
-                "outcomes": dict(self.outcomes)}  # fmt: skip
+        return {
+            "canaries_scored": self.canaries_scored,
+            "canaries_passed": len(self.hacks),
+            "hack_rate": self.hack_rate,
+            "hacks": self.hacks[:20],
+            "outcomes": dict(self.outcomes),
+        }
 
     def _check_hack_rate(self) -> None:
         if self.canaries_scored >= MIN_CANARIES and self.hack_rate > self.hack_stop:
@@ -80,10 +87,12 @@ class TaskReward:
     async def _score_all(self, completions: Sequence[Any], item_ids: Sequence[str]) -> list:
         return list(
             await asyncio.gather(
-                *(self._score(completion_text(c), i) for c, i in zip(completions, item_ids,
-                                                                      strict=True))
+                *(
+                    self._score(completion_text(c), i)
+                    for c, i in zip(completions, item_ids, strict=True)
+                )
             )
-        )  # fmt: skip
+        )
 
     async def _score(self, text: str, item_id: str) -> float | None:
         item = self.items.get(item_id)
@@ -104,8 +113,11 @@ class TaskReward:
                 self.hacks.append(f"{item_id}: {score.detail or score.value}"[:300])
                 log.warning(
                     "reward hacking: canary %s passed (%s); %d of %d canaries passed",
-                    item_id, score.detail, len(self.hacks), self.canaries_scored,
-                )  # fmt: skip
+                    item_id,
+                    score.detail,
+                    len(self.hacks),
+                    self.canaries_scored,
+                )
             return 0.0
         self.outcomes[outcome(score)] += 1
         return float(score.value)

@@ -96,9 +96,10 @@ def _step_of(checkpoint: Path) -> int:
 def last_complete_checkpoint(directory: Path) -> Path | None:
     """The newest checkpoint-N whose save finished (trainer_state.json is written last)."""
     done = [
-        p for p in directory.glob("checkpoint-*")
+        p
+        for p in directory.glob("checkpoint-*")
         if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
-    ]  # fmt: skip
+    ]
     return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
@@ -127,9 +128,14 @@ def check_output(settings: AlignSettings, resume: bool) -> Path | None:
     return None
 
 
-def train(settings: AlignSettings, *, resume: bool = False, gguf: GgufDtype | None = None,
-          progress: Progress | None = None,
-          say: Callable[[str], None] = lambda line: None) -> AlignResult:  # fmt: skip
+def train(
+    settings: AlignSettings,
+    *,
+    resume: bool = False,
+    gguf: GgufDtype | None = None,
+    progress: Progress | None = None,
+    say: Callable[[str], None] = lambda line: None,
+) -> AlignResult:
     """Run one training method end to end; see the module docstring for the files. `gguf`:
     also write DIR/final.gguf with matrices in that dtype. `say` gets the lines a user should
     read (what a resume continues from)."""
@@ -175,15 +181,23 @@ def train(settings: AlignSettings, *, resume: bool = False, gguf: GgufDtype | No
     with _full_weights(run.trainer):
         if not run.trainer.is_world_process_zero():
             return AlignResult(settings.output / "final", None, settings.steps, seconds, "", logs)
-        final = save_final(trainers.merged(run.trainer.model, settings), run.tokenizer,
-                           settings, seconds)  # fmt: skip
+        final = save_final(
+            trainers.merged(run.trainer.model, settings), run.tokenizer, settings, seconds
+        )
     gguf_path = None
     if gguf:
         gguf_path = export_checkpoint(final, settings.output / "final.gguf", dtype=gguf)
     return AlignResult(
-        final, gguf_path, run.trainer.state.global_step, seconds, run.examples.summary(), logs,
-        run.reward_failures, run.trainer.args.world_size, run.reward_summary,
-    )  # fmt: skip
+        final,
+        gguf_path,
+        run.trainer.state.global_step,
+        seconds,
+        run.examples.summary(),
+        logs,
+        run.reward_failures,
+        run.trainer.args.world_size,
+        run.reward_summary,
+    )
 
 
 def save_final(model: Any, tokenizer: Any, settings: AlignSettings, seconds: float) -> Path:
@@ -208,8 +222,9 @@ def save_final(model: Any, tokenizer: Any, settings: AlignSettings, seconds: flo
     return final
 
 
-def export_checkpoint(checkpoint: Path, out: Path, *, template: Path | None = None,
-                      dtype: GgufDtype = "f32") -> Path:  # fmt: skip
+def export_checkpoint(
+    checkpoint: Path, out: Path, *, template: Path | None = None, dtype: GgufDtype = "f32"
+) -> Path:
     """A trained checkpoint as a GGUF llama.cpp runs (`local:OUT`)."""
     from safetensors.torch import load_file
 

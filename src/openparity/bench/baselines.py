@@ -48,10 +48,18 @@ PUBLISHED_BASELINES: dict[str, Published] = {
     for task, score in (("mmlu", 0.885), ("gsm8k", 0.941), ("humaneval", 0.917))
 }
 
-_GPT4 = {"model": "gpt-4 (2023-03)", "date": "2023-03-15", "source": "GPT-4 technical report",
-         "url": "https://arxiv.org/abs/2303.08774"}  # fmt: skip
-_LLAMA = {"model": "llama-3.1-405b-instruct", "date": "2024-07-23",
-          "source": "Llama 3.1 model card", "url": "https://arxiv.org/abs/2407.21783"}  # fmt: skip
+_GPT4 = {
+    "model": "gpt-4 (2023-03)",
+    "date": "2023-03-15",
+    "source": "GPT-4 technical report",
+    "url": "https://arxiv.org/abs/2303.08774",
+}
+_LLAMA = {
+    "model": "llama-3.1-405b-instruct",
+    "date": "2024-07-23",
+    "source": "Llama 3.1 model card",
+    "url": "https://arxiv.org/abs/2407.21783",
+}
 
 # Other public reference points: `--target TASK=NAME` uses them by name.
 REFERENCE_SCORES: dict[str, dict[str, Published]] = {

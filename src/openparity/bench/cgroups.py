@@ -121,9 +121,13 @@ def tree_limits(memory_mb: int, processes: int) -> TreeLimits | None:
             cpu_file = None
             if "cpuacct" in own:  # CPU time of the whole tree (its own mount or with cpu)
                 mount = next(
-                    (ROOT / d for d in ("cpuacct", "cpu,cpuacct", "cpuacct,cpu")
-                     if (ROOT / d / "cpuacct.usage").exists()), None,
-                )  # fmt: skip
+                    (
+                        ROOT / d
+                        for d in ("cpuacct", "cpu,cpuacct", "cpuacct,cpu")
+                        if (ROOT / d / "cpuacct.usage").exists()
+                    ),
+                    None,
+                )
                 cpu = None if mount is None else mount / own["cpuacct"].lstrip("/") / name
                 try:  # optional: without it CPU time stays bounded per process only
                     if cpu is not None:

@@ -53,9 +53,12 @@ def list_tasks(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
     from openparity.console import Column, print_table
 
     columns = [
-        Column("task", identifier=True), Column("items", numeric=True), Column("metric"),
-        Column("source", optional=True), Column("variants", optional=True),
-    ]  # fmt: skip
+        Column("task", identifier=True),
+        Column("items", numeric=True),
+        Column("metric"),
+        Column("source", optional=True),
+        Column("variants", optional=True),
+    ]
     table = [
         [r["task"], str(r["items"]), r["metric"], r["source"], ", ".join(r["variants"])]
         for r in rows
@@ -231,10 +234,13 @@ def runs(
     from openparity.console import Column, print_table
 
     columns = [
-        Column("run", identifier=True), Column("task", optional=True),
+        Column("run", identifier=True),
+        Column("task", optional=True),
         Column("model", optional=True),
-        Column("status"), Column("scored", numeric=True), Column("score", numeric=True),
-    ]  # fmt: skip
+        Column("status"),
+        Column("scored", numeric=True),
+        Column("score", numeric=True),
+    ]
     print_table(
         columns,
         [

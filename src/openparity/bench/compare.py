@@ -293,9 +293,15 @@ def rederived_verdict(
     taken as exact (its own sampling error is not in the test, so the test is too bold).
     `available`: the task's number of items, when the run recorded it."""
     found = stats.verdict(
-        diff, p_difference, p_equivalence, margin, sd, equivalence=equivalence,
-        fixed_var=fixed_var, available=available,
-    )  # fmt: skip
+        diff,
+        p_difference,
+        p_equivalence,
+        margin,
+        sd,
+        equivalence=equivalence,
+        fixed_var=fixed_var,
+        available=available,
+    )
     if exact_target:
         why = found.explanation + "; assumes the published number is exact (its n is unknown)"
         return replace(found, explanation=why)

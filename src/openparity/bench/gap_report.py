@@ -38,9 +38,16 @@ def build_report(
     final = []
     for c, pd, pe in zip(comparisons, p_diff, p_eq, strict=True):
         v = rederived_verdict(
-            c.diff, pd, pe, c.margin, c.sd, c.equivalence_interval, c.exact_target, c.fixed_var,
+            c.diff,
+            pd,
+            pe,
+            c.margin,
+            c.sd,
+            c.equivalence_interval,
+            c.exact_target,
+            c.fixed_var,
             c.open.run.settings.get("task_items"),
-        )  # fmt: skip
+        )
         final.append(replace(c, p_difference_holm=pd, p_equivalence_holm=pe, verdict=v))
     notes = list(notes or [])
     for c in final:

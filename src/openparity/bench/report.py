@@ -237,11 +237,18 @@ def _target(c: Comparison, estimate) -> dict[str, Any] | None:
         return None
     t = c.target
     return {
-        "score": t.score, "source": t.source, "n": t.n, "model": t.model, "date": t.date,
-        "shots": t.shots, "protocol": t.protocol, "url": t.url,
-        "provenance": t.provenance(), "interval": estimate(c.target_estimate),
+        "score": t.score,
+        "source": t.source,
+        "n": t.n,
+        "model": t.model,
+        "date": t.date,
+        "shots": t.shots,
+        "protocol": t.protocol,
+        "url": t.url,
+        "provenance": t.provenance(),
+        "interval": estimate(c.target_estimate),
         "comparison": "unpaired, against a published number",
-    }  # fmt: skip
+    }
 
 
 def to_json(report: GapReport) -> str:

@@ -15,9 +15,13 @@ from openparity.bench.report import gap_rows, movement_rows, run_rows, verificat
 OPEN_COLOR = "#1f77b4"
 CLOSED_COLOR = "#d62728"
 _TONE = {
-    "open worse": "bad", "regressed": "bad",
-    "equivalent": "good", "unchanged": "good", "open better": "good", "improved": "good",
-}  # fmt: skip
+    "open worse": "bad",
+    "regressed": "bad",
+    "equivalent": "good",
+    "unchanged": "good",
+    "open better": "good",
+    "improved": "good",
+}
 
 
 MARGIN_FILL = "#cae7ca"  # the margin's green at alpha 0.25 on white, as the page shows it
@@ -49,18 +53,28 @@ def score_figure(comparisons: list[Comparison]) -> Any:
         [e.mean * 100 for e in opened],
         [y - 0.15 for y in ys],
         xerr=[[(e.mean - e.low) * 100 for e in opened], [(e.high - e.mean) * 100 for e in opened]],
-        fmt="o", color=OPEN_COLOR, label="open model", capsize=3,
-    )  # fmt: skip
-    low = [(c.closed_mean - c.closed_interval.low) * 100 if c.closed_interval else 0
-           for c in comparisons]  # fmt: skip
-    high = [(c.closed_interval.high - c.closed_mean) * 100 if c.closed_interval else 0
-            for c in comparisons]  # fmt: skip
+        fmt="o",
+        color=OPEN_COLOR,
+        label="open model",
+        capsize=3,
+    )
+    low = [
+        (c.closed_mean - c.closed_interval.low) * 100 if c.closed_interval else 0
+        for c in comparisons
+    ]
+    high = [
+        (c.closed_interval.high - c.closed_mean) * 100 if c.closed_interval else 0
+        for c in comparisons
+    ]
     ax.errorbar(
         [c.closed_mean * 100 for c in comparisons],
         [y + 0.15 for y in ys],
         xerr=[low, high],
-        fmt="s", color=CLOSED_COLOR, label="closed model / published score", capsize=3,
-    )  # fmt: skip
+        fmt="s",
+        color=CLOSED_COLOR,
+        label="closed model / published score",
+        capsize=3,
+    )
     _task_axis(ax, comparisons)
     ax.set_xlabel("score (points) with 95% CI")
     ax.set_xlim(0, 100)
@@ -74,14 +88,22 @@ def difference_figure(comparisons: list[Comparison]) -> Any:
     fig, ax = plt.subplots(figsize=(_WIDTH, _height(len(comparisons))))
     for y, c in enumerate(comparisons):
         ax.fill_betweenx(
-            [y - 0.35, y + 0.35], -c.margin * 100, c.margin * 100,
-            color="#2ca02c", alpha=0.25, label="equivalence margin" if y == 0 else None,
-        )  # fmt: skip
+            [y - 0.35, y + 0.35],
+            -c.margin * 100,
+            c.margin * 100,
+            color="#2ca02c",
+            alpha=0.25,
+            label="equivalence margin" if y == 0 else None,
+        )
         ax.errorbar(
-            [c.diff.mean * 100], [y],
+            [c.diff.mean * 100],
+            [y],
             xerr=[[(c.diff.mean - c.diff.low) * 100], [(c.diff.high - c.diff.mean) * 100]],
-            fmt="D", color="black", capsize=4, label="open − closed" if y == 0 else None,
-        )  # fmt: skip
+            fmt="D",
+            color="black",
+            capsize=4,
+            label="open − closed" if y == 0 else None,
+        )
     ax.axvline(0, color="grey", linewidth=0.8)
     _task_axis(ax, comparisons)
     ax.set_xlabel("open − closed (points), 95% CI")

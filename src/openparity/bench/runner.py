@@ -48,9 +48,10 @@ def resume_command(run: RunInfo) -> str:
 def _nothing_to_resume(store: RunStore, model: str, task: str) -> RunStoreError:
     """--resume with settings that match no stored run: say so, and list what can resume."""
     stopped = [
-        r for r in store.list_runs() if r.model == model and r.task == task
-        and r.status != "complete"
-    ]  # fmt: skip
+        r
+        for r in store.list_runs()
+        if r.model == model and r.task == task and r.status != "complete"
+    ]
     if not stopped:
         return RunStoreError(
             f"--resume: no stopped run of {task} on {model} in {store.path}",

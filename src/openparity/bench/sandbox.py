@@ -199,8 +199,12 @@ class Sandbox:
 
     def _exposed(self) -> list[str]:
         """Host paths the program sees, read-only: the system dirs and the Python install."""
-        paths = [*SYSTEM_DIRS, os.path.realpath(sys.base_prefix),
-                 os.path.dirname(self._python), *self.expose]  # fmt: skip
+        paths = [
+            *SYSTEM_DIRS,
+            os.path.realpath(sys.base_prefix),
+            os.path.dirname(self._python),
+            *self.expose,
+        ]
         kept: list[str] = []
         for path in sorted(dict.fromkeys(paths), key=len):
             if not any(path == k or path.startswith(k.rstrip("/") + "/") for k in kept):
@@ -230,8 +234,14 @@ class Sandbox:
                     with _Pipe() as secret:
                         os.write(secret.write, nonce)
                         secret.close_write()
-                        argv = [self._python, "-I", "-B", str(RUNNER), str(secret.read),
-                                str(result.write)]  # fmt: skip
+                        argv = [
+                            self._python,
+                            "-I",
+                            "-B",
+                            str(RUNNER),
+                            str(secret.read),
+                            str(result.write),
+                        ]
                         ended = await self._execute(
                             argv, b"", workdir, (result, secret), limits_in_child=True
                         )
@@ -280,9 +290,14 @@ class Sandbox:
         assert verdict.write is not None
         judge_fds = (wire.request_write, wire.reply_read, verdict.write)
         argv = [self._python, "-I", "-B", str(JUDGE), *map(str, judge_fds)]
-        config = json.dumps({"prelude": tests.prelude, "tests": tests.tests,
-                             "proxy": list(tests.proxy) if tests.proxy is not None else None,
-                             "shadows": list(tests.shadows)})  # fmt: skip
+        config = json.dumps(
+            {
+                "prelude": tests.prelude,
+                "tests": tests.tests,
+                "proxy": list(tests.proxy) if tests.proxy is not None else None,
+                "shadows": list(tests.shadows),
+            }
+        )
         judge = await self._start(argv, _source(config), None, judge_fds, limits_in_child=True)
         wire.close()  # the two children hold every end now: a dead one gives the other EOF
         verdict.close_write()

@@ -113,9 +113,13 @@ def read_only_tree(path, legacy=False):
     if not legacy:
         attr = MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
         result = libc.syscall(
-            ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(AT_FDCWD), path.encode(),
-            ctypes.c_uint(AT_RECURSIVE), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)),
-        )  # fmt: skip
+            ctypes.c_long(SYS_MOUNT_SETATTR),
+            ctypes.c_int(AT_FDCWD),
+            path.encode(),
+            ctypes.c_uint(AT_RECURSIVE),
+            ctypes.byref(attr),
+            ctypes.c_size_t(ctypes.sizeof(attr)),
+        )
         if result == 0 or ctypes.get_errno() != ENOSYS:
             call(f"read-only {path}", result)
             return
@@ -127,9 +131,13 @@ def read_only_tree(path, legacy=False):
 def mounts_under(path):
     """(mount point, its nosuid/nodev/noexec/atime flags) for `path` and every mount below."""
     flag_of = {
-        "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC,
-        "noatime": MS_NOATIME, "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME,
-    }  # fmt: skip
+        "nosuid": MS_NOSUID,
+        "nodev": MS_NODEV,
+        "noexec": MS_NOEXEC,
+        "noatime": MS_NOATIME,
+        "nodiratime": MS_NODIRATIME,
+        "relatime": MS_RELATIME,
+    }
     found = []
     with open("/proc/self/mountinfo") as handle:
         for line in handle:
@@ -168,8 +176,12 @@ def isolate_filesystem(cfg):
         node = new_root + "/dev/" + name
         open(node, "w").close()
         mount("/dev/" + name, node, None, MS_BIND)
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
-                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):  # fmt: skip
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
         os.symlink(target, f"{new_root}/dev/{name}")
     size = f"size={cfg['tmpfs_mb']}m,mode=1777"
     for path in ("/tmp", "/dev/shm"):

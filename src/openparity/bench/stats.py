@@ -394,8 +394,9 @@ def _verdict_follows_interval(tests: Tests, margin: float, alpha: float) -> Test
         tost_ci = replace(tost_ci, low=min(tost_ci.low, -margin), high=max(tost_ci.high, margin))
     if diff.informative and not diff.low <= 0 <= diff.high and p_diff >= alpha:
         diff = replace(diff, low=min(diff.low, 0.0), high=max(diff.high, 0.0))
-    return replace(tests, diff=diff, p_difference=p_diff, p_equivalence=p_eq,
-                   equivalence_interval=tost_ci)  # fmt: skip
+    return replace(
+        tests, diff=diff, p_difference=p_diff, p_equivalence=p_eq, equivalence_interval=tost_ci
+    )
 
 
 # --- independent continuous differences: the t test with Hall's skewness correction --------

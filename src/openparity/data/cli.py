@@ -65,8 +65,9 @@ def generate_command(
         with RunStore(store or DEFAULT_STORE) as runs, ProgressBars() as bar:
             update = bar(f"{method} · {teacher}")
             teacher_model = CachedModel(open_model(teacher, models_file=models_file), runs)
-            student_model = (CachedModel(open_model(student, models_file=models_file), runs)
-                             if student else None)  # fmt: skip
+            student_model = (
+                CachedModel(open_model(student, models_file=models_file), runs) if student else None
+            )
             try:
                 return await generate(
                     teacher_model,
@@ -166,8 +167,10 @@ def clean_command(
     )
 
     def progress(report) -> None:
-        err.print(f"{report.lines:,} lines: {report.kept:,} kept, {report.rejected:,} rejected,"
-                  f" {report.quarantined:,} quarantined")  # fmt: skip
+        err.print(
+            f"{report.lines:,} lines: {report.kept:,} kept, {report.rejected:,} rejected,"
+            f" {report.quarantined:,} quarantined"
+        )
 
     report = clean(inputs, out, settings, resume=resume, progress=None if as_json else progress)
     if as_json:
@@ -209,9 +212,11 @@ def _render(report, out: Path) -> None:
         console.print(f"  benchmark items hit: {len(report.contaminated_items)}")
     nd = report.near_dedup
     if nd:
-        console.print(f"  near-dup: Jaccard >= {nd['threshold']}, {nd['num_perm']} permutations ="
-                      f" {nd['bands']} bands x {nd['rows']} rows; a pair at the threshold is"
-                      f" caught with probability {nd['catch_rate_at_threshold']:.2f}")  # fmt: skip
+        console.print(
+            f"  near-dup: Jaccard >= {nd['threshold']}, {nd['num_perm']} permutations ="
+            f" {nd['bands']} bands x {nd['rows']} rows; a pair at the threshold is"
+            f" caught with probability {nd['catch_rate_at_threshold']:.2f}"
+        )
     r = report.review
     console.print(
         f"  review: distinct-1 {r['distinct_1']:.3f}, distinct-2 {r['distinct_2']:.3f},"

@@ -136,8 +136,9 @@ class DiskNearDedup(NearDedup):
     each record costs `bands` indexed lookups. Same bands x rows and the same decisions as the
     in-memory index."""
 
-    def __init__(self, directory: Path, threshold: float = 0.8, num_perm: int = 128,
-                 seed: int = 1) -> None:  # fmt: skip
+    def __init__(
+        self, directory: Path, threshold: float = 0.8, num_perm: int = 128, seed: int = 1
+    ) -> None:
         super().__init__(threshold=threshold, num_perm=num_perm, seed=seed)
         directory.mkdir(parents=True, exist_ok=True)
         for stale in (directory / "bands.sqlite", directory / "signatures.bin"):
@@ -167,8 +168,12 @@ class DiskNearDedup(NearDedup):
         bands = self._bands(signature)
         candidates: set[int] = set()
         for band, key in bands:
-            candidates.update(r[0] for r in self._db.execute(
-                "SELECT doc FROM bands WHERE band = ? AND hash = ?", (band, key)))  # fmt: skip
+            candidates.update(
+                r[0]
+                for r in self._db.execute(
+                    "SELECT doc FROM bands WHERE band = ? AND hash = ?", (band, key)
+                )
+            )
         values = signature.hashvalues.astype(np.uint64)
         for candidate in sorted(candidates):
             if float(np.mean(self._stored(candidate) == values)) >= self.threshold:
@@ -191,5 +196,6 @@ class DiskNearDedup(NearDedup):
         self._signatures.seek(0, os.SEEK_END)
         self._signatures.write(values.tobytes())
         self._signatures.flush()
-        self._db.executemany("INSERT INTO bands VALUES (?, ?, ?)",
-                             [(band, h, index) for band, h in bands])  # fmt: skip
+        self._db.executemany(
+            "INSERT INTO bands VALUES (?, ?, ?)", [(band, h, index) for band, h in bands]
+        )

@@ -93,8 +93,11 @@ def load_seeds(path: Path) -> list[dict[str, Any]]:
             raise GenerateError(f"{path}:{number}: not JSON ({exc.msg})") from None
         prompt = row.get("prompt") if isinstance(row, dict) else None
         if not isinstance(prompt, str) and isinstance(row, dict):
-            users = [m for m in row.get("messages") or [] if isinstance(m, dict)
-                     and m.get("role") == "user"]  # fmt: skip
+            users = [
+                m
+                for m in row.get("messages") or []
+                if isinstance(m, dict) and m.get("role") == "user"
+            ]
             prompt = users[-1].get("content") if users else None
         if not isinstance(prompt, str) or not prompt.strip():
             raise GenerateError(f"{path}:{number}: no prompt", hint='give "prompt" or messages')
@@ -165,30 +168,46 @@ async def generate(
     return len(output.ids)
 
 
-def _provenance(model: ChatModel, method: str, template: str, settings: GenerateSettings,
-                completions: Sequence[Completion]) -> dict[str, Any]:  # fmt: skip
+def _provenance(
+    model: ChatModel,
+    method: str,
+    template: str,
+    settings: GenerateSettings,
+    completions: Sequence[Completion],
+) -> dict[str, Any]:
     return {
-        "teacher": model.name, "method": method, "template": template,
+        "teacher": model.name,
+        "method": method,
+        "template": template,
         "params": {"temperature": settings.temperature, "max_tokens": settings.max_tokens},
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "prompt_tokens": sum(c.prompt_tokens for c in completions),
         "completion_tokens": sum(c.completion_tokens for c in completions),
         "cost_usd": sum(c.cost_usd or 0.0 for c in completions),
-    }  # fmt: skip
+    }
 
 
 def _request(
     prompt: str, settings: GenerateSettings, temperature: float | None = None
 ) -> ChatRequest:
     return ChatRequest.from_prompt(
-        prompt, max_tokens=settings.max_tokens,
+        prompt,
+        max_tokens=settings.max_tokens,
         temperature=settings.temperature if temperature is None else temperature,
-    )  # fmt: skip
+    )
 
 
-async def _answer_all(teacher, items, output, settings, method, template, progress,
-                      extra: Callable[[dict], dict] | None = None,
-                      earlier: dict[str, list[Completion]] | None = None) -> None:  # fmt: skip
+async def _answer_all(
+    teacher,
+    items,
+    output,
+    settings,
+    method,
+    template,
+    progress,
+    extra: Callable[[dict], dict] | None = None,
+    earlier: dict[str, list[Completion]] | None = None,
+) -> None:
     requests = [_request(item["prompt"], settings) for item in items]
     async for index, result in teacher.iter_batch(requests, concurrency=settings.concurrency):
         item = items[index]
@@ -199,10 +218,12 @@ async def _answer_all(teacher, items, output, settings, method, template, progre
         calls = [*(earlier or {}).get(item["id"], []), result]
         record = {
             "id": item["id"],
-            "messages": [{"role": "user", "content": item["prompt"]},
-                         {"role": "assistant", "content": result.text}],
+            "messages": [
+                {"role": "user", "content": item["prompt"]},
+                {"role": "assistant", "content": result.text},
+            ],
             "provenance": _provenance(teacher, method, template, settings, calls),
-        }  # fmt: skip
+        }
         if extra:
             record |= extra(item)
         output.write(record)
@@ -223,12 +244,17 @@ async def _pairs(teacher, student, items, output, settings, progress) -> None:
             continue
         if good.text.strip() == bad.text.strip() or _failed_answer(good.text):
             continue  # no preference to learn
-        output.write({
-            "id": item["id"], "prompt": item["prompt"], "chosen": good.text,
-            "rejected": bad.text,
-            "provenance": _provenance(teacher, "pairs", f"student={student.name}", settings,
-                                      [good, bad]),
-        })  # fmt: skip
+        output.write(
+            {
+                "id": item["id"],
+                "prompt": item["prompt"],
+                "chosen": good.text,
+                "rejected": bad.text,
+                "provenance": _provenance(
+                    teacher, "pairs", f"student={student.name}", settings, [good, bad]
+                ),
+            }
+        )
         if progress:
             progress(len(output.ids))
 
@@ -240,11 +266,20 @@ async def _self_instruct(teacher, seeds, output, settings, rng, progress) -> Non
         want = min(settings.concurrency, settings.count - len(output.ids))
         attempts += want
         requests = [
-            replace(_request(SELF_INSTRUCT.format(examples="\n".join(
-                f"Task: {t}" for t in rng.sample(pool, min(3, len(pool))))), settings, 1.0),
-                seed=attempts + i)
+            replace(
+                _request(
+                    SELF_INSTRUCT.format(
+                        examples="\n".join(
+                            f"Task: {t}" for t in rng.sample(pool, min(3, len(pool)))
+                        )
+                    ),
+                    settings,
+                    1.0,
+                ),
+                seed=attempts + i,
+            )
             for i in range(want)
-        ]  # fmt: skip
+        ]
         proposals = await teacher.generate_batch(requests, concurrency=settings.concurrency)
         new = []
         for proposal in proposals:
@@ -255,8 +290,16 @@ async def _self_instruct(teacher, seeds, output, settings, rng, progress) -> Non
                 pool.append(task)
                 number = len(output.ids) + len(new)
                 new.append({"id": f"self-instruct-{number}", "prompt": task, "calls": [proposal]})
-        await _answer_all(teacher, new, output, settings, "self-instruct", "SELF_INSTRUCT",
-                          progress, earlier={n["id"]: n["calls"] for n in new})  # fmt: skip
+        await _answer_all(
+            teacher,
+            new,
+            output,
+            settings,
+            "self-instruct",
+            "SELF_INSTRUCT",
+            progress,
+            earlier={n["id"]: n["calls"] for n in new},
+        )
 
 
 async def _magpie(teacher, output, settings, progress) -> None:
@@ -288,8 +331,16 @@ async def _magpie(teacher, output, settings, progress) -> None:
                 continue
             pool.append(instruction)
             found.append({"id": f"magpie-{attempt}", "prompt": instruction, "calls": [sampled]})
-        await _answer_all(teacher, found, output, settings, "magpie", "template-prefix",
-                          progress, earlier={f["id"]: f["calls"] for f in found})  # fmt: skip
+        await _answer_all(
+            teacher,
+            found,
+            output,
+            settings,
+            "magpie",
+            "template-prefix",
+            progress,
+            earlier={f["id"]: f["calls"] for f in found},
+        )
 
 
 def _parse_task(text: str) -> str | None:
@@ -324,13 +375,26 @@ async def _evolve(teacher, seeds, output, settings, rng, progress) -> None:
             prompt = rewrite.text.strip()
             if _failed_rewrite(seed["prompt"], prompt):
                 continue
-            evolved.append({"id": key, "prompt": prompt, "evolution": kind,
-                            "parent": seed["id"], "calls": [rewrite]})  # fmt: skip
+            evolved.append(
+                {
+                    "id": key,
+                    "prompt": prompt,
+                    "evolution": kind,
+                    "parent": seed["id"],
+                    "calls": [rewrite],
+                }
+            )
         await _answer_all(
-            teacher, evolved, output, settings, "evol", "EVOL", progress,
+            teacher,
+            evolved,
+            output,
+            settings,
+            "evol",
+            "EVOL",
+            progress,
             extra=lambda item: {"evolution": item["evolution"], "parent": item["parent"]},
             earlier={e["id"]: e["calls"] for e in evolved},
-        )  # fmt: skip
+        )
 
 
 def _failed_rewrite(original: str, rewritten: str) -> bool:

@@ -154,8 +154,16 @@ def clean(
             for chunk in _chunks(path, line, settings.batch):
                 batch = [_settle(s, exact, near, report) for s in screen(str(path), chunk)]
                 line = chunk[-1][0]
-                _commit([b for b in batch if b], handles, state, state_path, str(path), line,
-                        report, started)  # fmt: skip
+                _commit(
+                    [b for b in batch if b],
+                    handles,
+                    state,
+                    state_path,
+                    str(path),
+                    line,
+                    report,
+                    started,
+                )
                 if progress:
                     progress(report)
     except KeyboardInterrupt:
@@ -169,9 +177,14 @@ def clean(
     if near is not None:
         bands, rows = near.bands_rows
         catch = expected_catch_rate(settings.near_threshold, bands, rows)
-        report.near_dedup = {"threshold": settings.near_threshold, "num_perm": settings.num_perm,
-                             "bands": bands, "rows": rows, "shingle_words": 5,
-                             "catch_rate_at_threshold": round(catch, 4)}  # fmt: skip
+        report.near_dedup = {
+            "threshold": settings.near_threshold,
+            "num_perm": settings.num_perm,
+            "bands": bands,
+            "rows": rows,
+            "shingle_words": 5,
+            "catch_rate_at_threshold": round(catch, 4),
+        }
     report.seconds = time.perf_counter() - started
     if not report.balanced:
         raise CleanError(f"records do not add up: {report.to_dict()}")
@@ -244,8 +257,9 @@ def _ray_screen(settings: CleanSettings) -> Callable[[str, list], list[Screened]
     return run
 
 
-def _settle(screened: Screened, exact: ExactDedup, near: NearDedup | None,
-            report: CleanReport) -> tuple[str, dict[str, Any]] | None:  # fmt: skip
+def _settle(
+    screened: Screened, exact: ExactDedup, near: NearDedup | None, report: CleanReport
+) -> tuple[str, dict[str, Any]] | None:
     """Count one screened line and pass candidates through the (stateful) dedup steps."""
     report.lines += 1
     if screened.where == "blank":
@@ -271,8 +285,14 @@ def _settle(screened: Screened, exact: ExactDedup, near: NearDedup | None,
 
 
 def _rejection(doc: Doc, step: str, reason: str) -> dict[str, Any]:
-    return {"id": doc.id, "source": doc.source, "line": doc.line, "step": step,
-            "reason": reason, "record": doc.record}  # fmt: skip
+    return {
+        "id": doc.id,
+        "source": doc.source,
+        "line": doc.line,
+        "step": step,
+        "reason": reason,
+        "record": doc.record,
+    }
 
 
 def _count_rejection(step: str, reason: str, report: CleanReport) -> None:
@@ -287,8 +307,16 @@ def _count_rejection(step: str, reason: str, report: CleanReport) -> None:
     report.reasons[kind] = report.reasons.get(kind, 0) + 1
 
 
-def _commit(batch, handles, state, state_path: Path, source: str, line: int,
-            report: CleanReport, started: float) -> None:  # fmt: skip
+def _commit(
+    batch,
+    handles,
+    state,
+    state_path: Path,
+    source: str,
+    line: int,
+    report: CleanReport,
+    started: float,
+) -> None:
     for where, row in batch:
         handles[where].write(json.dumps(row, ensure_ascii=False) + "\n")
     for handle in handles.values():

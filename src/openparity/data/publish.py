@@ -48,18 +48,27 @@ def _row(record: dict[str, Any], fmt: str, source: Path, line: int) -> dict[str,
     if fmt == "dpo":
         if not all(isinstance(record.get(k), str) for k in ("prompt", "chosen", "rejected")):
             raise PublishError(f"{source}:{line}: a DPO row needs prompt, chosen and rejected")
-        return {"id": record["id"], "prompt": record["prompt"], "chosen": record["chosen"],
-                "rejected": record["rejected"]}  # fmt: skip
+        return {
+            "id": record["id"],
+            "prompt": record["prompt"],
+            "chosen": record["chosen"],
+            "rejected": record["rejected"],
+        }
     messages = record.get("messages")
     if not isinstance(messages, list):
         if isinstance(record.get("prompt"), str) and isinstance(record.get("response"), str):
-            messages = [{"role": "user", "content": record["prompt"]},
-                        {"role": "assistant", "content": record["response"]}]  # fmt: skip
+            messages = [
+                {"role": "user", "content": record["prompt"]},
+                {"role": "assistant", "content": record["response"]},
+            ]
         else:
             raise PublishError(f"{source}:{line}: an SFT row needs messages or prompt + response")
     clean = [{"role": str(m.get("role")), "content": str(m.get("content"))} for m in messages]
-    return {"id": str(record.get("id")), "messages": clean,
-            "source": json.dumps(record.get("provenance") or {}, ensure_ascii=False)}  # fmt: skip
+    return {
+        "id": str(record.get("id")),
+        "messages": clean,
+        "source": json.dumps(record.get("provenance") or {}, ensure_ascii=False),
+    }
 
 
 def dataset_card(name: str, fmt: str, rows: int, report: dict[str, Any]) -> str:
@@ -91,7 +100,7 @@ def dataset_card(name: str, fmt: str, rows: int, report: dict[str, Any]) -> str:
             "- PII replaced: " + (_pairs(report["pii_replaced"]) or "none"),
             f"- benchmark items found in the data (removed): {len(report['contaminated_items'])}",
             f"- near-duplicate removal: {report.get('near_dedup') or 'off'}",
-        ]  # fmt: skip
+        ]
     else:
         lines.append("- no cleaning report was found next to the data")
     if review:

@@ -17,24 +17,68 @@ from typing import Any
 from openparity.data.records import Doc, record_text, words
 
 TOXIC_TERMS = (
-    "idiot", "moron", "imbecile", "stupid", "dumbass", "loser", "shut up", "kill yourself",
-    "i hate you", "go to hell", "piece of shit", "fuck you", "retard",
-    "白痴", "蠢货", "傻逼", "去死", "滚蛋", "废物", "脑残",
-)  # fmt: skip
+    "idiot",
+    "moron",
+    "imbecile",
+    "stupid",
+    "dumbass",
+    "loser",
+    "shut up",
+    "kill yourself",
+    "i hate you",
+    "go to hell",
+    "piece of shit",
+    "fuck you",
+    "retard",
+    "白痴",
+    "蠢货",
+    "傻逼",
+    "去死",
+    "滚蛋",
+    "废物",
+    "脑残",
+)
 
 # group terms per axis; a text counts once per group it mentions
 GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
     "gender": {
-        "female": ("she", "her", "hers", "woman", "women", "girl", "girls", "female", "mother",
-                   "她", "女性", "女人", "女孩", "母亲"),
-        "male": ("he", "him", "his", "man", "men", "boy", "boys", "male", "father",
-                 "男性", "男人", "男孩", "父亲"),
+        "female": (
+            "she",
+            "her",
+            "hers",
+            "woman",
+            "women",
+            "girl",
+            "girls",
+            "female",
+            "mother",
+            "她",
+            "女性",
+            "女人",
+            "女孩",
+            "母亲",
+        ),
+        "male": (
+            "he",
+            "him",
+            "his",
+            "man",
+            "men",
+            "boy",
+            "boys",
+            "male",
+            "father",
+            "男性",
+            "男人",
+            "男孩",
+            "父亲",
+        ),
     },
     "age": {
         "young": ("young", "youth", "teen", "teenager", "child", "children", "年轻", "儿童"),
         "old": ("old", "elderly", "senior", "seniors", "aged", "老人", "老年"),
     },
-}  # fmt: skip
+}
 
 
 @dataclass
@@ -135,8 +179,12 @@ def review(
         shares = {g: (counter[g] / seen if seen else 0.0) for g in GROUPS[axis]}
         reference = 1 / len(GROUPS[axis])
         skew = max(abs(share - reference) for share in shares.values()) if seen else 0.0
-        representation[axis] = {"mentions": dict(counter), "shares": shares,
-                                "reference": reference, "skew": skew}  # fmt: skip
+        representation[axis] = {
+            "mentions": dict(counter),
+            "shares": shares,
+            "reference": reference,
+            "skew": skew,
+        }
     report = ReviewReport(
         records=count,
         distinct_1=len(unigrams) / total_1 if total_1 else 0.0,
@@ -153,8 +201,11 @@ def review(
         report.failures.append(f"embedding coverage {coverage:.2f} < {low}")
     if thresholds.min_distinct_2 is not None and report.distinct_2 < thresholds.min_distinct_2:
         report.failures.append(f"distinct-2 {report.distinct_2:.3f} < {thresholds.min_distinct_2}")
-    if (thresholds.max_self_bleu is not None and report.self_bleu is not None
-            and report.self_bleu > thresholds.max_self_bleu):  # fmt: skip
+    if (
+        thresholds.max_self_bleu is not None
+        and report.self_bleu is not None
+        and report.self_bleu > thresholds.max_self_bleu
+    ):
         report.failures.append(f"self-BLEU {report.self_bleu:.3f} > {thresholds.max_self_bleu}")
     if thresholds.max_skew is not None:
         for axis, audit in representation.items():
@@ -255,5 +306,10 @@ def embedding_coverage(texts: list[str], *, seed: int = 0) -> dict[str, float]:
     effective = float(np.exp(-(sizes * np.log(sizes)).sum()))
     mean = vectors.mean(axis=0)
     pairwise = (n * float(mean @ mean) - 1.0) / (n - 1)  # mean cosine over distinct pairs
-    return {"sample": n, "clusters": k, "effective_clusters": effective,
-            "coverage": effective / k, "mean_cosine": pairwise}  # fmt: skip
+    return {
+        "sample": n,
+        "clusters": k,
+        "effective_clusters": effective,
+        "coverage": effective / k,
+        "mean_cosine": pairwise,
+    }

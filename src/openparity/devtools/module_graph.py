@@ -33,8 +33,20 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli", "testing", "devtools"),  # testing: stub servers and simulations for tests
 )
 # top-level helper modules every package may use (they import no package above them)
-SHARED = ("atomic", "cachedir", "console", "errors", "htmlpage", "jsonsafe", "lazy_exports",
-          "redact", "textsignals", "usercode", "yamlfile", "__init__")  # fmt: skip
+SHARED = (
+    "atomic",
+    "cachedir",
+    "console",
+    "errors",
+    "htmlpage",
+    "jsonsafe",
+    "lazy_exports",
+    "redact",
+    "textsignals",
+    "usercode",
+    "yamlfile",
+    "__init__",
+)
 
 
 @dataclass(frozen=True)

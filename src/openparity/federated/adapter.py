@@ -44,9 +44,12 @@ def lora_model(settings: FederationSettings) -> tuple[Any, Any]:
         model, tokenizer = load_hf_model(settings.base)
         torch.manual_seed(settings.seed)
         config = peft.LoraConfig(
-            r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=0.0,
-            target_modules="all-linear", task_type="CAUSAL_LM",
-        )  # fmt: skip
+            r=settings.lora_r,
+            lora_alpha=settings.lora_alpha,
+            lora_dropout=0.0,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
         tokenizer.padding_side = "right"
         _MODELS[key] = (peft.get_peft_model(model, config), tokenizer)
         _INITIAL[key] = adapter_state(_MODELS[key][0])

@@ -50,9 +50,13 @@ def simulation_settings(
 
 
 def serve(
-    settings: FederationSettings, *, host: str, port: int, tls: Tls,
+    settings: FederationSettings,
+    *,
+    host: str,
+    port: int,
+    tls: Tls,
     on_line: Callable[[str], None],
-) -> Path:  # fmt: skip
+) -> Path:
     """A SuperLink on host:port for members to join, then the run; the final adapter."""
     settings = anchored(settings)
     return _run(settings, host=host, port=port, tls=tls, on_line=on_line)
@@ -83,9 +87,14 @@ def join(
 
 
 def _run(
-    settings: FederationSettings, *, on_line: Callable[[str], None], host: str = "127.0.0.1",
-    port: int | None = None, tls: Tls = Tls(), simulation_members: int | None = None,
-) -> Path:  # fmt: skip
+    settings: FederationSettings,
+    *,
+    on_line: Callable[[str], None],
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    tls: Tls = Tls(),
+    simulation_members: int | None = None,
+) -> Path:
     from openparity.models.local_server import free_port
 
     check_resumable(settings)
@@ -93,8 +102,9 @@ def _run(
     home = output / ".flower"
     app = write_app(settings, home / "app")
     port = port or free_port()
-    link = start_superlink(home, port, simulation=simulation_members is not None, tls=tls,
-                           host=host)  # fmt: skip
+    link = start_superlink(
+        home, port, simulation=simulation_members is not None, tls=tls, host=host
+    )
     try:
         write_connection(home, f"127.0.0.1:{port}", tls)
         run_id, error = submit(app, home, members=simulation_members, on_line=on_line)

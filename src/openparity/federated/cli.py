@@ -29,9 +29,10 @@ SERVER_STEP = typer.Option(
     1.0, "--server-step", help="FedAvgM: the global update is this multiple of the average."
 )
 SERVER_MOMENTUM = typer.Option(
-    0.0, "--server-momentum",
+    0.0,
+    "--server-momentum",
     help="FedAvgM: momentum of the global updates (saved with each round).",
-)  # fmt: skip
+)
 FRACTION = typer.Option(1.0, "--fraction", help="Share of members asked to train each round.")
 MIN_MEMBERS = typer.Option(2, "--min-members", min=1, help="Members a round needs.")
 TIMEOUT = typer.Option(600.0, "--round-timeout", help="Seconds to wait for a round's replies.")
@@ -43,9 +44,10 @@ MAX_LEN = typer.Option(256, "--max-length", min=16, help="Tokens per example (tr
 VALIDATION = typer.Option(0.1, "--validation-share", help="Each member's held-out share.")
 SEED = typer.Option(0, "--seed", help="Seed of the adapters, data order and member sampling.")
 DECONTAM = typer.Option(
-    "gsm8k,humaneval,mbpp", "--decontaminate",
+    "gsm8k,humaneval,mbpp",
+    "--decontaminate",
     help="Benchmarks no member record may contain (dropped before training); '' for none.",
-)  # fmt: skip
+)
 EVAL_TASK = typer.Option("", "--eval-task", help="Harness task scored after each round.")
 EVAL_ITEMS = typer.Option(0, "--eval-items", min=0, help="That task's first N items (0: all).")
 THREADS = typer.Option(0, "--threads", min=0, help="Torch threads per member (0: default).")
@@ -79,21 +81,41 @@ def simulate_command(
         0, "--members", min=0, help="Split a single --data into this many members."
     ),
     split: str = typer.Option(
-        "iid", "--split",
+        "iid",
+        "--split",
         help="With --members: iid (by record id) or a record field (non-IID, e.g. topic).",
     ),
-    base: str = BASE, output: Path = OUTPUT, rounds: int = ROUNDS, strategy: str = STRATEGY,
-    mu: float = MU, server_lr: float = SERVER_LR, server_step: float = SERVER_STEP,
-    server_momentum: float = SERVER_MOMENTUM, fraction: float = FRACTION,
-    min_members: int = MIN_MEMBERS, round_timeout: float = TIMEOUT,
-    local_steps: int = LOCAL_STEPS, batch_size: int = BATCH, lr: float = LR,
-    lora_r: int = LORA_R, max_length: int = MAX_LEN, validation_share: float = VALIDATION,
-    seed: int = SEED, decontaminate: str = DECONTAM, eval_task: str = EVAL_TASK,
-    eval_items: int = EVAL_ITEMS, threads: int = THREADS, dp_noise: float = DP_NOISE,
-    dp_clip: float = DP_CLIP, dp_delta: float = DP_DELTA, secure: bool = SECURE,
-    secure_threshold: float = SECURE_THRESHOLD, secure_max_weight: float = SECURE_MAX_WEIGHT,
-    as_json: bool = AS_JSON, verbose: bool = VERBOSE,
-) -> None:  # fmt: skip
+    base: str = BASE,
+    output: Path = OUTPUT,
+    rounds: int = ROUNDS,
+    strategy: str = STRATEGY,
+    mu: float = MU,
+    server_lr: float = SERVER_LR,
+    server_step: float = SERVER_STEP,
+    server_momentum: float = SERVER_MOMENTUM,
+    fraction: float = FRACTION,
+    min_members: int = MIN_MEMBERS,
+    round_timeout: float = TIMEOUT,
+    local_steps: int = LOCAL_STEPS,
+    batch_size: int = BATCH,
+    lr: float = LR,
+    lora_r: int = LORA_R,
+    max_length: int = MAX_LEN,
+    validation_share: float = VALIDATION,
+    seed: int = SEED,
+    decontaminate: str = DECONTAM,
+    eval_task: str = EVAL_TASK,
+    eval_items: int = EVAL_ITEMS,
+    threads: int = THREADS,
+    dp_noise: float = DP_NOISE,
+    dp_clip: float = DP_CLIP,
+    dp_delta: float = DP_DELTA,
+    secure: bool = SECURE,
+    secure_threshold: float = SECURE_THRESHOLD,
+    secure_max_weight: float = SECURE_MAX_WEIGHT,
+    as_json: bool = AS_JSON,
+    verbose: bool = VERBOSE,
+) -> None:
     """Run the alliance on this machine: one simulated SuperNode per member (Flower + Ray)."""
     from openparity.federated.alliance import simulate
     from openparity.federated.partition import split_members
@@ -115,41 +137,64 @@ def compare_command(
     members: int = typer.Option(4, "--members", min=2, help="Members to split it into."),
     split: str = typer.Option("topic", "--split", help="A record field (non-IID) or iid."),
     alliance: str = typer.Option(
-        "fedavg", "--alliance",
+        "fedavg",
+        "--alliance",
         help="The strategy judged against every arm (fedavg and fedprox always run).",
     ),
-    base: str = BASE, output: Path = OUTPUT, rounds: int = ROUNDS, mu: float = MU,
-    server_lr: float = SERVER_LR, server_step: float = SERVER_STEP,
+    base: str = BASE,
+    output: Path = OUTPUT,
+    rounds: int = ROUNDS,
+    mu: float = MU,
+    server_lr: float = SERVER_LR,
+    server_step: float = SERVER_STEP,
     server_momentum: float = SERVER_MOMENTUM,
     round_timeout: float = typer.Option(
         3600.0, "--round-timeout", help="Seconds to wait for a round's replies."
     ),
-    local_steps: int = LOCAL_STEPS, batch_size: int = BATCH,
-    lr: float = LR, lora_r: int = LORA_R, max_length: int = MAX_LEN,
-    validation_share: float = VALIDATION, seed: int = SEED, decontaminate: str = DECONTAM,
+    local_steps: int = LOCAL_STEPS,
+    batch_size: int = BATCH,
+    lr: float = LR,
+    lora_r: int = LORA_R,
+    max_length: int = MAX_LEN,
+    validation_share: float = VALIDATION,
+    seed: int = SEED,
+    decontaminate: str = DECONTAM,
     eval_task: str = typer.Option(..., "--eval-task", help="The held-out metric's task."),
     also_eval: list[str] = typer.Option(
-        [], "--also-eval",
+        [],
+        "--also-eval",
         help="Another task to score every arm on, with its own table (repeatable), e.g. a "
-             "reference_likelihood task next to a 0/1 one.",
+        "reference_likelihood task next to a 0/1 one.",
     ),
-    eval_items: int = EVAL_ITEMS, threads: int = THREADS, as_json: bool = AS_JSON,
+    eval_items: int = EVAL_ITEMS,
+    threads: int = THREADS,
+    as_json: bool = AS_JSON,
     verbose: bool = VERBOSE,
-) -> None:  # fmt: skip
+) -> None:
     """Alliance (FedAvg, FedProx, and --alliance) vs central training vs each member alone vs
     the base, on the same held-out items, paired. Minutes per arm: progress goes to stderr."""
     from openparity.federated.compare import compare
     from openparity.federated.settings import FederationSettings
 
     defaults = FederationSettings()  # what compare does not let the user change
-    fixed = {name: getattr(defaults, name) for name in (
-        "fraction", "dp_noise", "dp_clip", "dp_delta", "secure",
-        "secure_threshold", "secure_max_weight")}  # fmt: skip
+    fixed = {
+        name: getattr(defaults, name)
+        for name in (
+            "fraction",
+            "dp_noise",
+            "dp_clip",
+            "dp_delta",
+            "secure",
+            "secure_threshold",
+            "secure_max_weight",
+        )
+    }
     options = {**locals(), **fixed, "strategy": alliance, "min_members": members}
     _stop_on_sigterm()
     with contextlib.redirect_stdout(sys.stderr):  # what the libraries print while training
-        report = compare(_settings(options), data, members, split, output, _log_line(verbose),
-                         also_eval)  # fmt: skip
+        report = compare(
+            _settings(options), data, members, split, output, _log_line(verbose), also_eval
+        )
     if as_json:
         print_json(report)
         return
@@ -172,15 +217,16 @@ def _print_compare_table(table: dict[str, Any], alliance: str, split: str) -> No
     for arm in table["arms"]:
         versus = arm.get("alliance_minus_this")
         row = [arm["arm"]] + ([str(arm["steps"]), str(arm["rounds"])] if training else [])
-        row += [f"{arm['score']:.3f} [{arm['low']:.3f}, {arm['high']:.3f}] n={arm['n']}",
-                "-" if versus is None else _versus(versus)]  # fmt: skip
+        row += [
+            f"{arm['score']:.3f} [{arm['low']:.3f}, {arm['high']:.3f}] n={arm['n']}",
+            "-" if versus is None else _versus(versus),
+        ]
         if training:
             row.append(f"{arm['bytes_per_round'] / 1e6:.2f}")
         rows.append(row)
     print_table(columns, rows, title=f"federated compare: {table['task']}, {split}")
     verdict = "beats" if table["alliance_beats_every_member_alone"] else "does not beat"
-    console.print(f"on {table['task']}, {alliance} {verdict} every member alone"
-                  " (95% CIs above 0)")  # fmt: skip
+    console.print(f"on {table['task']}, {alliance} {verdict} every member alone (95% CIs above 0)")
 
 
 def _versus(test: dict[str, Any]) -> str:
@@ -196,18 +242,37 @@ def serve_command(
     ssl_certfile: Path | None = typer.Option(None, "--ssl-certfile", help="TLS certificate."),
     ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="TLS key."),
     ssl_ca_certfile: Path | None = typer.Option(None, "--ssl-ca-certfile", help="TLS CA."),
-    base: str = BASE, output: Path = OUTPUT, rounds: int = ROUNDS, strategy: str = STRATEGY,
-    mu: float = MU, server_lr: float = SERVER_LR, server_step: float = SERVER_STEP,
-    server_momentum: float = SERVER_MOMENTUM, fraction: float = FRACTION,
-    min_members: int = MIN_MEMBERS, round_timeout: float = TIMEOUT,
-    local_steps: int = LOCAL_STEPS, batch_size: int = BATCH, lr: float = LR,
-    lora_r: int = LORA_R, max_length: int = MAX_LEN, validation_share: float = VALIDATION,
-    seed: int = SEED, decontaminate: str = DECONTAM, eval_task: str = EVAL_TASK,
-    eval_items: int = EVAL_ITEMS, threads: int = THREADS, dp_noise: float = DP_NOISE,
-    dp_clip: float = DP_CLIP, dp_delta: float = DP_DELTA, secure: bool = SECURE,
-    secure_threshold: float = SECURE_THRESHOLD, secure_max_weight: float = SECURE_MAX_WEIGHT,
-    as_json: bool = AS_JSON, verbose: bool = VERBOSE,
-) -> None:  # fmt: skip
+    base: str = BASE,
+    output: Path = OUTPUT,
+    rounds: int = ROUNDS,
+    strategy: str = STRATEGY,
+    mu: float = MU,
+    server_lr: float = SERVER_LR,
+    server_step: float = SERVER_STEP,
+    server_momentum: float = SERVER_MOMENTUM,
+    fraction: float = FRACTION,
+    min_members: int = MIN_MEMBERS,
+    round_timeout: float = TIMEOUT,
+    local_steps: int = LOCAL_STEPS,
+    batch_size: int = BATCH,
+    lr: float = LR,
+    lora_r: int = LORA_R,
+    max_length: int = MAX_LEN,
+    validation_share: float = VALIDATION,
+    seed: int = SEED,
+    decontaminate: str = DECONTAM,
+    eval_task: str = EVAL_TASK,
+    eval_items: int = EVAL_ITEMS,
+    threads: int = THREADS,
+    dp_noise: float = DP_NOISE,
+    dp_clip: float = DP_CLIP,
+    dp_delta: float = DP_DELTA,
+    secure: bool = SECURE,
+    secure_threshold: float = SECURE_THRESHOLD,
+    secure_max_weight: float = SECURE_MAX_WEIGHT,
+    as_json: bool = AS_JSON,
+    verbose: bool = VERBOSE,
+) -> None:
     """Coordinate a deployment: start a SuperLink, wait for --min-members to join, run."""
     from openparity.federated.alliance import serve
     from openparity.federated.errors import FederatedError
@@ -246,8 +311,9 @@ def join_command(
     from openparity.models.local_server import free_port
 
     _stop_on_sigterm()
-    node = join(superlink, data, home=home, port=port or free_port(),
-                root_certificates=root_certificates)  # fmt: skip
+    node = join(
+        superlink, data, home=home, port=port or free_port(), root_certificates=root_certificates
+    )
     progress_console.print(f"joined {superlink} with {data}; log: {node.log_path}; Ctrl-C leaves")
     try:
         code = node.process.wait()
@@ -272,21 +338,36 @@ def _settings(options: dict[str, Any]) -> Any:
     from openparity.federated.settings import FederationSettings
 
     return FederationSettings(
-        base=options["base"], output=str(options["output"]), rounds=options["rounds"],
-        strategy=options["strategy"], proximal_mu=options["mu"],
-        server_lr=options["server_lr"], server_step=options["server_step"],
-        server_momentum=options["server_momentum"], fraction=options["fraction"],
-        min_members=options["min_members"], round_timeout=options["round_timeout"],
-        local_steps=options["local_steps"], batch_size=options["batch_size"],
-        learning_rate=options["lr"], lora_r=options["lora_r"], lora_alpha=2 * options["lora_r"],
-        max_length=options["max_length"], validation_share=options["validation_share"],
-        seed=options["seed"], decontaminate=options["decontaminate"],
-        eval_task=options["eval_task"], eval_items=options["eval_items"],
-        threads=options["threads"], dp_noise=options["dp_noise"], dp_clip=options["dp_clip"],
-        dp_delta=options["dp_delta"], secure=options["secure"],
+        base=options["base"],
+        output=str(options["output"]),
+        rounds=options["rounds"],
+        strategy=options["strategy"],
+        proximal_mu=options["mu"],
+        server_lr=options["server_lr"],
+        server_step=options["server_step"],
+        server_momentum=options["server_momentum"],
+        fraction=options["fraction"],
+        min_members=options["min_members"],
+        round_timeout=options["round_timeout"],
+        local_steps=options["local_steps"],
+        batch_size=options["batch_size"],
+        learning_rate=options["lr"],
+        lora_r=options["lora_r"],
+        lora_alpha=2 * options["lora_r"],
+        max_length=options["max_length"],
+        validation_share=options["validation_share"],
+        seed=options["seed"],
+        decontaminate=options["decontaminate"],
+        eval_task=options["eval_task"],
+        eval_items=options["eval_items"],
+        threads=options["threads"],
+        dp_noise=options["dp_noise"],
+        dp_clip=options["dp_clip"],
+        dp_delta=options["dp_delta"],
+        secure=options["secure"],
         secure_threshold=options["secure_threshold"],
         secure_max_weight=options["secure_max_weight"],
-    )  # fmt: skip
+    )
 
 
 def _stop_on_sigterm() -> None:
@@ -314,10 +395,17 @@ def _report(output: Path, final: Path, as_json: bool) -> None:
     if as_json:
         print_json({"final": str(final), "rounds": history})
         return
-    columns = [Column("round"), Column("members"), Column("failed"), Column("train loss"),
-               Column("validation loss"), Column("global score (95% CI)"),
-               Column("epsilon", optional=True), Column("MB per member", optional=True),
-               Column("s", optional=True)]  # fmt: skip
+    columns = [
+        Column("round"),
+        Column("members"),
+        Column("failed"),
+        Column("train loss"),
+        Column("validation loss"),
+        Column("global score (95% CI)"),
+        Column("epsilon", optional=True),
+        Column("MB per member", optional=True),
+        Column("s", optional=True),
+    ]
     rows = [_row(entry) for entry in history]
     if not any("privacy" in entry for entry in history):  # no DP: no epsilon column
         columns.pop(6)

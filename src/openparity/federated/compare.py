@@ -42,8 +42,18 @@ from openparity.federated.settings import FederationSettings
 ALLIANCES = ("fedavg", "fedprox")
 ARM_FILE = "arm.json"  # a local arm's settings, written once its adapter is saved
 # the settings a local arm's training depends on (one round of `local_steps` from the seed)
-LOCAL_SETTINGS = ("base", "local_steps", "batch_size", "learning_rate", "lora_r", "lora_alpha",
-                  "max_length", "validation_share", "seed", "decontaminate")  # fmt: skip
+LOCAL_SETTINGS = (
+    "base",
+    "local_steps",
+    "batch_size",
+    "learning_rate",
+    "lora_r",
+    "lora_alpha",
+    "max_length",
+    "validation_share",
+    "seed",
+    "decontaminate",
+)
 
 
 @dataclass
@@ -57,15 +67,23 @@ class ArmResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "arm": self.name, "model": f"hf:{self.target}", "steps": self.steps,
-            "rounds": self.rounds, "bytes_per_round": self.bytes_per_round,
-        }  # fmt: skip
+            "arm": self.name,
+            "model": f"hf:{self.target}",
+            "steps": self.steps,
+            "rounds": self.rounds,
+            "bytes_per_round": self.bytes_per_round,
+        }
 
 
 def compare(
-    settings: FederationSettings, source: Path, members: int, split: str, out: Path,
-    on_line: Callable[[str], None], also_eval: Sequence[str] = (),
-) -> dict[str, Any]:  # fmt: skip
+    settings: FederationSettings,
+    source: Path,
+    members: int,
+    split: str,
+    out: Path,
+    on_line: Callable[[str], None],
+    also_eval: Sequence[str] = (),
+) -> dict[str, Any]:
     """Run every arm (each resumable: a finished arm is not trained again); the report."""
     from openparity.bench.tasks import get_task
 
@@ -90,8 +108,11 @@ def compare(
         check_resumable(simulation_settings(_alliance_settings(settings, strategy, paths), paths))
     for name, data, steps in local_arms:
         _check_local(out / _folder(name), _local_fingerprint(settings, data, steps))
-    arms = [ArmResult("base", settings.base, 0, 0, 0,
-                      tasks_scores(settings, tasks, settings.base, store))]  # fmt: skip
+    arms = [
+        ArmResult(
+            "base", settings.base, 0, 0, 0, tasks_scores(settings, tasks, settings.base, store)
+        )
+    ]
     for strategy in strategies:
         arms.append(_alliance(settings, strategy, paths, out, store, tasks, on_line))
     for name, data, steps in local_arms:
@@ -102,9 +123,14 @@ def compare(
 
 
 def _alliance(
-    settings: FederationSettings, strategy: str, paths: list[Path], out: Path, store: Path,
-    tasks: list[str], on_line: Callable[[str], None],
-) -> ArmResult:  # fmt: skip
+    settings: FederationSettings,
+    strategy: str,
+    paths: list[Path],
+    out: Path,
+    store: Path,
+    tasks: list[str],
+    on_line: Callable[[str], None],
+) -> ArmResult:
     run = out / strategy
     arm = _alliance_settings(settings, strategy, paths)
     final = run / "final"
@@ -119,23 +145,34 @@ def _alliance(
             hint=f"remove {run}, raise --round-timeout if members were too slow, and run again",
         )
     adapter_bytes = history[-1].get("adapter_bytes", 0)
-    return ArmResult(strategy, str(final), settings.rounds * settings.local_steps * len(paths),
-                     settings.rounds, 2 * adapter_bytes * len(paths),
-                     tasks_scores(settings, tasks, str(final), store))  # fmt: skip
+    return ArmResult(
+        strategy,
+        str(final),
+        settings.rounds * settings.local_steps * len(paths),
+        settings.rounds,
+        2 * adapter_bytes * len(paths),
+        tasks_scores(settings, tasks, str(final), store),
+    )
 
 
 def _alliance_settings(
     settings: FederationSettings, strategy: str, paths: list[Path]
 ) -> FederationSettings:
     run = Path(settings.output) / strategy
-    return replace(settings, strategy=strategy, output=str(run), eval_task="",
-                   min_members=len(paths))  # fmt: skip
+    return replace(
+        settings, strategy=strategy, output=str(run), eval_task="", min_members=len(paths)
+    )
 
 
 def _local(
-    name: str, settings: FederationSettings, data: Path, steps: int, out: Path, store: Path,
+    name: str,
+    settings: FederationSettings,
+    data: Path,
+    steps: int,
+    out: Path,
+    store: Path,
     tasks: list[str],
-) -> ArmResult:  # fmt: skip
+) -> ArmResult:
     """An arm trained on one file in one go; done once its `arm.json` (written last) is there."""
     directory = out / _folder(name)
     fingerprint = _local_fingerprint(settings, data, steps)
@@ -145,8 +182,9 @@ def _local(
         state, _ = train_round(local, initial_state(local), member, server_round=1)
         save_adapter(local, state, directory)
         write_atomic(directory / ARM_FILE, json.dumps(fingerprint, indent=2, ensure_ascii=False))
-    return ArmResult(name, str(directory), steps, 0, 0,
-                     tasks_scores(settings, tasks, str(directory), store))  # fmt: skip
+    return ArmResult(
+        name, str(directory), steps, 0, 0, tasks_scores(settings, tasks, str(directory), store)
+    )
 
 
 def _folder(name: str) -> str:
@@ -177,22 +215,31 @@ def _check_local(directory: Path, fingerprint: dict[str, Any]) -> bool:
 
 
 def _report(
-    settings: FederationSettings, arms: list[ArmResult], members: int, split: str,
+    settings: FederationSettings,
+    arms: list[ArmResult],
+    members: int,
+    split: str,
     tasks: list[str],
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """The eval task's table merged with each arm's training facts, then one table per
     `also_eval` task."""
     main, *more = (_table(task, settings.strategy, arms) for task in tasks)
     rows = [{**arm.to_dict(), **row} for arm, row in zip(arms, main["arms"], strict=True)]
     return {
-        "task": settings.eval_task, "members": members, "split": split,
-        "rounds": settings.rounds, "local_steps": settings.local_steps,
-        "batch_size": settings.batch_size, "base": settings.base,
-        "alliance": settings.strategy, "metric": main["metric"], "arms": rows,
+        "task": settings.eval_task,
+        "members": members,
+        "split": split,
+        "rounds": settings.rounds,
+        "local_steps": settings.local_steps,
+        "batch_size": settings.batch_size,
+        "base": settings.base,
+        "alliance": settings.strategy,
+        "metric": main["metric"],
+        "arms": rows,
         "best_member_alone": main["best_member_alone"],
         "alliance_beats_every_member_alone": main["alliance_beats_every_member_alone"],
         "also": more,
-    }  # fmt: skip
+    }
 
 
 def _table(task_name: str, judged: str, arms: list[ArmResult]) -> dict[str, Any]:
@@ -206,25 +253,39 @@ def _table(task_name: str, judged: str, arms: list[ArmResult]) -> dict[str, Any]
     for arm in arms:
         scores = arm.scores[task_name]
         estimate = scores.estimate
-        row = {"arm": arm.name, "score": estimate.mean, "low": estimate.low,
-               "high": estimate.high, "n": estimate.n, "run_id": scores.run.run_id}  # fmt: skip
+        row = {
+            "arm": arm.name,
+            "score": estimate.mean,
+            "low": estimate.low,
+            "high": estimate.high,
+            "n": estimate.n,
+            "run_id": scores.run.run_id,
+        }
         if arm.name != judged:
             items = sorted(set(alliance.scores) & set(scores.scores))
             tests = stats.paired_tests(
-                [alliance.scores[i] for i in items], [scores.scores[i] for i in items],
-                task.equivalence_margin, alliance.clusters_of(items),
-            )  # fmt: skip
+                [alliance.scores[i] for i in items],
+                [scores.scores[i] for i in items],
+                task.equivalence_margin,
+                alliance.clusters_of(items),
+            )
             row["alliance_minus_this"] = {
-                "diff": tests.diff.mean, "low": tests.diff.low, "high": tests.diff.high,
+                "diff": tests.diff.mean,
+                "low": tests.diff.low,
+                "high": tests.diff.high,
                 "no_interval": tests.diff.why_no_interval or None,
-                "p": tests.p_difference, "method": tests.method, "n": len(items),
-            }  # fmt: skip
+                "p": tests.p_difference,
+                "method": tests.method,
+                "n": len(items),
+            }
         rows.append(row)
     alone = [row for row in rows if row["arm"].endswith("alone")]
     return {
-        "task": task_name, "metric": task.metric, "arms": rows,
+        "task": task_name,
+        "metric": task.metric,
+        "arms": rows,
         "best_member_alone": max(alone, key=lambda row: row["score"])["arm"],
         "alliance_beats_every_member_alone": all(
             row["alliance_minus_this"]["low"] > 0 for row in alone
         ),
-    }  # fmt: skip
+    }

@@ -87,9 +87,14 @@ def guarded(strategy_cls: type) -> type:
             failed += [f"no reply within the round timeout ({self.wait_s:g} s)"] * silent
             self.round_log.current["failed"] = failed
             if len(ok) < self.needed:
-                log.warning("round %d: %d of %d members answered, fewer than %d: the global"
-                            " adapter is kept", server_round, len(ok), self.asked,
-                            self.needed)  # fmt: skip
+                log.warning(
+                    "round %d: %d of %d members answered, fewer than %d: the global"
+                    " adapter is kept",
+                    server_round,
+                    len(ok),
+                    self.asked,
+                    self.needed,
+                )
                 self.round_log.current["skipped"] = True
                 return None, None
             return super().aggregate_train(server_round, ok)
@@ -133,10 +138,14 @@ def make_strategy(settings: FederationSettings, round_log: RoundLog, done: int =
         "fedavg": FedAvg,
         "fedavgm": FedAvgM,
     }
-    options = {"fedprox": {"proximal_mu": settings.proximal_mu},
-               "fedadam": {"eta": settings.server_lr, "tau": 1e-6},
-               "fedavgm": {"server_learning_rate": settings.server_step,
-                           "server_momentum": settings.server_momentum}}  # fmt: skip
+    options = {
+        "fedprox": {"proximal_mu": settings.proximal_mu},
+        "fedadam": {"eta": settings.server_lr, "tau": 1e-6},
+        "fedavgm": {
+            "server_learning_rate": settings.server_step,
+            "server_momentum": settings.server_momentum,
+        },
+    }
     kind, extra = kinds[settings.strategy], options.get(settings.strategy, {})
     if private:
         inner = kind(**common, **extra)
@@ -241,8 +250,13 @@ class Coordinator:
         from openparity.federated.secure import SecureGrid
 
         settings = self.settings
-        return SecureGrid(grid, weight_key(settings), settings.secure_threshold,
-                          settings.secure_max_weight, settings.round_timeout)  # fmt: skip
+        return SecureGrid(
+            grid,
+            weight_key(settings),
+            settings.secure_threshold,
+            settings.secure_max_weight,
+            settings.round_timeout,
+        )
 
     def _start(self) -> dict[str, Any]:
         """The adapter to start from: the last complete round's, or the seeded initial one."""
@@ -336,10 +350,14 @@ def global_score(settings: FederationSettings, target: str, store_path: Path) ->
     scores = harness_scores(settings, target, store_path)
     estimate = scores.estimate
     return {
-        "task": scores.run.task, "score": estimate.mean, "low": estimate.low,
-        "high": estimate.high, "n": estimate.n, "errors": scores.errors,
+        "task": scores.run.task,
+        "score": estimate.mean,
+        "low": estimate.low,
+        "high": estimate.high,
+        "n": estimate.n,
+        "errors": scores.errors,
         "run_id": scores.run.run_id,
-    }  # fmt: skip
+    }
 
 
 def harness_scores(settings: FederationSettings, target: str, store_path: Path) -> Any:
@@ -367,9 +385,10 @@ def tasks_scores(
         with RunStore(store_path) as store:
             for name in tasks:
                 summary = asyncio.run(
-                    run_task(model, get_task(name), store, limit=settings.eval_items or None,
-                             resume=True)
-                )  # fmt: skip
+                    run_task(
+                        model, get_task(name), store, limit=settings.eval_items or None, resume=True
+                    )
+                )
                 scores[name] = load_scores(store, summary.run.run_id)
         return scores
     finally:

@@ -72,9 +72,12 @@ def _screen(benchmarks: tuple[str, ...]) -> Any:
 
 
 def train_round(
-    settings: FederationSettings, state: dict[str, Any], data: MemberData, server_round: int,
+    settings: FederationSettings,
+    state: dict[str, Any],
+    data: MemberData,
+    server_round: int,
     proximal_mu: float = 0.0,
-) -> tuple[dict[str, Any], dict[str, float]]:  # fmt: skip
+) -> tuple[dict[str, Any], dict[str, float]]:
     """Train the global adapter `state` for `local_steps` on the member's data; the new
     adapter and the round's metrics (train loss, tokens, examples)."""
     model, tokenizer = lora_model(settings)
@@ -100,8 +103,16 @@ def validation_loss(settings: FederationSettings, state: dict[str, Any], data: M
     load_adapter_state(model, state)
     # the trainer only evaluates: its training rows are the validation rows, so the member's
     # whole training set is not tokenized again every round
-    trainer = _trainer(settings, model, tokenizer, data.validation, settings.seed, None, 0.0,
-                       evaluation=data.validation)  # fmt: skip
+    trainer = _trainer(
+        settings,
+        model,
+        tokenizer,
+        data.validation,
+        settings.seed,
+        None,
+        0.0,
+        evaluation=data.validation,
+    )
     return float(trainer.evaluate()["eval_loss"])
 
 
@@ -111,10 +122,15 @@ def _round_seed(settings: FederationSettings, data: MemberData, server_round: in
 
 
 def _trainer(
-    settings: FederationSettings, model: Any, tokenizer: Any, rows: list[dict[str, Any]],
-    seed: int, anchor: dict[str, Any] | None, proximal_mu: float,
+    settings: FederationSettings,
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    seed: int,
+    anchor: dict[str, Any] | None,
+    proximal_mu: float,
     evaluation: list[dict[str, Any]] | None = None,
-) -> Any:  # fmt: skip
+) -> Any:
     import datasets
     import torch
     import trl

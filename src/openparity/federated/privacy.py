@@ -70,9 +70,12 @@ def private_strategy(
         event = GaussianPrivacyEvent(settings.dp_noise, settings.min_members, settings.min_members)
         accountant.compose(event, count=done)
     return strategy_cls(
-        inner, noise_multiplier=settings.dp_noise, clipping_norm=settings.dp_clip,
-        num_sampled_clients=settings.min_members, accountant=accountant,
-    )  # fmt: skip
+        inner,
+        noise_multiplier=settings.dp_noise,
+        clipping_norm=settings.dp_clip,
+        num_sampled_clients=settings.min_members,
+        accountant=accountant,
+    )
 
 
 def spent(strategy: Any) -> dict[str, Any] | None:

@@ -108,16 +108,29 @@ def executable(name: str) -> str:
 
 def start_superlink(
     home: Path, port: int, *, simulation: bool = False, tls: Tls = Tls(), host: str = "127.0.0.1"
-) -> FlowerProcess:  # fmt: skip
+) -> FlowerProcess:
     """A SuperLink serving its HTTP APIs on host:port; returns once it answers."""
-    command = [executable("flower-superlink"), "--host", host, "--port", str(port),
-               "--database", str(home / "superlink.db"),
-               "--disable-runtime-dependency-installation"]  # fmt: skip
+    command = [
+        executable("flower-superlink"),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--database",
+        str(home / "superlink.db"),
+        "--disable-runtime-dependency-installation",
+    ]
     if simulation:
         command.append("--simulation")
     if tls.enabled:
-        command += ["--ssl-certfile", str(tls.certfile), "--ssl-keyfile", str(tls.keyfile),
-                    "--ssl-ca-certfile", str(tls.ca_certfile)]  # fmt: skip
+        command += [
+            "--ssl-certfile",
+            str(tls.certfile),
+            "--ssl-keyfile",
+            str(tls.keyfile),
+            "--ssl-ca-certfile",
+            str(tls.ca_certfile),
+        ]
     else:
         command.append("--insecure")
     link = FlowerProcess("superlink", command, home / "superlink.log", flower_env(home))
@@ -127,11 +140,18 @@ def start_superlink(
 
 def start_supernode(
     home: Path, superlink: str, data: Path, port: int, *, root_certificates: Path | None = None
-) -> FlowerProcess:  # fmt: skip
+) -> FlowerProcess:
     """A SuperNode connected to `superlink` (HOST:PORT) whose ClientApp reads `data`."""
     node_config = f"data={json.dumps(str(data.resolve()), ensure_ascii=False)}"
-    command = [executable("flower-supernode"), "--superlink", superlink, "--port", str(port),
-               "--node-config", node_config]  # fmt: skip
+    command = [
+        executable("flower-supernode"),
+        "--superlink",
+        superlink,
+        "--port",
+        str(port),
+        "--node-config",
+        node_config,
+    ]
     if root_certificates is not None:
         command += ["--root-certificates", str(root_certificates)]
     else:
@@ -143,9 +163,10 @@ def write_connection(home: Path, address: str, tls: Tls = Tls()) -> None:
     """The Flower CLI's config.toml with one SuperLink connection, `openparity`."""
     home.mkdir(parents=True, exist_ok=True)
     security = (
-        f"root-certificates = {json.dumps(str(tls.ca_certfile))}" if tls.enabled
+        f"root-certificates = {json.dumps(str(tls.ca_certfile))}"
+        if tls.enabled
         else "insecure = true"
-    )  # fmt: skip
+    )
     (home / "config.toml").write_text(
         f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
         f'address = "{address}"\n{security}\n',
@@ -155,7 +176,7 @@ def write_connection(home: Path, address: str, tls: Tls = Tls()) -> None:
 
 def submit(
     app: Path, home: Path, *, members: int | None = None, on_line: Callable[[str], None] = print
-) -> tuple[int, str | None]:  # fmt: skip
+) -> tuple[int, str | None]:
     """`flwr run APP openparity --stream`: the run's logs go to `on_line` until it ends; the
     run id and the last error line the apps logged (None if none). `members`: the number of
     simulated SuperNodes (simulation SuperLinks only)."""
@@ -163,9 +184,14 @@ def submit(
     if members is not None:
         command += ["--federation-config", f"num-supernodes={members}"]
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=flower_env(home),
-        text=True, encoding="utf-8", errors="replace",
-    )  # fmt: skip
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=flower_env(home),
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+    )
     run_id, error = None, None
     assert process.stdout is not None
     for line in process.stdout:
@@ -187,8 +213,11 @@ def run_status(home: Path, run_id: int) -> str:
     """The run's status as Flower reports it, e.g. finished:completed or finished:failed."""
     listed = subprocess.run(
         [executable("flwr"), "list", CONNECTION, "--run-id", str(run_id), "--format", "json"],
-        capture_output=True, text=True, env=flower_env(home), timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=flower_env(home),
+        timeout=60,
+    )
     try:
         return str(json.loads(listed.stdout)["runs"][0]["status"])
     except (ValueError, KeyError, IndexError):

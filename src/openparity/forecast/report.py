@@ -93,8 +93,13 @@ def render_terminal(f: Forecast) -> None:
     from openparity.console import out, print_rows
 
     tornado_title = "Tornado (one factor pinned against / for parity, the rest drawn)"
-    print_rows(summary_rows(f), title="Forecast", identifiers={"scenario"}, text={"draws"},
-               optional={"draws"})  # fmt: skip
+    print_rows(
+        summary_rows(f),
+        title="Forecast",
+        identifiers={"scenario"},
+        text={"draws"},
+        optional={"draws"},
+    )
     print_rows(tornado_rows(f), title=tornado_title, identifiers={"factor"})
     print_rows(sobol_rows(f), title="Sobol sensitivity indices", identifiers={"input"})
     for note in notes(f):

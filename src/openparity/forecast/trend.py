@@ -130,9 +130,14 @@ def gaps_from_gap_report(path: Path) -> list[MeasuredGap]:
                 published = "the published closed-model score"
                 closed = f"{model} (published score)" if model else published
             gap = MeasuredGap(
-                date, t["task"].strip().lower(), -difference["mean"] * 100,
-                (-high * 100, -low * 100), t["open"]["model"], closed, str(path),
-            )  # fmt: skip
+                date,
+                t["task"].strip().lower(),
+                -difference["mean"] * 100,
+                (-high * 100, -low * 100),
+                t["open"]["model"],
+                closed,
+                str(path),
+            )
             gaps.append(gap)
         return gaps
     except FileNotFoundError:
@@ -184,8 +189,16 @@ def _fit_line(points: list[tuple[dt.date, float]]) -> _Line:
     fit = sm.OLS(np.array([g for _, g in points]), sm.add_constant(years)).fit()
     intercept, slope = (float(v) for v in fit.params)
     low, high = (float(v) for v in fit.conf_int(alpha=0.05)[1])
-    return _Line(origin, intercept, slope, float(fit.bse[1]), (low, high),
-                 math.sqrt(float(fit.scale)), len(points) - 2, fit)  # fmt: skip
+    return _Line(
+        origin,
+        intercept,
+        slope,
+        float(fit.bse[1]),
+        (low, high),
+        math.sqrt(float(fit.scale)),
+        len(points) - 2,
+        fit,
+    )
 
 
 def forecast_trend(
@@ -232,12 +245,19 @@ def _from_line(benchmark, points, line: _Line, by, margin, basis, mine) -> Trend
     if line.slope < 0:
         crossing = line.origin + dt.timedelta(days=(margin - line.intercept) / line.slope * 365.25)
     return TrendForecast(
-        benchmark=benchmark, points=points, slope_per_year=line.slope,
-        slope_ci95=line.slope_ci95, by=by,
-        predicted_gap=mean, prediction_interval95=(low, high), margin=margin,
+        benchmark=benchmark,
+        points=points,
+        slope_per_year=line.slope,
+        slope_ci95=line.slope_ci95,
+        by=by,
+        predicted_gap=mean,
+        prediction_interval95=(low, high),
+        margin=margin,
         probability_within_margin=float(stats.t.cdf((margin - mean) / sd, line.df)),
-        crossing_date=crossing, basis=basis, measured=tuple(mine),
-    )  # fmt: skip
+        crossing_date=crossing,
+        basis=basis,
+        measured=tuple(mine),
+    )
 
 
 def _anchored(points, frontier: _Line, latest: MeasuredGap, by, margin, mine) -> TrendForecast:
@@ -259,9 +279,16 @@ def _anchored(points, frontier: _Line, latest: MeasuredGap, by, margin, mine) ->
         years = (margin - latest.gap) / frontier.slope
         crossing = latest.date + dt.timedelta(days=years * 365.25)
     return TrendForecast(
-        benchmark=latest.benchmark, points=points, slope_per_year=frontier.slope,
-        slope_ci95=frontier.slope_ci95, by=by, predicted_gap=mean,
-        prediction_interval95=(low, high), margin=margin,
+        benchmark=latest.benchmark,
+        points=points,
+        slope_per_year=frontier.slope,
+        slope_ci95=frontier.slope_ci95,
+        by=by,
+        predicted_gap=mean,
+        prediction_interval95=(low, high),
+        margin=margin,
         probability_within_margin=float(stats.t.cdf((margin - mean) / sd, df)),
-        crossing_date=crossing, basis=ANCHORED, measured=tuple(mine),
-    )  # fmt: skip
+        crossing_date=crossing,
+        basis=ANCHORED,
+        measured=tuple(mine),
+    )

@@ -81,9 +81,13 @@ def to_dict(f: TrendForecast) -> dict[str, Any]:
 
 def _measured(g: MeasuredGap) -> dict[str, Any]:
     return {
-        "date": g.date.isoformat(), "gap": g.gap, "ci95": list(g.ci95),
-        "open_model": g.open_model, "closed_model": g.closed_model, "source": g.source,
-    }  # fmt: skip
+        "date": g.date.isoformat(),
+        "gap": g.gap,
+        "ci95": list(g.ci95),
+        "open_model": g.open_model,
+        "closed_model": g.closed_model,
+        "source": g.source,
+    }
 
 
 def to_json(f: TrendForecast) -> str:
@@ -131,14 +135,23 @@ def to_html(f: TrendForecast) -> str:
     plt = htmlpage.pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
     if f.points:
-        ax.scatter([d for d, _ in f.points], [g for _, g in f.points], zorder=3,
-                   label="published frontier gap")  # fmt: skip
+        ax.scatter(
+            [d for d, _ in f.points],
+            [g for _, g in f.points],
+            zorder=3,
+            label="published frontier gap",
+        )
     if f.measured:
         ax.errorbar(
-            [g.date for g in f.measured], [g.gap for g in f.measured],
+            [g.date for g in f.measured],
+            [g.gap for g in f.measured],
             yerr=[[g.gap - g.ci95[0] for g in f.measured], [g.ci95[1] - g.gap for g in f.measured]],
-            fmt="s", color="#d62728", capsize=3, zorder=4, label="your measured gap (95% CI)",
-        )  # fmt: skip
+            fmt="s",
+            color="#d62728",
+            capsize=3,
+            zorder=4,
+            label="your measured gap (95% CI)",
+        )
     start = min(_line_start(f), f.by)
     ends = [start, max(f.by, _line_start(f))]
     ax.plot(
@@ -148,22 +161,32 @@ def to_html(f: TrendForecast) -> str:
     )
     low, high = f.prediction_interval95
     ax.errorbar(
-        [f.by], [f.predicted_gap], yerr=[[f.predicted_gap - low], [high - f.predicted_gap]],
-        fmt="D", color="black", capsize=4, label=f"{f.by} (95% prediction)",
-    )  # fmt: skip
+        [f.by],
+        [f.predicted_gap],
+        yerr=[[f.predicted_gap - low], [high - f.predicted_gap]],
+        fmt="D",
+        color="black",
+        capsize=4,
+        label=f"{f.by} (95% prediction)",
+    )
     ax.axhline(f.margin, color="#2ca02c", linestyle="--", label=f"margin {f.margin:g}")
     ax.set_xlabel("date")
     fig.autofmt_xdate()
     ax.set_ylabel("closed - open (points)")
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.02), ncol=2, fontsize=8, frameon=False)
     plot = htmlpage.figure(htmlpage.svg(fig), f"Gap over time; fit on {fit_on(f)}.", "trend")
-    points = [{"date": d.isoformat(), "gap (points)": f"{g:.1f}", "what": "published frontier"}
-              for d, g in f.points]  # fmt: skip
+    points = [
+        {"date": d.isoformat(), "gap (points)": f"{g:.1f}", "what": "published frontier"}
+        for d, g in f.points
+    ]
     points += [
-        {"date": g.date.isoformat(), "gap (points)": f"{g.gap:.1f}",
-         "what": f"yours: {g.open_model} vs {g.closed_model}"}
+        {
+            "date": g.date.isoformat(),
+            "gap (points)": f"{g.gap:.1f}",
+            "what": f"yours: {g.open_model} vs {g.closed_model}",
+        }
         for g in f.measured
-    ]  # fmt: skip
+    ]
     return htmlpage.page(
         f"openparity trend: {f.benchmark}",
         [

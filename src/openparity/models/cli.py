@@ -103,10 +103,13 @@ def list_models(
         as_of = str(r["price_as_of"] or "-")
         table.append([r["name"], r["backend"], where, price, as_of, str(r["max_concurrency"])])
     columns = [
-        Column("name"), Column("backend", optional=True), Column("model / endpoint"),
-        Column("$ in/out per Mtok", numeric=True), Column("price as of", optional=True),
+        Column("name"),
+        Column("backend", optional=True),
+        Column("model / endpoint"),
+        Column("$ in/out per Mtok", numeric=True),
+        Column("price as of", optional=True),
         Column("concurrency", numeric=True, optional=True),
-    ]  # fmt: skip
+    ]
     print_table(columns, table, title=f"models ({catalog.path or 'no models.yaml'})")
 
 

@@ -253,25 +253,36 @@ class LocalModel(ChatModel):
         return prefix, end
 
     async def complete_raw(
-        self, prompt: str, *, max_tokens: int, temperature: float, stop: Sequence[str] = (),
+        self,
+        prompt: str,
+        *,
+        max_tokens: int,
+        temperature: float,
+        stop: Sequence[str] = (),
         seed: int | None = None,
-    ) -> Completion:  # fmt: skip
+    ) -> Completion:
         """Plain text continuation of `prompt` (no chat template applied)."""
         loaded = self._model()
 
         def run(llm: Any) -> Completion:
             started = time.perf_counter()
             response = llm.create_completion(
-                prompt=prompt, max_tokens=max_tokens, temperature=temperature,
-                stop=list(stop) or None, seed=seed,
-            )  # fmt: skip
+                prompt=prompt,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stop=list(stop) or None,
+                seed=seed,
+            )
             choice, usage = response["choices"][0], response["usage"]
             return Completion(
-                text=choice["text"], finish_reason=choice.get("finish_reason") or "stop",
-                prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
-                latency_s=time.perf_counter() - started, model=self.name,
+                text=choice["text"],
+                finish_reason=choice.get("finish_reason") or "stop",
+                prompt_tokens=usage["prompt_tokens"],
+                completion_tokens=usage["completion_tokens"],
+                latency_s=time.perf_counter() - started,
+                model=self.name,
                 cost_usd=self.spec.cost(usage["prompt_tokens"], usage["completion_tokens"]),
-            )  # fmt: skip
+            )
 
         return await loaded.run(run, loaded.value)
 

@@ -66,8 +66,11 @@ class OpenAICompatibleModel(ChatModel):
             "model": self.spec.model,
             "messages": [dict(m) for m in request.messages],
         }
-        sent = {self._token_param: request.max_tokens, "temperature": request.temperature,
-                "top_p": request.top_p}  # fmt: skip
+        sent = {
+            self._token_param: request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+        }
         body.update((name, value) for name, value in sent.items() if value is not None)
         if request.stop:
             body["stop"] = list(request.stop)
@@ -86,9 +89,12 @@ class OpenAICompatibleModel(ChatModel):
         latency = time.perf_counter() - started
         try:
             return completion_from_body(
-                data, model=self.name, latency_s=latency, cost=self.spec.cost,
+                data,
+                model=self.name,
+                latency_s=latency,
+                cost=self.spec.cost,
                 want_logprobs=request.logprobs,
-            )  # fmt: skip
+            )
         except (KeyError, IndexError, TypeError, AttributeError):
             raise ModelCallError(
                 f"{self.name} answered without a chat completion: {str(data)[:160]}"

@@ -101,14 +101,17 @@ def aux_losses(
     c = config
     loss = torch.zeros((), device=affinities.device)
     if c.expert_aux_alpha:
-        loss = loss + expert_balance_loss(indices, affinities, c.expert_aux_alpha,
-                                          counts=counts, tokens=tokens)  # fmt: skip
+        loss = loss + expert_balance_loss(
+            indices, affinities, c.expert_aux_alpha, counts=counts, tokens=tokens
+        )
     if c.device_aux_alpha:
-        loss = loss + device_balance_loss(indices, affinities, c.device_aux_alpha, c.n_groups,
-                                          counts=counts, tokens=tokens)  # fmt: skip
+        loss = loss + device_balance_loss(
+            indices, affinities, c.device_aux_alpha, c.n_groups, counts=counts, tokens=tokens
+        )
     if c.seq_aux_alpha:
-        loss = loss + sequence_balance_loss(indices, affinities, c.seq_aux_alpha, seq_len,
-                                            sequences=sequences)  # fmt: skip
+        loss = loss + sequence_balance_loss(
+            indices, affinities, c.seq_aux_alpha, seq_len, sequences=sequences
+        )
     return loss
 
 

@@ -36,8 +36,15 @@ def train_settings(steps: int, batch: int, seq_len: int, lr: float, seed: int):
     from openparity.moe.train import TrainSettings
 
     every = max(1, min(50, steps))
-    return TrainSettings(steps=steps, batch=batch, seq_len=seq_len, lr=lr, seed=seed,
-                         eval_every=every, save_every=every)  # fmt: skip
+    return TrainSettings(
+        steps=steps,
+        batch=batch,
+        seq_len=seq_len,
+        lr=lr,
+        seed=seed,
+        eval_every=every,
+        save_every=every,
+    )
 
 
 @contextlib.contextmanager
@@ -97,8 +104,9 @@ def train_command(
         sparse = sparse_config(sparse_method, sparsity, distribution, delta_t, alpha, steps, seed)
         settings = replace(settings, sparse=sparse)
     with progress_bars() as report:
-        result = train(config, corpus, out, settings, resume=resume,
-                       progress=functools.partial(report, preset))  # fmt: skip
+        result = train(
+            config, corpus, out, settings, resume=resume, progress=functools.partial(report, preset)
+        )
     sparse_note = "" if result.sparsity is None else f", {result.sparsity:.1%} of masked weights 0"
     console.print(
         f"{preset}: step {result.step}, train loss {result.train_loss:.4f},"
@@ -130,8 +138,15 @@ def compare_command(
     for name in presets:
         checked_preset(name, dim, layers)
     with progress_bars() as report:
-        rows = compare(presets, corpus, out, train_settings(steps, batch, seq_len, lr, seed),
-                       dim=dim, n_layers=layers, progress=report)  # fmt: skip
+        rows = compare(
+            presets,
+            corpus,
+            out,
+            train_settings(steps, batch, seq_len, lr, seed),
+            dim=dim,
+            n_layers=layers,
+            progress=report,
+        )
     if as_json:
         print_json([r.to_dict() for r in rows])
     else:

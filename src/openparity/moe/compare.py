@@ -91,8 +91,17 @@ def render(rows: list[Row]) -> None:
     from openparity.console import Column, out, print_table
 
     base = rows[0]
-    headers = ("preset", "params total", "active", "FLOPs/token", "train tok/s", "infer tok/s",
-               "val loss", "bits/byte", "MaxVio")  # fmt: skip
+    headers = (
+        "preset",
+        "params total",
+        "active",
+        "FLOPs/token",
+        "train tok/s",
+        "infer tok/s",
+        "val loss",
+        "bits/byte",
+        "MaxVio",
+    )
     optional = {"params total", "FLOPs/token", "bits/byte", "MaxVio"}
     columns = [
         Column(h, numeric=h != "preset", identifier=h == "preset", optional=h in optional)

@@ -39,28 +39,43 @@ def hf_config(model: CausalLM) -> Any:
 
     c, moe = model.config, model.config.moe
     common = {
-        "vocab_size": c.vocab, "hidden_size": c.dim, "intermediate_size": c.ffn_dim,
-        "num_hidden_layers": c.n_layers, "num_attention_heads": c.n_heads,
-        "num_key_value_heads": c.n_kv_heads, "max_position_embeddings": c.max_seq,
-        "rms_norm_eps": c.norm_eps, "tie_word_embeddings": False, "hidden_act": "silu",
+        "vocab_size": c.vocab,
+        "hidden_size": c.dim,
+        "intermediate_size": c.ffn_dim,
+        "num_hidden_layers": c.n_layers,
+        "num_attention_heads": c.n_heads,
+        "num_key_value_heads": c.n_kv_heads,
+        "max_position_embeddings": c.max_seq,
+        "rms_norm_eps": c.norm_eps,
+        "tie_word_embeddings": False,
+        "hidden_act": "silu",
         "rope_parameters": {"rope_type": "default", "rope_theta": c.rope_theta},
-    }  # fmt: skip
+    }
     kind = hf_format(model)
     if kind == "llama":
         return transformers.LlamaConfig(**common, attention_bias=False, mlp_bias=False)
     if kind == "mixtral":
         return transformers.MixtralConfig(
-            **{**common, "intermediate_size": moe.expert_dim}, num_local_experts=moe.n_routed,
-            num_experts_per_tok=moe.top_k, router_jitter_noise=0.0,
-        )  # fmt: skip
+            **{**common, "intermediate_size": moe.expert_dim},
+            num_local_experts=moe.n_routed,
+            num_experts_per_tok=moe.top_k,
+            router_jitter_noise=0.0,
+        )
     common["rope_parameters"] = {**common["rope_parameters"], "partial_rotary_factor": 1.0}
     return transformers.Glm4MoeConfig(
-        **common, moe_intermediate_size=moe.expert_dim, num_experts_per_tok=moe.top_k,
-        n_shared_experts=moe.n_shared, n_routed_experts=moe.n_routed,
-        routed_scaling_factor=moe.routed_scaling, n_group=moe.n_groups,
-        topk_group=moe.topk_groups, first_k_dense_replace=c.first_dense_layers,
-        norm_topk_prob=moe.norm_topk, attention_bias=False, use_qk_norm=False,
-    )  # fmt: skip
+        **common,
+        moe_intermediate_size=moe.expert_dim,
+        num_experts_per_tok=moe.top_k,
+        n_shared_experts=moe.n_shared,
+        n_routed_experts=moe.n_routed,
+        routed_scaling_factor=moe.routed_scaling,
+        n_group=moe.n_groups,
+        topk_group=moe.topk_groups,
+        first_k_dense_replace=c.first_dense_layers,
+        norm_topk_prob=moe.norm_topk,
+        attention_bias=False,
+        use_qk_norm=False,
+    )
 
 
 def hf_state_dict(model: CausalLM) -> dict[str, Any]:

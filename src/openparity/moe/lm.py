@@ -64,11 +64,24 @@ def preset(name: str, *, dim: int = 128, n_layers: int = 4) -> LMConfig:
     moe-total   the same layout with the dense model's *total* FFN parameters: experts of F/18
     mixtral     Mixtral layout: 8 experts of F/2, softmax top-2, no shared experts (F active)
     """
-    base = LMConfig(dim=dim, n_layers=n_layers, n_heads=max(1, dim // 32),
-                    n_kv_heads=max(1, dim // 64), ffn_dim=4 * dim)  # fmt: skip
+    base = LMConfig(
+        dim=dim,
+        n_layers=n_layers,
+        n_heads=max(1, dim // 32),
+        n_kv_heads=max(1, dim // 64),
+        ffn_dim=4 * dim,
+    )
     f = base.ffn_dim
-    deepseek = MoEConfig(hidden=dim, expert_dim=f // 4, n_routed=16, top_k=2, n_shared=2,
-                         router="sigmoid", bias_update_speed=1e-2, seq_aux_alpha=1e-4)  # fmt: skip
+    deepseek = MoEConfig(
+        hidden=dim,
+        expert_dim=f // 4,
+        n_routed=16,
+        top_k=2,
+        n_shared=2,
+        router="sigmoid",
+        bias_update_speed=1e-2,
+        seq_aux_alpha=1e-4,
+    )
     configs = {
         "dense": base,
         "moe-active": replace(base, moe=deepseek),

@@ -121,9 +121,14 @@ class ExpertParallelMoE(nn.Module):
         totals = torch.cat([counts, torch.tensor([tokens, tokens // seq_len], dtype=counts.dtype)])
         dist.all_reduce(totals, group=self.group)
         self.aux_loss = balance.aux_losses(
-            c, routing.indices, routing.affinities, seq_len, counts=totals[:-2],
-            tokens=int(totals[-2]), sequences=int(totals[-1]),
-        )  # fmt: skip
+            c,
+            routing.indices,
+            routing.affinities,
+            seq_len,
+            counts=totals[:-2],
+            tokens=int(totals[-2]),
+            sequences=int(totals[-1]),
+        )
 
     def max_violation(self) -> float:
         """MaxVio of the load summed over all ranks (a collective: call it on every rank)."""

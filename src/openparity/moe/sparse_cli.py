@@ -51,8 +51,16 @@ def compare_command(
     base = sparse_config("rigl", 0.9, distribution, delta_t, alpha, steps, seed)
     planned = runs(methods, sparsities, base)
     with progress_bars() as report:
-        rows = compare(planned, corpus, out, train_settings(steps, batch, seq_len, lr, seed),
-                       model_preset=preset, dim=dim, n_layers=layers, progress=report)  # fmt: skip
+        rows = compare(
+            planned,
+            corpus,
+            out,
+            train_settings(steps, batch, seq_len, lr, seed),
+            model_preset=preset,
+            dim=dim,
+            n_layers=layers,
+            progress=report,
+        )
     if as_json:
         print_json([r.to_dict() for r in rows])
     else:

@@ -56,15 +56,30 @@ def compare(
     rows = []
     for name, sparse in planned:
         report = None if progress is None else (lambda *a, _n=name: progress(_n, *a))
-        result = train(config, corpus, out / name.replace("@", "-"),
-                       replace(settings, sparse=sparse), resume=True, progress=report)  # fmt: skip
+        result = train(
+            config,
+            corpus,
+            out / name.replace("@", "-"),
+            replace(settings, sparse=sparse),
+            resume=True,
+            progress=report,
+        )
         model = load_model(result.directory)
         total = sum(p.numel() for p in model.parameters())
         nonzero = sum(int((p != 0).sum()) for p in model.parameters())
-        rows.append(Row(name, sparse.method if sparse else "dense",
-                        sparse.sparsity if sparse else 0.0, nonzero, total,
-                        result.training_flops, result.val_loss,
-                        perplexity_bits(result.val_loss), result.train_seconds))  # fmt: skip
+        rows.append(
+            Row(
+                name,
+                sparse.method if sparse else "dense",
+                sparse.sparsity if sparse else 0.0,
+                nonzero,
+                total,
+                result.training_flops,
+                result.val_loss,
+                perplexity_bits(result.val_loss),
+                result.train_seconds,
+            )
+        )
     return rows
 
 

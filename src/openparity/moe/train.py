@@ -246,12 +246,27 @@ def _lr(step: int, s: TrainSettings) -> float:
     return s.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def _save(path: Path, model, optimizer, generator, step: int, log: list, config: LMConfig,
-          sparsity: DynamicSparsity | None, seconds: float) -> None:  # fmt: skip
+def _save(
+    path: Path,
+    model,
+    optimizer,
+    generator,
+    step: int,
+    log: list,
+    config: LMConfig,
+    sparsity: DynamicSparsity | None,
+    seconds: float,
+) -> None:
     temporary = path.with_suffix(".tmp")
-    state = {"config": config.to_dict(), "model": model.state_dict(), "step": step, "log": log,
-             "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-             "seconds": seconds}  # fmt: skip
+    state = {
+        "config": config.to_dict(),
+        "model": model.state_dict(),
+        "step": step,
+        "log": log,
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+        "seconds": seconds,
+    }
     if sparsity is not None:
         state["sparse"] = sparsity.state_dict()
     torch.save(state, temporary)

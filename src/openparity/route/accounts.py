@@ -58,14 +58,20 @@ class KeyAccount:
             return None
         if limit == "tokens":
             tpm = key.tokens_per_min or 0.0
-            message = (f"key {key.name} is over its limit of {tpm:,.0f} tokens per minute"
-                       f" (this request may use {estimate:,})")  # fmt: skip
+            message = (
+                f"key {key.name} is over its limit of {tpm:,.0f} tokens per minute"
+                f" (this request may use {estimate:,})"
+            )
             if estimate > tpm:
                 message += ": it can never fit; send a shorter prompt or a lower max_tokens"
         else:
             message = f"key {key.name} is over its rate limit of {key.rate_per_s:g}/s"
-        error = {"message": message, "type": "rate_limit_error", "param": None,
-                 "code": "rate_limit_exceeded"}  # fmt: skip
+        error = {
+            "message": message,
+            "type": "rate_limit_error",
+            "param": None,
+            "code": "rate_limit_exceeded",
+        }
         return Rejection(429, message, error, retry_after_s=wait)
 
     def return_tokens(self, unused: int) -> None:
@@ -101,6 +107,10 @@ class KeyAccount:
                 f" of ${usd:.6g} (spent ${verdict.spent_usd:.6g}, ${verdict.held_usd:.6g} held"
                 " by calls in flight); a lower max_tokens costs less"
             )
-        error = {"message": message, "type": "insufficient_quota", "param": None,
-                 "code": "insufficient_quota"}  # fmt: skip
+        error = {
+            "message": message,
+            "type": "insufficient_quota",
+            "param": None,
+            "code": "insufficient_quota",
+        }
         return Rejection(429, message, error)

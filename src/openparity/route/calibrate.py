@@ -290,9 +290,14 @@ def select_thresholds(
         k = int((mask & wrong).sum())
         n = len(wrong) if risk == "joint" else int(mask.sum())
         path.append(
-            PathPoint(float(level), thresholds, int(mask.sum()), k,
-                      clopper_pearson_upper(k, n, level_delta))
-        )  # fmt: skip
+            PathPoint(
+                float(level),
+                thresholds,
+                int(mask.sum()),
+                k,
+                clopper_pearson_upper(k, n, level_delta),
+            )
+        )
     return path, _choose(path, epsilon, risk)
 
 

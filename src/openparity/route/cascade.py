@@ -207,9 +207,14 @@ class HybridRouter:
             for tier in self._tiers_for(result):
                 if tier.spec.backend != "openai":
                     result.attempts.append(
-                        Attempt(tier.index, tier.name, "skipped", "unsupported",
-                                f"{tier.spec.backend} models do not serve {endpoint}")
-                    )  # fmt: skip
+                        Attempt(
+                            tier.index,
+                            tier.name,
+                            "skipped",
+                            "unsupported",
+                            f"{tier.spec.backend} models do not serve {endpoint}",
+                        )
+                    )
                     continue
                 answer = await self._forward_tier(tier, endpoint, body, result)
                 if answer is not None:
@@ -238,8 +243,9 @@ class HybridRouter:
         if asked > largest:
             raise ClientRequestError(
                 f"`max_tokens` {asked} is more than the largest context here ({largest} tokens)",
-                param="max_tokens", code="context_length_exceeded",
-            )  # fmt: skip
+                param="max_tokens",
+                code="context_length_exceeded",
+            )
 
     def _tiers_for(self, result: RouteResult) -> list[Tier]:
         pinned = result.pinned_tier
@@ -354,11 +360,17 @@ class HybridRouter:
             return True
         maximum = tier.max_call_cost(result.request, result)
         if maximum is None:
-            message = (f"{tier.name}'s answers have no known length and the key has a budget:"
-                       " send max_tokens (or set the tier's defaults.max_tokens or"
-                       " context_tokens)")  # fmt: skip
-            error = {"message": message, "type": "invalid_request_error",
-                     "param": "max_tokens", "code": "max_tokens_required"}  # fmt: skip
+            message = (
+                f"{tier.name}'s answers have no known length and the key has a budget:"
+                " send max_tokens (or set the tier's defaults.max_tokens or"
+                " context_tokens)"
+            )
+            error = {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": "max_tokens",
+                "code": "max_tokens_required",
+            }
             result.rejection = Rejection(400, message, error)
         else:
             lifetime = 300.0 + 2 * tier.config.timeout_s  # a killed replica's holds expire
@@ -380,29 +392,49 @@ class HybridRouter:
         missing = tier.cannot_serve(result.request)
         if missing:
             result.attempts.append(
-                Attempt(tier.index, tier.name, "skipped", "unsupported",
-                        f"{tier.spec.backend} models cannot answer requests with {missing}")
-            )  # fmt: skip
+                Attempt(
+                    tier.index,
+                    tier.name,
+                    "skipped",
+                    "unsupported",
+                    f"{tier.spec.backend} models cannot answer requests with {missing}",
+                )
+            )
             return False
         if not await tier.slots.acquire():
             result.attempts.append(
-                Attempt(tier.index, tier.name, "skipped", "saturated",
-                        f"{tier.slots.limit} requests already in flight")
-            )  # fmt: skip
+                Attempt(
+                    tier.index,
+                    tier.name,
+                    "skipped",
+                    "saturated",
+                    f"{tier.slots.limit} requests already in flight",
+                )
+            )
             return False
         if not tier.breaker.allow():
             tier.slots.release()
             result.attempts.append(
-                Attempt(tier.index, tier.name, "skipped", "breaker_open",
-                        f"circuit open for {tier.breaker.retry_in():.1f}s more")
-            )  # fmt: skip
+                Attempt(
+                    tier.index,
+                    tier.name,
+                    "skipped",
+                    "breaker_open",
+                    f"circuit open for {tier.breaker.retry_in():.1f}s more",
+                )
+            )
             return False
         if not await tier.breaker.claim_probe():
             tier.slots.release()
             result.attempts.append(
-                Attempt(tier.index, tier.name, "skipped", "breaker_open",
-                        "circuit half-open: another replica is probing the upstream")
-            )  # fmt: skip
+                Attempt(
+                    tier.index,
+                    tier.name,
+                    "skipped",
+                    "breaker_open",
+                    "circuit half-open: another replica is probing the upstream",
+                )
+            )
             return False
         return True
 
@@ -445,9 +477,14 @@ class HybridRouter:
             attempt.latency_s = time.perf_counter() - started
 
     async def _check(
-        self, tier: Tier, request: ChatRequest, completion: Completion, attempt: Attempt,
-        *, partial: bool = False,
-    ) -> bool:  # fmt: skip
+        self,
+        tier: Tier,
+        request: ChatRequest,
+        completion: Completion,
+        attempt: Attempt,
+        *,
+        partial: bool = False,
+    ) -> bool:
         """Run the tier's checks (only the prefix-capable ones on a `partial` answer); a failure
         marks the attempt check_failed with its reason."""
         results: list[CheckResult] = []
@@ -462,12 +499,21 @@ class HybridRouter:
         if failed is None:
             return True
         attempt.outcome, attempt.reason, attempt.detail = (
-            "check_failed", f"check:{failed.check}", failed.reason,
-        )  # fmt: skip
+            "check_failed",
+            f"check:{failed.check}",
+            failed.reason,
+        )
         return False
 
-    def _error(self, tier: Tier, attempt: Attempt, reason: str, detail: str, *,
-               retry_after_s: float | None = None) -> None:  # fmt: skip
+    def _error(
+        self,
+        tier: Tier,
+        attempt: Attempt,
+        reason: str,
+        detail: str,
+        *,
+        retry_after_s: float | None = None,
+    ) -> None:
         attempt.outcome, attempt.reason, attempt.detail = "error", reason, tier.redact(detail)
         attempt.retry_after_s = retry_after_s
         if reason in NOT_THE_UPSTREAMS_FAULT:  # it answered: the request was at fault
@@ -651,9 +697,17 @@ def _retry_after(exc: OpenparityError) -> float | None:
 
 
 RETRYABLE_REASONS = frozenset(
-    {"http_429", "http_5xx", "timeout", "connect", "malformed", "stream_cut", "upstream_error",
-     "empty"}
-)  # fmt: skip
+    {
+        "http_429",
+        "http_5xx",
+        "timeout",
+        "connect",
+        "malformed",
+        "stream_cut",
+        "upstream_error",
+        "empty",
+    }
+)
 
 
 # The upstream answered, and said the request cannot be served: no breaker counts it.
@@ -661,8 +715,14 @@ RETRYABLE_REASONS = frozenset(
 # context: too long for this model; a tier with a larger context may still serve it.
 NOT_THE_UPSTREAMS_FAULT = frozenset({"client_error", "context"})
 CLIENT_ERROR_STATUS = frozenset({400, 413, 422})
-_CONTEXT_WORDS = ("context length", "context_length", "context window", "maximum context",
-                  "too many tokens", "prompt is too long")  # fmt: skip
+_CONTEXT_WORDS = (
+    "context length",
+    "context_length",
+    "context window",
+    "maximum context",
+    "too many tokens",
+    "prompt is too long",
+)
 
 
 def _classify(exc: OpenparityError) -> tuple[str, str]:
@@ -691,9 +751,12 @@ def _rejection(tier: Tier, reason: str, exc: OpenparityError) -> Rejection | Non
         return None
     said = dict(exc.upstream_error or {})
     message = tier.redact(str(said.get("message") or exc.message))[:2000]
-    error = {"message": message, "type": str(said.get("type") or "invalid_request_error"),
-             "param": said.get("param") if isinstance(said.get("param"), str) else None,
-             "code": said.get("code") if isinstance(said.get("code"), str) else None}  # fmt: skip
+    error = {
+        "message": message,
+        "type": str(said.get("type") or "invalid_request_error"),
+        "param": said.get("param") if isinstance(said.get("param"), str) else None,
+        "code": said.get("code") if isinstance(said.get("code"), str) else None,
+    }
     return Rejection(exc.status, message, error)
 
 
@@ -703,8 +766,12 @@ def _too_long_for_every_tier(result: RouteResult) -> Rejection | None:
     if not tried or any(a.reason != "context" for a in tried):
         return None
     message = "the request does not fit the context of any model here: " + tried[-1].detail
-    error = {"message": message, "type": "invalid_request_error", "param": "messages",
-             "code": "context_length_exceeded"}  # fmt: skip
+    error = {
+        "message": message,
+        "type": "invalid_request_error",
+        "param": "messages",
+        "code": "context_length_exceeded",
+    }
     return Rejection(400, message, error)
 
 
@@ -766,9 +833,12 @@ def _charge(attempt: Attempt, tier: Tier, prompt_tokens: int, completion_tokens:
 
 
 def _assembled(
-    tier: Tier, received: list[StreamChunk], finish: str, usage: tuple[int, int] | None,
+    tier: Tier,
+    received: list[StreamChunk],
+    finish: str,
+    usage: tuple[int, int] | None,
     latency: float,
-) -> Completion:  # fmt: skip
+) -> Completion:
     """The streamed answer so far as a Completion: from the upstream's own events when it sent
     them (tool calls, n choices and every other field kept), from the text otherwise."""
     events = [c.event for c in received if c.event is not None]
@@ -776,9 +846,13 @@ def _assembled(
     if events and finish != "partial":
         with contextlib.suppress(KeyError, IndexError, TypeError, AttributeError, ValueError):
             return completion_from_body(
-                assemble_chunks(events), model=tier.name, latency_s=latency,
-                cost=tier.spec.cost, want_logprobs=False, usage_fallback=usage or (0, len(texts)),
-            )  # fmt: skip
+                assemble_chunks(events),
+                model=tier.name,
+                latency_s=latency,
+                cost=tier.spec.cost,
+                want_logprobs=False,
+                usage_fallback=usage or (0, len(texts)),
+            )
     prompt_tokens, completion_tokens = usage or (0, len(texts))
     return Completion(
         text="".join(texts),
@@ -798,10 +872,15 @@ def _forwarded(tier: Tier, attempt: Attempt, answer: dict[str, Any]) -> Completi
     completion_tokens = int(usage.get("completion_tokens") or 0)
     _charge(attempt, tier, prompt_tokens, completion_tokens)
     return Completion(
-        text="", finish_reason="stop", prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens, latency_s=attempt.latency_s, model=tier.name,
-        cost_usd=attempt.cost_usd, raw=answer,
-    )  # fmt: skip
+        text="",
+        finish_reason="stop",
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        latency_s=attempt.latency_s,
+        model=tier.name,
+        cost_usd=attempt.cost_usd,
+        raw=answer,
+    )
 
 
 def _whole_answer_chunks(completion: Completion) -> list[StreamChunk]:

@@ -35,8 +35,12 @@ class CheckResult:
     cost_usd: float = 0.0  # extra model calls the check made (judge, extra samples)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"check": self.check, "passed": self.passed, "reason": self.reason,
-                "score": self.score}  # fmt: skip
+        return {
+            "check": self.check,
+            "passed": self.passed,
+            "reason": self.reason,
+            "score": self.score,
+        }
 
 
 @dataclass
@@ -355,9 +359,12 @@ class Judge(Check):
         passed = result.score >= self.min_score
         reason = f"judge scored {result.score:g} < {self.min_score:g}"
         return CheckResult(
-            self.name, passed, "" if passed else reason, result.score,
+            self.name,
+            passed,
+            "" if passed else reason,
+            result.score,
             result.completion.cost_usd or 0.0,
-        )  # fmt: skip
+        )
 
 
 class PythonCheck(Check):
@@ -412,16 +419,30 @@ def _bare_name(value: Any) -> Any:
 
 
 AnyCheck = Annotated[
-    NonEmpty | NotTruncated | Refusal | JsonValid | ToolCallValid | Regex | Length | Repetition
+    NonEmpty
+    | NotTruncated
+    | Refusal
+    | JsonValid
+    | ToolCallValid
+    | Regex
+    | Length
+    | Repetition
     | Language
-    | MeanLogprob | SelfConsistency | Judge | PythonCheck,
+    | MeanLogprob
+    | SelfConsistency
+    | Judge
+    | PythonCheck,
     Field(discriminator="type"),
     BeforeValidator(_bare_name),
-]  # fmt: skip
+]
 
 DEFAULT_CHECKS: tuple[Check, ...] = (
-    NonEmpty(), NotTruncated(), Refusal(), JsonValid(), ToolCallValid(),
-)  # fmt: skip
+    NonEmpty(),
+    NotTruncated(),
+    Refusal(),
+    JsonValid(),
+    ToolCallValid(),
+)
 
 
 async def run_checks(checks: list[Check], answer: Answer) -> list[CheckResult]:

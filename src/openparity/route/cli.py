@@ -49,8 +49,10 @@ def serve(
         if tier.unavailable:
             err.print(
                 f"warning: tier {tier.index} ({tier.name}) is unavailable: {tier.unavailable}",
-                soft_wrap=True, markup=False, highlight=False,
-            )  # fmt: skip
+                soft_wrap=True,
+                markup=False,
+                highlight=False,
+            )
     if all(tier.unavailable for tier in app.state.router.tiers):
         raise GatewayConfigError("no tier can be used (see the warnings above)")
     for tier in app.state.router.tiers:  # a llama.cpp build that crashes here: one line too
@@ -62,8 +64,14 @@ def serve(
     err.print(f"openparity gateway {settings.name!r} on http://{host}:{port}/v1{plural}: {tiers}")
     if workers > 1:  # each worker builds its own app from the config file
         app.state.ledger.close()
-        run_server(None, host=host, port=port, workers=workers, config=config.resolve(),
-                   drain_s=settings.drain_seconds)  # fmt: skip
+        run_server(
+            None,
+            host=host,
+            port=port,
+            workers=workers,
+            config=config.resolve(),
+            drain_s=settings.drain_seconds,
+        )
     else:
         run_server(app, host=host, port=port, drain_s=settings.drain_seconds)
 
@@ -162,15 +170,24 @@ def keys_list(
         return "none" if value is None else fmt.format(value)
 
     rows = [
-        [str(k["name"]), str(k["key_id"]), limit(k["rate_per_s"], "{:g}/s"),
-         limit(k["tokens_per_min"], "{:,.0f}/min"),
-         "none" if k["budget_usd"] is None else usd(float(k["budget_usd"])),  # type: ignore[arg-type]
-         usd(float(k["spent_usd"]))]  # type: ignore[arg-type]
+        [
+            str(k["name"]),
+            str(k["key_id"]),
+            limit(k["rate_per_s"], "{:g}/s"),
+            limit(k["tokens_per_min"], "{:,.0f}/min"),
+            "none" if k["budget_usd"] is None else usd(float(k["budget_usd"])),  # type: ignore[arg-type]
+            usd(float(k["spent_usd"])),
+        ]  # type: ignore[arg-type]
         for k in keys
-    ]  # fmt: skip
-    columns = [Column("name"), Column("key id", optional=True), Column("rate", numeric=True),
-               Column("tokens", numeric=True), Column("budget", numeric=True),
-               Column("spent", numeric=True)]  # fmt: skip
+    ]
+    columns = [
+        Column("name"),
+        Column("key id", optional=True),
+        Column("rate", numeric=True),
+        Column("tokens", numeric=True),
+        Column("budget", numeric=True),
+        Column("spent", numeric=True),
+    ]
     print_table(columns, rows, title=f"gateway keys ({len(keys)} active)")
 
 

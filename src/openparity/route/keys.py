@@ -107,9 +107,13 @@ def _hash(secret: str) -> str:
 
 
 def add_key(
-    target: LedgerTarget, name: str, *, rate_per_s: float | None = None,
-    budget_usd: float | None = None, tokens_per_min: float | None = None,
-) -> str:  # fmt: skip
+    target: LedgerTarget,
+    name: str,
+    *,
+    rate_per_s: float | None = None,
+    budget_usd: float | None = None,
+    tokens_per_min: float | None = None,
+) -> str:
     """Create a key and return its secret (shown once; only its hash is stored)."""
     secret = PREFIX + secrets.token_urlsafe(32)
     db = LedgerDB(target)
@@ -117,9 +121,16 @@ def add_key(
         db.execute(
             "INSERT INTO api_keys (key_id, name, hash, rate_per_s, budget_usd, created,"
             " tokens_per_min) VALUES (?,?,?,?,?,?,?)",
-            ("key-" + secrets.token_hex(6), name, _hash(secret), rate_per_s, budget_usd,
-             time.time(), tokens_per_min),
-        )  # fmt: skip
+            (
+                "key-" + secrets.token_hex(6),
+                name,
+                _hash(secret),
+                rate_per_s,
+                budget_usd,
+                time.time(),
+                tokens_per_min,
+            ),
+        )
     except LedgerConflict:
         raise GatewayKeyError(
             f"a key named {name!r} already exists in {db.label}",
@@ -177,11 +188,16 @@ def spent_by(target: LedgerTarget, key_id: str) -> float:
 
 def list_keys(target: LedgerTarget) -> list[dict[str, object]]:
     return [
-        {"key_id": k.key_id, "name": k.name, "rate_per_s": k.rate_per_s,
-         "tokens_per_min": k.tokens_per_min, "budget_usd": k.budget_usd,
-         "spent_usd": round(k.spent_usd, 9)}
+        {
+            "key_id": k.key_id,
+            "name": k.name,
+            "rate_per_s": k.rate_per_s,
+            "tokens_per_min": k.tokens_per_min,
+            "budget_usd": k.budget_usd,
+            "spent_usd": round(k.spent_usd, 9),
+        }
         for k in load_keys(target).values()
-    ]  # fmt: skip
+    ]
 
 
 STORE_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="key-store")
@@ -223,8 +239,10 @@ class KeyRing:
                     self._stale_warned = True
                     LOG.warning(
                         "keys not re-read for %.0fs: %s is slow or away; requests use the last"
-                        " known keys", stale, describe(self.target),
-                    )  # fmt: skip
+                        " known keys",
+                        stale,
+                        describe(self.target),
+                    )
             fresh = reading.result()
             if fresh is None:
                 continue

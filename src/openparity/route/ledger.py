@@ -64,12 +64,21 @@ class Ledger:
         )
         attempt_rows = [
             (
-                result.request_id, n, a.tier, a.model, a.outcome, a.reason, a.detail,
-                a.prompt_tokens, a.completion_tokens, a.cost_usd, a.latency_s,
+                result.request_id,
+                n,
+                a.tier,
+                a.model,
+                a.outcome,
+                a.reason,
+                a.detail,
+                a.prompt_tokens,
+                a.completion_tokens,
+                a.cost_usd,
+                a.latency_s,
                 json.dumps([c.to_dict() for c in a.checks], ensure_ascii=False),
             )
             for n, a in enumerate(result.attempts)
-        ]  # fmt: skip
+        ]
         with self._idle:
             self._pending += 1
         self._queue.put((request_row, attempt_rows))

@@ -20,30 +20,41 @@ class GatewayMetrics:
         self.registry = CollectorRegistry()
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.requests = Counter(
-            "openparity_requests", "Gateway requests by route and status",
-            ["route", "status"], registry=self.registry,
-        )  # fmt: skip
+            "openparity_requests",
+            "Gateway requests by route and status",
+            ["route", "status"],
+            registry=self.registry,
+        )
         self.attempts = Counter(
-            "openparity_attempts", "Upstream attempts by model, outcome and reason",
-            ["model", "outcome", "reason"], registry=self.registry,
-        )  # fmt: skip
+            "openparity_attempts",
+            "Upstream attempts by model, outcome and reason",
+            ["model", "outcome", "reason"],
+            registry=self.registry,
+        )
         self.cost = Counter(
-            "openparity_cost_usd", "Upstream cost in USD, failed attempts included",
-            ["model"], registry=self.registry,
-        )  # fmt: skip
+            "openparity_cost_usd",
+            "Upstream cost in USD, failed attempts included",
+            ["model"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
-            "openparity_request_seconds", "Gateway request latency",
+            "openparity_request_seconds",
+            "Gateway request latency",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.breaker = Gauge(
-            "openparity_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open",
-            ["model"], registry=self.registry,
-        )  # fmt: skip
+            "openparity_breaker_state",
+            "Circuit breaker: 0 closed, 1 half-open, 2 open",
+            ["model"],
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
-            "openparity_upstream_in_flight", "Requests in flight per upstream",
-            ["model"], registry=self.registry,
-        )  # fmt: skip
+            "openparity_upstream_in_flight",
+            "Requests in flight per upstream",
+            ["model"],
+            registry=self.registry,
+        )
 
     def observe(self, result: RouteResult, status: int) -> None:
         self._child(self.requests, result.route, str(status)).inc()

@@ -52,9 +52,14 @@ LOG = logging.getLogger("openparity.gateway")
 
 
 def error_response(
-    status: int, message: str, *, kind: str, code: str | None,
-    headers: dict[str, str] | None = None, param: str | None = None,
-) -> Response:  # fmt: skip
+    status: int,
+    message: str,
+    *,
+    kind: str,
+    code: str | None,
+    headers: dict[str, str] | None = None,
+    param: str | None = None,
+) -> Response:
     """An OpenAI-style error body: {"error": {"message", "type", "param", "code"}}."""
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return Response(dumps(body), status, headers=headers, media_type=JSON)
@@ -123,10 +128,16 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
         metrics.observe(result, status)
         ACCESS_LOG.info(
             "%s %d %s model=%s attempts=%d %.3fs $%.6f key=%s%s",
-            result.request_id, status, result.route, result.answered_by or "-",
-            len(result.attempts), result.latency_s, result.cost_usd,
-            key.name if key else "-", " stream" if result.stream else "",
-        )  # fmt: skip
+            result.request_id,
+            status,
+            result.route,
+            result.answered_by or "-",
+            len(result.attempts),
+            result.latency_s,
+            result.cost_usd,
+            key.name if key else "-",
+            " stream" if result.stream else "",
+        )
 
     async def spent_in_ledger(key_id: str) -> float:
         """The key's spending from the ledger (this replica's pending rows written first),
@@ -169,9 +180,12 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
             response = _rejection_response(rejection, _headers(result))
             return afterwards(response, result, rejection.status, admission)
         response = error_response(
-            502, message or "every tier failed", kind="upstream_error",
-            code="all_tiers_failed", headers=_headers(result),
-        )  # fmt: skip
+            502,
+            message or "every tier failed",
+            kind="upstream_error",
+            code="all_tiers_failed",
+            headers=_headers(result),
+        )
         return afterwards(response, result, 502, admission)
 
     def afterwards(
@@ -203,8 +217,9 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
         await router.route(chat, result)
         if result.completion is None:
             return all_failed(result, admission, result.error)
-        response = Response(dumps(_completion_body(result)), headers=_headers(result),
-                            media_type=JSON)  # fmt: skip
+        response = Response(
+            dumps(_completion_body(result)), headers=_headers(result), media_type=JSON
+        )
         return afterwards(response, result, 200, admission)
 
     async def forward(request: Request, endpoint: str) -> Response:
@@ -214,14 +229,19 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
         body = admission.body
         if body.get("stream"):
             return error_response(
-                400, f"the gateway does not stream {endpoint}; send stream: false",
-                kind="invalid_request_error", code="unsupported_stream",
-            )  # fmt: skip
+                400,
+                f"the gateway does not stream {endpoint}; send stream: false",
+                kind="invalid_request_error",
+                code="unsupported_stream",
+            )
         asked = body.get("max_tokens")
         valid = isinstance(asked, int) and not isinstance(asked, bool) and asked > 0
         choices = body.get("n") if isinstance(body.get("n"), int) else 1
-        stand_in = ChatRequest(messages=(), max_tokens=asked if valid else None,
-                               extra={"endpoint": endpoint, "n": choices})  # fmt: skip
+        stand_in = ChatRequest(
+            messages=(),
+            max_tokens=asked if valid else None,
+            extra={"endpoint": endpoint, "n": choices},
+        )
         result = admission.result(stand_in, endpoint=endpoint)
         answer = await router.forward(endpoint, body, result)
         if answer is None:
@@ -244,10 +264,15 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
         model goes to that tier only, without fallback)."""
         data = [{"id": config.name, "object": "model", "created": 0, "owned_by": "openparity"}]
         data += [
-            {"id": t.name, "object": "model", "created": 0, "owned_by": t.spec.backend,
-             "openparity": {"tier": t.index}}
+            {
+                "id": t.name,
+                "object": "model",
+                "created": 0,
+                "owned_by": t.spec.backend,
+                "openparity": {"tier": t.index},
+            }
             for t in router.tiers
-        ]  # fmt: skip
+        ]
         return Response(dumps({"object": "list", "data": data}), media_type=JSON)
 
     @app.get("/health")
@@ -263,9 +288,11 @@ def create_app(config: GatewayConfig, router: HybridRouter | None = None) -> Fas
     async def prometheus(request: Request) -> Response:
         if not is_admin(request):
             return error_response(
-                401, "/metrics needs the gateway's admin key (Authorization: Bearer ...)",
-                kind="invalid_request_error", code="invalid_api_key",
-            )  # fmt: skip
+                401,
+                "/metrics needs the gateway's admin key (Authorization: Bearer ...)",
+                kind="invalid_request_error",
+                code="invalid_api_key",
+            )
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     return app
@@ -275,9 +302,11 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     """A bug of the gateway's own: an OpenAI-style 500 (the traceback goes to the log only)."""
     LOG.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(
-        500, "internal error in the gateway (its log has the details)",
-        kind="server_error", code="internal_error",
-    )  # fmt: skip
+        500,
+        "internal error in the gateway (its log has the details)",
+        kind="server_error",
+        code="internal_error",
+    )
 
 
 def _post(app: FastAPI, path: str) -> Callable[[Endpoint], Endpoint]:
@@ -303,8 +332,13 @@ class _Admission:
     token_estimate: int
 
     def result(self, request: ChatRequest, **fields: Any) -> RouteResult:
-        return RouteResult(request, pinned_tier=self.pinned, spending=self.account,
-                           prompt_tokens_bound=self.prompt_bound, **fields)  # fmt: skip
+        return RouteResult(
+            request,
+            pinned_tier=self.pinned,
+            spending=self.account,
+            prompt_tokens_bound=self.prompt_bound,
+            **fields,
+        )
 
 
 def _authorize(request: Request, keys: KeyRing | None) -> tuple[ApiKey | None, Response | None]:
@@ -315,9 +349,11 @@ def _authorize(request: Request, keys: KeyRing | None) -> tuple[ApiKey | None, R
     key = keys.find(secret) if secret else None
     if key is None:
         return None, error_response(
-            401, "missing, unknown or revoked gateway API key (Authorization: Bearer op-...)",
-            kind="invalid_request_error", code="invalid_api_key",
-        )  # fmt: skip
+            401,
+            "missing, unknown or revoked gateway API key (Authorization: Bearer op-...)",
+            kind="invalid_request_error",
+            code="invalid_api_key",
+        )
     return key, None
 
 
@@ -335,8 +371,9 @@ def _rejection_response(rejection: Rejection, headers: dict[str, str] | None = N
     wait = rejection.retry_after_s
     if wait:
         headers |= {"retry-after": f"{max(1, round(wait))}", "retry-after-ms": f"{wait * 1000:.0f}"}
-    return Response(dumps({"error": rejection.error}), rejection.status, headers=headers,
-                    media_type=JSON)  # fmt: skip
+    return Response(
+        dumps({"error": rejection.error}), rejection.status, headers=headers, media_type=JSON
+    )
 
 
 def _bearer(request: Request) -> str:
@@ -347,9 +384,11 @@ def _bearer(request: Request) -> str:
 async def _read_body(request: Request, limit: int) -> tuple[bytes, dict[str, Any], Response | None]:
     def too_big() -> Response:
         return error_response(
-            413, f"request body over the gateway's limit of {limit} bytes",
-            kind="invalid_request_error", code="request_too_large",
-        )  # fmt: skip
+            413,
+            f"request body over the gateway's limit of {limit} bytes",
+            kind="invalid_request_error",
+            code="request_too_large",
+        )
 
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -365,10 +404,16 @@ async def _read_body(request: Request, limit: int) -> tuple[bytes, dict[str, Any
     try:
         return raw, parse_body(raw), None
     except BadJson as exc:
-        return raw, {}, error_response(
-            400, f"the request body is not usable JSON: {exc}",
-            kind="invalid_request_error", code="invalid_json",
-        )  # fmt: skip
+        return (
+            raw,
+            {},
+            error_response(
+                400,
+                f"the request body is not usable JSON: {exc}",
+                kind="invalid_request_error",
+                code="invalid_json",
+            ),
+        )
 
 
 def _pinned_tier(
@@ -382,10 +427,12 @@ def _pinned_tier(
     tier = router.tier_named(model) if isinstance(model, str) else None
     if tier is None:
         return None, error_response(
-            404, f"model {model!r} is not served here; this gateway serves {name!r}"
+            404,
+            f"model {model!r} is not served here; this gateway serves {name!r}"
             " (GET /v1/models lists its tiers too)",
-            kind="invalid_request_error", code="model_not_found",
-        )  # fmt: skip
+            kind="invalid_request_error",
+            code="model_not_found",
+        )
     return tier, None
 
 
@@ -411,8 +458,12 @@ def _completion_body(result: RouteResult) -> dict[str, Any]:
     n choices, usage details and every unknown field intact), built from the text otherwise."""
     completion = result.completion
     assert completion is not None
-    ours = {"id": "chatcmpl-" + result.request_id, "object": "chat.completion",
-            "created": int(result.created), "model": completion.model}  # fmt: skip
+    ours = {
+        "id": "chatcmpl-" + result.request_id,
+        "object": "chat.completion",
+        "created": int(result.created),
+        "model": completion.model,
+    }
     if completion.raw is not None:
         body = {**completion.raw, **ours, "openparity": result.summary()}
         if not result.request.logprobs:  # asked for by a check, not by the client
@@ -427,19 +478,25 @@ def _completion_body(result: RouteResult) -> dict[str, Any]:
     if completion.logprobs is not None and result.request.logprobs:
         choice["logprobs"] = {
             "content": [
-                {"token": t.token, "logprob": t.logprob,
-                 "top_logprobs": [{"token": a, "logprob": v} for a, v in t.top]}
+                {
+                    "token": t.token,
+                    "logprob": t.logprob,
+                    "top_logprobs": [{"token": a, "logprob": v} for a, v in t.top],
+                }
                 for t in completion.logprobs
             ]
-        }  # fmt: skip
+        }
     return ours | {"choices": [choice], "usage": _usage(result), "openparity": result.summary()}
 
 
 def _usage(result: RouteResult) -> dict[str, int]:
     c = result.completion
     prompt, completion = (c.prompt_tokens, c.completion_tokens) if c else (0, 0)
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}  # fmt: skip
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 async def _stream(
@@ -463,13 +520,20 @@ async def _stream(
     except StreamCut:
         result.error = "cut by shutdown"
         response = error_response(
-            503, "the gateway is shutting down; retry on another replica",
-            kind="server_error", code="shutting_down", headers=_headers(result),
-        )  # fmt: skip
+            503,
+            "the gateway is shutting down; retry on another replica",
+            kind="server_error",
+            code="shutting_down",
+            headers=_headers(result),
+        )
         asyncio.get_running_loop().call_soon(finish, result, 503, admission)
         return response
-    base = {"id": "chatcmpl-" + result.request_id, "object": "chat.completion.chunk",
-            "created": int(time.time()), "model": result.attempts[-1].model}  # fmt: skip
+    base = {
+        "id": "chatcmpl-" + result.request_id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": result.attempts[-1].model,
+    }
     sse = _SseWriter(base, include_usage, logprobs=result.request.logprobs)
 
     async def events() -> AsyncIterator[bytes]:
@@ -488,10 +552,13 @@ async def _stream(
                 return
             except StreamCut:
                 status, result.error = 503, "cut by shutdown"
-                message = (f"the gateway is shutting down: this stream was cut after its"
-                           f" {drain.seconds:g}s drain")  # fmt: skip
-                yield _data({"error": {"message": message, "type": "server_error",
-                                       "code": "shutting_down"}})  # fmt: skip
+                message = (
+                    f"the gateway is shutting down: this stream was cut after its"
+                    f" {drain.seconds:g}s drain"
+                )
+                yield _data(
+                    {"error": {"message": message, "type": "server_error", "code": "shutting_down"}}
+                )
                 return
             completion = result.completion
             for event in sse.end(completion.finish_reason if completion else "stop", result):
@@ -564,9 +631,14 @@ def app_from_environment() -> FastAPI:
 
 
 def serve(
-    app: FastAPI | None, *, host: str, port: int, workers: int = 1, config: Path | None = None,
+    app: FastAPI | None,
+    *,
+    host: str,
+    port: int,
+    workers: int = 1,
+    config: Path | None = None,
     drain_s: float = 10.0,
-) -> None:  # fmt: skip
+) -> None:
     """Run the gateway with uvicorn until interrupted; one access line per request. With
     `workers` > 1, `app` is None and each worker process builds its own from `config`."""
     import uvicorn

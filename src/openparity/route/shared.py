@@ -212,9 +212,13 @@ class SharedState:
         # a bounded pool that makes a request wait for a free connection (up to 2 s) rather
         # than fail: one replica never opens more than POOL_SIZE connections to Redis
         pool = aioredis.BlockingConnectionPool.from_url(
-            self.url, max_connections=POOL_SIZE, timeout=2, decode_responses=True,
-            socket_timeout=2, socket_connect_timeout=2,
-        )  # fmt: skip
+            self.url,
+            max_connections=POOL_SIZE,
+            timeout=2,
+            decode_responses=True,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+        )
         self._client = aioredis.Redis(connection_pool=pool)
         self._admit = self._client.register_script(_ADMIT)
         self._return_tokens = self._client.register_script(_RETURN_TOKENS)
@@ -284,9 +288,13 @@ class SharedState:
             )
 
     async def hold(
-        self, key: ApiKey, usd: float, member: str, seconds: float,
+        self,
+        key: ApiKey,
+        usd: float,
+        member: str,
+        seconds: float,
         spent_in_ledger: Callable[[], Awaitable[float]],
-    ) -> HoldVerdict:  # fmt: skip
+    ) -> HoldVerdict:
         """Reserve `usd` of the key's budget for one upstream call, atomically across every
         replica. Where Redis has no spending for the key, it is rebuilt from the ledger
         (`spent_in_ledger`) first. While Redis is away or slow, this replica's own accounting
@@ -327,8 +335,11 @@ class SharedState:
                 return
             except Exception as exc:
                 self._lost(exc)
-        LOG.warning("a settlement of %s was not written to shared state: it will count once"
-                    " the spending is rebuilt from the ledger", keys[0])  # fmt: skip
+        LOG.warning(
+            "a settlement of %s was not written to shared state: it will count once"
+            " the spending is rebuilt from the ledger",
+            keys[0],
+        )
 
     # --- breakers -----------------------------------------------------------------------
 
@@ -338,9 +349,11 @@ class SharedState:
         try:
             async with asyncio.timeout(self.timeout_s):
                 claimed = await self._client.set(
-                    self._key("probe", tier), self.replica, nx=True,
+                    self._key("probe", tier),
+                    self.replica,
+                    nx=True,
                     px=max(1, int(seconds * 1000)),
-                )  # fmt: skip
+                )
         except Exception as exc:
             self._lost(exc)
             return True
@@ -406,8 +419,10 @@ class SharedState:
             self._warned = now
             LOG.warning(
                 "shared state at %s unavailable (%s): limits and breakers are per replica until"
-                " it is back", self.url, exc,
-            )  # fmt: skip
+                " it is back",
+                self.url,
+                exc,
+            )
         self._degraded = True
 
 

@@ -58,5 +58,6 @@ def training_flops(
         total += (2 * f + dense_forward_per_token if dense_grad else 3 * f) * tokens_per_step
         if is_update_step(step):
             active = active_at(step)
-    return TrainingFlops(total, 3 * dense_forward_per_token * tokens_per_step * steps,
-                         forward(active_at(steps)))  # fmt: skip
+    return TrainingFlops(
+        total, 3 * dense_forward_per_token * tokens_per_step * steps, forward(active_at(steps))
+    )

@@ -12,13 +12,24 @@ ALPHA = typer.Option(0.3, "--alpha", min=0.01, max=1.0, help="Initial drop/grow 
 
 
 def sparse_config(
-    method: str, sparsity: float, distribution: str, delta_t: int | None, alpha: float,
-    steps: int, seed: int,
-):  # fmt: skip
+    method: str,
+    sparsity: float,
+    distribution: str,
+    delta_t: int | None,
+    alpha: float,
+    steps: int,
+    seed: int,
+):
     """The SparseConfig the options describe. delta_t defaults to steps / 8: grown weights
     need time to train before the next update judges them by magnitude (at 200 steps, RigL
     at 90 % reached val loss 1.94 with delta_t 25 against 2.05 with 8)."""
     from openparity.sparse import SparseConfig
 
-    return SparseConfig(method=method, sparsity=sparsity, distribution=distribution,
-                        delta_t=delta_t or max(1, steps // 8), alpha=alpha, seed=seed)  # fmt: skip
+    return SparseConfig(
+        method=method,
+        sparsity=sparsity,
+        distribution=distribution,
+        delta_t=delta_t or max(1, steps // 8),
+        alpha=alpha,
+        seed=seed,
+    )

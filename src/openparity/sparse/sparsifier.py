@@ -69,8 +69,9 @@ class SparseConfig:
         if self.method not in METHODS:
             raise SparseError(f"unknown sparse method {self.method!r}", hint=", ".join(METHODS))
         if self.distribution not in ("uniform", "er", "erk"):
-            raise SparseError(f"unknown layer distribution {self.distribution!r}",
-                              hint="uniform, er or erk")  # fmt: skip
+            raise SparseError(
+                f"unknown layer distribution {self.distribution!r}", hint="uniform, er or erk"
+            )
         if not 0.0 <= self.sparsity < 1.0:
             raise SparseError(f"sparsity must lie in [0, 1), got {self.sparsity}")
         if self.delta_t < 1 or not 0.0 <= self.start < self.end <= 1.0 or not 0 < self.alpha <= 1:
@@ -82,8 +83,9 @@ class SparseConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SparseConfig:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v
-                      for k, v in data.items() if k in known})  # fmt: skip
+        return cls(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+        )
 
 
 @dataclass(frozen=True)
@@ -118,12 +120,18 @@ class DynamicSparsity:
             )
         self.weights = [add_mask(self.model, *entry) for entry in found]
         last = len(self.weights) - 1
-        dense = [(c.dense_first and i == 0) or (c.dense_last and i == last)
-                 for i in range(len(self.weights))]  # fmt: skip
+        dense = [
+            (c.dense_first and i == 0) or (c.dense_last and i == last)
+            for i in range(len(self.weights))
+        ]
         self.densities = layer_densities(
-            [w.matrix_shape for w in self.weights], [w.numel for w in self.weights],
-            c.sparsity, c.distribution, dense=dense, power=c.erk_power,
-        )  # fmt: skip
+            [w.matrix_shape for w in self.weights],
+            [w.numel for w in self.weights],
+            c.sparsity,
+            c.distribution,
+            dense=dense,
+            power=c.erk_power,
+        )
         self._generator = torch.Generator().manual_seed(c.seed)
         self._optimizers: list[torch.optim.Optimizer] = []
         if c.method != "prune":  # pruning starts dense
@@ -155,8 +163,9 @@ class DynamicSparsity:
         """Active weights per layer after the updates up to `step` (pruning's trajectory; the
         constant targets for the other methods)."""
         if self.config.method != "prune":
-            return [active_count(w.numel, d) for w, d in zip(self.weights, self.densities,
-                                                              strict=True)]  # fmt: skip
+            return [
+                active_count(w.numel, d) for w, d in zip(self.weights, self.densities, strict=True)
+            ]
         reached = schedule.pruned_fraction(self._last_prune(step), self.t_start, self.t_end)
         return [
             w.numel if reached == 0 else active_count(w.numel, 1 - (1 - d) * reached)
@@ -227,8 +236,16 @@ class DynamicSparsity:
                 k = schedule.swap_count(int(mask.sum()), fraction)
                 swap = drop_and_grow(weight.original, mask, self._grow_score(weight), k)
             self._apply(weight, swap)
-            records.append(UpdateRecord(step, weight.name, swap.k, len(swap.dropped),
-                                        len(swap.grown), int(weight.mask.sum())))  # fmt: skip
+            records.append(
+                UpdateRecord(
+                    step,
+                    weight.name,
+                    swap.k,
+                    len(swap.dropped),
+                    len(swap.grown),
+                    int(weight.mask.sum()),
+                )
+            )
         self.history.extend(records)
         return records
 
@@ -263,9 +280,12 @@ class DynamicSparsity:
 
     def state_dict(self) -> dict[str, Any]:
         """The schedule's state; the masks themselves are in the model's state_dict."""
-        return {"config": self.config.to_dict(), "step": self.step_count,
-                "generator": self._generator.get_state(),
-                "history": [asdict(r) for r in self.history]}  # fmt: skip
+        return {
+            "config": self.config.to_dict(),
+            "step": self.step_count,
+            "generator": self._generator.get_state(),
+            "history": [asdict(r) for r in self.history],
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if SparseConfig.from_dict(state["config"]) != self.config:
@@ -280,6 +300,11 @@ class DynamicSparsity:
         from openparity.sparse.flops import training_flops
 
         return training_flops(
-            self.weights, dense_forward_per_token, self.target_active, self.is_update_step,
-            self.config.method == "rigl", self.total_steps, tokens_per_step,
-        )  # fmt: skip
+            self.weights,
+            dense_forward_per_token,
+            self.target_active,
+            self.is_update_step,
+            self.config.method == "rigl",
+            self.total_steps,
+            tokens_per_step,
+        )

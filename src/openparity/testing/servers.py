@@ -36,10 +36,22 @@ def running_redis(directory: Path) -> Iterator[tuple[str, subprocess.Popen[bytes
     binary = _binary("redis-server", "redis-server")
     port = free_port()
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(directory)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     url = f"redis://127.0.0.1:{port}/0"
     try:
         _wait(lambda: redis.Redis.from_url(url).ping(), redis.ConnectionError, process, "redis")
@@ -61,11 +73,25 @@ class PostgresServer:
         import psycopg
 
         self.process = subprocess.Popen(
-            [*_as_server_user(), _binary("postgres", "postgresql"), "-D", self.data,
-             "-p", str(self.port), "-k", self.data, "-c", "listen_addresses=127.0.0.1",
-             "-c", "fsync=off", "-c", "max_connections=200"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                *_as_server_user(),
+                _binary("postgres", "postgresql"),
+                "-D",
+                self.data,
+                "-p",
+                str(self.port),
+                "-k",
+                self.data,
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=200",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         probe = lambda: psycopg.connect(self.url, connect_timeout=2).close()  # noqa: E731
         _wait(probe, psycopg.OperationalError, self.process, "postgres")
 
@@ -89,10 +115,21 @@ def running_postgres() -> Iterator[PostgresServer]:
         user = pwd.getpwnam("nobody")
         os.chown(data, user.pw_uid, user.pw_gid)
     made = subprocess.run(
-        [*_as_server_user(), _binary("initdb", "postgresql"), "-D", data, "-U", "openparity",
-         "--auth=trust", "-E", "UTF8", "--no-instructions"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            *_as_server_user(),
+            _binary("initdb", "postgresql"),
+            "-D",
+            data,
+            "-U",
+            "openparity",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-instructions",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if made.returncode != 0:
         raise ServerStartError(f"initdb failed: {made.stderr.strip()[:300]}")
     server = PostgresServer(data, free_port())

@@ -163,9 +163,12 @@ def clustered_tost_size(
 
 
 def target_interval_coverage(
-    sizes=(100, 300, 1319), target_n: int = 1319, accuracies=(0.5, 0.9, 0.941),
-    reps: int = 600, seed: int = 4,
-) -> Iterator[Rate]:  # fmt: skip
+    sizes=(100, 300, 1319),
+    target_n: int = 1319,
+    accuracies=(0.5, 0.9, 0.941),
+    reps: int = 600,
+    seed: int = 4,
+) -> Iterator[Rate]:
     """Coverage of the printed 95% interval of open - published when the published number is
     itself a measurement on `target_n` items (Miettinen-Nurminen score)."""
     rng = np.random.default_rng(seed)
@@ -181,9 +184,12 @@ def target_interval_coverage(
 
 
 def target_difference_size(
-    sizes=(20, 30, 50), target_ns=(100, 14042), accuracies=(0.3, 0.885, 0.95),
-    reps: int = 2000, seed: int = 7,
-) -> Iterator[Rate]:  # fmt: skip
+    sizes=(20, 30, 50),
+    target_ns=(100, 14042),
+    accuracies=(0.3, 0.885, 0.95),
+    reps: int = 2000,
+    seed: int = 7,
+) -> Iterator[Rate]:
     """P(difference claimed | the open model's accuracy equals the published one's) for 0/1
     scores on `n` items against a number measured on `target_n` items."""
     import warnings
@@ -206,8 +212,10 @@ def target_difference_size(
 
 def movement_false_claims(
     settings=((20, 0.5, 0.2), (40, 0.5, 0.05), (40, 0.2, 0.2), (100, 0.5, 0.2)),
-    tasks: int = 3, reps: int = 300, seed: int = 5,
-) -> Iterator[Rate]:  # fmt: skip
+    tasks: int = 3,
+    reps: int = 300,
+    seed: int = 5,
+) -> Iterator[Rate]:
     """P(the before/after report says "improved" or "regressed" on any of `tasks` tasks | training
     changed nothing), for each (items, accuracy, discordance) setting: base and trained disagree
     on `discordance` of the items, half each way, so both keep the accuracy. Runs the shipped

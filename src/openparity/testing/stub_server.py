@@ -288,8 +288,12 @@ def _chat_events(request: dict[str, Any], text: str, step: Mapping[str, Any]) ->
         words = text.split(" ") if message["content"] else []
         events += [event(index, {"content": w if i == 0 else " " + w}) for i, w in enumerate(words)]
         for position, call in enumerate(message.get("tool_calls") or ()):
-            head = {"index": position, "id": call["id"], "type": "function",
-                    "function": {"name": call["function"]["name"], "arguments": ""}}  # fmt: skip
+            head = {
+                "index": position,
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["function"]["name"], "arguments": ""},
+            }
             events.append(event(index, {"tool_calls": [head]}))
             arguments = call["function"]["arguments"]
             for start in range(0, len(arguments), 7):
@@ -309,10 +313,13 @@ def _chat_body(request: dict[str, Any], text: str, step: Mapping[str, Any]) -> d
     if step.get("tool_calls"):
         message["content"] = None
         message["tool_calls"] = [
-            {"id": f"call_{i}", "type": "function",
-             "function": {"name": call["name"], "arguments": call["arguments"]}}
+            {
+                "id": f"call_{i}",
+                "type": "function",
+                "function": {"name": call["name"], "arguments": call["arguments"]},
+            }
             for i, call in enumerate(step["tool_calls"])
-        ]  # fmt: skip
+        ]
         finish = "tool_calls"
     message |= dict(step.get("message_extra") or {})
     completion_tokens = 8 if step.get("tool_calls") else len(text.split())
@@ -349,8 +356,13 @@ def _embeddings_body(request: dict[str, Any]) -> dict[str, Any]:
         vector = [round(b / 255 - 0.5, 6) for b in digest[:8]]
         if request.get("encoding_format") == "base64":
             packed = struct.pack(f"<{len(vector)}f", *vector)
-            data.append({"object": "embedding", "index": index,
-                         "embedding": base64.b64encode(packed).decode()})  # fmt: skip
+            data.append(
+                {
+                    "object": "embedding",
+                    "index": index,
+                    "embedding": base64.b64encode(packed).decode(),
+                }
+            )
         else:
             data.append({"object": "embedding", "index": index, "embedding": vector})
     tokens = sum(len(str(t).split()) for t in texts)

@@ -42,9 +42,15 @@ _FIELD = re.compile(r"\{(\w+)\}")
 class ScorerSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal[
-        "exact", "numeric", "regex", "contains", "json_schema", "python", "judge",
+        "exact",
+        "numeric",
+        "regex",
+        "contains",
+        "json_schema",
+        "python",
+        "judge",
         "reference_likelihood",
-    ]  # fmt: skip
+    ]
     case_sensitive: bool = False
     tolerance: float = Field(default=1e-6, ge=0)  # numeric: absolute tolerance
     pattern: str | None = None  # regex: must match; may use {reference} and item fields
