@@ -16,7 +16,7 @@ from pathlib import Path
 from openparity.moe.sparse_compare import compare, runs
 from openparity.moe.train import TrainSettings
 from openparity.sparse import METHODS
-from openparity.sparse.options import sparse_config
+from openparity.sparse.options import SparseOptions
 
 
 def main() -> None:
@@ -28,11 +28,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--out", type=Path, default=Path("sparse-seeds"))
     args = parser.parse_args()
-    every = max(1, min(50, args.steps))
     by_run: dict[str, list] = {}
     for seed in args.seeds:
-        settings = TrainSettings(steps=args.steps, seed=seed, eval_every=every, save_every=every)
-        base = sparse_config("rigl", 0.9, "erk", None, 0.3, args.steps, seed)
+        settings = TrainSettings(steps=args.steps, seed=seed)
+        base = SparseOptions().config("rigl", 0.9, args.steps, seed)
         rows = compare(
             runs(args.methods, args.sparsity, base),
             "bench:gsm8k",

@@ -7,37 +7,23 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from openparity.align.settings import AlignSettings
 from openparity.console import err, print_json
 from openparity.console import out as console
+from openparity.settings_cli import options_from
 
 if TYPE_CHECKING:
     from openparity.models.gguf_export import GgufDtype
 
 align_app = typer.Typer(help="Train the open model (SFT, DPO, GRPO on TRL + PEFT) and export it.")
 
-BASE = typer.Option(
-    "smollm2-135m", "--base", help="Base model: embedded alias, GGUF file, checkpoint dir, hub id."
-)
-OUTPUT = typer.Option(..., "--output", "-o", help="Run directory (checkpoints, final/).")
-STEPS = typer.Option(50, "--steps", min=1, help="Optimizer steps.")
-BATCH = typer.Option(4, "--batch-size", min=1, help="Global batch (examples / completions).")
-ACCUM = typer.Option(1, "--grad-accum", min=1, help="Gradient accumulation steps.")
-LR = typer.Option(2e-4, "--lr", help="Learning rate (constant).")
-LORA_R = typer.Option(16, "--lora-r", min=0, help="LoRA rank; 0: full fine-tuning.")
-MAX_LEN = typer.Option(512, "--max-length", min=16, help="Tokens per example (truncated).")
-SEED = typer.Option(0, "--seed", help="Seed for weights, data order and sampling.")
-BETA = typer.Option(0.1, "--beta", help="DPO temperature / GRPO KL weight.")
-DECONTAM = typer.Option(
-    "gsm8k,humaneval,mbpp",
-    "--decontaminate",
-    help="Tasks (names or YAML files) whose items no training record may contain; '' for none.",
-)
-SAVE = typer.Option(25, "--save-steps", min=1, help="Checkpoint every N steps.")
 RESUME = typer.Option(False, "--resume", help="Continue the run in --output.")
 GGUF = typer.Option(False, "--gguf", help="Also write OUTPUT/final.gguf for llama.cpp.")
 GGUF_DTYPE = typer.Option(
@@ -45,31 +31,17 @@ GGUF_DTYPE = typer.Option(
     "--gguf-dtype",
     help="Matrices of the --gguf file: q8_0 (about 1/4 of f32), f16 or f32 (exact).",
 )
-PROCESSES = typer.Option(1, "--processes", min=1, help="Data-parallel processes (accelerate).")
 AS_JSON = typer.Option(False, "--json", help="Print JSON.")
-CURRICULUM = typer.Option(
-    None,
-    "--curriculum",
-    help="Run id of the base model on these items: train easiest first (else random order).",
+_GRPO_ONLY = (
+    "task",
+    "items",
+    "generations",
+    "max_completion",
+    "temperature",
+    "vllm_server",
+    "canaries",
+    "hack_stop",
 )
-CHECKPOINTING = typer.Option(
-    True,
-    "--activation-checkpointing/--no-activation-checkpointing",
-    help="Recompute activations in backward (TRL's default too): less memory for more"
-    " compute; on CPUs measured no slower (benchmarks/align_step.py).",
-)
-DEEPSPEED = typer.Option(
-    None,
-    "--deepspeed",
-    help="DeepSpeed ZeRO: zero2, zero3 or a DeepSpeed JSON file (GPUs; CPU works, slowly).",
-)
-PRECISION = typer.Option(
-    "auto",
-    "--precision",
-    help="bf16, fp32, or auto: bf16 where the hardware has it (GPUs, CPUs with AMX or"
-    " AVX512-BF16), fp32 elsewhere.",
-)
-STORE = typer.Option(Path(".openparity/runs.sqlite"), "--store", help="Run store (--curriculum).")
 
 _CHILD = "OPENPARITY_ALIGN_CHILD"
 
@@ -78,113 +50,46 @@ def register(app: typer.Typer) -> None:
     app.add_typer(align_app, name="align")
 
 
-@align_app.command("sft")
-def sft_command(
-    data: Path = typer.Option(..., "--data", help="JSONL: messages, or prompt + response."),
-    base: str = BASE,
-    output: Path = OUTPUT,
-    steps: int = STEPS,
-    batch_size: int = BATCH,
-    grad_accum: int = ACCUM,
-    lr: float = LR,
-    lora_r: int = LORA_R,
-    max_length: int = MAX_LEN,
-    seed: int = SEED,
-    decontaminate: str = DECONTAM,
-    save_steps: int = SAVE,
-    resume: bool = RESUME,
-    gguf: bool = GGUF,
-    gguf_dtype: str = GGUF_DTYPE,
-    processes: int = PROCESSES,
-    deepspeed: str | None = DEEPSPEED,
-    as_json: bool = AS_JSON,
-    curriculum: str | None = CURRICULUM,
-    store: Path = STORE,
-    gradient_checkpointing: bool = CHECKPOINTING,
-    precision: str = PRECISION,
-) -> None:
-    """Supervised fine-tuning on chat records (loss on the answers only)."""
-    _run(locals(), method="sft")
+def _training_command(method: str, summary: str, **declaration: Any) -> Callable[..., None]:
+    """`align METHOD`: the AlignSettings options the method uses, and what every run takes."""
+
+    @options_from(AlignSettings, fixed={"method": method}, **declaration)
+    def command(
+        resume: bool = RESUME,
+        gguf: bool = GGUF,
+        gguf_dtype: str = GGUF_DTYPE,
+        as_json: bool = AS_JSON,
+        settings: AlignSettings = ...,
+    ) -> None:
+        _run(settings, resume=resume, gguf=gguf, gguf_dtype=gguf_dtype, as_json=as_json)
+
+    command.__doc__ = summary
+    align_app.command(method)(command)
+    return command
 
 
-@align_app.command("dpo")
-def dpo_command(
-    data: Path = typer.Option(..., "--data", help="JSONL: prompt, chosen, rejected."),
-    base: str = BASE,
-    output: Path = OUTPUT,
-    steps: int = STEPS,
-    batch_size: int = BATCH,
-    grad_accum: int = ACCUM,
-    lr: float = LR,
-    lora_r: int = LORA_R,
-    max_length: int = MAX_LEN,
-    seed: int = SEED,
-    beta: float = BETA,
-    decontaminate: str = DECONTAM,
-    save_steps: int = SAVE,
-    resume: bool = RESUME,
-    gguf: bool = GGUF,
-    gguf_dtype: str = GGUF_DTYPE,
-    processes: int = PROCESSES,
-    deepspeed: str | None = DEEPSPEED,
-    as_json: bool = AS_JSON,
-    curriculum: str | None = CURRICULUM,
-    store: Path = STORE,
-    gradient_checkpointing: bool = CHECKPOINTING,
-    precision: str = PRECISION,
-) -> None:
-    """Direct preference optimisation on preference pairs."""
-    _run(locals(), method="dpo")
-
-
-@align_app.command("grpo")
-def grpo_command(
-    task: str = typer.Option(..., "--task", help="Task whose prompts and scorer give rewards."),
-    items: str = typer.Option(":", "--items", help="Which items, START:END (e.g. 200:600)."),
-    generations: int = typer.Option(4, "--generations", min=2, help="Completions per prompt."),
-    max_completion: int = typer.Option(128, "--max-completion", min=1, help="Tokens each."),
-    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature."),
-    vllm_server: str | None = typer.Option(
-        None, "--vllm-server", help="Generate on a TRL vLLM server (http://HOST:PORT)."
-    ),
-    canaries: float = typer.Option(
-        0.05,
-        "--canaries",
-        min=0.0,
-        max=1.0,
-        help="Share of prompts (code tasks) whose tests contradict them: a pass is a hack.",
-    ),
-    hack_stop: float = typer.Option(
-        0.2,
-        "--hack-stop",
-        min=0.0,
-        max=1.0,
-        help="Stop when more than this share of the canaries scored pass.",
-    ),
-    base: str = BASE,
-    output: Path = OUTPUT,
-    steps: int = STEPS,
-    batch_size: int = BATCH,
-    grad_accum: int = ACCUM,
-    lr: float = LR,
-    lora_r: int = LORA_R,
-    max_length: int = MAX_LEN,
-    seed: int = SEED,
-    beta: float = typer.Option(0.0, "--beta", help="KL weight."),
-    save_steps: int = SAVE,
-    resume: bool = RESUME,
-    gguf: bool = GGUF,
-    gguf_dtype: str = GGUF_DTYPE,
-    processes: int = PROCESSES,
-    deepspeed: str | None = DEEPSPEED,
-    as_json: bool = AS_JSON,
-    curriculum: str | None = CURRICULUM,
-    store: Path = STORE,
-    gradient_checkpointing: bool = CHECKPOINTING,
-    precision: str = PRECISION,
-) -> None:
-    """Group-relative policy optimisation with the task's scorer as the reward."""
-    _run(locals(), method="grpo")
+sft_command = _training_command(
+    "sft",
+    "Supervised fine-tuning on chat records (loss on the answers only).",
+    leave_out=(*_GRPO_ONLY, "beta"),
+    required=("data",),
+    helps={"data": "JSONL: messages, or prompt + response."},
+)
+dpo_command = _training_command(
+    "dpo",
+    "Direct preference optimisation on preference pairs.",
+    leave_out=_GRPO_ONLY,
+    required=("data",),
+    helps={"data": "JSONL: prompt, chosen, rejected."},
+)
+grpo_command = _training_command(
+    "grpo",
+    "Group-relative policy optimisation with the task's scorer as the reward.",
+    leave_out=("data",),
+    required=("task",),
+    defaults={"beta": 0.0},
+    helps={"beta": "KL weight."},
+)
 
 
 @align_app.command("export")
@@ -212,35 +117,30 @@ def _gguf_dtype(dtype: str) -> GgufDtype:
     return dtype  # type: ignore[return-value]
 
 
-def _run(options: dict, method: str) -> None:
+def _run(
+    settings: AlignSettings, *, resume: bool, gguf: bool, gguf_dtype: str, as_json: bool
+) -> None:
     from openparity.align.quiet import quiet_libraries
-    from openparity.align.training import AlignSettings, train
+    from openparity.align.training import train
 
-    processes = options.pop("processes")
-    if options.get("deepspeed"):
-        _check_deepspeed(options["deepspeed"])
+    if settings.deepspeed:
+        _check_deepspeed(settings.deepspeed)
     launched = os.environ.get("WORLD_SIZE")  # under torchrun / accelerate launch already
     if launched and not os.environ.get(_CHILD):
-        processes = int(launched)
-    elif (processes > 1 or options.get("deepspeed")) and not os.environ.get(_CHILD):
-        _launch(processes)  # DeepSpeed wants a launcher's environment even for one process
+        settings = replace(settings, processes=int(launched))
+    elif (settings.processes > 1 or settings.deepspeed) and not os.environ.get(_CHILD):
+        _launch(settings.processes)  # DeepSpeed wants a launcher's environment even for one
         return
-    as_json, resume, gguf = options.pop("as_json"), options.pop("resume"), options.pop("gguf")
-    dtype = _gguf_dtype(options.pop("gguf_dtype"))
-    gguf_dtype = dtype if gguf else None
-    options["learning_rate"] = options.pop("lr")
-    options["decontaminate"] = tuple(
-        t for t in (options.get("decontaminate") or "").split(",") if t
-    )
-    settings = AlignSettings(method=method, processes=processes, **options)  # type: ignore[arg-type]
+    dtype = _gguf_dtype(gguf_dtype)
+    written_dtype = dtype if gguf else None
     # stdout carries only the result: what the libraries print while training (DeepSpeed's
     # logger, trainer prints) goes to stderr, so `--json` output parses
     with (
         quiet_libraries(err.print),
-        _progress(method) as report,
+        _progress(settings.method) as report,
         contextlib.redirect_stdout(sys.stderr),
     ):
-        result = train(settings, resume=resume, gguf=gguf_dtype, progress=report, say=err.print)
+        result = train(settings, resume=resume, gguf=written_dtype, progress=report, say=err.print)
     if os.environ.get("RANK", "0") != "0":
         return
     if as_json:
@@ -260,7 +160,7 @@ def _run(options: dict, method: str) -> None:
         )
     console.print(f"checkpoint: {result.checkpoint} (model spec hf:{result.checkpoint})")
     if result.gguf:
-        console.print(f"GGUF ({gguf_dtype}): {result.gguf} (model spec local:{result.gguf})")
+        console.print(f"GGUF ({written_dtype}): {result.gguf} (model spec local:{result.gguf})")
     console.print(
         f"measure what it moved: openparity gap --open hf:{result.checkpoint}"
         f" --base hf:{settings.base} --tasks YOUR_TASK,A_GUARD_TASK [--closed CLOSED_MODEL]"

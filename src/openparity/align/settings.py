@@ -10,44 +10,89 @@ from pathlib import Path
 from typing import Any, Literal
 
 from openparity.align.errors import AlignError
+from openparity.settings_cli import REQUIRED, comma_list, comma_text, setting
 
 Method = Literal["sft", "dpo", "grpo"]
 
 
 @dataclass
 class AlignSettings:
-    """Everything a run depends on; `settings.json` keeps it for `--resume`."""
+    """Everything a run depends on; `settings.json` keeps it for `--resume`. The CLI's options
+    are built from these fields."""
 
     method: Method
-    base: str  # embedded alias, GGUF file, checkpoint directory or hub id
-    output: Path
-    data: Path | None = None  # sft / dpo: a JSONL file
-    task: str | None = None  # grpo: the task whose prompts and scorer are used
-    items: str = ":"  # grpo: which of the task's items, as START:END
+    output: Path = setting(REQUIRED, ("--output", "-o"), "Run directory (checkpoints, final/).")
+    base: str = setting(
+        "smollm2-135m",
+        "--base",
+        "Base model: embedded alias, GGUF file, checkpoint dir, hub id.",
+    )
+    data: Path | None = setting(None, "--data", "JSONL training records.")  # sft / dpo
+    task: str | None = setting(None, "--task", "Task whose prompts and scorer give rewards.")
+    items: str = setting(":", "--items", "Which items, START:END (e.g. 200:600).")
     variant: str | None = None  # grpo: the task's prompt variant
-    steps: int = 50
-    batch_size: int = 4
-    grad_accum: int = 1
-    learning_rate: float = 2e-4
-    lora_r: int = 16  # 0: full fine-tuning
+    steps: int = setting(50, "--steps", "Optimizer steps.", min=1)
+    batch_size: int = setting(4, "--batch-size", "Global batch (examples / completions).", min=1)
+    grad_accum: int = setting(1, "--grad-accum", "Gradient accumulation steps.", min=1)
+    learning_rate: float = setting(2e-4, "--lr", "Learning rate (constant).")
+    lora_r: int = setting(16, "--lora-r", "LoRA rank; 0: full fine-tuning.", min=0)
     lora_alpha: int = 32
-    max_length: int = 512
-    seed: int = 0
-    beta: float = 0.1  # dpo: preference temperature; grpo: KL weight
-    generations: int = 4  # grpo: completions per prompt
-    max_completion: int = 128  # grpo: tokens per completion
-    temperature: float = 1.0  # grpo: sampling temperature
-    vllm_server: str | None = None  # grpo: generate on a TRL vLLM server at this URL
-    canaries: float = 0.05  # grpo, code tasks: share of prompts whose tests contradict them
-    hack_stop: float = 0.2  # grpo: stop when more than this share of canaries pass
-    decontaminate: tuple[str, ...] = ("gsm8k", "humaneval", "mbpp")
-    save_steps: int = 25
-    gradient_checkpointing: bool = True  # recompute activations in backward: less memory
-    curriculum: str | None = None  # run id of the base model's results: easiest items first
-    store: Path = Path(".openparity/runs.sqlite")  # the run store the curriculum run is in
-    processes: int = 1
-    deepspeed: str | None = None  # zero2, zero3 or a DeepSpeed JSON file (see deepspeed_config)
-    precision: str = "auto"  # bf16, fp32, or auto: bf16 where the hardware computes it natively
+    max_length: int = setting(512, "--max-length", "Tokens per example (truncated).", min=16)
+    seed: int = setting(0, "--seed", "Seed for weights, data order and sampling.")
+    beta: float = setting(0.1, "--beta", "DPO temperature / GRPO KL weight.")
+    generations: int = setting(4, "--generations", "Completions per prompt.", min=2)
+    max_completion: int = setting(128, "--max-completion", "Tokens each.", min=1)
+    temperature: float = setting(1.0, "--temperature", "Sampling temperature.")
+    vllm_server: str | None = setting(
+        None, "--vllm-server", "Generate on a TRL vLLM server (http://HOST:PORT)."
+    )
+    canaries: float = setting(
+        0.05,
+        "--canaries",
+        "Share of prompts (code tasks) whose tests contradict them: a pass is a hack.",
+        min=0.0,
+        max=1.0,
+    )
+    hack_stop: float = setting(
+        0.2,
+        "--hack-stop",
+        "Stop when more than this share of the canaries scored pass.",
+        min=0.0,
+        max=1.0,
+    )
+    decontaminate: tuple[str, ...] = setting(
+        ("gsm8k", "humaneval", "mbpp"),
+        "--decontaminate",
+        "Tasks (names or YAML files) whose items no training record may contain; '' for none.",
+        shown=str,
+        parse=comma_list,
+        show=comma_text,
+    )
+    save_steps: int = setting(25, "--save-steps", "Checkpoint every N steps.", min=1)
+    gradient_checkpointing: bool = setting(
+        True,
+        "--activation-checkpointing/--no-activation-checkpointing",
+        "Recompute activations in backward (TRL's default too): less memory for more"
+        " compute; on CPUs measured no slower (benchmarks/align_step.py).",
+    )
+    curriculum: str | None = setting(
+        None,
+        "--curriculum",
+        "Run id of the base model on these items: train easiest first (else random order).",
+    )
+    store: Path = setting(Path(".openparity/runs.sqlite"), "--store", "Run store (--curriculum).")
+    processes: int = setting(1, "--processes", "Data-parallel processes (accelerate).", min=1)
+    deepspeed: str | None = setting(
+        None,
+        "--deepspeed",
+        "DeepSpeed ZeRO: zero2, zero3 or a DeepSpeed JSON file (GPUs; CPU works, slowly).",
+    )
+    precision: str = setting(
+        "auto",
+        "--precision",
+        "bf16, fp32, or auto: bf16 where the hardware has it (GPUs, CPUs with AMX or"
+        " AVX512-BF16), fp32 elsewhere.",
+    )
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -42,6 +42,7 @@ SHARED = (
     "jsonsafe",
     "lazy_exports",
     "redact",
+    "settings_cli",
     "textsignals",
     "usercode",
     "yamlfile",

@@ -6,6 +6,7 @@ import contextlib
 import math
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,55 +15,13 @@ import typer
 from openparity.console import Column, print_json, print_table
 from openparity.console import err as progress_console
 from openparity.console import out as console
+from openparity.federated.settings import FederationSettings
+from openparity.settings_cli import options_from
 
 federated_app = typer.Typer(
     help="Federated LoRA fine-tuning across organisations on Flower (simulation or deployment)."
 )
 
-BASE = typer.Option("smollm2-135m", "--base", help="Shared base model (alias, GGUF, dir, hub id).")
-OUTPUT = typer.Option(..., "--output", "-o", help="Coordinator's run directory (rounds, final/).")
-ROUNDS = typer.Option(3, "--rounds", min=1, help="Federated rounds.")
-STRATEGY = typer.Option("fedavg", "--strategy", help="fedavg, fedprox, fedadam or fedavgm.")
-MU = typer.Option(0.01, "--mu", help="FedProx proximal weight.")
-SERVER_LR = typer.Option(0.001, "--server-lr", help="FedAdam server step size.")
-SERVER_STEP = typer.Option(
-    1.0, "--server-step", help="FedAvgM: the global update is this multiple of the average."
-)
-SERVER_MOMENTUM = typer.Option(
-    0.0,
-    "--server-momentum",
-    help="FedAvgM: momentum of the global updates (saved with each round).",
-)
-FRACTION = typer.Option(1.0, "--fraction", help="Share of members asked to train each round.")
-MIN_MEMBERS = typer.Option(2, "--min-members", min=1, help="Members a round needs.")
-TIMEOUT = typer.Option(600.0, "--round-timeout", help="Seconds to wait for a round's replies.")
-LOCAL_STEPS = typer.Option(4, "--local-steps", min=1, help="Optimizer steps per member per round.")
-BATCH = typer.Option(4, "--batch-size", min=1, help="Examples per local step.")
-LR = typer.Option(2e-4, "--lr", help="Members' learning rate (constant).")
-LORA_R = typer.Option(8, "--lora-r", min=1, help="LoRA rank.")
-MAX_LEN = typer.Option(256, "--max-length", min=16, help="Tokens per example (truncated).")
-VALIDATION = typer.Option(0.1, "--validation-share", help="Each member's held-out share.")
-SEED = typer.Option(0, "--seed", help="Seed of the adapters, data order and member sampling.")
-DECONTAM = typer.Option(
-    "gsm8k,humaneval,mbpp",
-    "--decontaminate",
-    help="Benchmarks no member record may contain (dropped before training); '' for none.",
-)
-EVAL_TASK = typer.Option("", "--eval-task", help="Harness task scored after each round.")
-EVAL_ITEMS = typer.Option(0, "--eval-items", min=0, help="That task's first N items (0: all).")
-THREADS = typer.Option(0, "--threads", min=0, help="Torch threads per member (0: default).")
-DP_NOISE = typer.Option(0.0, "--dp-noise", min=0, help="DP noise multiplier (0: no DP).")
-DP_CLIP = typer.Option(0.1, "--dp-clip", help="DP: L2 bound of each member's update.")
-DP_DELTA = typer.Option(1e-5, "--dp-delta", help="DP: the delta epsilon is reported at.")
-SECURE = typer.Option(
-    False, "--secure", help="SecAgg+: the coordinator sees only the sum of the updates."
-)
-SECURE_THRESHOLD = typer.Option(
-    0.6, "--secure-threshold", help="SecAgg+: share of neighbours that can unmask a dropout."
-)
-SECURE_MAX_WEIGHT = typer.Option(
-    1000.0, "--secure-max-weight", help="SecAgg+: the largest member's example count."
-)
 AS_JSON = typer.Option(False, "--json", help="Print the run's history as JSON.")
 VERBOSE = typer.Option(False, "--verbose", "-v", help="Show every line of Flower's log.")
 _SHOWN = re.compile(r"\[ROUND|Waiting for nodes|aggregate_train|ERROR|continuing|Privacy spent")
@@ -73,6 +32,7 @@ def register(app: typer.Typer) -> None:
 
 
 @federated_app.command("simulate")
+@options_from(FederationSettings, required=("output",))
 def simulate_command(
     data: list[Path] = typer.Option(
         ..., "--data", help="A member's data (an `openparity data` folder or JSONL); repeat it."
@@ -85,43 +45,15 @@ def simulate_command(
         "--split",
         help="With --members: iid (by record id) or a record field (non-IID, e.g. topic).",
     ),
-    base: str = BASE,
-    output: Path = OUTPUT,
-    rounds: int = ROUNDS,
-    strategy: str = STRATEGY,
-    mu: float = MU,
-    server_lr: float = SERVER_LR,
-    server_step: float = SERVER_STEP,
-    server_momentum: float = SERVER_MOMENTUM,
-    fraction: float = FRACTION,
-    min_members: int = MIN_MEMBERS,
-    round_timeout: float = TIMEOUT,
-    local_steps: int = LOCAL_STEPS,
-    batch_size: int = BATCH,
-    lr: float = LR,
-    lora_r: int = LORA_R,
-    max_length: int = MAX_LEN,
-    validation_share: float = VALIDATION,
-    seed: int = SEED,
-    decontaminate: str = DECONTAM,
-    eval_task: str = EVAL_TASK,
-    eval_items: int = EVAL_ITEMS,
-    threads: int = THREADS,
-    dp_noise: float = DP_NOISE,
-    dp_clip: float = DP_CLIP,
-    dp_delta: float = DP_DELTA,
-    secure: bool = SECURE,
-    secure_threshold: float = SECURE_THRESHOLD,
-    secure_max_weight: float = SECURE_MAX_WEIGHT,
     as_json: bool = AS_JSON,
     verbose: bool = VERBOSE,
+    settings: FederationSettings = ...,
 ) -> None:
     """Run the alliance on this machine: one simulated SuperNode per member (Flower + Ray)."""
     from openparity.federated.alliance import simulate
     from openparity.federated.partition import split_members
 
-    options = locals()
-    settings = _settings(options)
+    output = Path(settings.output)
     if members:
         if len(data) != 1:
             raise typer.BadParameter("--members splits exactly one --data")
@@ -132,69 +64,49 @@ def simulate_command(
 
 
 @federated_app.command("compare")
+@options_from(
+    FederationSettings,
+    leave_out=(
+        "fraction",
+        "min_members",
+        "dp_noise",
+        "dp_clip",
+        "dp_delta",
+        "secure",
+        "secure_threshold",
+        "secure_max_weight",
+    ),
+    defaults={"round_timeout": 3600.0},
+    required=("output", "eval_task"),
+    flags={"strategy": "--alliance"},
+    helps={
+        "strategy": "The strategy judged against every arm (fedavg and fedprox always run).",
+        "eval_task": "The held-out metric's task.",
+    },
+)
 def compare_command(
     data: Path = typer.Option(..., "--data", help="One dataset to deal to the members."),
     members: int = typer.Option(4, "--members", min=2, help="Members to split it into."),
     split: str = typer.Option("topic", "--split", help="A record field (non-IID) or iid."),
-    alliance: str = typer.Option(
-        "fedavg",
-        "--alliance",
-        help="The strategy judged against every arm (fedavg and fedprox always run).",
-    ),
-    base: str = BASE,
-    output: Path = OUTPUT,
-    rounds: int = ROUNDS,
-    mu: float = MU,
-    server_lr: float = SERVER_LR,
-    server_step: float = SERVER_STEP,
-    server_momentum: float = SERVER_MOMENTUM,
-    round_timeout: float = typer.Option(
-        3600.0, "--round-timeout", help="Seconds to wait for a round's replies."
-    ),
-    local_steps: int = LOCAL_STEPS,
-    batch_size: int = BATCH,
-    lr: float = LR,
-    lora_r: int = LORA_R,
-    max_length: int = MAX_LEN,
-    validation_share: float = VALIDATION,
-    seed: int = SEED,
-    decontaminate: str = DECONTAM,
-    eval_task: str = typer.Option(..., "--eval-task", help="The held-out metric's task."),
     also_eval: list[str] = typer.Option(
         [],
         "--also-eval",
         help="Another task to score every arm on, with its own table (repeatable), e.g. a "
         "reference_likelihood task next to a 0/1 one.",
     ),
-    eval_items: int = EVAL_ITEMS,
-    threads: int = THREADS,
     as_json: bool = AS_JSON,
     verbose: bool = VERBOSE,
+    settings: FederationSettings = ...,
 ) -> None:
     """Alliance (FedAvg, FedProx, and --alliance) vs central training vs each member alone vs
     the base, on the same held-out items, paired. Minutes per arm: progress goes to stderr."""
     from openparity.federated.compare import compare
-    from openparity.federated.settings import FederationSettings
 
-    defaults = FederationSettings()  # what compare does not let the user change
-    fixed = {
-        name: getattr(defaults, name)
-        for name in (
-            "fraction",
-            "dp_noise",
-            "dp_clip",
-            "dp_delta",
-            "secure",
-            "secure_threshold",
-            "secure_max_weight",
-        )
-    }
-    options = {**locals(), **fixed, "strategy": alliance, "min_members": members}
+    settings = replace(settings, min_members=members)
+    output, alliance = Path(settings.output), settings.strategy
     _stop_on_sigterm()
     with contextlib.redirect_stdout(sys.stderr):  # what the libraries print while training
-        report = compare(
-            _settings(options), data, members, split, output, _log_line(verbose), also_eval
-        )
+        report = compare(settings, data, members, split, output, _log_line(verbose), also_eval)
     if as_json:
         print_json(report)
         return
@@ -236,42 +148,16 @@ def _versus(test: dict[str, Any]) -> str:
 
 
 @federated_app.command("serve")
+@options_from(FederationSettings, required=("output",))
 def serve_command(
     host: str = typer.Option("0.0.0.0", "--host", help="Address the SuperLink listens on."),
     port: int = typer.Option(9091, "--port", help="The SuperLink's port (members join it)."),
     ssl_certfile: Path | None = typer.Option(None, "--ssl-certfile", help="TLS certificate."),
     ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="TLS key."),
     ssl_ca_certfile: Path | None = typer.Option(None, "--ssl-ca-certfile", help="TLS CA."),
-    base: str = BASE,
-    output: Path = OUTPUT,
-    rounds: int = ROUNDS,
-    strategy: str = STRATEGY,
-    mu: float = MU,
-    server_lr: float = SERVER_LR,
-    server_step: float = SERVER_STEP,
-    server_momentum: float = SERVER_MOMENTUM,
-    fraction: float = FRACTION,
-    min_members: int = MIN_MEMBERS,
-    round_timeout: float = TIMEOUT,
-    local_steps: int = LOCAL_STEPS,
-    batch_size: int = BATCH,
-    lr: float = LR,
-    lora_r: int = LORA_R,
-    max_length: int = MAX_LEN,
-    validation_share: float = VALIDATION,
-    seed: int = SEED,
-    decontaminate: str = DECONTAM,
-    eval_task: str = EVAL_TASK,
-    eval_items: int = EVAL_ITEMS,
-    threads: int = THREADS,
-    dp_noise: float = DP_NOISE,
-    dp_clip: float = DP_CLIP,
-    dp_delta: float = DP_DELTA,
-    secure: bool = SECURE,
-    secure_threshold: float = SECURE_THRESHOLD,
-    secure_max_weight: float = SECURE_MAX_WEIGHT,
     as_json: bool = AS_JSON,
     verbose: bool = VERBOSE,
+    settings: FederationSettings = ...,
 ) -> None:
     """Coordinate a deployment: start a SuperLink, wait for --min-members to join, run."""
     from openparity.federated.alliance import serve
@@ -283,14 +169,13 @@ def serve_command(
         (ssl_certfile, ssl_keyfile, ssl_ca_certfile)
     ):
         raise FederatedError("TLS needs --ssl-certfile, --ssl-keyfile and --ssl-ca-certfile")
-    settings = _settings(locals())
     progress_console.print(
         f"SuperLink on {host}:{port}; members join with: openparity federated join"
         f" --superlink THIS_HOST:{port} --data THEIR_DATA"
     )
     _stop_on_sigterm()
     final = serve(settings, host=host, port=port, tls=tls, on_line=_log_line(verbose))
-    _report(output, final, as_json)
+    _report(Path(settings.output), final, as_json)
 
 
 @federated_app.command("join")
@@ -332,42 +217,6 @@ def report_command(
 ) -> None:
     """The rounds of a federated run: members, losses, global score, bytes."""
     _report(output, output / "final", as_json)
-
-
-def _settings(options: dict[str, Any]) -> Any:
-    from openparity.federated.settings import FederationSettings
-
-    return FederationSettings(
-        base=options["base"],
-        output=str(options["output"]),
-        rounds=options["rounds"],
-        strategy=options["strategy"],
-        proximal_mu=options["mu"],
-        server_lr=options["server_lr"],
-        server_step=options["server_step"],
-        server_momentum=options["server_momentum"],
-        fraction=options["fraction"],
-        min_members=options["min_members"],
-        round_timeout=options["round_timeout"],
-        local_steps=options["local_steps"],
-        batch_size=options["batch_size"],
-        learning_rate=options["lr"],
-        lora_r=options["lora_r"],
-        lora_alpha=2 * options["lora_r"],
-        max_length=options["max_length"],
-        validation_share=options["validation_share"],
-        seed=options["seed"],
-        decontaminate=options["decontaminate"],
-        eval_task=options["eval_task"],
-        eval_items=options["eval_items"],
-        threads=options["threads"],
-        dp_noise=options["dp_noise"],
-        dp_clip=options["dp_clip"],
-        dp_delta=options["dp_delta"],
-        secure=options["secure"],
-        secure_threshold=options["secure_threshold"],
-        secure_max_weight=options["secure_max_weight"],
-    )
 
 
 def _stop_on_sigterm() -> None:

@@ -8,48 +8,74 @@ mapping with types, defaults and checks, so the ServerApp and every ClientApp re
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from openparity.federated import privacy, secure
 from openparity.federated.errors import FederatedError
+from openparity.settings_cli import setting
 
 STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedavgm")
 
 
 @dataclass(frozen=True)
 class FederationSettings:
-    base: str = "smollm2-135m"  # the shared base model (embedded alias, GGUF, dir or hub id)
-    output: str = ".openparity/federated"  # the coordinator's run directory
-    rounds: int = 3
-    strategy: str = "fedavg"
-    proximal_mu: float = 0.01  # fedprox: weight of the proximal term
-    server_lr: float = 0.001  # fedadam: the server optimizer's step size (eta)
-    server_step: float = 1.0  # fedavgm: the global update is this multiple of the average update
-    server_momentum: float = 0.0  # fedavgm: momentum of the global updates (0: none)
-    fraction: float = 1.0  # of connected members asked to train each round
-    min_members: int = 2  # a round needs this many; fewer replies and the round is skipped
-    round_timeout: float = 600.0  # seconds the coordinator waits for a round's replies
-    local_steps: int = 4  # optimizer steps per member per round
-    batch_size: int = 4
-    learning_rate: float = 2e-4
-    lora_r: int = 8
-    lora_alpha: int = 16
-    max_length: int = 256
-    validation_share: float = 0.1  # of each member's records held out for its validation loss
-    seed: int = 0
-    decontaminate: str = "gsm8k,humaneval,mbpp"  # benchmarks no member record may contain
-    eval_task: str = ""  # the coordinator's harness task after each round ('' for none)
-    eval_items: int = 0  # that task's first N items (0: all)
+    """A federated run's settings; the CLI's options are built from these fields."""
+
+    base: str = setting("smollm2-135m", "--base", "Shared base model (alias, GGUF, dir, hub id).")
+    output: str = setting(
+        ".openparity/federated",
+        ("--output", "-o"),
+        "Coordinator's run directory (rounds, final/).",
+        shown=Path,
+        parse=str,
+    )
+    rounds: int = setting(3, None, "Federated rounds.", min=1)
+    strategy: str = setting("fedavg", None, "fedavg, fedprox, fedadam or fedavgm.")
+    proximal_mu: float = setting(0.01, "--mu", "FedProx proximal weight.")
+    server_lr: float = setting(0.001, None, "FedAdam server step size (eta).")
+    server_step: float = setting(
+        1.0, None, "FedAvgM: the global update is this multiple of the average."
+    )
+    server_momentum: float = setting(
+        0.0, None, "FedAvgM: momentum of the global updates (saved with each round)."
+    )
+    fraction: float = setting(1.0, None, "Share of members asked to train each round.")
+    min_members: int = setting(
+        2, None, "Members a round needs (Flower's min_available_nodes).", min=1
+    )
+    round_timeout: float = setting(600.0, None, "Seconds to wait for a round's replies.")
+    local_steps: int = setting(4, None, "Optimizer steps per member per round.", min=1)
+    batch_size: int = setting(4, None, "Examples per local step.", min=1)
+    learning_rate: float = setting(2e-4, "--lr", "Members' learning rate (constant).")
+    lora_r: int = setting(8, None, "LoRA rank.", min=1)
+    lora_alpha: int = setting(0, None, "LoRA alpha; 0: twice the rank.", min=0)
+    max_length: int = setting(256, None, "Tokens per example (truncated).", min=16)
+    validation_share: float = setting(0.1, None, "Each member's held-out share.")
+    seed: int = setting(0, None, "Seed of the adapters, data order and member sampling.")
+    decontaminate: str = setting(
+        "gsm8k,humaneval,mbpp",
+        None,
+        "Benchmarks no member record may contain (dropped before training); '' for none.",
+    )
+    eval_task: str = setting("", None, "Harness task scored after each round.")
+    eval_items: int = setting(0, None, "That task's first N items (0: all).", min=0)
     member_data: str = ""  # simulation only: each member's data, separated by ';'
-    threads: int = 0  # torch threads per member process (0: torch's default)
-    dp_noise: float = 0.0  # DP noise multiplier (0: no differential privacy)
-    dp_clip: float = 0.1  # DP: L2 bound of each member's adapter update
-    dp_delta: float = 1e-5  # DP: the delta epsilon is reported at
-    secure: bool = False  # SecAgg+: the coordinator sees only the sum of the members' updates
-    secure_threshold: float = 0.6  # SecAgg+: share of a member's neighbours that can unmask it
-    secure_max_weight: float = 1000.0  # SecAgg+: the largest weight (examples) a member may have
+    threads: int = setting(0, None, "Torch threads per member (0: torch's default).", min=0)
+    dp_noise: float = setting(0.0, None, "DP noise multiplier (0: no DP).", min=0)
+    dp_clip: float = setting(0.1, None, "DP: L2 bound of each member's update.")
+    dp_delta: float = setting(1e-5, None, "DP: the delta epsilon is reported at.")
+    secure: bool = setting(
+        False, None, "SecAgg+: the coordinator sees only the sum of the updates."
+    )
+    secure_threshold: float = setting(
+        0.6, None, "SecAgg+: share of neighbours that can unmask a dropout."
+    )
+    secure_max_weight: float = setting(1000.0, None, "SecAgg+: the largest member's example count.")
 
     def __post_init__(self) -> None:
+        if not self.lora_alpha:
+            object.__setattr__(self, "lora_alpha", 2 * self.lora_r)
         if self.strategy not in STRATEGIES:
             raise FederatedError(
                 f"unknown strategy {self.strategy!r}", hint="one of " + ", ".join(STRATEGIES)

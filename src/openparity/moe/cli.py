@@ -6,45 +6,20 @@ import contextlib
 import functools
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import typer
 
-from openparity.sparse.options import ALPHA, DELTA_T, DISTRIBUTION
+from openparity.moe.settings import ModelOptions, TrainSettings
+from openparity.settings_cli import options_from
+from openparity.sparse.options import SparseOptions
 
 moe_app = typer.Typer(help="DeepSeekMoE: train a small LM, compare dense vs MoE, export to HF.")
-
-CORPUS = typer.Option(
-    "bench:gsm8k", "--corpus", help="UTF-8 text file, or bench:gsm8k / bench:mmlu."
-)
-
-# shared by `train` and `compare`
-STEPS = typer.Option(200, "--steps", min=1, help="Optimiser steps.")
-BATCH = typer.Option(16, "--batch", min=1, help="Sequences per step.")
-SEQ_LEN = typer.Option(128, "--seq-len", min=8, help="Bytes per sequence.")
-DIM = typer.Option(128, "--dim", min=16, help="Model width.")
-LAYERS = typer.Option(4, "--layers", min=1, help="Transformer blocks.")
-LR = typer.Option(3e-3, "--lr", help="Peak learning rate.")
-SEED = typer.Option(0, "--seed", help="Seed for weights and batches.")
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(moe_app, name="moe")
-
-
-def train_settings(steps: int, batch: int, seq_len: int, lr: float, seed: int):
-    from openparity.moe.train import TrainSettings
-
-    every = max(1, min(50, steps))
-    return TrainSettings(
-        steps=steps,
-        batch=batch,
-        seq_len=seq_len,
-        lr=lr,
-        seed=seed,
-        eval_every=every,
-        save_every=every,
-    )
 
 
 @contextlib.contextmanager
@@ -67,19 +42,14 @@ def progress_bars():
 
 
 @moe_app.command("train")
+@options_from(ModelOptions, into="model")
+@options_from(TrainSettings)
+@options_from(SparseOptions, into="sparse_options")
 def train_command(
     preset: str = typer.Option(
         "moe-active", "--preset", help="dense, moe-active, moe-total, mixtral."
     ),
-    corpus: str = CORPUS,
     out: Path = typer.Option(Path("moe-runs/model"), "--out", help="Checkpoint directory."),
-    steps: int = STEPS,
-    batch: int = BATCH,
-    seq_len: int = SEQ_LEN,
-    dim: int = DIM,
-    layers: int = LAYERS,
-    lr: float = LR,
-    seed: int = SEED,
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
     sparsity: float = typer.Option(
         0.0, "--sparsity", min=0.0, max=0.99, help="Dynamic sparse training at this sparsity."
@@ -87,25 +57,26 @@ def train_command(
     sparse_method: str = typer.Option(
         "rigl", "--sparse-method", help="rigl, set, static or prune (with --sparsity)."
     ),
-    distribution: str = DISTRIBUTION,
-    delta_t: int | None = DELTA_T,
-    alpha: float = ALPHA,
+    model: ModelOptions = ...,
+    settings: TrainSettings = ...,
+    sparse_options: SparseOptions = ...,
 ) -> None:
     """Train a small byte-level LM (dense or MoE) on CPU; loss log in OUT/log.csv."""
-    from dataclasses import replace
-
     from openparity.console import out as console
     from openparity.moe.train import train
-    from openparity.sparse.options import sparse_config
 
-    config = checked_preset(preset, dim, layers)
-    settings = train_settings(steps, batch, seq_len, lr, seed)
+    config = checked_preset(preset, model)
     if sparsity:
-        sparse = sparse_config(sparse_method, sparsity, distribution, delta_t, alpha, steps, seed)
+        sparse = sparse_options.config(sparse_method, sparsity, settings.steps, settings.seed)
         settings = replace(settings, sparse=sparse)
     with progress_bars() as report:
         result = train(
-            config, corpus, out, settings, resume=resume, progress=functools.partial(report, preset)
+            config,
+            model.corpus,
+            out,
+            settings,
+            resume=resume,
+            progress=functools.partial(report, preset),
         )
     sparse_note = "" if result.sparsity is None else f", {result.sparsity:.1%} of masked weights 0"
     console.print(
@@ -116,35 +87,31 @@ def train_command(
 
 
 @moe_app.command("compare")
+@options_from(ModelOptions, into="model")
+@options_from(TrainSettings)
 def compare_command(
     presets: list[str] = typer.Option(
         ["dense", "moe-active", "moe-total"], "--preset", help="Presets to compare (repeat)."
     ),
-    corpus: str = CORPUS,
     out: Path = typer.Option(Path("moe-runs"), "--out", help="One checkpoint directory each."),
-    steps: int = STEPS,
-    batch: int = BATCH,
-    seq_len: int = SEQ_LEN,
-    dim: int = DIM,
-    layers: int = LAYERS,
-    lr: float = LR,
-    seed: int = SEED,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    model: ModelOptions = ...,
+    settings: TrainSettings = ...,
 ) -> None:
     """Dense vs MoE side by side: params, FLOPs/token, tokens/s, validation loss."""
     from openparity.console import print_json
     from openparity.moe.compare import compare, render
 
     for name in presets:
-        checked_preset(name, dim, layers)
+        checked_preset(name, model)
     with progress_bars() as report:
         rows = compare(
             presets,
-            corpus,
+            model.corpus,
             out,
-            train_settings(steps, batch, seq_len, lr, seed),
-            dim=dim,
-            n_layers=layers,
+            settings,
+            dim=model.dim,
+            n_layers=model.layers,
             progress=report,
         )
     if as_json:
@@ -168,11 +135,11 @@ def export_command(
     console.print(f"wrote {out} ({hf_format(model)} format): transformers.AutoModelForCausalLM")
 
 
-def checked_preset(name: str, dim: int, layers: int):
+def checked_preset(name: str, model: ModelOptions):
     from openparity.errors import OpenparityError
     from openparity.moe.lm import preset as make
 
     try:
-        return make(name, dim=dim, n_layers=layers)
+        return make(name, dim=model.dim, n_layers=model.layers)
     except ValueError as exc:
         raise OpenparityError(str(exc)) from None

@@ -22,25 +22,12 @@ import torch
 
 from openparity.errors import OpenparityError
 from openparity.moe.lm import CausalLM, LMConfig, model_size
+from openparity.moe.settings import TrainSettings
 from openparity.sparse import DynamicSparsity, SparseConfig, with_masks_applied
 
 
 class TrainError(OpenparityError):
     """Training cannot start or continue (bad corpus, mismatched checkpoint...)."""
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    steps: int = 200
-    batch: int = 16
-    seq_len: int = 128
-    lr: float = 3e-3
-    warmup: int = 20
-    eval_every: int = 50
-    eval_batches: int = 8
-    save_every: int = 50
-    seed: int = 0
-    sparse: SparseConfig | None = None  # dynamic sparse training (RigL, SET, static, prune)
 
 
 @dataclass
