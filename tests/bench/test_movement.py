@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from openparity.bench import report as render
-from openparity.bench import report_html
+from openparity.bench import report_html, report_markdown
 from openparity.bench.compare import compare_runs
 from openparity.bench.gap_report import build_report
 from openparity.bench.movement import measure_movement
@@ -117,7 +117,7 @@ def test_before_after_renders_in_markdown_and_chromium(tmp_path):
         for t in ("fmt", "guard")
     ]
     report = build_report(comparisons, movements=movements)
-    markdown = render.to_markdown(report)
+    markdown = report_markdown.to_markdown(report)
     assert "## What training moved (trained − base, paired)" in markdown
     assert "| fmt | 5.0 [" in markdown and "94.7% → 15.8%" in markdown
     page = open_in_chromium(report_html.to_html(report), tmp_path)

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from openparity.bench import report, report_html
+from openparity.bench import report, report_html, report_markdown
 from openparity.bench.baselines import PUBLISHED_BASELINES
 from openparity.bench.compare import compare_runs, compare_to_target
 from openparity.bench.gap_report import build_report
@@ -89,7 +89,7 @@ def test_headline_names_both_sides_the_size_and_the_verdict(gap_report):
 
 
 def test_markdown_report(gap_report):
-    text = report.to_markdown(gap_report)
+    text = report_markdown.to_markdown(gap_report)
     assert "## Gap" in text and "## Verification" in text and "| mmlu |" in text
     assert "smallest provable margin" in text  # 40 items cannot prove ±0.7 points
     assert text.index("## At a glance") < text.index("## Gap")

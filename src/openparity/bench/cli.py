@@ -449,22 +449,21 @@ def _one_run_per_task(store, run_ids: list[str], side: str) -> dict[str, str]:
 
 
 def _writers() -> dict:
-    from openparity.bench import report as render
-    from openparity.bench import report_html
+    from openparity.bench import report, report_html, report_markdown
 
     return {
-        "json": render.to_json,
-        "markdown": render.to_markdown,
-        "md": render.to_markdown,
+        "json": report.to_json,
+        "markdown": report_markdown.to_markdown,
+        "md": report_markdown.to_markdown,
         "html": report_html.to_html,
     }
 
 
 def _emit(report, fmt: str, output: Path | None) -> None:
-    from openparity.bench import report as render
+    from openparity.bench.report_terminal import render_terminal
     from openparity.console import emit_report
 
-    emit_report(report, fmt, output, _writers(), render.render_terminal)
+    emit_report(report, fmt, output, _writers(), render_terminal)
 
 
 def _run_interruptibly(coroutine, resume_hint: str):

@@ -1,6 +1,6 @@
-"""The gap report's rows and its text forms: a headline per task, then the seed's gap table and
-verification table, with CIs and n, as terminal text (Rich), JSON or Markdown (the HTML page is
-`report_html`)."""
+"""The gap report's rows (gap, verification, what training moved, the runs) and its JSON form.
+Each other format renders these rows in its own module: `report_terminal` (Rich),
+`report_markdown` and `report_html`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from typing import Any
 from openparity import __version__
 from openparity.bench.compare import Comparison, PairedComparison, TargetComparison
 from openparity.bench.gap_report import GapReport
-from openparity.bench.headline import headlines
 
 
 def _pts(value: float | None, signed: bool = False) -> str:
@@ -253,69 +252,3 @@ def _target(c: Comparison, estimate) -> dict[str, Any] | None:
 
 def to_json(report: GapReport) -> str:
     return json.dumps(to_dict(report), indent=2, ensure_ascii=False)
-
-
-def _md_table(rows: list[dict[str, str]]) -> str:
-    if not rows:
-        return "_no tasks_\n"
-    head = list(rows[0])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r[h].replace("|", "\\|") for h in head) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
-def to_markdown(report: GapReport) -> str:
-    lines = headlines(report.comparisons, report.movements)
-    parts = [
-        "# openparity gap report\n",
-        *(["\n## At a glance\n\n"] if lines else []),
-        *[f"- **{h.sentence}** ({h.numbers})\n" for h in lines],
-        "\n## Gap (scores in points, 95% CI)\n",
-        _md_table(gap_rows(report)),
-        "\n## Verification\n",
-        _md_table(verification_rows(report)),
-    ]
-    if report.movements:
-        parts += ["\n## What training moved (trained − base, paired)\n"]
-        parts += [_md_table(movement_rows(report))]
-    if report.notes:
-        parts += ["\n## Notes\n"] + [f"- {n}\n" for n in report.notes]
-    return "".join(parts)
-
-
-_TEXT_COLUMNS = {"task", "metric", "verdict"}
-# Dropped, rightmost first, on a narrow terminal. The trained and base scores are also in the
-# headlines above the tables (and the trained one in the gap table), so they go before the
-# change and the gap before → after.
-_OPTIONAL_COLUMNS = {"metric", "gap ratio", "margin", "p diff", "provable", "p (Holm)", "n"}
-_OPTIONAL_COLUMNS |= {"base", "trained"}
-
-
-def render_terminal(report: GapReport) -> None:
-    from rich.markup import escape
-
-    from openparity.console import out, print_rows
-
-    for h in headlines(report.comparisons, report.movements):
-        out.print(f"[bold]{escape(h.sentence)}[/]")
-        out.print(f"  {escape(h.numbers)}", style="dim")
-    tables = [
-        ("Gap (points, 95% CI)", gap_rows(report)),
-        ("Verification", verification_rows(report)),
-    ]
-    if report.movements:
-        tables.append(("What training moved (trained − base, paired)", movement_rows(report)))
-    for title, rows in tables:
-        shown = [{h: v for h, v in r.items() if h != "why"} for r in rows]  # "why" comes below
-        print_rows(shown, title=title, text=_TEXT_COLUMNS, optional=_OPTIONAL_COLUMNS)
-    for c in report.comparisons:
-        out.print(
-            f"[bold]{escape(c.task)}[/]: {escape(c.verdict.word)}: {escape(c.verdict.explanation)}"
-        )
-    for m in report.movements:
-        out.print(
-            f"[bold]{escape(m.task)}[/] after training: {escape(m.verdict)}:"
-            f" {escape(m.change.verdict.explanation)}"
-        )
-    for note in report.notes:
-        out.print(f"[yellow]note:[/] {escape(note)}")
