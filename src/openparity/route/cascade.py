@@ -9,36 +9,35 @@ failed check or on any failure. The gateway server and library users share this 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from openparity.errors import OpenparityError
-from openparity.models import ChatModel, open_model, resolve_model
 from openparity.models.chat_body import (
-    assemble_chunks,
     choices_of,
-    chunks_of,
-    completion_from_body,
-    first_choice_text,
     tool_call_deltas,
 )
-from openparity.models.errors import (
-    BackendUnavailableError,
-    MissingAPIKeyError,
-    ModelCallError,
-    UnknownModelError,
-)
-from openparity.models.retry import RETRYABLE_STATUS, RetryPolicy
-from openparity.models.spec import ModelSpec, with_overrides
 from openparity.models.types import ChatRequest, Completion, Message, StreamChunk
-from openparity.redact import redact_url
-from openparity.route.checks import Answer, Check, CheckResult, run_checks
-from openparity.route.config import GatewayConfig, TierConfig, load_gateway_config
+from openparity.route.answers import (
+    assembled,
+    checked_whole,
+    forwarded,
+    is_empty,
+    whole_answer_chunks,
+)
+from openparity.route.checks import Answer, CheckResult, run_checks
+from openparity.route.config import GatewayConfig, load_gateway_config
+from openparity.route.failures import (
+    NOT_THE_UPSTREAMS_FAULT,
+    RETRYABLE_REASONS,
+    StreamFailed,
+    classify,
+    rejection,
+    retry_after,
+    too_long_for_every_tier,
+)
 from openparity.route.outcome import (
     AllTiersFailedError,
     Attempt,
@@ -47,86 +46,9 @@ from openparity.route.outcome import (
     StreamBrokenError,
 )
 from openparity.route.params import ClientRequestError, request_from_params
-from openparity.route.resilience import CircuitBreaker, Slots
+from openparity.route.tier import Tier, charge, for_tier, open_tier
 
 T = TypeVar("T")
-
-
-@dataclass
-class Tier:
-    """One upstream of the cascade with its own breaker, slots and retry policy."""
-
-    index: int
-    config: TierConfig
-    spec: ModelSpec
-    model: ChatModel
-    breaker: CircuitBreaker
-    slots: Slots
-    retry: RetryPolicy
-    unavailable: str | None = None  # why this tier cannot be used at all (e.g. no API key)
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def checks(self) -> list[Check]:
-        return self.config.checks
-
-    @property
-    def context_tokens(self) -> int | None:
-        """The model's context in tokens, when known (configured, or an in-process model's)."""
-        if self.config.context_tokens is not None:
-            return self.config.context_tokens
-        return self.spec.n_ctx if self.spec.backend in ("local", "hf") else None
-
-    def max_call_cost(self, request: ChatRequest, result: RouteResult) -> float | None:
-        """The most one call to this tier can cost for `request` (0 for an unpriced tier);
-        None when its output has no known bound (no max_tokens, default or context)."""
-        if self.spec.price is None:
-            return 0.0
-        output = 0 if result.endpoint == "/embeddings" else self.max_output_tokens(request)
-        if output is None:
-            return None
-        choices = int(request.extra.get("n") or 1)
-        return self.spec.price.cost(result.prompt_tokens_bound, output * choices)
-
-    def max_output_tokens(self, request: ChatRequest) -> int | None:
-        """The most tokens this tier's answer to `request` can have, when known."""
-        asked = request.max_tokens or self.config.defaults.max_tokens
-        context = self.context_tokens
-        if asked is None:
-            return context
-        return asked if context is None else min(asked, context)
-
-    def cannot_serve(self, request: ChatRequest) -> str | None:
-        """What in `request` this tier's backend cannot honour (tools, n > 1, images); None
-        when it can serve it. OpenAI-compatible upstreams get every field as sent."""
-        if self.spec.backend == "openai":
-            return None
-        if request.extra.get("tools") or request.extra.get("functions"):
-            return "tools"
-        if int(request.extra.get("n") or 1) > 1:
-            return "n > 1"
-        for message in request.messages:
-            content = message.get("content")
-            if isinstance(content, list) and any(
-                isinstance(p, dict) and p.get("type") not in (None, "text") for p in content
-            ):
-                return "image or audio content"
-        return None
-
-    def redact(self, text: str) -> str:
-        """`text` without the upstream's API key or URL password (an upstream may echo them
-        in an error)."""
-        try:
-            secrets = [self.spec.api_key(), urlsplit(self.spec.base_url or "").password]
-        except OpenparityError:
-            secrets = [urlsplit(self.spec.base_url or "").password]
-        for secret in secrets:
-            if secret and len(secret) >= 4:
-                text = text.replace(secret, "[redacted]")
-        return redact_url(text)
 
 
 class HybridRouter:
@@ -134,7 +56,7 @@ class HybridRouter:
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self.tiers = [_open_tier(i, t, config.models_file) for i, t in enumerate(config.tiers)]
+        self.tiers = [open_tier(i, t, config.models_file) for i, t in enumerate(config.tiers)]
 
     @classmethod
     def from_file(cls, path: Path | str) -> HybridRouter:
@@ -179,7 +101,7 @@ class HybridRouter:
                     completion = await self._try_tier(tier, request, result)
                     if completion is not None:
                         self._answered(result, tier, completion)
-                        for chunk in _whole_answer_chunks(completion):
+                        for chunk in whole_answer_chunks(completion):
                             yield chunk
                         return
                     if result.rejection is not None:
@@ -314,7 +236,7 @@ class HybridRouter:
         async def answer(attempt: Attempt) -> Completion | None:
             post = tier.model.post  # type: ignore[attr-defined]
             posted = await self._timed(tier, attempt, lambda: post(endpoint, body))
-            return None if posted is None else _forwarded(tier, attempt, posted)
+            return None if posted is None else forwarded(tier, attempt, posted)
 
         return await self._with_retries(tier, result, answer)
 
@@ -442,12 +364,12 @@ class HybridRouter:
         self, tier: Tier, request: ChatRequest, attempt: Attempt
     ) -> Completion | None:
         completion = await self._timed(
-            tier, attempt, lambda: tier.model.generate(_for_tier(tier, request))
+            tier, attempt, lambda: tier.model.generate(for_tier(tier, request))
         )
         if completion is None:
             return None
-        _charge(attempt, tier, completion.prompt_tokens, completion.completion_tokens)
-        if _is_empty(completion.text, completion.tool_calls, completion.finish_reason):
+        charge(attempt, tier, completion.prompt_tokens, completion.completion_tokens)
+        if is_empty(completion.text, completion.tool_calls, completion.finish_reason):
             self._error(tier, attempt, "empty", "the upstream answered 200 with no content")
             return None
         return completion
@@ -465,9 +387,9 @@ class HybridRouter:
             self._error(tier, attempt, "timeout", f"no answer within {tier.config.timeout_s:g}s")
             return None
         except OpenparityError as exc:
-            reason, detail = _classify(exc)
-            self._error(tier, attempt, reason, detail, retry_after_s=_retry_after(exc))
-            attempt.rejection = _rejection(tier, reason, exc)
+            reason, detail = classify(exc)
+            self._error(tier, attempt, reason, detail, retry_after_s=retry_after(exc))
+            attempt.rejection = rejection(tier, reason, exc)
             return None
         except asyncio.CancelledError:
             attempt.outcome, attempt.reason = "cancelled", "client_left"
@@ -565,14 +487,14 @@ class HybridRouter:
     async def _stream_attempt(
         self, tier: Tier, request: ChatRequest, result: RouteResult, attempt: Attempt
     ) -> AsyncIterator[StreamChunk]:
-        precommit = None if _checked_whole(request) else int(tier.config.precommit_tokens)
+        precommit = None if checked_whole(request) else int(tier.config.precommit_tokens)
         received: list[StreamChunk] = []  # the answer's chunks so far (text or events)
         outputs = 0  # chunks with text or tool-call output
         sent = 0  # chunks already sent to the client
         holding = False  # a tool call began: nothing more is sent until it is whole and checked
         finish, usage = None, None
         started = time.perf_counter()
-        chunks = tier.model.stream(_for_tier(tier, request))
+        chunks = tier.model.stream(for_tier(tier, request))
         try:
             wait = tier.config.first_token_timeout_s or tier.config.timeout_s
             while finish is None:
@@ -583,11 +505,11 @@ class HybridRouter:
                     break
                 except TimeoutError:
                     reason = "first_token_timeout" if not outputs else "timeout"
-                    raise _StreamFailed(reason, f"no token within {wait:g}s") from None
+                    raise StreamFailed(reason, f"no token within {wait:g}s") from None
                 except OpenparityError as exc:
-                    reason, detail = _classify(exc)
-                    attempt.rejection = _rejection(tier, reason, exc)
-                    raise _StreamFailed(reason, detail, _retry_after(exc)) from None
+                    reason, detail = classify(exc)
+                    attempt.rejection = rejection(tier, reason, exc)
+                    raise StreamFailed(reason, detail, retry_after(exc)) from None
                 finish, usage = chunk.finish_reason, chunk.usage or usage
                 if chunk.text or chunk.event is not None:
                     received.append(chunk)
@@ -604,7 +526,7 @@ class HybridRouter:
                     yield chunk
                     sent = len(received)
                 elif precommit is not None and outputs >= precommit:
-                    prefix = _assembled(tier, received, "partial", None, 0.0)
+                    prefix = assembled(tier, received, "partial", None, 0.0)
                     if not await self._check(tier, request, prefix, attempt, partial=True):
                         break
                     result.tier = tier.index  # committed: this tier answers
@@ -612,11 +534,11 @@ class HybridRouter:
                         yield ready
                     sent = len(received)
             attempt.latency_s = time.perf_counter() - started
-            completion = _assembled(tier, received, finish or "stop", usage, attempt.latency_s)
-            empty = _is_empty(completion.text, completion.tool_calls, completion.finish_reason)
+            completion = assembled(tier, received, finish or "stop", usage, attempt.latency_s)
+            empty = is_empty(completion.text, completion.tool_calls, completion.finish_reason)
             if empty and attempt.outcome == "ok":
-                raise _StreamFailed("empty", "the upstream streamed no content")
-            _charge(attempt, tier, completion.prompt_tokens, completion.completion_tokens)
+                raise StreamFailed("empty", "the upstream streamed no content")
+            charge(attempt, tier, completion.prompt_tokens, completion.completion_tokens)
             tier.breaker.record_success()
             if attempt.outcome == "check_failed":  # failed on a prefix: the next tier answers
                 return
@@ -641,9 +563,9 @@ class HybridRouter:
                 if attempt.outcome == "check_failed":
                     attempt.outcome, attempt.reason = "ok", "post_commit_" + attempt.reason
             self._answered(result, tier, completion)
-        except _StreamFailed as failure:
+        except StreamFailed as failure:
             attempt.latency_s = time.perf_counter() - started
-            _charge(attempt, tier, usage[0] if usage else 0, usage[1] if usage else outputs)
+            charge(attempt, tier, usage[0] if usage else 0, usage[1] if usage else outputs)
             self._error(
                 tier, attempt, failure.reason, failure.detail, retry_after_s=failure.retry_after_s
             )
@@ -667,17 +589,11 @@ class HybridRouter:
 
     def _failed(self, result: RouteResult) -> None:
         if result.rejection is None:
-            result.rejection = _too_long_for_every_tier(result)
+            result.rejection = too_long_for_every_tier(result)
         if result.rejection is not None:
             result.error = "rejected: " + result.rejection.message
             return
         result.error = "every tier failed: " + (result.reasons() or "no tier available")
-
-
-class _StreamFailed(Exception):
-    def __init__(self, reason: str, detail: str, retry_after_s: float | None = None) -> None:
-        super().__init__(detail)
-        self.reason, self.detail, self.retry_after_s = reason, detail, retry_after_s
 
 
 def _member(result: RouteResult, attempt: Attempt) -> str:
@@ -690,212 +606,3 @@ def _settle(result: RouteResult, attempt: Attempt) -> None:
     if result.spending is not None and attempt.held_usd is not None:
         result.spending.settle(_member(result, attempt), attempt.held_usd, attempt.cost_usd)
         attempt.held_usd = None
-
-
-def _retry_after(exc: OpenparityError) -> float | None:
-    return exc.retry_after_s if isinstance(exc, ModelCallError) else None
-
-
-RETRYABLE_REASONS = frozenset(
-    {
-        "http_429",
-        "http_5xx",
-        "timeout",
-        "connect",
-        "malformed",
-        "stream_cut",
-        "upstream_error",
-        "empty",
-    }
-)
-
-
-# The upstream answered, and said the request cannot be served: no breaker counts it.
-# client_error: malformed (400 / 413 / 422), the client's to fix; no other tier is tried.
-# context: too long for this model; a tier with a larger context may still serve it.
-NOT_THE_UPSTREAMS_FAULT = frozenset({"client_error", "context"})
-CLIENT_ERROR_STATUS = frozenset({400, 413, 422})
-_CONTEXT_WORDS = (
-    "context length",
-    "context_length",
-    "context window",
-    "maximum context",
-    "too many tokens",
-    "prompt is too long",
-)
-
-
-def _classify(exc: OpenparityError) -> tuple[str, str]:
-    """(reason code, detail) for an upstream failure."""
-    detail = exc.one_line()[:300]
-    if isinstance(exc, ModelCallError):
-        if exc.status in CLIENT_ERROR_STATUS:
-            said = str(exc.upstream_error or detail).lower()
-            return ("context" if any(w in said for w in _CONTEXT_WORDS) else "client_error"), detail
-        if exc.status is not None and exc.status not in RETRYABLE_STATUS and exc.status != 429:
-            return f"http_{exc.status // 100}xx_final", detail
-        return exc.reason, detail
-    if isinstance(exc, BackendUnavailableError):
-        return "connect", detail
-    if isinstance(exc, MissingAPIKeyError):
-        return "auth", detail
-    if isinstance(exc, UnknownModelError):
-        return "not_found", detail
-    return "upstream_error", detail
-
-
-def _rejection(tier: Tier, reason: str, exc: OpenparityError) -> Rejection | None:
-    """The upstream's refusal of a malformed request, to pass on to the client as it said it
-    (its status and its error object, with the upstream's key redacted)."""
-    if reason != "client_error" or not isinstance(exc, ModelCallError) or exc.status is None:
-        return None
-    said = dict(exc.upstream_error or {})
-    message = tier.redact(str(said.get("message") or exc.message))[:2000]
-    error = {
-        "message": message,
-        "type": str(said.get("type") or "invalid_request_error"),
-        "param": said.get("param") if isinstance(said.get("param"), str) else None,
-        "code": said.get("code") if isinstance(said.get("code"), str) else None,
-    }
-    return Rejection(exc.status, message, error)
-
-
-def _too_long_for_every_tier(result: RouteResult) -> Rejection | None:
-    """A 400 when every tier that was asked said the request does not fit its context."""
-    tried = [a for a in result.attempts if a.outcome == "error"]
-    if not tried or any(a.reason != "context" for a in tried):
-        return None
-    message = "the request does not fit the context of any model here: " + tried[-1].detail
-    error = {
-        "message": message,
-        "type": "invalid_request_error",
-        "param": "messages",
-        "code": "context_length_exceeded",
-    }
-    return Rejection(400, message, error)
-
-
-def _open_tier(index: int, config: TierConfig, models_file: Path | None) -> Tier:
-    # The router does the retries itself, so that each one is counted and the breaker sees it.
-    spec = with_overrides(
-        resolve_model(config.model, models_file=models_file),
-        max_retries=0,
-        timeout_s=config.timeout_s,
-        max_concurrency=config.max_concurrency,
-    )
-    unavailable = None
-    try:
-        model = open_model(spec)
-    except MissingAPIKeyError as exc:  # serve the other tiers; this one says why it cannot
-        unavailable, model = exc.one_line(), _Unavailable(spec, exc)
-    return Tier(
-        index=index,
-        config=config,
-        spec=spec,
-        unavailable=unavailable,
-        model=model,
-        breaker=CircuitBreaker(config.breaker_failures, config.breaker_cooldown_s),
-        slots=Slots(config.max_concurrency, config.queue_timeout_s),
-        retry=RetryPolicy(
-            max_retries=config.retries, initial_delay_s=0.05, max_delay_s=config.max_retry_wait_s
-        ),
-    )
-
-
-class _Unavailable(ChatModel):
-    """A tier's model that cannot be opened (its API key is missing): never called, the
-    router skips the tier as `unavailable`."""
-
-    def __init__(self, spec: ModelSpec, error: OpenparityError) -> None:
-        super().__init__(spec)
-        self.error = error
-
-    async def generate(self, request: ChatRequest) -> Completion:
-        raise self.error
-
-
-def _for_tier(tier: Tier, request: ChatRequest) -> ChatRequest:
-    """The request as this tier gets it: its configured defaults where the client set
-    nothing, and logprobs when a check needs them."""
-    changes: dict[str, Any] = {
-        name: value
-        for name, value in tier.config.defaults.model_dump().items()
-        if value is not None and getattr(request, name) is None
-    }
-    if tier.config.checks_need_logprobs and not request.logprobs:
-        changes["logprobs"] = True
-    return replace(request, **changes) if changes else request
-
-
-def _charge(attempt: Attempt, tier: Tier, prompt_tokens: int, completion_tokens: int) -> None:
-    attempt.prompt_tokens, attempt.completion_tokens = prompt_tokens, completion_tokens
-    attempt.cost_usd += tier.spec.cost(prompt_tokens, completion_tokens) or 0.0
-
-
-def _assembled(
-    tier: Tier,
-    received: list[StreamChunk],
-    finish: str,
-    usage: tuple[int, int] | None,
-    latency: float,
-) -> Completion:
-    """The streamed answer so far as a Completion: from the upstream's own events when it sent
-    them (tool calls, n choices and every other field kept), from the text otherwise."""
-    events = [c.event for c in received if c.event is not None]
-    texts = [c.text for c in received if c.text]
-    if events and finish != "partial":
-        with contextlib.suppress(KeyError, IndexError, TypeError, AttributeError, ValueError):
-            return completion_from_body(
-                assemble_chunks(events),
-                model=tier.name,
-                latency_s=latency,
-                cost=tier.spec.cost,
-                want_logprobs=False,
-                usage_fallback=usage or (0, len(texts)),
-            )
-    prompt_tokens, completion_tokens = usage or (0, len(texts))
-    return Completion(
-        text="".join(texts),
-        finish_reason=finish,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        latency_s=latency,
-        model=tier.name,
-        cost_usd=tier.spec.cost(prompt_tokens, completion_tokens),
-    )
-
-
-def _forwarded(tier: Tier, attempt: Attempt, answer: dict[str, Any]) -> Completion:
-    """A forwarded endpoint's answer, costed from its usage, as the Completion the ledger keeps."""
-    usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
-    prompt_tokens = int(usage.get("prompt_tokens") or 0)
-    completion_tokens = int(usage.get("completion_tokens") or 0)
-    _charge(attempt, tier, prompt_tokens, completion_tokens)
-    return Completion(
-        text="",
-        finish_reason="stop",
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        latency_s=attempt.latency_s,
-        model=tier.name,
-        cost_usd=attempt.cost_usd,
-        raw=answer,
-    )
-
-
-def _whole_answer_chunks(completion: Completion) -> list[StreamChunk]:
-    """A whole answer as stream chunks: the upstream's body as events when there is one."""
-    if completion.raw is None:
-        return [StreamChunk(completion.text)]
-    return [StreamChunk(first_choice_text(e), event=e) for e in chunks_of(completion.raw)]
-
-
-def _is_empty(text: str, tool_calls: Sequence[Any], finish_reason: str) -> bool:
-    return not text.strip() and not tool_calls and finish_reason != "length"
-
-
-def _checked_whole(request: ChatRequest) -> bool:
-    """Tool calls and several choices are only checked whole, so nothing streams early."""
-    return bool(request.extra.get("tools") or request.extra.get("functions")) or (
-        int(request.extra.get("n") or 1) > 1
-    )
