@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -41,6 +42,14 @@ def test_training_resumes_exactly_where_it_stopped(tmp_path):
         train(config, "bench:gsm8k", tmp_path / "split", TINY, progress=interrupt)
     with pytest.raises(TrainError, match="--resume"):
         train(config, "bench:gsm8k", tmp_path / "split", TINY)
+    saved = json.loads((tmp_path / "split" / "settings.json").read_text(encoding="utf-8"))
+    assert saved["settings"]["batch"] == TINY.batch and saved["corpus"] == "bench:gsm8k"
+    other = replace(TINY, lr=1e-2, batch=8)
+    with pytest.raises(TrainError, match=r"lr 0.003 \(now 0.01\)") as refused:
+        train(config, "bench:gsm8k", tmp_path / "split", other, resume=True)
+    assert "batch 4 (now 8)" in str(refused.value)
+    with pytest.raises(TrainError, match="corpus bench:gsm8k \\(now bench:mmlu\\)"):
+        train(config, "bench:mmlu", tmp_path / "split", TINY, resume=True)
     resumed = train(config, "bench:gsm8k", tmp_path / "split", TINY, resume=True)
     assert resumed.step == whole.step == 12
     assert resumed.val_loss == pytest.approx(whole.val_loss, rel=1e-5)

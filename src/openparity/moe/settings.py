@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from openparity.settings_cli import setting
 
@@ -27,6 +27,17 @@ class TrainSettings:
     save_every: int = 50
     seed: int = setting(0, "--seed", "Seed for weights and batches.")
     sparse: SparseConfig | None = None  # dynamic sparse training (RigL, SET, static, prune)
+
+    def trajectory(self) -> dict[str, Any]:
+        """What a resumed run must agree on: everything that shapes the weights (not the
+        number of steps, which a resume may extend, nor how often it evaluates and saves)."""
+        return {
+            "batch": self.batch,
+            "seq_len": self.seq_len,
+            "lr": self.lr,
+            "warmup": self.warmup,
+            "seed": self.seed,
+        }
 
 
 @dataclass(frozen=True)

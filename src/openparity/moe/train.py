@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from openparity.atomic import write_atomic
 from openparity.errors import OpenparityError
 from openparity.moe.lm import CausalLM, LMConfig, model_size
 from openparity.moe.settings import TrainSettings
@@ -128,6 +129,7 @@ def train(
             raise TrainError(
                 f"{checkpoint} holds a different model config", hint="use its own --preset"
             )
+        _check_same_run(checkpoint, state, settings, corpus)
         saved_sparse = state.get("sparse", {}).get("config")
         if saved_sparse != (settings.sparse.to_dict() if settings.sparse else None):
             raise TrainError(
@@ -147,7 +149,22 @@ def train(
 
     def save() -> None:
         seconds = seconds_before + time.perf_counter() - started
-        _save(checkpoint, model, optimizer, generator, step, log, config, sparsity, seconds)
+        _save(
+            checkpoint,
+            model,
+            optimizer,
+            generator,
+            step,
+            log,
+            config,
+            sparsity,
+            seconds,
+            settings,
+            corpus,
+        )
+        # what the run was given, for `--resume` and for people reading the directory
+        run = {"corpus": corpus, "settings": settings.trajectory(), "steps": settings.steps}
+        write_atomic(directory / "settings.json", json.dumps(run, indent=2))
 
     try:
         while step < settings.steps:
@@ -233,6 +250,27 @@ def _lr(step: int, s: TrainSettings) -> float:
     return s.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+def _check_same_run(
+    checkpoint: Path, state: dict[str, Any], settings: TrainSettings, corpus: str
+) -> None:
+    """A resume continues the same run: the same corpus and the settings that shape the
+    weights (checkpoints older than this check carry neither and are trusted)."""
+    now = settings.trajectory()
+    changed = {
+        name: (then, now.get(name))
+        for name, then in state.get("settings", now).items()
+        if then != now.get(name)
+    }
+    if state.get("corpus", corpus) != corpus:
+        changed["corpus"] = (state["corpus"], corpus)
+    if changed:
+        said = ", ".join(f"{name} {then} (now {new})" for name, (then, new) in changed.items())
+        raise TrainError(
+            f"{checkpoint} was trained with {said}",
+            hint="resume with the same options, or pick another --out",
+        )
+
+
 def _save(
     path: Path,
     model,
@@ -243,10 +281,14 @@ def _save(
     config: LMConfig,
     sparsity: DynamicSparsity | None,
     seconds: float,
+    settings: TrainSettings,
+    corpus: str,
 ) -> None:
     temporary = path.with_suffix(".tmp")
     state = {
         "config": config.to_dict(),
+        "settings": settings.trajectory(),
+        "corpus": corpus,
         "model": model.state_dict(),
         "step": step,
         "log": log,
