@@ -49,6 +49,7 @@ def test_chat_human_output_shows_accounting():
         ),
     ],
 )
+@pytest.mark.slow
 def test_errors_are_one_line_without_traceback(args, fragment):
     result = cli(*args)
     assert result.returncode == 2
@@ -62,6 +63,7 @@ def test_usage_error_exit_code():
     assert result.returncode == 2 and "Missing argument" in result.stderr
 
 
+@pytest.mark.slow
 def test_doctor_json_finds_the_embedded_model(tmp_path):
     (tmp_path / "models.yaml").write_text(
         "models:\n  dead:\n    backend: openai\n    model: m\n    base_url: http://127.0.0.1:9/v1\n"
@@ -77,6 +79,7 @@ def test_doctor_json_finds_the_embedded_model(tmp_path):
     assert not checks["backend dead"]["ok"] and "unreachable" in checks["backend dead"]["detail"]
 
 
+@pytest.mark.slow
 def test_doctor_fails_on_a_broken_models_file(tmp_path):
     (tmp_path / "models.yaml").write_text("models: [")
     result = cli("doctor", "--models", str(tmp_path / "models.yaml"))

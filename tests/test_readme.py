@@ -157,6 +157,7 @@ def test_most_of_the_tour_runs_here():
 
 
 @pytest.mark.parametrize("line", RUNNABLE)
+@pytest.mark.slow
 def test_the_readme_tour_runs_as_written(tour, line):
     """Each line in README order, each with its own time limit."""
     result = openparity(*shlex.split(shortened(line))[1:], timeout=280, cwd=tour)
@@ -182,6 +183,7 @@ def test_every_readme_python_block_is_python():
 @pytest.mark.parametrize(
     "block", [b for b in python_blocks() if "client." not in b], ids=lambda b: b.split("\n")[0]
 )
+@pytest.mark.slow
 def test_every_self_contained_readme_python_block_runs(block, tmp_path):
     import subprocess
     import sys
@@ -192,6 +194,7 @@ def test_every_self_contained_readme_python_block_runs(block, tmp_path):
     assert ran.returncode == 0, ran.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_the_readme_gateway_client_block_runs_against_the_example_gateway(tmp_path):
     """The first `openai` snippet, as written, against `openparity serve -c
     examples/gateway.yaml` on a fresh machine (no OPENAI_API_KEY): the embedded tier answers."""

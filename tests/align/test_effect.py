@@ -53,6 +53,7 @@ def trained(tmp_path_factory) -> tuple[Path, object]:
 
 
 @pytest.mark.timeout(900)
+@pytest.mark.slow
 def test_sft_raises_held_out_format_compliance_and_the_report_says_so(trained):
     """The loop closed as a user closes it: `openparity gap` of the exported checkpoint with
     --base, on the held-out format task and MMLU as the regression guard."""
@@ -90,6 +91,7 @@ def test_sft_raises_held_out_format_compliance_and_the_report_says_so(trained):
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.slow
 async def test_the_gguf_export_generates_the_checkpoints_greedy_tokens(trained):
     _, result = trained
     prompts = [

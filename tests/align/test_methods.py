@@ -40,6 +40,7 @@ def weights(checkpoint: Path) -> dict:
     return load_file(checkpoint / "model.safetensors")
 
 
+@pytest.mark.slow
 def test_dpo_loss_is_ln2_at_step_zero_when_the_reference_is_the_policy(tiny_base, tmp_path):
     pairs = [
         {"prompt": f"Say {i}.", "chosen": f"{i}", "rejected": f"no {i} never"} for i in range(4)
@@ -50,6 +51,7 @@ def test_dpo_loss_is_ln2_at_step_zero_when_the_reference_is_the_policy(tiny_base
     assert first["loss"] == pytest.approx(math.log(2), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_grpo_with_equal_rewards_has_zero_advantage_and_zero_loss(tiny_base, tmp_path):
     # A random tiny model never answers GSM8K right: every reward in each group is 0.0, from
     # the real GSM8K scorer, so every advantage is 0 and (with beta 0) so is the loss.
@@ -73,6 +75,7 @@ def test_grpo_with_equal_rewards_has_zero_advantage_and_zero_loss(tiny_base, tmp
     assert result.reward_failures == {}
 
 
+@pytest.mark.slow
 def test_resume_after_an_interruption_ends_at_the_same_weights(tiny_base, tmp_path):
     data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(12))
     straight = train(settings(tiny_base, tmp_path / "straight", data=data))
@@ -95,6 +98,7 @@ def test_resume_after_an_interruption_ends_at_the_same_weights(tiny_base, tmp_pa
         assert (a[name] - b[name]).abs().max().item() <= 1e-6, name
 
 
+@pytest.mark.slow
 def test_ctrl_c_says_the_step_and_the_last_checkpoint_and_resume_says_what_it_continues(
     tiny_base, tmp_path
 ):
@@ -122,6 +126,7 @@ def test_ctrl_c_says_the_step_and_the_last_checkpoint_and_resume_says_what_it_co
     assert said == [f"resuming {run.output} from checkpoint-2 (step 2)"]
 
 
+@pytest.mark.slow
 def test_bf16_trains_under_autocast_and_stays_close_to_fp32(tiny_base, tmp_path):
     """--precision bf16 really changes the arithmetic (the losses differ from fp32's), trains
     to nearly the same losses, and saves fp32 weights that transformers loads as before."""
@@ -178,6 +183,7 @@ def test_lora_keeps_its_frozen_base_in_bf16_and_computes_what_autocast_computes(
         assert torch.equal(grad, grads[1][name]), name
 
 
+@pytest.mark.slow
 def test_a_bf16_lora_run_merges_onto_the_full_precision_base(tiny_base, tmp_path):
     """The adapters of a run whose base was stored in bf16 are merged into the original fp32
     weights: final = base + scale * B @ A, to float precision (merged into bf16, the update
@@ -343,6 +349,7 @@ def _why(stderr: str) -> str:
     ],
     ids=["ddp", "zero2", "zero3-lora"],
 )
+@pytest.mark.slow
 def test_two_processes_end_where_one_process_ends(tiny_base, tmp_path, launch):
     """Two processes (torch.distributed, gloo on CPU; DeepSpeed ZeRO-2 / ZeRO-3 sharding) with
     the same global batch and seed: the same examples per step, the same losses and, within
@@ -360,6 +367,7 @@ def test_two_processes_end_where_one_process_ends(tiny_base, tmp_path, launch):
         assert (w_1[name] - w_2[name]).abs().max().item() <= 1e-5, name
 
 
+@pytest.mark.slow
 def test_a_zero3_lora_run_in_bf16_merges_onto_a_full_base(tiny_base, tmp_path):
     """Under bf16 the LoRA merge loads a fresh full-precision base on rank 0. With ZeRO-3
     configured, transformers loaded it under zero.Init, a broadcast rank 1 never joined: the
@@ -385,6 +393,7 @@ def test_a_zero3_lora_run_in_bf16_merges_onto_a_full_base(tiny_base, tmp_path):
     assert any((trained[n].float() - base[n].float()).abs().max() > 0 for n in base)
 
 
+@pytest.mark.slow
 def test_a_failing_two_process_run_ends_with_its_one_error_line(tiny_base, tmp_path):
     """Both processes fail on bad data: the user saw the error twice, the launcher's thread
     banner, its log lines and its own Python traceback, and exit status 1."""
@@ -438,6 +447,7 @@ def test_a_bad_deepspeed_choice_is_one_line_before_any_launch(tiny_base, tmp_pat
         assert "Traceback" not in shown.stderr and not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_a_logged_run_has_one_progress_line_and_no_library_noise(tiny_base, tmp_path):
     """Into a log file (not a terminal), `align sft` wrote every library progress-bar update
     ("Loading weights ... it/s", "Tokenizing train dataset"), DeepSpeed's accelerator notice
@@ -477,6 +487,7 @@ def test_a_logged_run_has_one_progress_line_and_no_library_noise(tiny_base, tmp_
     assert "checkpoint:" in shown.stdout
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_ends_at_the_uninterrupted_weights(tiny_base, tmp_path):
     """A real process killed with SIGKILL mid-run (possibly mid-save), then `--resume`."""
     import signal
@@ -599,6 +610,7 @@ def test_a_curriculum_run_trains_in_that_order(tiny_base, tmp_path):
     assert [o["input_ids"] for o in order] == first  # sequential: the curriculum's order
 
 
+@pytest.mark.slow
 def test_a_grpo_run_on_a_reward_with_a_planted_hole_is_stopped_by_its_canaries(
     tiny_base, tmp_path, monkeypatch
 ):

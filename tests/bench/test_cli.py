@@ -8,6 +8,8 @@ import sqlite3
 import subprocess
 import time
 
+import pytest
+
 from tests.cli import CLI, like_a_terminal, openparity
 
 
@@ -26,6 +28,7 @@ def test_bench_tasks_lists_real_counts():
     }
 
 
+@pytest.mark.slow
 def test_gap_on_the_embedded_model_against_published_targets(tmp_path):
     report_file = tmp_path / "gap.html"
     result = openparity(
@@ -53,6 +56,7 @@ def test_gap_on_the_embedded_model_against_published_targets(tmp_path):
     assert report_file.read_text(encoding="utf-8").startswith("<!doctype html>")
 
 
+@pytest.mark.slow
 def test_gap_against_an_unreachable_closed_model_says_why_before_comparing(tmp_path):
     """Every request to the closed model fails (nothing listens there): one line saying how
     many failed and why, not a comparison over zero shared items."""
@@ -76,6 +80,7 @@ def test_gap_against_an_unreachable_closed_model_says_why_before_comparing(tmp_p
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_run_compare_and_report_two_models(tmp_path, llama_server):
     store = str(tmp_path / "s.sqlite")
     ids = []
@@ -98,6 +103,7 @@ def test_run_compare_and_report_two_models(tmp_path, llama_server):
     assert {r["run_id"] for r in json.loads(listed.stdout)} == set(ids)
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_finished_items_and_says_how_to_resume(tmp_path):
     store = tmp_path / "s.sqlite"
     proc = subprocess.Popen(
@@ -138,6 +144,7 @@ def test_ctrl_c_keeps_finished_items_and_says_how_to_resume(tmp_path):
         assert db.execute("SELECT COUNT(*) FROM records WHERE error IS NULL").fetchone()[0] >= 2
 
 
+@pytest.mark.slow
 def test_reading_commands_in_an_empty_folder_create_nothing(tmp_path):
     import subprocess as sp
 
@@ -147,6 +154,7 @@ def test_reading_commands_in_an_empty_folder_create_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_one_line(tmp_path):
     from openparity.bench.store import RunStore
 
@@ -196,6 +204,7 @@ def stub_run(stub, task: str, store, *extra: str, model: str = "a"):
     )
 
 
+@pytest.mark.slow
 def test_bench_run_prints_the_score_with_its_interval(tmp_path, stub):
     stub.text = "The answer is (B)."
     shown = stub_run(stub, "mmlu", tmp_path / "s.sqlite")
@@ -206,6 +215,7 @@ def test_bench_run_prints_the_score_with_its_interval(tmp_path, stub):
     assert 0 <= low <= data["score"] <= high <= 1 and data["scored_items"] == 2
 
 
+@pytest.mark.slow
 def test_a_run_whose_scores_are_all_equal_says_why_it_has_no_interval(tmp_path, stub):
     """Every ticket misrouted, on items that share contexts (clusters, so no exact binomial
     interval): "0.0 (no interval: ...)", and JSON with null, never NaN."""
@@ -222,6 +232,7 @@ def test_a_run_whose_scores_are_all_equal_says_why_it_has_no_interval(tmp_path, 
     assert data["ci95"] is None and data["score"] == 0.0 and data["no_interval"]
 
 
+@pytest.mark.slow
 def test_resume_with_other_settings_lists_the_resumable_runs_instead_of_starting_one(
     tmp_path, stub
 ):
@@ -250,6 +261,7 @@ def test_resume_with_other_settings_lists_the_resumable_runs_instead_of_starting
     assert resumed.returncode == 0 and "complete" in resumed.stdout
 
 
+@pytest.mark.slow
 def test_report_refuses_a_second_run_of_one_task_instead_of_misreading_against(tmp_path, stub):
     store = tmp_path / "s.sqlite"
     ids = {}
@@ -276,6 +288,7 @@ def test_report_refuses_a_second_run_of_one_task_instead_of_misreading_against(t
         assert all(t["closed"]["model"].startswith("openai:closed@") for t in tasks)
 
 
+@pytest.mark.slow
 def test_tables_never_split_a_number_at_80_columns(tmp_path, stub):
     store = tmp_path / "s.sqlite"
     for task in ("mmlu", "gsm8k", "humaneval"):
@@ -299,6 +312,7 @@ def test_tables_never_split_a_number_at_80_columns(tmp_path, stub):
     assert numbers and all(len(line) <= 80 for line in report.stdout.splitlines())
 
 
+@pytest.mark.slow
 def test_task_names_are_case_insensitive_with_a_suggestion(tmp_path, stub):
     assert stub_run(stub, "MMLU", tmp_path / "s.sqlite").returncode == 0
     typo = stub_run(stub, "gsm8j", tmp_path / "s.sqlite")

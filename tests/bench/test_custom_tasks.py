@@ -175,6 +175,7 @@ def test_bad_items_are_clear(tmp_path):
         task.items()
 
 
+@pytest.mark.slow
 async def test_reference_likelihood_scores_the_reference_not_an_answer(tmp_path):
     """No answer is generated, so none can be gamed: the score is how likely the model finds
     the reference reply, per token. The model's own greedy reply scores above nonsense, and a

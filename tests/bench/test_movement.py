@@ -57,6 +57,7 @@ def before_and_after(path) -> RunStore:
     return store
 
 
+@pytest.mark.slow
 def test_report_says_what_training_moved_and_flags_the_regression(tmp_path):
     path = tmp_path / "runs.sqlite"
     before_and_after(path).close()
@@ -109,6 +110,7 @@ def test_report_says_what_training_moved_and_flags_the_regression(tmp_path):
     assert "guard after training: regressed" in terminal.stdout
 
 
+@pytest.mark.slow
 def test_before_after_renders_in_markdown_and_chromium(tmp_path):
     store = before_and_after(tmp_path / "runs.sqlite")
     comparisons = [compare_runs(store, f"{t}-trained", f"{t}-closed") for t in ("fmt", "guard")]
@@ -128,6 +130,7 @@ def test_before_after_renders_in_markdown_and_chromium(tmp_path):
     store.close()
 
 
+@pytest.mark.slow
 def test_without_a_closed_side_only_the_change_is_reported(tmp_path):
     path = tmp_path / "runs.sqlite"
     before_and_after(path).close()

@@ -59,6 +59,7 @@ def test_without_data_says_where_to_get_it(tmp_path):
         get_task("narrativeqa", data=tmp_path / "nqa").items()
 
 
+@pytest.mark.slow
 def test_fixture_run_is_labelled_and_clustered(tmp_path):
     store = tmp_path / "s.sqlite"
     result = openparity(

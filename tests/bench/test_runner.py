@@ -103,6 +103,7 @@ def _scores(path, run_id=None):
     return rows
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path):
     """A real run on the embedded model, killed with SIGKILL mid-way, then resumed."""
     args = ["bench", "run", "local:smollm2-135m", "gsm8k", "--limit", "6", "--max-tokens", "24"]
@@ -142,6 +143,7 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path):
     assert [(r[1], r[3], r[4]) for r in after] == [(r[1], r[3], r[4]) for r in _scores(clean_store)]
 
 
+@pytest.mark.slow
 def test_unresumed_rerun_of_a_stopped_run_is_refused(tmp_path, stub):
     store = tmp_path / "s.sqlite"
     stub.script({"status": 400})
@@ -195,6 +197,7 @@ async def test_samples_give_unbiased_pass_at_k(stub, tmp_path):
     assert any("pass@2 33.3" in note for note in report.notes)
 
 
+@pytest.mark.slow
 async def test_mmlu_log_likelihood_variant_on_the_local_model(tmp_path):
     from openparity.bench.baselines import Published
     from openparity.bench.compare import compare_to_target

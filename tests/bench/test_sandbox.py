@@ -161,6 +161,7 @@ async def test_host_unix_sockets_cannot_be_reached(sandbox, canary):
         abstract.close()
 
 
+@pytest.mark.slow
 async def test_infinite_loop_is_stopped(sandbox):
     started = time.monotonic()
     verdict = await sandbox.run("while True:\n    pass")
@@ -178,6 +179,7 @@ async def test_memory_hog(sandbox):
     assert verdict.status == "memory" and "allocated" not in verdict.stdout
 
 
+@pytest.mark.slow
 async def test_forked_memory_hogs_share_one_limit(sandbox, mode):
     """Six children of 150 MB each under a 256 MB limit: per-process rlimits let all of them
     through (900 MB); the cgroup holds the tree to its limit."""

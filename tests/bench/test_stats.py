@@ -128,6 +128,7 @@ def test_items_needed_inverts_provable_margin():
     assert stats.provable_margin(sd, n) <= 0.015 < stats.provable_margin(sd, n - 1)
 
 
+@pytest.mark.slow
 def test_holm_matches_statsmodels():
     from statsmodels.stats.multitest import multipletests
 

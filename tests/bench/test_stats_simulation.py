@@ -116,6 +116,7 @@ def test_the_cr2_t_test_it_replaced_would_fail_this_simulation():
     assert rejected / 1000 > 0.08
 
 
+@pytest.mark.slow
 def test_clustered_verdicts_and_intervals_never_disagree():
     """The sign-flip test's steps can make the accepted set non-convex; the verdict follows the
     interval printed, for the difference and for equivalence, on 1,000 seeded data sets."""
@@ -139,6 +140,7 @@ def test_clustered_tost_keeps_its_size():
     assert not too_high, too_high
 
 
+@pytest.mark.slow
 def test_interval_against_a_measured_published_number_covers():
     low = [r for r in sim.target_interval_coverage() if r.rate < 0.94 - slack(r)]
     assert not low, low
@@ -154,6 +156,7 @@ def test_a_difference_from_a_published_number_is_claimed_falsely_at_most_5_perce
     assert not too_high, too_high
 
 
+@pytest.mark.slow
 def test_before_after_claims_nothing_when_training_changed_nothing():
     """Three tasks, training moved none of them: "improved" or "regressed" on any task (after
     Holm) stays within 5%, at 20 to 100 items."""

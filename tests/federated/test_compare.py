@@ -13,6 +13,7 @@ from tests.federated.conftest import alliance_records, write_heldout_task, write
 
 
 @pytest.mark.timeout(900)  # eight arms trained and scored, then two reruns: about 4 min here
+@pytest.mark.slow
 def test_compare_scores_every_arm_on_the_same_items_and_resumes(tmp_path, tiny_base):
     data = write_jsonl(tmp_path / "all.jsonl", alliance_records(36))
     task = write_heldout_task(tmp_path, 8)

@@ -85,6 +85,7 @@ def test_bad_member_data_is_one_clear_error(tmp_path, content, message):
         read_member_data(str(path), FederationSettings(decontaminate=""))
 
 
+@pytest.mark.slow
 def test_fedprox_keeps_a_member_closer_to_the_global_adapter(tmp_path, tiny_base):
     from openparity.federated.adapter import initial_state
 

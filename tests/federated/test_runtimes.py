@@ -78,6 +78,7 @@ def simulated(alliance_data, tiny_base, tmp_path_factory):
     return out, json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_a_simulation_trains_every_member_and_saves_each_round(simulated, tiny_base):
     out, report = simulated
     rounds = report["rounds"]
@@ -108,6 +109,7 @@ def test_the_global_adapter_opens_as_a_model_spec(simulated):
     assert model.config.num_hidden_layers == 2 and tokenizer is not None
 
 
+@pytest.mark.slow
 def test_a_deployment_reaches_the_simulations_adapter(simulated, tiny_base, tmp_path):
     out, _ = simulated
     members = sorted((out / "members").glob("member-*.jsonl"))
@@ -146,6 +148,7 @@ def secured(simulated, tiny_base, tmp_path_factory):
     return secure_out, json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_secure_aggregation_reaches_the_plain_adapter_within_its_quantisation(simulated, secured):
     (out, _), (secure_out, report) = simulated, secured
     assert [r["train"]["members"] for r in report["rounds"][1:]] == [3, 3]
@@ -160,6 +163,7 @@ def test_secure_aggregation_reaches_the_plain_adapter_within_its_quantisation(si
     assert error <= 0.1 * max(float(plain[k].abs().max()) for k in lora_b)
 
 
+@pytest.mark.slow
 def test_secure_aggregation_in_a_deployment_equals_the_simulation(
     simulated, secured, tiny_base, tmp_path
 ):
@@ -173,6 +177,7 @@ def test_secure_aggregation_in_a_deployment_equals_the_simulation(
     assert max_difference(adapter(secure_out), adapter(tmp_path / "run")) <= TOLERANCE
 
 
+@pytest.mark.slow
 def test_dp_and_secure_aggregation_combine(simulated, secured, tiny_base, tmp_path):
     (out, _), (secure_out, _) = simulated, secured
     members = sorted((out / "members").glob("member-*.jsonl"))
@@ -205,6 +210,7 @@ def test_dp_and_secure_aggregation_combine(simulated, secured, tiny_base, tmp_pa
     assert max_difference(adapter(secure_out), adapter(tmp_path / "run")) > 1e-3
 
 
+@pytest.mark.slow
 def test_a_deployment_over_tls(simulated, tiny_base, tmp_path):
     out, _ = simulated
     members = sorted((out / "members").glob("member-*.jsonl"))[:2]
@@ -216,6 +222,7 @@ def test_a_deployment_over_tls(simulated, tiny_base, tmp_path):
     assert [r["train"]["members"] for r in history(tmp_path / "run")[1:]] == [2]
 
 
+@pytest.mark.slow
 def test_a_member_killed_mid_run_neither_stalls_nor_corrupts_it(simulated, tiny_base, tmp_path):
     out, _ = simulated
     members = sorted((out / "members").glob("member-*.jsonl"))
@@ -247,6 +254,7 @@ def test_a_member_killed_mid_run_neither_stalls_nor_corrupts_it(simulated, tiny_
     assert all(bool(t.isfinite().all()) for t in weights.values())
 
 
+@pytest.mark.slow
 def test_a_restarted_coordinator_continues_from_its_last_saved_round(
     simulated, alliance_data, tiny_base, tmp_path
 ):
@@ -283,6 +291,7 @@ def test_a_restarted_coordinator_continues_from_its_last_saved_round(
     ],
     ids=["fedavgm", "fedadam"],
 )
+@pytest.mark.slow
 def test_a_restarted_server_optimiser_continues_with_its_state(
     simulated, tiny_base, tmp_path, strategy
 ):
@@ -331,6 +340,7 @@ def rdp_bound(rounds: int, noise: float, delta: float) -> float:
     return min(rounds * a / (2 * noise**2) + math.log(1 / delta) / (a - 1) for a in orders)
 
 
+@pytest.mark.slow
 def test_dp_noise_changes_the_global_update_and_reports_epsilon(simulated, tiny_base, tmp_path):
     from openparity.federated.coordinator import RoundLog, make_strategy
     from openparity.federated.privacy import spent

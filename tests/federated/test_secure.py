@@ -157,6 +157,7 @@ def close_to(replies, expected, total, members):
         assert worst <= tolerance, (worst, tolerance)
 
 
+@pytest.mark.slow
 def test_the_coordinator_gets_the_average_and_no_member_update(alliance, plain_updates):
     from flwr.common import bytes_to_ndarray
     from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
@@ -237,6 +238,7 @@ def test_a_member_lost_after_sharing_keys_is_unmasked_and_the_round_completes(
     close_to([by_node[n] for n in survivors], expected, total, 2)
 
 
+@pytest.mark.slow
 def test_a_member_over_the_max_weight_fails_with_its_reason(alliance):
     from dataclasses import replace
 

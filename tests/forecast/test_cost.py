@@ -48,6 +48,7 @@ def test_impossible_deployments_are_refused(kwargs):
         SelfHosting(**kwargs)
 
 
+@pytest.mark.slow
 def test_cli_json_html_and_errors(tmp_path):
     args = ["--gpu-hourly", "2.5", "--throughput", "1500", "--requests", "2000000"]
     result = cli("cost", *args, "--format", "json")

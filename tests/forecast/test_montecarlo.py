@@ -140,6 +140,7 @@ link: {kind: threshold}
         load_scenario(scenario_file(tmp_path, body))
 
 
+@pytest.mark.slow
 def test_cli_json_and_html(tmp_path):
     run = ("forecast", "--draws", "20000")
     result = openparity(*run, "--format", "json", timeout=120)

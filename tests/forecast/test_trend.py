@@ -201,6 +201,7 @@ def test_carried_forward_interval_keeps_its_coverage(ci_half, points):
     assert 0.92 <= covered / runs <= 0.975, covered / runs
 
 
+@pytest.mark.slow
 def test_cli_says_what_a_gap_report_added(tmp_path):
     path = gap_report(tmp_path / "gap.json", "2026-11-28", 60.0)
     used = openparity("trend", "--benchmark", "mmlu", "--add-gap", str(path), timeout=60)
@@ -212,6 +213,7 @@ def test_cli_says_what_a_gap_report_added(tmp_path):
     assert "fit on: the published frontier gap on gsm8k" in unused.stdout
 
 
+@pytest.mark.slow
 def test_cli_json_and_html(tmp_path):
     run = ("trend", "--benchmark", "humaneval", "--by", "2025-12-31")
     result = openparity(*run, "--format", "json", timeout=60)

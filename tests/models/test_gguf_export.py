@@ -55,6 +55,7 @@ def _greedy(model, tokenizer, llama, prompt: str) -> tuple[list[int], list[int]]
 
 
 @pytest.mark.timeout(900)
+@pytest.mark.slow
 def test_a_changed_gemma3_checkpoint_exports_to_the_same_greedy_tokens(
     changed, gemma_gguf, tmp_path
 ):
@@ -71,6 +72,7 @@ def test_a_changed_gemma3_checkpoint_exports_to_the_same_greedy_tokens(
 
 
 @pytest.mark.timeout(900)
+@pytest.mark.slow
 def test_the_q8_0_export_is_a_quarter_of_f32_and_gives_the_same_greedy_tokens(tmp_path):
     """--gguf writes q8_0 by default (the f32 file of SmolLM2-135M was 515 MB). The embedded
     SmolLM2, loaded into transformers and exported as q8_0, is under a third of its f32

@@ -30,6 +30,7 @@ async def test_greedy_is_deterministic_and_max_tokens_truncates(local):
     assert first.finish_reason == "length" and first.completion_tokens == 7
 
 
+@pytest.mark.slow
 async def test_stop_sequences(local):
     request = ChatRequest.from_prompt("Count from 1 to 20, separated by commas.", max_tokens=64)
     unstopped = await local.generate(request)

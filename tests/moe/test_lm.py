@@ -95,6 +95,7 @@ def test_mixtral_export_refuses_a_selection_bias(tmp_path):
         export_hf(model, tmp_path / "hf")
 
 
+@pytest.mark.slow
 def test_cli_compare_and_export(tmp_path):
     compared = openparity(
         "moe",

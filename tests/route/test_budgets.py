@@ -95,6 +95,7 @@ def test_a_burst_on_one_worker_spends_at_most_the_budget(tmp_path, stub):
     assert statuses.count(200) * ANSWER_COST == pytest.approx(total)
 
 
+@pytest.mark.slow
 def test_a_burst_across_two_replicas_spends_at_most_the_budget(tmp_path, stub):
     with running_redis(tmp_path) as (redis_url, _):
         path = write_config(tmp_path, stub, redis_url)
@@ -109,6 +110,7 @@ def test_a_burst_across_two_replicas_spends_at_most_the_budget(tmp_path, stub):
     assert 0 < spent(tmp_path, "shared-small") <= 0.001 + MAX_CALL_COST
 
 
+@pytest.mark.slow
 def test_after_redis_loses_its_data_spending_is_rebuilt_from_the_ledger(tmp_path, stub):
     import redis
 
@@ -128,6 +130,7 @@ def test_after_redis_loses_its_data_spending_is_rebuilt_from_the_ledger(tmp_path
     assert spent(tmp_path, "rebuilt") <= 0.002 + MAX_CALL_COST
 
 
+@pytest.mark.slow
 def test_tokens_per_minute_hold_across_replicas(tmp_path, stub):
     with running_redis(tmp_path) as (redis_url, _):
         path = write_config(tmp_path, stub, redis_url)

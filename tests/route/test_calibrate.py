@@ -29,6 +29,7 @@ def test_clopper_pearson_matches_statsmodels():
     assert clopper_pearson_upper(0, 0, 0.05) == 1.0
 
 
+@pytest.mark.slow
 def test_calibrate_a_real_run_and_rewrite_the_config(tmp_path):
     store = tmp_path / "runs.sqlite"
     ran = openparity(
@@ -181,6 +182,7 @@ def true_risk(rng, threshold: float) -> float:
 
 
 @pytest.mark.parametrize("samples", [5, 10])
+@pytest.mark.slow
 def test_the_guarantee_holds_per_item_when_samples_are_correlated(tmp_path, samples):
     from openparity.route.calibrate import select_thresholds
 

@@ -50,6 +50,7 @@ def write_config(directory, stub, url) -> tuple:
     return path, added.stdout.strip()
 
 
+@pytest.mark.slow
 def test_the_gateway_writes_its_ledger_and_reads_its_keys_in_postgres(tmp_path, stub, postgres):
     path, key = write_config(tmp_path, stub, postgres.url)
     listed = openparity("route", "keys", "list", "-c", str(path), "--json")
@@ -114,6 +115,7 @@ def test_no_row_is_lost_on_shutdown(tmp_path, stub, postgres):
     assert postgres.count("requests") == 200
 
 
+@pytest.mark.slow
 def test_rows_recorded_while_postgres_is_down_are_written_when_it_is_back(tmp_path, stub, postgres):
     path, key = write_config(tmp_path, stub, postgres.url)
     with serving(path, free_port()) as url:

@@ -84,6 +84,7 @@ def health(base_url: str) -> dict:
         return json.loads(error.read())
 
 
+@pytest.mark.slow
 def test_two_replicas_share_one_rate_limit(replicas, setup):
     _, keys = setup
     a, b = replicas
@@ -133,6 +134,7 @@ def test_a_revoked_key_stops_on_every_replica(replicas, setup):
     assert time.monotonic() - started <= 5.0 + 2.0  # the key ring's refresh time, plus slack
 
 
+@pytest.mark.slow
 def test_a_breaker_opened_on_one_replica_is_open_on_the_other(replicas, setup, stub):
     _, keys = setup
     a, b = replicas
@@ -159,6 +161,7 @@ def open_on_both(a, b, key, stub) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_after_the_cooldown_one_replica_alone_probes_the_upstream(replicas, setup, stub):
     _, keys = setup
     a, b = replicas
@@ -178,6 +181,7 @@ def test_after_the_cooldown_one_replica_alone_probes_the_upstream(replicas, setu
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_workers_share_the_state_too(setup):
     """`serve --workers 2`: two worker processes, each subscribed to the shared breaker channel
     (counted in Redis itself: which worker accepts a connection is the kernel's choice), and
@@ -220,6 +224,7 @@ def test_several_workers_without_shared_state_is_refused(tmp_path):
     assert "needs shared_state.redis_url" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_lost_redis_degrades_to_per_replica_state_and_keeps_answering(setup, tmp_path):
     path, keys = setup
     config = yaml.safe_load(path.read_text(encoding="utf-8"))

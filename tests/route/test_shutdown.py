@@ -12,6 +12,7 @@ import time
 import urllib.request
 
 import openai
+import pytest
 import yaml
 
 from openparity.models.local_server import free_port
@@ -33,6 +34,7 @@ def read_stream(base_url: str, key: str, into: dict, name: str) -> None:
         into[name] = (text, str(exc))
 
 
+@pytest.mark.slow
 def test_sigterm_drains_short_streams_and_cuts_long_ones_with_an_error_event(tmp_path):
     from openparity.testing.stub_server import StubServer
 

@@ -45,6 +45,7 @@ def write_config(directory, stub, **sections) -> tuple:
     return path, added.stdout.strip()
 
 
+@pytest.mark.slow
 def test_a_hung_postgres_holds_up_no_request_and_loses_no_row(tmp_path, stub):
     with running_postgres() as postgres:
         path, key = write_config(tmp_path, stub, ledger={"url": postgres.url})
@@ -67,6 +68,7 @@ def test_a_hung_postgres_holds_up_no_request_and_loses_no_row(tmp_path, stub):
     assert "slow or away" in log and "re-read from" in log  # said once, and when it was back
 
 
+@pytest.mark.slow
 def test_a_hung_redis_adds_at_most_its_bound_to_a_request(tmp_path, stub):
     with running_redis(tmp_path) as (redis_url, redis):
         path, key = write_config(

@@ -14,6 +14,7 @@ from openparity.models.gguf_weights import load_gguf_model  # noqa: E402
 from openparity.sparse import DynamicSparsity, SparseConfig, with_masks_applied  # noqa: E402
 
 
+@pytest.mark.slow
 def test_rigl_on_smollm2_exports_to_transformers_with_the_same_logits(tmp_path):
     gguf = EMBEDDED_MODELS["smollm2-135m"].path()
     model, tokenizer = load_gguf_model(gguf)

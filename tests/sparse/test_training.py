@@ -57,6 +57,7 @@ def test_sparse_lm_resumes_exactly_and_exports_with_the_same_logits(tmp_path, na
     assert float((hf_q == 0).float().mean()) == pytest.approx(zero_share)
 
 
+@pytest.mark.slow
 def test_cli_moe_train_sparse_and_sparse_compare(tmp_path):
     trained = openparity(
         "moe",
