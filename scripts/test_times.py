@@ -19,8 +19,10 @@ def main() -> None:
     cases = ET.parse(args.junit_xml).getroot().iter("testcase")
     times: list[tuple[float, str, str]] = []
     for case in cases:
-        outcome = "failed" if case.find("failure") is not None or case.find("error") is not None else (
-            "skipped" if case.find("skipped") is not None else "passed"
+        outcome = (
+            "failed"
+            if case.find("failure") is not None or case.find("error") is not None
+            else ("skipped" if case.find("skipped") is not None else "passed")
         )
         name = f"{case.get('classname')}::{case.get('name')}"
         times.append((float(case.get("time") or 0), name, outcome))

@@ -34,10 +34,10 @@ def _copy_with(tmp_path: Path, module: str, line: str) -> Path:
 
 
 def test_a_cycle_hidden_in_a_function_is_caught(tmp_path):
-    """bench.movement imports bench.compare; compare importing movement back, even inside a
+    """bench.movement imports bench.comparison; comparison importing movement back, even inside a
     function, is the cycle this contract exists to stop."""
-    copy = _copy_with(tmp_path, "bench.compare", "from openparity.bench import movement")
-    assert ["bench.compare", "bench.movement"] in build(copy).cycles()
+    copy = _copy_with(tmp_path, "bench.comparison", "from openparity.bench import movement")
+    assert ["bench.comparison", "bench.movement"] in build(copy).cycles()
 
 
 def test_a_low_layer_importing_a_high_one_is_caught(tmp_path):

@@ -110,7 +110,7 @@ async def test_only_the_listed_items_keep_their_tests_in_the_answer_process():
 
 async def test_the_report_counts_items_scored_in_the_answer_process(tmp_path):
     """A run that scored mbpp/367 says so in the gap report's notes."""
-    from openparity.bench.compare import compare_scores, load_scores
+    from openparity.bench.comparison import compare_scores, load_scores
     from openparity.bench.gap_report import build_report
     from openparity.bench.store import Record, RunInfo, RunStore
 

@@ -5,7 +5,7 @@ import csv
 
 import pytest
 
-from openparity.bench.compare import load_scores
+from openparity.bench.comparison import load_scores
 from openparity.bench.errors import TaskError
 from openparity.bench.runner import run_task
 from openparity.bench.store import RunStore

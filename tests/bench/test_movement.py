@@ -10,7 +10,7 @@ import pytest
 
 from openparity.bench import report as render
 from openparity.bench import report_html, report_markdown
-from openparity.bench.compare import compare_runs
+from openparity.bench.comparison import compare_runs
 from openparity.bench.gap_report import build_report
 from openparity.bench.movement import measure_movement
 from openparity.bench.store import Record, RunInfo, RunStore

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from openparity.bench.compare import load_scores
+from openparity.bench.comparison import load_scores
 from openparity.bench.errors import TaskError
 from openparity.bench.qa_metrics import best, rouge_l, token_f1, tokens
 from openparity.bench.tasks import get_task

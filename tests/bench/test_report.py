@@ -8,7 +8,7 @@ import pytest
 
 from openparity.bench import report, report_html, report_markdown
 from openparity.bench.baselines import PUBLISHED_BASELINES
-from openparity.bench.compare import compare_runs, compare_to_target
+from openparity.bench.comparison import compare_runs, compare_to_target
 from openparity.bench.gap_report import build_report
 from openparity.bench.headline import for_comparison
 from openparity.bench.runner import run_task

@@ -165,7 +165,7 @@ def test_unresumed_rerun_of_a_stopped_run_is_refused(tmp_path, stub):
 
 async def test_samples_give_unbiased_pass_at_k(stub, tmp_path):
     from openparity.bench.baselines import Published
-    from openparity.bench.compare import compare_to_target, load_scores
+    from openparity.bench.comparison import compare_to_target, load_scores
     from openparity.bench.gap_report import build_report
     from openparity.bench.task import PromptSettings
 
@@ -200,7 +200,7 @@ async def test_samples_give_unbiased_pass_at_k(stub, tmp_path):
 @pytest.mark.slow
 async def test_mmlu_log_likelihood_variant_on_the_local_model(tmp_path):
     from openparity.bench.baselines import Published
-    from openparity.bench.compare import compare_to_target
+    from openparity.bench.comparison import compare_to_target
     from openparity.bench.gap_report import build_report
     from openparity.bench.task import PromptSettings
 

@@ -275,7 +275,7 @@ def test_the_verdict_equivalent_names_the_interval_its_tost_inverts():
 
 
 def _run_scores(model: str, values, clusters=None):
-    from openparity.bench.compare import RunScores
+    from openparity.bench.comparison import RunScores
     from openparity.bench.store import RunInfo
 
     ids = [f"q{i:03d}" for i in range(len(values))]
@@ -287,7 +287,7 @@ def _run_scores(model: str, values, clusters=None):
 def test_power_notes_carry_the_cluster_design_effect():
     """15 stories of 6 items whose two models differ story by story: planning with the
     per-item SD alone promised far more than the data can give."""
-    from openparity.bench.compare import compare_scores
+    from openparity.bench.comparison import compare_scores
 
     draws = np.random.default_rng(8)
     clusters = [f"s{i // 6}" for i in range(90)]
@@ -302,7 +302,7 @@ def test_power_notes_carry_the_cluster_design_effect():
 def test_a_margin_smaller_than_the_published_number_s_own_error_cannot_be_proven():
     """A published 50 % measured on 100 items carries a 5-point SE of its own: no number of
     our items proves +-2 points against it, and the verdict says so instead of "needs ~N"."""
-    from openparity.bench.compare import _common
+    from openparity.bench.comparison import _common
 
     ours = [1.0, 0.0] * 200
     tests = stats.target_tests(ours, 0.5, 0.02, target_n=100)
@@ -314,7 +314,7 @@ def test_a_margin_smaller_than_the_published_number_s_own_error_cannot_be_proven
 
 
 def test_an_exact_target_is_said_in_the_verdict():
-    from openparity.bench.compare import _common
+    from openparity.bench.comparison import _common
 
     tests = stats.target_tests([1.0] * 90 + [0.0] * 10, 0.885, 0.02)
     fields = _common(

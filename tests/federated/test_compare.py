@@ -142,9 +142,9 @@ def test_the_alliance_is_compared_with_each_arm_by_cluster():
     """Items sharing a context move together: 6 of 10 stories the alliance gets right and the
     member wrong, 4 the other way. Item by item that is 120 against 80 ("beats", p < 0.01);
     by story it is 6 against 4, which shows nothing. `compare` must count stories."""
-    from openparity.bench.compare import RunScores
+    from openparity.bench.comparison import RunScores
     from openparity.bench.store import RunInfo
-    from openparity.federated.compare import ArmResult, _table
+    from openparity.federated.compare_arms import ArmResult, _table
 
     ids = [f"s{story}/q{q}" for story in range(10) for q in range(20)]
     clusters = {i: i.split("/")[0] for i in ids}

@@ -21,7 +21,7 @@ class Curriculum:
 
     def difficulty(self) -> dict[str, float]:
         """item id -> the base model's mean score on it (1.0: always solved, easiest)."""
-        from openparity.bench.compare import load_scores
+        from openparity.bench.comparison import load_scores
         from openparity.bench.store import RunStore
 
         if not self.store.is_file():

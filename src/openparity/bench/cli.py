@@ -111,7 +111,7 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
     """Run a task on a model; records are saved as items finish (resume with --resume)."""
-    from openparity.bench.compare import load_scores
+    from openparity.bench.comparison import load_scores
     from openparity.bench.runner import run_task
     from openparity.bench.sandbox import Sandbox
     from openparity.bench.store import RunStore
@@ -209,7 +209,7 @@ def runs(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Runs in the store."""
-    from openparity.bench.compare import load_scores
+    from openparity.bench.comparison import load_scores
     from openparity.bench.store import RunStore
 
     with RunStore.existing(store_path) as store:
@@ -271,7 +271,7 @@ def compare(
 ) -> None:
     """Paired comparison of two runs over the same items (or one run against --target)."""
     from openparity.bench.baselines import parse_target
-    from openparity.bench.compare import compare_runs, compare_to_target
+    from openparity.bench.comparison import compare_runs, compare_to_target
     from openparity.bench.gap_report import build_report
     from openparity.bench.store import RunStore
     from openparity.errors import OpenparityError
@@ -309,7 +309,7 @@ def report(
     """Report open runs against closed runs of the same tasks, or against published targets;
     with --base, also trained against base."""
     from openparity.bench.baselines import PUBLISHED_BASELINES
-    from openparity.bench.compare import compare_to_reference
+    from openparity.bench.comparison import compare_to_reference
     from openparity.bench.gap_report import build_report
     from openparity.bench.movement import measure_movement
     from openparity.bench.store import RunStore

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from openparity.bench.baselines import PUBLISHED_BASELINES, Published
-from openparity.bench.compare import compare_to_reference
+from openparity.bench.comparison import compare_to_reference
 from openparity.bench.errors import TaskError
 from openparity.bench.gap_report import GapReport, build_report
 from openparity.bench.movement import measure_movement

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from openparity.bench import stats
-from openparity.bench.compare import (
+from openparity.bench.comparison import (
     Comparison,
     PairedComparison,
     TargetComparison,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from openparity.bench.compare import Comparison, PairedComparison, TargetComparison
+from openparity.bench.comparison import Comparison, PairedComparison, TargetComparison
 from openparity.bench.movement import Movement
 
 

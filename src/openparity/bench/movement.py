@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 from openparity.bench import stats
 from openparity.bench.baselines import Published
-from openparity.bench.compare import (
+from openparity.bench.comparison import (
     Comparison,
     PairedComparison,
     compare_runs,

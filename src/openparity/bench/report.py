@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 from openparity import __version__
-from openparity.bench.compare import Comparison, PairedComparison, TargetComparison
+from openparity.bench.comparison import Comparison, PairedComparison, TargetComparison
 from openparity.bench.gap_report import GapReport
 
 

@@ -7,7 +7,7 @@ import html
 from typing import Any
 
 from openparity import htmlpage
-from openparity.bench.compare import Comparison, TargetComparison
+from openparity.bench.comparison import Comparison, TargetComparison
 from openparity.bench.gap_report import GapReport
 from openparity.bench.headline import Headline, headlines, reference_name
 from openparity.bench.report import gap_rows, movement_rows, run_rows, verification_rows

@@ -52,7 +52,7 @@ SHARED = (
 
 @dataclass(frozen=True)
 class Edge:
-    source: str  # importing module, dotted, without the package prefix ("bench.compare")
+    source: str  # importing module, dotted, without the package prefix ("bench.comparison")
     target: str
     line: int
     in_function: bool

@@ -100,7 +100,7 @@ def compare_command(
 ) -> None:
     """Alliance (FedAvg, FedProx, and --alliance) vs central training vs each member alone vs
     the base, on the same held-out items, paired. Minutes per arm: progress goes to stderr."""
-    from openparity.federated.compare import compare
+    from openparity.federated.compare_arms import compare
 
     settings = replace(settings, min_members=members)
     output, alliance = Path(settings.output), settings.strategy

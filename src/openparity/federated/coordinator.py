@@ -372,7 +372,7 @@ def tasks_scores(
     with the model loaded once; it is freed afterwards (each checkpoint is measured once)."""
     import asyncio
 
-    from openparity.bench.compare import load_scores
+    from openparity.bench.comparison import load_scores
     from openparity.bench.runner import run_task
     from openparity.bench.store import RunStore
     from openparity.bench.tasks import get_task

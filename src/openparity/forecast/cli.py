@@ -90,7 +90,7 @@ def cost(
     share_source = "assumed"
     if open_share_from is not None:
         from openparity.route.ledger_db import as_target
-        from openparity.route.stats import ledger_stats
+        from openparity.route.ledger_summary import ledger_stats
 
         measured = ledger_stats(as_target(open_share_from))
         if not measured.answered:

@@ -100,7 +100,7 @@ def compare_command(
 ) -> None:
     """Dense vs MoE side by side: params, FLOPs/token, tokens/s, validation loss."""
     from openparity.console import print_json
-    from openparity.moe.compare import compare, render
+    from openparity.moe.dense_vs_moe import compare, render
 
     for name in presets:
         checked_preset(name, model)

@@ -87,7 +87,7 @@ def stats(
     """Open share, fallback reasons and cost vs all-closed, from the gateway's ledger."""
     from openparity.console import print_json
     from openparity.route.ledger_db import as_target
-    from openparity.route.stats import ledger_stats, render
+    from openparity.route.ledger_summary import ledger_stats, render
 
     result = ledger_stats(as_target(ledger) if ledger else _ledger_target(config))
     if as_json:

@@ -220,7 +220,7 @@ def movement_false_claims(
     changed nothing), for each (items, accuracy, discordance) setting: base and trained disagree
     on `discordance` of the items, half each way, so both keep the accuracy. Runs the shipped
     path: paired comparisons, then Holm across the tasks."""
-    from openparity.bench.compare import RunScores, compare_scores
+    from openparity.bench.comparison import RunScores, compare_scores
     from openparity.bench.movement import Movement, build_movements
     from openparity.bench.store import RunInfo
 
