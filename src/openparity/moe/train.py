@@ -144,6 +144,9 @@ def train(
         step, log = state["step"], state["log"]
         seconds_before = state.get("seconds", 0.0)
     (directory / "config.json").write_text(json.dumps(config.to_dict(), indent=2), encoding="utf-8")
+    # what this session was given, for people reading the directory (the checkpoint keeps it too)
+    run = {"corpus": corpus, "settings": settings.trajectory(), "steps": settings.steps}
+    write_atomic(directory / "settings.json", json.dumps(run, indent=2))
     model.train()
     started, tokens, last = time.perf_counter(), 0, {}
 
@@ -162,9 +165,6 @@ def train(
             settings,
             corpus,
         )
-        # what the run was given, for `--resume` and for people reading the directory
-        run = {"corpus": corpus, "settings": settings.trajectory(), "steps": settings.steps}
-        write_atomic(directory / "settings.json", json.dumps(run, indent=2))
 
     try:
         while step < settings.steps:

@@ -229,9 +229,10 @@ class Gateway:
     async def spent_in_ledger(self, key_id: str) -> float:
         """The key's spending from the ledger (this replica's pending rows written first),
         within ledger.read_timeout_s; TimeoutError past it."""
-        loop, ledger, timeout = asyncio.get_running_loop(), self.ledger, self.config.ledger
-        async with asyncio.timeout(timeout.read_timeout_s):
-            await loop.run_in_executor(STORE_THREADS, ledger.flush, timeout.read_timeout_s)
+        loop, ledger = asyncio.get_running_loop(), self.ledger
+        limit = self.config.ledger.read_timeout_s
+        async with asyncio.timeout(limit):
+            await loop.run_in_executor(STORE_THREADS, ledger.flush, limit)
             return await loop.run_in_executor(STORE_THREADS, spent_by, ledger.target, key_id)
 
     def all_failed(
