@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from openparity.cpus import THREADS_ENV, cpu_threads
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist workers share the machine's cores: each worker, and every process it
+    # starts (llama.cpp, torch, the sandbox), takes its share of threads, because
+    # llama.cpp's spinning threads slow down many times over when they outnumber the cores
+    _share = str(max(1, cpu_threads() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+    for _name in (THREADS_ENV, "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, _share)
 
 import pytest
 
@@ -63,3 +74,10 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist the slow tests go out first, so that no worker starts a long test
+    while the other one runs out of work (longest first keeps the two workers' ends close)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -17,6 +17,7 @@ import typer
 from openparity.align.settings import AlignSettings
 from openparity.console import err, print_json
 from openparity.console import out as console
+from openparity.cpus import cpu_threads
 from openparity.settings_cli import options_from
 
 if TYPE_CHECKING:
@@ -200,7 +201,7 @@ def _launch(processes: int) -> None:
         "openparity.cli",
         *sys.argv[1:],
     ]
-    threads = str(max(1, (os.cpu_count() or 1) // processes))
+    threads = str(max(1, cpu_threads() // processes))
     env = {**os.environ, _CHILD: "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads)}
     launcher = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True, bufsize=1)
     assert launcher.stderr is not None

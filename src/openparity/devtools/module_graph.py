@@ -37,6 +37,7 @@ SHARED = (
     "atomic",
     "cachedir",
     "console",
+    "cpus",
     "errors",
     "htmlpage",
     "jsonsafe",

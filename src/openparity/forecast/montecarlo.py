@@ -5,7 +5,6 @@ Everything is vectorised over draws (numpy arrays, no per-draw Python)."""
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
@@ -14,6 +13,7 @@ import numpy as np
 from scipy import special, stats
 from scipy.stats import qmc
 
+from openparity.cpus import cpu_threads
 from openparity.forecast import marginals
 from openparity.forecast.scenario import Scenario, ScenarioError
 
@@ -99,22 +99,32 @@ def inputs(
         return marginals.ppf(scenario.factors[i].push, special.ndtr(latent[:, i]))
 
     # scipy's special functions release the GIL: the columns' inverse CDFs run in parallel
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=cpu_threads()) as pool:
         push = np.column_stack(list(pool.map(push_column, range(d))))
     return push, resist
 
 
-def parity_probability(scenario: Scenario, push: np.ndarray, resist: np.ndarray) -> np.ndarray:
-    """Each draw's probability of parity. For the threshold link with noise this is the exact
-    conditional probability Phi((s - t) / sd) (same mean as sampling the noise, less variance)."""
+def parity_score(scenario: Scenario, push: np.ndarray, resist: np.ndarray) -> np.ndarray:
+    """Each draw's weighted net push, the quantity the link turns into a probability."""
     weights = np.array([f.weight for f in scenario.factors])
-    score = (push - resist) @ weights
+    return (push - resist) @ weights
+
+
+def link_probability(scenario: Scenario, score: np.ndarray) -> np.ndarray:
+    """Each draw's probability of parity from its score. For the threshold link with noise this
+    is the exact conditional probability Phi((s - t) / sd) (same mean as sampling the noise,
+    less variance)."""
     link = scenario.link
     if link.kind == "logistic":
         return special.expit(link.intercept + link.scale * score)
     if link.noise_sd > 0:
         return special.ndtr((score - link.threshold) / link.noise_sd)
     return (score > link.threshold).astype(float)
+
+
+def parity_probability(scenario: Scenario, push: np.ndarray, resist: np.ndarray) -> np.ndarray:
+    """Each draw's probability of parity."""
+    return link_probability(scenario, parity_score(scenario, push, resist))
 
 
 def forecast(
@@ -129,8 +139,9 @@ def forecast(
     if draws < 100:
         raise ScenarioError(f"{draws} draws are too few", hint="use at least 100")
     push, resist = inputs(scenario, draws, sampling, seed)
-    values = parity_probability(scenario, push, resist)
-    tornado = _tornado(scenario, push, resist) if sensitivity else []
+    score = parity_score(scenario, push, resist)
+    values = link_probability(scenario, score)
+    tornado = _tornado(scenario, push, resist, score) if sensitivity else []
     sobol = _sobol(scenario, seed) if sensitivity else []
     correlated = bool(np.any(scenario.correlation != np.eye(len(scenario.factors))))
     return Forecast(
@@ -161,22 +172,32 @@ def _convergence(values: np.ndarray, points: int = 40) -> list[tuple[int, float,
     return out
 
 
-def _tornado(scenario: Scenario, push: np.ndarray, resist: np.ndarray) -> list[TornadoBar]:
+def _tornado(
+    scenario: Scenario, push: np.ndarray, resist: np.ndarray, score: np.ndarray
+) -> list[TornadoBar]:
     """Each factor pinned against parity (push p10, resistance p90) and for it (p90, p10), the
-    other draws unchanged (common random numbers, so the swing is not noise)."""
+    other draws unchanged (common random numbers, so the swing is not noise). Pinning factor i
+    moves each draw's score by its weight times the change of that factor's net push, so no
+    draw matrix is copied."""
 
     def quantile(dist: object, q: float) -> float:
         return float(np.asarray(dist.ppf(np.array([q])))[0])  # type: ignore[attr-defined]
 
-    bars = []
-    for i, factor in enumerate(scenario.factors):
-        ends = []
-        for q in (0.1, 0.9):
-            pinned_push, pinned_resist = push.copy(), resist.copy()
-            pinned_push[:, i] = quantile(factor.push, q)
-            pinned_resist[:, i] = quantile(factor.resistance, 1 - q)
-            ends.append(float(parity_probability(scenario, pinned_push, pinned_resist).mean()))
-        bars.append(TornadoBar(factor.name, ends[0], ends[1]))
+    def pinned_mean(i: int, q: float) -> float:
+        factor = scenario.factors[i]
+        net = push[:, i] - resist[:, i]
+        pinned_net = quantile(factor.push, q) - quantile(factor.resistance, 1 - q)
+        moved = score + factor.weight * (pinned_net - net)
+        return float(link_probability(scenario, moved).mean())
+
+    pins = [(i, q) for i in range(len(scenario.factors)) for q in (0.1, 0.9)]
+    # numpy's element-wise work releases the GIL: the pins run in parallel
+    with ThreadPoolExecutor(max_workers=cpu_threads()) as pool:
+        means = list(pool.map(lambda pin: pinned_mean(*pin), pins))
+    bars = [
+        TornadoBar(factor.name, means[2 * i], means[2 * i + 1])
+        for i, factor in enumerate(scenario.factors)
+    ]
     return sorted(bars, key=lambda b: b.swing, reverse=True)
 
 

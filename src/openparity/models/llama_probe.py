@@ -24,6 +24,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from openparity.cpus import cpu_threads
 from openparity.errors import OpenparityError
 from openparity.models.errors import LlamaBuildCrashError
 from openparity.models.llama_build import rebuild_command
@@ -152,7 +153,7 @@ def _probe_model(fallback: Path) -> Path:
 def _decode(model_path: str) -> str:
     from llama_cpp import Llama
 
-    llm = Llama(model_path=model_path, n_ctx=512, n_threads=os.cpu_count() or 1, verbose=False)
+    llm = Llama(model_path=model_path, n_ctx=512, n_threads=cpu_threads(), verbose=False)
     prompt_tokens = len(llm.tokenize(PROBE_PROMPT.encode("utf-8")))
     out = llm.create_completion(PROBE_PROMPT, max_tokens=PROBE_TOKENS, temperature=0.0)
     produced = out["usage"]["completion_tokens"]

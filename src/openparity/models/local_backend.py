@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import os
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from openparity.cpus import cpu_threads
 from openparity.models.base import ChatModel
 from openparity.models.chat_body import chat_logprobs
 from openparity.models.chat_turn import Render, assistant_turn
@@ -75,7 +75,7 @@ def _new_llama(path: str, n_ctx: int, logits_all: bool) -> Any:
         return Llama(
             model_path=path,
             n_ctx=n_ctx,
-            n_threads=os.cpu_count() or 1,
+            n_threads=cpu_threads(),
             logits_all=logits_all,
             verbose=False,
         )

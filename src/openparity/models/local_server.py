@@ -7,7 +7,6 @@ on loopback behind the `openai` backend.
 from __future__ import annotations
 
 import importlib.util
-import os
 import signal
 import socket
 import subprocess
@@ -17,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from openparity.cpus import cpu_threads
 from openparity.models.endpoint import http_ok, require_free_port
 from openparity.models.errors import BackendUnavailableError, MissingDependencyError
 from openparity.models.local_backend import gguf_path
@@ -78,7 +78,7 @@ def local_server_command(
         "--n_ctx",
         str(n_ctx or spec.n_ctx),
         "--n_threads",
-        str(os.cpu_count() or 1),
+        str(cpu_threads()),
     ]
     if logits_all:
         command += ["--logits_all", "true"]
