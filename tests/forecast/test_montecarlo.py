@@ -156,3 +156,36 @@ def test_cli_json_and_html(tmp_path):
     assert ":CONSOLE" not in page.console and page.pixels.std() > 0.05
     bad = openparity(*run, "--sampling", "grid", timeout=60)
     assert bad.returncode == 2 and "unknown sampling 'grid'" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("a", "b"), [(3, 3), (4, 3), (2, 8), (0.5, 0.5), (0.3, 4), (40, 2), (1, 1), (1, 5)]
+)
+def test_the_tabulated_copula_inverse_gives_the_exact_inverses_numbers(a, b):
+    """The interpolated beta inverse (used from 50,000 values) against the exact one, on
+    normal draws and on the tails, infinities and NaN where the table hands over."""
+    from scipy import special
+
+    from openparity.forecast.marginals import TABLE_FROM, copula_ppf, ppf
+
+    z = np.random.default_rng(int(a * 10 + b)).standard_normal(TABLE_FROM + 11)
+    z[:11] = [-np.inf, -40, -8.6, -8.5, -1e-300, 0.0, 8.49999, 8.5, 9.0, np.inf, np.nan]
+    dist = stats.beta(a, b, loc=-1, scale=3)
+    tabulated, exact = copula_ppf(dist, z), ppf(dist, special.ndtr(z))
+    assert np.array_equal(np.isnan(tabulated), np.isnan(exact))
+    assert np.nanmax(np.abs(tabulated - exact)) <= 3e-12
+
+
+def test_a_forecast_keeps_its_numbers_with_the_tabulated_inverse(monkeypatch):
+    """The seed scenario's probability and tornado with and without the table."""
+    import openparity.forecast.marginals as marginals
+
+    scenario = load_scenario(DEFAULT_SCENARIO)
+    tabulated = forecast(scenario, draws=60_000, seed=5)
+    monkeypatch.setattr(marginals, "TABLE_FROM", 10**12)
+    exact = forecast(scenario, draws=60_000, seed=5)
+    assert tabulated.probability == pytest.approx(exact.probability, abs=1e-12)
+    assert tabulated.standard_error == pytest.approx(exact.standard_error, abs=1e-12)
+    for mine, theirs in zip(tabulated.tornado, exact.tornado, strict=True):
+        assert mine.factor == theirs.factor
+        assert (mine.low, mine.high) == pytest.approx((theirs.low, theirs.high), abs=1e-12)

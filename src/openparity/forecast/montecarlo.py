@@ -84,23 +84,28 @@ def inputs(
     then each marginal's inverse CDF); resistances are independent. With plain Monte Carlo the
     resistances are drawn directly; stratified schemes push every input through its inverse."""
     d = len(scenario.factors)
-    if sampling == "mc":
-        rng = np.random.default_rng(seed)
-        latent = correlate(rng.standard_normal((n, d)), scenario.correlation)
-        resist = np.column_stack([marginals.draw(f.resistance, n, rng) for f in scenario.factors])
-    else:
-        u = uniforms(n, 2 * d, sampling, seed)
-        latent = correlate(special.ndtri(np.clip(u[:, :d], _EPS, 1 - _EPS)), scenario.correlation)
-        resist = np.column_stack(
-            [marginals.ppf(f.resistance, u[:, d + i]) for i, f in enumerate(scenario.factors)]
-        )
 
     def push_column(i: int) -> np.ndarray:
-        return marginals.ppf(scenario.factors[i].push, special.ndtr(latent[:, i]))
+        return marginals.copula_ppf(scenario.factors[i].push, latent[:, i])
 
-    # scipy's special functions release the GIL: the columns' inverse CDFs run in parallel
+    # numpy's generators and scipy's special functions release the GIL: the resistances are
+    # drawn (in their fixed order) while the pushes' inverse CDFs run, column by column
     with ThreadPoolExecutor(max_workers=cpu_threads()) as pool:
+        if sampling == "mc":
+            rng = np.random.default_rng(seed)
+            latent = correlate(rng.standard_normal((n, d)), scenario.correlation)
+            resistances = pool.submit(
+                lambda: [marginals.draw(f.resistance, n, rng) for f in scenario.factors]
+            )
+        else:
+            u = uniforms(n, 2 * d, sampling, seed)
+            latent = correlate(
+                special.ndtri(np.clip(u[:, :d], _EPS, 1 - _EPS)), scenario.correlation
+            )
+            columns = [(f.resistance, u[:, d + i]) for i, f in enumerate(scenario.factors)]
+            resistances = pool.submit(lambda: [marginals.ppf(r, q) for r, q in columns])
         push = np.column_stack(list(pool.map(push_column, range(d))))
+        resist = np.column_stack(resistances.result())
     return push, resist
 
 
