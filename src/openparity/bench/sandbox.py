@@ -43,7 +43,7 @@ from typing import Literal
 
 from openparity.bench.cgroups import TreeLimits, tree_limits
 from openparity.bench.errors import SandboxUnavailableError
-from openparity.cpus import cpu_threads
+from openparity.cpus import usable_cpus
 
 LAUNCHER = Path(__file__).with_name("sandbox_launcher.py")
 RUNNER = Path(__file__).with_name("sandbox_runner.py")
@@ -146,7 +146,7 @@ class Sandbox:
         # read-only by one remount per mount, as on kernels before mount_setattr (5.12)
         self.legacy_remount = False
         self._cgroups_work = True
-        self.parallel = parallel or cpu_threads()
+        self.parallel = parallel or usable_cpus()
         # one semaphore per event loop: an asyncio primitive binds to the first loop it
         # waits on, and two reward functions may each run their own loop over one task
         self._slots_by_loop: weakref.WeakKeyDictionary[
