@@ -9,7 +9,7 @@ from openparity.cpus import THREADS_ENV, cpu_threads
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # pytest-xdist workers share the machine's cores: each worker, and every process it
-    # starts (llama.cpp, torch, the sandbox), takes its share of threads, because
+    # starts (llama.cpp, torch, the forecast), takes its share of threads, because
     # llama.cpp's spinning threads slow down many times over when they outnumber the cores
     _share = str(max(1, cpu_threads() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
     for _name in (THREADS_ENV, "OMP_NUM_THREADS", "MKL_NUM_THREADS"):

@@ -73,9 +73,8 @@ def copula_ppf(dist: Any, z: np.ndarray) -> np.ndarray:
     beyond = ~((interval >= 0) & (interval < len(_Z_GRID) - 1))  # NaN lands here too
     interval = np.clip(np.nan_to_num(interval), 0, len(_Z_GRID) - 2).astype(np.intp)
     t = position - interval
-    c = coefficients[interval]
     with np.errstate(all="ignore"):  # beyond the grid (t may be inf): the exact path below
-        x = ((c[:, 3] * t + c[:, 2]) * t + c[:, 1]) * t + c[:, 0]
+        x = _cubic(coefficients[interval], t)
     exact = beyond | unsafe[interval]
     if exact.any():
         x[exact] = ppf(dist, special.ndtr(z[exact]))
@@ -96,8 +95,12 @@ def _hermite_table(dist: Any) -> tuple[np.ndarray, np.ndarray]:
     for t in _CHECKS:
         z = _Z_GRID[:-1] + t * _Z_STEP
         exact = ppf(dist, special.ndtr(z))
-        c = coefficients
         with np.errstate(all="ignore"):
-            read = ((c[:, 3] * t + c[:, 2]) * t + c[:, 1]) * t + c[:, 0]
+            read = _cubic(coefficients, t)
         unsafe |= ~(np.abs(read - exact) <= _TOLERANCE * np.maximum(1.0, np.abs(exact)))
     return np.nan_to_num(coefficients), unsafe
+
+
+def _cubic(c: np.ndarray, t: np.ndarray | float) -> np.ndarray:
+    """Each row's cubic c0 + c1 t + c2 t^2 + c3 t^3 (Horner)."""
+    return ((c[:, 3] * t + c[:, 2]) * t + c[:, 1]) * t + c[:, 0]

@@ -188,21 +188,19 @@ def _tornado(
     def quantile(dist: object, q: float) -> float:
         return float(np.asarray(dist.ppf(np.array([q])))[0])  # type: ignore[attr-defined]
 
-    def pinned_mean(i: int, q: float) -> float:
-        factor = scenario.factors[i]
-        net = push[:, i] - resist[:, i]
-        pinned_net = quantile(factor.push, q) - quantile(factor.resistance, 1 - q)
-        moved = score + factor.weight * (pinned_net - net)
-        return float(link_probability(scenario, moved).mean())
+    def bar(factor_index: int) -> TornadoBar:
+        factor = scenario.factors[factor_index]
+        net = push[:, factor_index] - resist[:, factor_index]
+        ends = []
+        for q in (0.1, 0.9):
+            pinned_net = quantile(factor.push, q) - quantile(factor.resistance, 1 - q)
+            moved = score + factor.weight * (pinned_net - net)
+            ends.append(float(link_probability(scenario, moved).mean()))
+        return TornadoBar(factor.name, ends[0], ends[1])
 
-    pins = [(i, q) for i in range(len(scenario.factors)) for q in (0.1, 0.9)]
-    # numpy's element-wise work releases the GIL: the pins run in parallel
+    # numpy's element-wise work releases the GIL: the factors' bars are computed in parallel
     with ThreadPoolExecutor(max_workers=cpu_threads()) as pool:
-        means = list(pool.map(lambda pin: pinned_mean(*pin), pins))
-    bars = [
-        TornadoBar(factor.name, means[2 * i], means[2 * i + 1])
-        for i, factor in enumerate(scenario.factors)
-    ]
+        bars = list(pool.map(bar, range(len(scenario.factors))))
     return sorted(bars, key=lambda b: b.swing, reverse=True)
 
 
